@@ -1,0 +1,1 @@
+"""The SAP ArchiveLink HTTP Content Server 4.5 interface."""

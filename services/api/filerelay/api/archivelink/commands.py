@@ -1,0 +1,482 @@
+"""One function per ArchiveLink command (archivelink.md §1.4); the business rules live in documents.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from flask import Response, request
+from sqlalchemy.orm import Session
+
+from filerelay import documents
+from filerelay.api.archivelink.multipart import MultipartWriter
+from filerelay.api.archivelink.protocol import (
+    ArchiveLinkRequest,
+    ContentType,
+    ProtocolError,
+    byte_range,
+    format_records,
+    format_search_result,
+    parse_content_type,
+    parse_offset,
+    sap_date,
+    sap_time,
+    search,
+    validate_id,
+)
+from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, replacement_key, stage_body
+from filerelay.api.context import runtime
+from filerelay.db.models import ArchiveDocument, Document, Repository, new_id
+from filerelay.db.session import session_scope
+from filerelay.documents import DocumentExists, NewComponent, Outcome
+from filerelay.staging import CHUNK_SIZE
+
+SERVER_VENDOR = "FileRelay"
+SERVER_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class Call:
+    owner: str
+    slug: str
+    req: ArchiveLinkRequest
+    p_version: str
+
+    def cont_rep(self) -> str:
+        return validate_id("contRep", self.req.require("contRep"), 32)
+
+    def doc_id(self) -> str:
+        return validate_id("docId", self.req.require("docId"), MAX_ID_LENGTH)
+
+    def comp_id(self, *, required: bool) -> str | None:
+        value = self.req.get("compId")
+        if not value:
+            if required:
+                raise ProtocolError("missing mandatory parameter compId")
+            return None
+        return validate_id("compId", value, MAX_ID_LENGTH)
+
+    def repository(self, session: Session) -> Repository:
+        if documents.find_workspace(session, owner=self.owner, slug=self.slug) is None:
+            raise ProtocolError(f"no content server at /archivelink/{self.owner}/{self.slug}", status=404)
+        repo_id = self.cont_rep()
+        repository = documents.find_repository(session, owner=self.owner, slug=self.slug, repo_id=repo_id)
+        if repository is None:
+            raise ProtocolError(f"unknown content repository {repo_id}")
+        return repository
+
+    def document(self, session: Session) -> tuple[Repository, ArchiveDocument]:
+        repository = self.repository(session)
+        doc_id = self.doc_id()
+        document = documents.find_document(session, repository=repository, doc_id=doc_id)
+        if document is None:
+            raise ProtocolError(f"document {doc_id} not found in {repository.repo_id}", status=404)
+        return repository, document
+
+
+Handler = Callable[[Call], Response]
+ROUTES: dict[tuple[str, str], Handler] = {}
+
+
+def command(name: str, *methods: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for method in methods:
+            ROUTES[(method, name.lower())] = handler
+        return handler
+
+    return register
+
+
+def _finish(outcome: Outcome) -> None:
+    """After commit: wake the workers, drop bytes nobody will read."""
+    rt = runtime()
+    rt.enqueuer.enqueue(outcome.enqueue)
+    for key in outcome.delete_staged:
+        rt.staging.delete(key)
+
+
+def _empty(status: int, **headers: str) -> Response:
+    response = Response(b"", status=status, mimetype="text/plain")
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+def _content_type(component: Document) -> str:
+    return ContentType(component.content_type, component.charset, component.content_version).header()
+
+
+def _component_headers(component: Document, p_version: str) -> list[tuple[str, str]]:
+    return [
+        ("X-compId", component.comp_id),
+        ("X-Content-Length", str(component.size_bytes)),
+        ("X-compDateC", sap_date(component.received_at)),
+        ("X-compTimeC", sap_time(component.received_at)),
+        ("X-compDateM", sap_date(component.updated_at)),
+        ("X-compTimeM", sap_time(component.updated_at)),
+        ("X-compStatus", "online" if component.staging_key else "offline"),
+        ("X-pVersion", p_version),
+    ]
+
+
+def _part_headers(component: Document, p_version: str, *, content_length: int) -> list[tuple[str, str]]:
+    return [
+        ("Content-Type", _content_type(component)),
+        ("Content-Length", str(content_length)),
+        *_component_headers(component, p_version),
+    ]
+
+
+def _document_headers(document: ArchiveDocument, count: int) -> dict[str, str]:
+    return {
+        "X-dateC": sap_date(document.created_at),
+        "X-timeC": sap_time(document.created_at),
+        "X-dateM": sap_date(document.updated_at),
+        "X-timeM": sap_time(document.updated_at),
+        # The spec and SAP's own code disagree on these names; send both (archivelink.md §6.5).
+        "X-numberComps": str(count),
+        "X-numComps": str(count),
+        "X-docId": document.doc_id,
+        "X-docStatus": "online",
+    }
+
+
+def _held(component: Document) -> str:
+    if component.staging_key is None:
+        raise ProtocolError(
+            f"the content of component {component.comp_id} is no longer held by FileRelay", status=409
+        )
+    return component.staging_key
+
+
+def _stream(fp: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+    with fp:
+        fp.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = fp.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+
+
+@command("serverInfo", "GET")
+def server_info(call: Call) -> Response:
+    rt = runtime()
+    now = rt.clock.now()
+    with session_scope(rt.sessions) as session:
+        if call.req.get("contRep"):
+            repositories = [call.repository(session)]
+        else:
+            workspace = documents.find_workspace(session, owner=call.owner, slug=call.slug)
+            if workspace is None:
+                raise ProtocolError(f"no content server at /archivelink/{call.owner}/{call.slug}", status=404)
+            repositories = sorted(workspace.repositories, key=lambda r: r.repo_id)
+        records = [
+            [
+                ("serverStatus", "running"),
+                ("serverVendorId", SERVER_VENDOR),
+                ("serverVersion", SERVER_VERSION),
+                ("serverBuild", "1"),
+                ("serverTime", sap_time(now)),
+                ("serverDate", sap_date(now)),
+                ("serverStatusDescription", "ready"),
+                ("pVersion", call.p_version),
+            ]
+        ] + [
+            [
+                ("contRep", r.repo_id),
+                ("contRepDescription", r.description),
+                ("contRepStatus", "running"),
+                ("contRepStatusDescription", ""),
+                ("pVersion", call.p_version),
+            ]
+            for r in repositories
+        ]
+    return Response(format_records(records), status=200, mimetype="text/plain")
+
+
+@command("create", "PUT")
+def create_single(call: Call) -> Response:
+    rt = runtime()
+    doc_id, comp_id = call.doc_id(), call.comp_id(required=True)
+    assert comp_id is not None
+    with session_scope(rt.sessions) as session:
+        repository = call.repository(session)
+        if documents.find_document(session, repository=repository, doc_id=doc_id):
+            raise ProtocolError(f"document {doc_id} already exists", status=403)
+    content_type = parse_content_type(request.headers.get("Content-Type"))
+    staged = stage_body(rt.staging, new_id("doc"), rt.settings.max_document_bytes)
+    component = NewComponent(comp_id, content_type.mime, content_type.charset, content_type.version, staged)
+    _create(call, doc_id, [component])
+    return _empty(201, X_docId=doc_id)
+
+
+def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
+    """Commit a new document whose components are staged; on any failure, unstage them."""
+    rt = runtime()
+    try:
+        with session_scope(rt.sessions) as session:
+            outcome = documents.create(
+                session,
+                repository=call.repository(session),
+                doc_id=doc_id,
+                doc_prot=call.req.get("docProt"),
+                components=components,
+                now=rt.clock.now(),
+            )
+    except BaseException as exc:
+        for component in components:
+            rt.staging.delete(component.staged.key)
+        if isinstance(exc, DocumentExists):
+            raise ProtocolError(str(exc), status=403) from None
+        raise
+    _finish(outcome)
+
+
+@command("create", "POST")
+def create_multipart(call: Call) -> Response:
+    rt = runtime()
+    doc_id = call.doc_id()
+    with session_scope(rt.sessions) as session:
+        repository = call.repository(session)
+        if documents.find_document(session, repository=repository, doc_id=doc_id):
+            raise ProtocolError(f"document {doc_id} already exists", status=403)
+    parts = StagedParts(rt.staging, rt.settings.max_document_bytes)
+    parts.read()
+    _create(call, doc_id, [c for _, c in parts.components])
+    return _empty(201, X_docId=doc_id)
+
+
+@command("mCreate", "POST")
+def m_create(call: Call) -> Response:
+    """Several documents in one body; each is its own transaction (archivelink.md: mCreate)."""
+    rt = runtime()
+    with session_scope(rt.sessions) as session:
+        call.repository(session)
+    results: list[tuple[str, int, str]] = []
+    parts = StagedParts(rt.staging, rt.settings.max_document_bytes, with_doc_id=True)
+
+    def commit_group() -> None:
+        group = [c for _, c in parts.components]
+        if not group:
+            return
+        doc_id = str(parts.components[0][0])
+        parts.components.clear()  # from here on, _create owns (and cleans up) these staged bytes
+        try:
+            _create(call, doc_id, group)
+            results.append((doc_id, 201, ""))
+        except ProtocolError as exc:
+            results.append((doc_id, exc.status, exc.description))
+        except Exception as exc:
+            results.append((doc_id, 500, f"{type(exc).__name__}"))
+
+    def on_component(doc_id: str | None, _component: NewComponent) -> None:
+        # All parts of a document are consecutive: a new X-docId closes the previous document.
+        if parts.components and parts.components[0][0] != doc_id:
+            pending = parts.components.pop()
+            commit_group()
+            parts.components.append(pending)
+
+    parts.on_component = on_component
+    parts.read()
+    commit_group()
+    records = [
+        [("docId", d), ("retCode", str(code))] + ([("errorDescription", why)] if why else [])
+        for d, code, why in results
+    ]
+    status = 201 if all(code == 201 for _, code, _ in results) else 250
+    return Response(format_records(records), status=status, mimetype="text/plain")
+
+
+@command("get", "GET", "HEAD")
+def get(call: Call) -> Response:
+    rt = runtime()
+    with session_scope(rt.sessions) as session:
+        _, document = call.document(session)
+        component = documents.component(document, call.comp_id(required=False))
+        if component is None:
+            raise ProtocolError(f"component not found in document {document.doc_id}", status=404)
+        key = _held(component)
+        doc_prot = document.doc_prot
+    start, length = byte_range(
+        component.size_bytes,
+        parse_offset("fromOffset", call.req.get("fromOffset"), 0),
+        parse_offset("toOffset", call.req.get("toOffset"), -1),
+    )
+    fp = rt.staging.open(key)
+    response = Response(_stream(fp, start, length), status=200, content_type=_content_type(component))
+    response.call_on_close(fp.close)
+    response.headers["Content-Length"] = str(length)
+    for name, value in _component_headers(component, call.p_version):
+        response.headers[name] = value
+    if doc_prot is not None:
+        response.headers["X-docProt"] = doc_prot
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@command("info", "GET")
+def info(call: Call) -> Response:
+    rt = runtime()
+    with session_scope(rt.sessions) as session:
+        repository, document = call.document(session)
+        comp_id = call.comp_id(required=False)
+        components = list(document.components)
+        if comp_id is not None:
+            components = [c for c in components if c.comp_id == comp_id]
+            if not components:
+                raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", 404)
+    writer = MultipartWriter()
+    body = b"".join(
+        # info describes components without their content: Content-Length 0, the size in X-Content-Length.
+        writer.part_head(_part_headers(c, call.p_version, content_length=0)) + writer.part_tail()
+        for c in components
+    )
+    response = Response(body + writer.closing(), status=200, content_type=writer.content_type)
+    headers = _document_headers(document, len(document.components))
+    headers |= {"X-contentRep": repository.repo_id, "X-contRep": repository.repo_id}
+    response.headers.update(headers)
+    return response
+
+
+@command("docGet", "GET")
+def doc_get(call: Call) -> Response:
+    rt = runtime()
+    with session_scope(rt.sessions) as session:
+        repository, document = call.document(session)
+        components = list(document.components)
+        keys = [_held(c) for c in components]
+    writer = MultipartWriter()
+
+    def body() -> Iterator[bytes]:
+        for component, key in zip(components, keys, strict=True):
+            yield writer.part_head(
+                _part_headers(component, call.p_version, content_length=component.size_bytes)
+            )
+            yield from _stream(rt.staging.open(key), 0, component.size_bytes)
+            yield writer.part_tail()
+        yield writer.closing()
+
+    response = Response(body(), status=200, content_type=writer.content_type)
+    headers = _document_headers(document, len(components))
+    headers |= {"X-contRep": repository.repo_id, "X-contentRep": repository.repo_id}
+    response.headers.update(headers)
+    return response
+
+
+@command("delete", "GET", "DELETE")
+def delete(call: Call) -> Response:
+    rt = runtime()
+    with session_scope(rt.sessions) as session:
+        _, document = call.document(session)
+        comp_id = call.comp_id(required=False)
+        if comp_id is not None and documents.component(document, comp_id) is None:
+            raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", status=404)
+        documents.delete(session, archive_document=document, comp_id=comp_id, now=rt.clock.now())
+    return _empty(200)
+
+
+def _put(call: Call, components: list[NewComponent], *, replace_all: bool) -> None:
+    rt = runtime()
+    try:
+        with session_scope(rt.sessions) as session:
+            repository, document = call.document(session)
+            now = rt.clock.now()
+            outcome = Outcome()
+            sent = {c.comp_id for c in components}
+            for component in components:
+                outcome.merge(
+                    documents.put_component(
+                        session, repository=repository, archive_document=document, new=component, now=now
+                    )
+                )
+            if replace_all:
+                for old in list(document.components):
+                    if old.comp_id not in sent:
+                        documents.delete(session, archive_document=document, comp_id=old.comp_id, now=now)
+    except BaseException:
+        for component in components:
+            rt.staging.delete(component.staged.key)
+        raise
+    _finish(outcome)
+
+
+@command("update", "PUT")
+def update_single(call: Call) -> Response:
+    rt = runtime()
+    comp_id = call.comp_id(required=True)
+    assert comp_id is not None
+    with session_scope(rt.sessions) as session:
+        _, document = call.document(session)
+        existing = documents.component(document, comp_id)
+        key = replacement_key(existing.id) if existing else new_id("doc")
+    content_type = parse_content_type(request.headers.get("Content-Type"))
+    staged = stage_body(rt.staging, key, rt.settings.max_document_bytes)
+    _put(
+        call,
+        [NewComponent(comp_id, content_type.mime, content_type.charset, content_type.version, staged)],
+        replace_all=False,
+    )
+    return _empty(200)
+
+
+@command("update", "POST")
+def update_multipart(call: Call) -> Response:
+    rt = runtime()
+    with session_scope(rt.sessions) as session:
+        call.document(session)
+    parts = StagedParts(rt.staging, rt.settings.max_document_bytes)
+    parts.read()
+    _put(call, [c for _, c in parts.components], replace_all=True)
+    return _empty(200)
+
+
+@command("append", "PUT")
+def append(call: Call) -> Response:
+    rt = runtime()
+    comp_id = call.comp_id(required=True)
+    with session_scope(rt.sessions) as session:
+        _, document = call.document(session)
+        existing = documents.component(document, comp_id)
+        if existing is None:
+            raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", status=404)
+        old_key = _held(existing)
+    staged = stage_body(
+        rt.staging, replacement_key(existing.id), rt.settings.max_document_bytes, prefix_key=old_key
+    )
+    new = NewComponent(
+        existing.comp_id, existing.content_type, existing.charset, existing.content_version, staged
+    )
+    _put(call, [new], replace_all=False)
+    return _empty(200)
+
+
+@command("search", "GET")
+def search_command(call: Call) -> Response:
+    rt = runtime()
+    comp_id = call.comp_id(required=True)
+    pattern = call.req.require("pattern")
+    with session_scope(rt.sessions) as session:
+        _, document = call.document(session)
+        component = documents.component(document, comp_id)
+        if component is None:
+            raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", status=404)
+        key = _held(component)
+    num_results = parse_offset("numResults", call.req.get("numResults"), 1)
+    case = (call.req.get("caseSensitive") or "n").lower()
+    if case not in ("y", "n"):
+        raise ProtocolError("caseSensitive must be y or n")
+    with rt.staging.open(key) as fp:
+        offsets = search(
+            fp,
+            component.size_bytes,
+            pattern.encode("latin-1", errors="replace"),
+            case_sensitive=case == "y",
+            from_offset=parse_offset("fromOffset", call.req.get("fromOffset"), 0),
+            to_offset=parse_offset("toOffset", call.req.get("toOffset"), -1),
+            num_results=num_results,
+        )
+    return Response(format_search_result(offsets), status=200, mimetype="text/plain")

@@ -1,0 +1,326 @@
+"""Pure ArchiveLink wire-format helpers: query parsing, record bodies, offsets, ranges and search."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import unquote
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_OFFSET = re.compile(r"-?[0-9]{1,18}")
+_EXPIRATION = re.compile(r"[0-9]{14}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_MIME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+")
+_FIELD = re.compile(r'[ \t]*([A-Za-z][A-Za-z0-9_-]*)="((?:[\x20\x21\x23-\x7e]|"")*)"[ \t]*(;|$)')
+
+
+class ProtocolError(Exception):
+    """A request SAP should not have sent; the caller answers with `status` and X-ErrorDescription."""
+
+    def __init__(self, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.description = description
+        self.status = status
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    # Error descriptions end up in an HTTP header, so never echo raw control or non-ASCII bytes.
+    cut = text if len(text) <= limit else text[:limit] + "..."
+    return _NOT_PRINTABLE.sub("?", cut)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    raw: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ArchiveLinkRequest:
+    command: str
+    params: tuple[Param, ...]
+
+    def _find(self, name: str) -> Param | None:
+        exact = next((p for p in self.params if p.name == name), None)
+        return exact or next((p for p in self.params if p.name.casefold() == name.casefold()), None)
+
+    def get(self, name: str) -> str | None:
+        return param.value if (param := self._find(name)) else None
+
+    def raw(self, name: str) -> str | None:
+        return param.raw if (param := self._find(name)) else None
+
+    def has(self, name: str) -> bool:
+        return self._find(name) is not None
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if not value:
+            raise ProtocolError(f"missing mandatory parameter {name}")
+        return value
+
+
+def _decode_value(name: str, raw: str) -> str:
+    try:
+        # Not unquote_plus: a literal "+" is data (base64 secKeys), never an encoded blank.
+        value = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"parameter {name} is not valid UTF-8 after %-decoding") from None
+    if _CONTROL.search(value):
+        raise ProtocolError(f"parameter {name} contains a control character")
+    return value
+
+
+def parse_query(raw: bytes) -> ArchiveLinkRequest:
+    try:
+        query = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("the query string must be 7-bit ASCII") from None
+    command, _, rest = query.partition("&")
+    if "=" in command:
+        raise ProtocolError("the first query token must be the command, e.g. ?info&pVersion=0047&...")
+    if not command:
+        raise ProtocolError("no command given")
+    if not _NAME.fullmatch(command):
+        raise ProtocolError(f"invalid command {_shown(command)!r}")
+    params: list[Param] = []
+    seen: set[str] = set()
+    for token in rest.split("&"):
+        if not token:
+            continue
+        name, _, raw_value = token.partition("=")
+        if not _NAME.fullmatch(name):
+            raise ProtocolError(f"invalid parameter name {_shown(name)!r}")
+        if name.casefold() in seen:
+            raise ProtocolError(f"parameter {name} appears more than once")
+        seen.add(name.casefold())
+        params.append(Param(name, raw_value, _decode_value(name, raw_value)))
+    return ArchiveLinkRequest(command, tuple(params))
+
+
+def format_records(records: Iterable[Sequence[tuple[str, str]]]) -> bytes:
+    lines: list[str] = []
+    for record in records:
+        fields: list[str] = []
+        for key, value in record:
+            if not _NAME.fullmatch(key):
+                raise ValueError(f"invalid record key {key!r}")
+            printable = _NOT_PRINTABLE.sub("?", value).replace('"', '""')
+            fields.append(f'{key}="{printable}";')
+        lines.append("".join(fields) + "\r\n")
+    return "".join(lines).encode("ascii")
+
+
+def _parse_record_line(line: str, number: int) -> dict[str, str]:
+    record: dict[str, str] = {}
+    pos = 0
+    while pos < len(line):
+        match = _FIELD.match(line, pos)
+        if match is None:
+            raise ProtocolError(f"malformed record in line {number}")
+        key, value = match.group(1), match.group(2).replace('""', '"')
+        if key in record:
+            raise ProtocolError(f"key {key} appears more than once in line {number}")
+        record[key] = value
+        pos = match.end()
+    return record
+
+
+def parse_records(body: bytes) -> list[dict[str, str]]:
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("a record body must be ASCII") from None
+    records: list[dict[str, str]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.removesuffix("\r").strip(" \t")
+        if stripped:
+            records.append(_parse_record_line(stripped, number))
+    return records
+
+
+@dataclass(frozen=True)
+class ContentType:
+    mime: str
+    charset: str | None = None
+    version: str | None = None
+
+    def header(self) -> str:
+        parts = [self.mime]
+        for name, value in (("charset", self.charset), ("version", self.version)):
+            if value is not None:
+                parts.append(f"{name}={_header_value(value)}")
+        return "; ".join(parts)
+
+
+def _header_value(value: str) -> str:
+    if _TOKEN.fullmatch(value):
+        return value
+    escaped = _NOT_PRINTABLE.sub("?", value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def parse_content_type(header: str | None) -> ContentType:
+    if header is None or not header.strip():
+        return ContentType("application/octet-stream")
+    mime, *params = header.split(";")
+    mime = mime.strip().lower()
+    if not _MIME.fullmatch(mime):
+        raise ProtocolError(f"invalid Content-Type {_shown(mime)!r}")
+    found: dict[str, str | None] = {}
+    for param in params:
+        name, sep, value = param.partition("=")
+        name, value = name.strip().lower(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        if sep and name in ("charset", "version") and name not in found:
+            found[name] = value or None
+    return ContentType(mime, found.get("charset"), found.get("version"))
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("a timezone-aware datetime is required")
+    return value.astimezone(dt.UTC)
+
+
+def sap_date(value: dt.datetime) -> str:
+    return _utc(value).strftime("%Y-%m-%d")
+
+
+def sap_time(value: dt.datetime) -> str:
+    return _utc(value).strftime("%H:%M:%S")
+
+
+def parse_expiration(value: str) -> dt.datetime:
+    if not _EXPIRATION.fullmatch(value):
+        raise ProtocolError("expiration must be 14 digits YYYYMMDDHHMMSS (UTC)")
+    month, day, hour, minute, second = (int(value[i : i + 2]) for i in range(4, 14, 2))
+    try:
+        return dt.datetime(int(value[:4]), month, day, hour, minute, second, tzinfo=dt.UTC)
+    except ValueError:
+        raise ProtocolError("expiration is not a valid date and time") from None
+
+
+def parse_offset(name: str, value: str | None, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if not _OFFSET.fullmatch(value) or int(value) < -1:
+        raise ProtocolError(f"parameter {name} must be an integer >= -1")
+    return int(value)
+
+
+def _clamp(offset: int, size: int) -> int:
+    # As in SAP's own handler: -1 (any negative) and anything past the end both mean "the last byte".
+    return size - 1 if offset < 0 or offset >= size else offset
+
+
+def byte_range(size: int, from_offset: int, to_offset: int) -> tuple[int, int]:
+    if size <= 0:
+        return 0, 0
+    if from_offset >= size and to_offset >= size:
+        # SAP's handler special-cases a range wholly past the end as empty rather than clamping it.
+        return size, 0
+    start, end = _clamp(from_offset, size), _clamp(to_offset, size)
+    return start, max(end - start + 1, 0)
+
+
+def validate_id(kind: str, value: str, max_length: int) -> str:
+    if not value:
+        reason = "empty"
+    elif len(value) > max_length:
+        reason = f"longer than {max_length} characters"
+    elif _NOT_PRINTABLE.search(value):
+        reason = "only printable ASCII characters are allowed"
+    elif value != value.strip(" "):
+        reason = "leading or trailing blanks are not allowed"
+    else:
+        return value
+    raise ProtocolError(f"invalid {kind}: {reason}")
+
+
+def _read_at(fp: BinaryIO, offset: int, length: int) -> bytes:
+    fp.seek(offset)
+    parts: list[bytes] = []
+    missing = length
+    while missing > 0:
+        part = fp.read(missing)
+        if not part:
+            raise EOFError(f"content ended before offset {offset + length}")
+        parts.append(part)
+        missing -= len(part)
+    return b"".join(parts)
+
+
+def _forward(fp: BinaryIO, lo: int, hi: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
+    hits: list[int] = []
+    keep = len(pattern) - 1
+    buf, buf_start, pos, resume = b"", lo, lo, lo
+    while pos < hi and len(hits) < limit:
+        chunk = _read_at(fp, pos, min(step, hi - pos))
+        pos += len(chunk)
+        buf += chunk.lower() if fold else chunk
+        index = max(resume - buf_start, 0)
+        while len(hits) < limit and (index := buf.find(pattern, index)) >= 0:
+            hits.append(buf_start + index)
+            index += len(pattern)
+            resume = buf_start + index
+        # Only the last len(pattern)-1 bytes can still start a match that ends in the next chunk.
+        cut = max(len(buf) - keep, 0)
+        buf, buf_start = buf[cut:], buf_start + cut
+    return hits
+
+
+def _backward(fp: BinaryIO, lo: int, hi: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
+    hits: list[int] = []
+    keep = len(pattern) - 1
+    buf, pos, bound = b"", hi, hi
+    while pos > lo and len(hits) < limit:
+        size = min(step, pos - lo)
+        pos -= size
+        chunk = _read_at(fp, pos, size)
+        buf = (chunk.lower() if fold else chunk) + buf
+        end = bound - pos
+        while len(hits) < limit and (index := buf.rfind(pattern, 0, end)) >= 0:
+            hits.append(pos + index)
+            end = index
+        bound = pos + end
+        buf = buf[:keep]
+    return hits
+
+
+def search(
+    fp: BinaryIO,
+    size: int,
+    pattern: bytes,
+    *,
+    case_sensitive: bool,
+    from_offset: int,
+    to_offset: int,
+    num_results: int,
+    chunk_size: int = 1 << 20,
+) -> list[int]:
+    if not pattern:
+        raise ProtocolError("the search pattern must not be empty")
+    if num_results <= 0:
+        raise ProtocolError("numResults must be a positive integer")
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    if size <= 0:
+        return []
+    start, end = _clamp(from_offset, size), _clamp(to_offset, size)
+    fold = not case_sensitive
+    needle = pattern.lower() if fold else pattern
+    if start <= end:
+        return _forward(fp, start, end + 1, needle, fold, num_results, chunk_size)
+    return _backward(fp, end, start + 1, needle, fold, num_results, chunk_size)
+
+
+def format_search_result(offsets: Sequence[int]) -> bytes:
+    return "".join(f"{value};" for value in (len(offsets), *offsets)).encode("ascii")

@@ -1,0 +1,142 @@
+"""Bodies from SAP into staging: single PUT bodies and multipart parts, all-or-nothing."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from flask import request
+from werkzeug.exceptions import ClientDisconnected
+
+from filerelay.api.archivelink.multipart import read_parts
+from filerelay.api.archivelink.protocol import ProtocolError, parse_content_type, validate_id
+from filerelay.db.models import new_id
+from filerelay.documents import NewComponent
+from filerelay.staging import (
+    IncompleteBody,
+    StagedObject,
+    StagingStore,
+    StagingWriter,
+    TooLarge,
+    copy_stream,
+)
+
+MAX_ID_LENGTH = 128
+
+
+def replacement_key(document_id: str) -> str:
+    """A fresh staging key for new content of an existing component (old bytes may still be read)."""
+    return f"{document_id}.{secrets.token_hex(4)}"
+
+
+def _announced_length() -> int | None:
+    return request.content_length
+
+
+def check_length(limit: int) -> None:
+    length = _announced_length()
+    if length is not None and length > limit:
+        raise ProtocolError(f"the body has {length} bytes; the limit is {limit}", status=413)
+
+
+def stage_body(staging: StagingStore, key: str, limit: int, *, prefix_key: str | None = None) -> StagedObject:
+    """Stream the request body (after the staged object `prefix_key`, for append) into staging."""
+    check_length(limit)
+    try:
+        with staging.writer(key, limit=limit) as writer:
+            if prefix_key is not None:
+                with staging.open(prefix_key) as old:
+                    copy_stream(old.read, writer)
+            copy_stream(request.stream.read, writer, expected=_announced_length())
+            return writer.commit()
+    except TooLarge as exc:
+        raise ProtocolError(str(exc), status=413) from None
+    except (IncompleteBody, ClientDisconnected) as exc:
+        raise ProtocolError(f"incomplete body: {exc}") from None
+
+
+class StagedParts:
+    """Part handler that stages each multipart component; `discard()` undoes everything staged."""
+
+    def __init__(self, staging: StagingStore, limit: int, *, with_doc_id: bool = False) -> None:
+        self.staging = staging
+        self.limit = limit
+        self.with_doc_id = with_doc_id
+        self.total = 0
+        self.components: list[tuple[str | None, NewComponent]] = []
+        self._writer: StagingWriter | None = None
+        self._current: dict[str, str | None] = {}
+        self._part_size = 0
+        self.on_component: Callable[[str | None, NewComponent], None] | None = None
+
+    def start_part(self, headers: dict[str, str]) -> None:
+        for header in ("x-compid", "x-docid") if self.with_doc_id else ("x-compid",):
+            if header not in headers:
+                name = "X-compId" if header == "x-compid" else "X-docId"
+                raise ProtocolError(f"part {len(self.components) + 1} has no {name} header")
+        comp_id = validate_id("X-compId", headers["x-compid"], MAX_ID_LENGTH)
+        doc_id = validate_id("X-docId", headers["x-docid"], MAX_ID_LENGTH) if self.with_doc_id else None
+        if not self.with_doc_id and any(c.comp_id == comp_id for _, c in self.components):
+            raise ProtocolError(f"component {comp_id} appears twice in one request")
+        content_type = parse_content_type(headers.get("content-type"))
+        declared = headers.get("content-length")
+        if declared is not None and not declared.isdigit():
+            raise ProtocolError(f"part {comp_id} has an invalid Content-Length {declared!r}")
+        self._current = {
+            "comp_id": comp_id,
+            "doc_id": doc_id,
+            "mime": content_type.mime,
+            "charset": content_type.charset,
+            "version": content_type.version,
+            "declared": declared,
+        }
+        self._part_size = 0
+        self._writer = self.staging.writer(new_id("doc"), limit=self.limit)
+
+    def part_data(self, data: bytes) -> None:
+        assert self._writer is not None
+        self.total += len(data)
+        if self.total > self.limit:
+            raise ProtocolError(f"the body exceeds the limit of {self.limit} bytes", status=413)
+        self._part_size += len(data)
+        self._writer.write(data)
+
+    def end_part(self) -> None:
+        assert self._writer is not None
+        current = self._current
+        declared = current["declared"]
+        if declared is not None and int(declared) != self._part_size:
+            raise ProtocolError(
+                f"part {current['comp_id']} announced {declared} bytes but carried {self._part_size}"
+            )
+        staged = self._writer.commit()
+        self._writer = None
+        component = NewComponent(
+            comp_id=str(current["comp_id"]),
+            mime=str(current["mime"]),
+            charset=current["charset"],
+            version=current["version"],
+            staged=staged,
+        )
+        self.components.append((current["doc_id"], component))
+        if self.on_component is not None:
+            self.on_component(current["doc_id"], component)
+
+    def read(self) -> None:
+        try:
+            read_parts(request.stream.read, request.headers.get("Content-Type"), self)
+        except BaseException as exc:
+            self.discard()
+            if isinstance(exc, TooLarge):
+                raise ProtocolError(str(exc), status=413) from None
+            if isinstance(exc, ClientDisconnected):
+                raise ProtocolError(f"incomplete body: {exc}") from None
+            raise
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        for _, component in self.components:
+            self.staging.delete(component.staged.key)
+        self.components.clear()

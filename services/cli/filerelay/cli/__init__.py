@@ -1,0 +1,5 @@
+"""The `filerelay` command."""
+
+from filerelay.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,3 @@
+from filerelay.cli.main import main
+
+main()

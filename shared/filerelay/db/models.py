@@ -1,0 +1,304 @@
+"""The domain model (ARCHITECTURE.md §2) as SQLAlchemy 2 tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import secrets
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from filerelay.db.types import UTCDateTime
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class DocumentStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    DISCARDED = "discarded"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    MEMBER = "member"
+    ADMIN = "admin"
+
+
+class SignatureMode(enum.StrEnum):
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+    NONE = "none"
+
+
+class Base(DeclarativeBase):
+    # SQLAlchemy reads this as a class attribute.
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}  # noqa: RUF012
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+    __table_args__ = (UniqueConstraint("owner_slug", "slug"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_slug: Mapped[str] = mapped_column(String(64))
+    slug: Mapped[str] = mapped_column(String(64))
+    max_retries: Mapped[int] = mapped_column(Integer, default=5)
+    retry_ttl_seconds: Mapped[int] = mapped_column(Integer, default=24 * 3600)
+    backoff_base_seconds: Mapped[int] = mapped_column(Integer, default=30)
+    backoff_max_seconds: Mapped[int] = mapped_column(Integer, default=3600)
+    created_at: Mapped[dt.datetime]
+
+    repositories: Mapped[list[Repository]] = relationship(back_populates="workspace")
+    destinations: Mapped[list[Destination]] = relationship(back_populates="workspace")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    # sha256 hex of the whole key: the key itself is never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime]
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class Repository(Base):
+    """An SAP content repository (contRep) within a workspace."""
+
+    __tablename__ = "repositories"
+    __table_args__ = (UniqueConstraint("workspace_id", "repo_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    repo_id: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    signature: Mapped[str] = mapped_column(String(16), default=SignatureMode.REQUIRED.value)
+    created_at: Mapped[dt.datetime]
+
+    workspace: Mapped[Workspace] = relationship(back_populates="repositories")
+    destinations: Mapped[list[Destination]] = relationship(secondary="routes", order_by="Destination.id")
+
+
+class Destination(Base):
+    __tablename__ = "destinations"
+    __table_args__ = (UniqueConstraint("workspace_id", "public_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    public_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Write-only: never returned by any API.
+    secrets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    path_template: Mapped[str] = mapped_column(String(512))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_retries: Mapped[int | None]
+    retry_ttl_seconds: Mapped[int | None]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+    workspace: Mapped[Workspace] = relationship(back_populates="destinations")
+
+
+class Route(Base):
+    """Wires a repository to a destination."""
+
+    __tablename__ = "routes"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    destination_id: Mapped[int] = mapped_column(
+        ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ArchiveDocument(Base):
+    """The ArchiveLink document header: what SAP calls a document, holding 0..n components."""
+
+    __tablename__ = "archive_documents"
+    __table_args__ = (
+        # A deleted docId may be created again; only live documents must be unique.
+        Index(
+            "uq_archive_documents_live",
+            "repository_id",
+            "doc_id",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    doc_id: Mapped[str] = mapped_column(String(128))
+    # None: created without docProt (server default applies); "" means explicitly unprotected.
+    doc_prot: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    deleted_at: Mapped[dt.datetime | None]
+
+    components: Mapped[list[Document]] = relationship(
+        back_populates="archive_document",
+        primaryjoin="and_(ArchiveDocument.id == Document.archive_document_id, Document.deleted_at.is_(None))",
+        order_by="Document.comp_id",
+        viewonly=True,
+    )
+
+
+class Document(Base):
+    """One ArchiveLink component: the unit that is staged, delivered and listed."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        Index(
+            "uq_documents_live_component",
+            "repository_id",
+            "doc_id",
+            "comp_id",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index("ix_documents_workspace_received", "workspace_id", "received_at"),
+        Index("ix_documents_workspace_status_received", "workspace_id", "status", "received_at"),
+        Index("ix_documents_workspace_updated", "workspace_id", "updated_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("doc"))
+    archive_document_id: Mapped[int] = mapped_column(ForeignKey("archive_documents.id", ondelete="CASCADE"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    doc_id: Mapped[str] = mapped_column(String(128))
+    comp_id: Mapped[str] = mapped_column(String(128))
+    content_type: Mapped[str] = mapped_column(String(255))
+    charset: Mapped[str | None] = mapped_column(String(64))
+    # The ArchiveLink "version" parameter of the component's content type, not a revision number.
+    content_version: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Where the bytes sit in staging; None once purged (or never kept, when discarded).
+    staging_key: Mapped[str | None] = mapped_column(String(255))
+    # Bumped whenever SAP replaces the content (update/append), so a delivery of older bytes is recognisable.
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    export_status: Mapped[str | None] = mapped_column(String(16))
+    export_messages: Mapped[list[str]] = mapped_column(default=list)
+    export_updated_at: Mapped[dt.datetime | None]
+    deleted_at: Mapped[dt.datetime | None]
+
+    archive_document: Mapped[ArchiveDocument] = relationship(back_populates="components")
+    repository: Mapped[Repository] = relationship()
+    deliveries: Mapped[list[Delivery]] = relationship(
+        back_populates="document", order_by="Delivery.created_at"
+    )
+
+
+class Delivery(Base):
+    """One document x one destination."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("document_id", "destination_id"),
+        # The sweeper's questions: what is due, and whose lease ran out.
+        Index("ix_deliveries_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_deliveries_status_lease", "status", "lease_until"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("dlv"))
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cycle_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cycle_started_at: Mapped[dt.datetime]
+    next_attempt_at: Mapped[dt.datetime | None]
+    lease_until: Mapped[dt.datetime | None]
+    delivered_at: Mapped[dt.datetime | None]
+    delivered_generation: Mapped[int | None]
+    path: Mapped[str | None] = mapped_column(String(1024))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+    document: Mapped[Document] = relationship(back_populates="deliveries")
+    destination: Mapped[Destination] = relationship()
+    attempt_log: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="delivery", order_by="DeliveryAttempt.number"
+    )
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16))
+    error_class: Mapped[str | None] = mapped_column(String(128))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    bytes_sent: Mapped[int | None] = mapped_column(BigInteger)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempt_log")
+
+
+class Certificate(Base):
+    """A certificate SAP sent with putCert; trusted only once an admin activates it."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("repository_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    auth_id: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(512))
+    issuer: Mapped[str] = mapped_column(String(512))
+    serial: Mapped[str] = mapped_column(String(128))
+    not_before: Mapped[dt.datetime]
+    not_after: Mapped[dt.datetime]
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+    activated_at: Mapped[dt.datetime | None]

@@ -1,0 +1,249 @@
+"""ArchiveLink documents: accept, replace, append, delete; each write wires the deliveries it needs.
+
+Every function takes the session explicitly and only flushes; the caller commits, then enqueues what
+the returned `Outcome` lists (enqueue after commit), then deletes the staged keys it lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from filerelay.db.models import (
+    ArchiveDocument,
+    Delivery,
+    DeliveryStatus,
+    Destination,
+    Document,
+    DocumentStatus,
+    Repository,
+    Route,
+    Workspace,
+    new_id,
+)
+from filerelay.delivery.rules import rollup
+from filerelay.staging import StagedObject
+
+
+class DocumentExists(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NewComponent:
+    comp_id: str
+    mime: str
+    charset: str | None
+    version: str | None
+    staged: StagedObject
+
+
+@dataclass
+class Outcome:
+    """What the caller must do after commit."""
+
+    documents: list[Document] = field(default_factory=list)
+    enqueue: list[tuple[str, str]] = field(default_factory=list)
+    delete_staged: list[str] = field(default_factory=list)
+
+    def merge(self, other: Outcome) -> None:
+        self.documents += other.documents
+        self.enqueue += other.enqueue
+        self.delete_staged += other.delete_staged
+
+
+def find_repository(session: Session, *, owner: str, slug: str, repo_id: str) -> Repository | None:
+    return session.scalar(
+        select(Repository)
+        .join(Workspace)
+        .where(Workspace.owner_slug == owner, Workspace.slug == slug, Repository.repo_id == repo_id)
+    )
+
+
+def find_workspace(session: Session, *, owner: str, slug: str) -> Workspace | None:
+    return session.scalar(select(Workspace).where(Workspace.owner_slug == owner, Workspace.slug == slug))
+
+
+def find_document(session: Session, *, repository: Repository, doc_id: str) -> ArchiveDocument | None:
+    return session.scalar(
+        select(ArchiveDocument)
+        .where(
+            ArchiveDocument.repository_id == repository.id,
+            ArchiveDocument.doc_id == doc_id,
+            ArchiveDocument.deleted_at.is_(None),
+        )
+        .options(selectinload(ArchiveDocument.components))
+    )
+
+
+def component(document: ArchiveDocument, comp_id: str | None) -> Document | None:
+    """The named component; without a name, `data`, else `data1` (archivelink.md: get)."""
+    by_id = {c.comp_id: c for c in document.components}
+    if comp_id:
+        return by_id.get(comp_id)
+    return by_id.get("data") or by_id.get("data1")
+
+
+def _wired(session: Session, repository: Repository) -> list[Destination]:
+    return list(
+        session.scalars(
+            select(Destination)
+            .join(Route, Route.destination_id == Destination.id)
+            .where(Route.repository_id == repository.id, Destination.enabled.is_(True))
+            .order_by(Destination.id)
+        )
+    )
+
+
+def _wire(
+    session: Session, document: Document, destinations: Sequence[Destination], now: dt.datetime
+) -> Outcome:
+    """Give the document a fresh pending delivery per wired destination (reusing rows it has)."""
+    outcome = Outcome(documents=[document])
+    existing = {d.destination_id: d for d in document.deliveries}
+    for destination in destinations:
+        delivery = existing.get(destination.id)
+        if delivery is None:
+            delivery = Delivery(
+                id=new_id("dlv"), document=document, destination=destination, attempts=0, created_at=now
+            )
+            session.add(delivery)
+        delivery.status = DeliveryStatus.PENDING
+        delivery.cycle_attempts = 0
+        delivery.cycle_started_at = now
+        delivery.next_attempt_at = now
+        delivery.lease_until = None
+        delivery.delivered_at = None
+        delivery.last_error = None
+        delivery.updated_at = now
+        outcome.enqueue.append((delivery.id, destination.kind))
+    document.status = rollup(d.status for d in document.deliveries)
+    if document.status == DocumentStatus.DISCARDED and document.staging_key:
+        # Nothing will ever read these bytes: no destination is wired (ARCHITECTURE.md §2, rule 1).
+        outcome.delete_staged.append(document.staging_key)
+        document.staging_key = None
+    return outcome
+
+
+def _new_document(
+    repository: Repository, archive_document: ArchiveDocument, new: NewComponent, now: dt.datetime
+) -> Document:
+    return Document(
+        id=new.staged.key,
+        archive_document=archive_document,
+        workspace_id=repository.workspace_id,
+        repository_id=repository.id,
+        doc_id=archive_document.doc_id,
+        comp_id=new.comp_id,
+        content_type=new.mime,
+        charset=new.charset,
+        content_version=new.version,
+        size_bytes=new.staged.size,
+        sha256=new.staged.sha256,
+        staging_key=new.staged.key,
+        generation=1,
+        status=DocumentStatus.PENDING,
+        received_at=now,
+        updated_at=now,
+        metadata_={},
+        export_messages=[],
+    )
+
+
+def create(
+    session: Session,
+    *,
+    repository: Repository,
+    doc_id: str,
+    doc_prot: str | None,
+    components: Sequence[NewComponent],
+    now: dt.datetime,
+) -> Outcome:
+    """Accept a new SAP document with its components, atomically (the caller's transaction)."""
+    if find_document(session, repository=repository, doc_id=doc_id) is not None:
+        raise DocumentExists(f"document {doc_id} already exists in {repository.repo_id}")
+    archive_document = ArchiveDocument(
+        repository_id=repository.id, doc_id=doc_id, doc_prot=doc_prot, created_at=now, updated_at=now
+    )
+    session.add(archive_document)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent create of the same docId won the race
+        raise DocumentExists(f"document {doc_id} already exists in {repository.repo_id}") from exc
+    destinations = _wired(session, repository)
+    outcome = Outcome()
+    for new in components:
+        document = _new_document(repository, archive_document, new, now)
+        session.add(document)
+        outcome.merge(_wire(session, document, destinations, now))
+    session.flush()
+    return outcome
+
+
+def put_component(
+    session: Session,
+    *,
+    repository: Repository,
+    archive_document: ArchiveDocument,
+    new: NewComponent,
+    now: dt.datetime,
+) -> Outcome:
+    """Create the component, or replace its content; either way it is delivered (again)."""
+    destinations = _wired(session, repository)
+    existing = component(archive_document, new.comp_id)
+    archive_document.updated_at = now
+    if existing is None:
+        document = _new_document(repository, archive_document, new, now)
+        session.add(document)
+        outcome = _wire(session, document, destinations, now)
+        session.flush()
+        return outcome
+    outcome = Outcome()
+    if existing.staging_key:
+        outcome.delete_staged.append(existing.staging_key)
+    existing.generation += 1
+    existing.staging_key = new.staged.key
+    existing.size_bytes = new.staged.size
+    existing.sha256 = new.staged.sha256
+    existing.content_type = new.mime
+    existing.charset = new.charset
+    existing.content_version = new.version
+    existing.updated_at = now
+    outcome.merge(_wire(session, existing, destinations, now))
+    session.flush()
+    return outcome
+
+
+def delete(
+    session: Session, *, archive_document: ArchiveDocument, comp_id: str | None, now: dt.datetime
+) -> Outcome:
+    """SAP deleted the document (or one component): it is gone from FileRelay's ArchiveLink view.
+
+    Copies already delivered stay where they are: destinations are the customer's archive, and a
+    relay does not reach into them on its own.
+    """
+    targets: Iterable[Document] = archive_document.components
+    if comp_id is not None:
+        targets = [c for c in archive_document.components if c.comp_id == comp_id]
+    outcome = Outcome()
+    for document in targets:
+        document.deleted_at = now
+        document.updated_at = now
+        outcome.documents.append(document)
+    if comp_id is None:
+        archive_document.deleted_at = now
+    archive_document.updated_at = now
+    session.flush()
+    return outcome
+
+
+def staged_keys_in_use(session: Session, keys: Iterable[str]) -> set[str]:
+    wanted = list(keys)
+    if not wanted:
+        return set()
+    return set(session.scalars(select(Document.staging_key).where(Document.staging_key.in_(wanted))))

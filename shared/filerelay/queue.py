@@ -1,0 +1,87 @@
+"""The producer side of the delivery queues: names, broker configuration, and enqueue-after-commit.
+
+The queue is only a wake-up call (ARCHITECTURE.md §1): every message can be lost or duplicated without
+losing or doubling a delivery, because the database row is the truth and the sweeper re-enqueues.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery
+
+from filerelay.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DELIVER_TASK = "filerelay.deliver"
+# Destination kinds with a worker pool of their own; a new kind adds its name here.
+KINDS = ("s3", "sharepoint", "folder", "pull")
+
+
+def queue_name(kind: str) -> str:
+    return f"deliver.{kind}"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "task_acks_late": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_default_queue": queue_name("folder"),
+        "task_create_missing_queues": True,
+        # A delivery outliving the visibility timeout would be redelivered while running; the lease
+        # makes that harmless, and the long timeout keeps it rare.
+        "broker_transport_options": {"visibility_timeout": 6 * 3600},
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+    }
+    if settings.embedded_broker:
+        folder = settings.broker_dir
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            # Exchange bindings; kombu's default is ./control, relative to wherever the process started.
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": settings.broker_polling_interval,
+        }
+    return config
+
+
+def make_celery(settings: Settings, name: str = "filerelay") -> Celery:
+    app = Celery(name, set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+class Enqueuer:
+    """Sends delivery wake-ups. Failures are logged, never raised: the sweeper will send them later."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def enqueue(self, deliveries: Iterable[tuple[str, str]]) -> int:
+        sent = 0
+        for delivery_id, kind in deliveries:
+            try:
+                self._app.send_task(DELIVER_TASK, args=(delivery_id,), queue=queue_name(kind), retry=False)
+            except Exception:
+                log.exception("could not enqueue delivery %s; the sweeper will", delivery_id)
+            else:
+                sent += 1
+        return sent
+
+    def ping(self) -> None:
+        """Raise if the broker cannot be reached."""
+        with self._app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)

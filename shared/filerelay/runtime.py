@@ -1,0 +1,39 @@
+"""What every process builds once from its settings: engine, sessions, staging, producer, clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from filerelay.clock import Clock, SystemClock
+from filerelay.db.session import make_engine, make_session_factory
+from filerelay.queue import Enqueuer, make_celery
+from filerelay.settings import Settings
+from filerelay.staging import StagingStore, open_staging
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    staging: StagingStore
+    enqueuer: Enqueuer
+    clock: Clock
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    engine = make_engine(settings.database_url)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        staging=open_staging(settings.staging_url),
+        enqueuer=Enqueuer(make_celery(settings, name="filerelay-producer")),
+        clock=clock or SystemClock(),
+    )

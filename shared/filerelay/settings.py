@@ -1,0 +1,83 @@
+"""Process settings, read from the environment in exactly one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_MAX_DOCUMENT_BYTES = 2 * 1024**3
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value FileRelay cannot use."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of bytes, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know about its surroundings; immutable once built."""
+
+    home: Path
+    database_url: str
+    broker_url: str
+    staging_url: str
+    config_file: Path | None = None
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    # How long a claimed delivery stays leased before the sweeper takes it back.
+    lease_seconds: int = 900
+    # How often the embedded broker's workers poll their folders (seconds).
+    broker_polling_interval: float = 0.05
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("FILERELAY_HOME") or "./var").expanduser().resolve()
+        config = env.get("FILERELAY_CONFIG") or None
+        return cls(
+            home=home,
+            database_url=env.get("FILERELAY_DATABASE_URL") or f"sqlite:///{home / 'filerelay.db'}",
+            broker_url=env.get("FILERELAY_BROKER_URL") or "filesystem://",
+            staging_url=env.get("FILERELAY_STAGING_URL") or (home / "staging").as_uri(),
+            config_file=Path(config) if config else None,
+            max_document_bytes=_int(env, "FILERELAY_MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES),
+        )
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def broker_dir(self) -> Path:
+        """Folder the embedded (filesystem) broker keeps its messages in."""
+        return self.home / "broker"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def environ(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {
+            "FILERELAY_HOME": str(self.home),
+            "FILERELAY_DATABASE_URL": self.database_url,
+            "FILERELAY_BROKER_URL": self.broker_url,
+            "FILERELAY_STAGING_URL": self.staging_url,
+            "FILERELAY_MAX_DOCUMENT_BYTES": str(self.max_document_bytes),
+        }
+        if self.config_file is not None:
+            env["FILERELAY_CONFIG"] = str(self.config_file)
+        return env

@@ -1,0 +1,210 @@
+"""The staging store: where accepted bytes wait, durably, until every delivery is final.
+
+Writes stream in chunks into a locked temporary file, are fsync'd, and are renamed into place only when
+complete, so a reader never sees a partial object. A writer killed mid-upload leaves a temporary file
+whose lock died with it; `purge_orphans` removes exactly those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Protocol, Self
+from urllib.parse import unquote, urlsplit
+
+CHUNK_SIZE = 1024 * 1024
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+class StagingError(Exception):
+    pass
+
+
+class TooLarge(StagingError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class IncompleteBody(StagingError):
+    """The client sent fewer bytes than it announced (it disconnected or died)."""
+
+
+@dataclass(frozen=True)
+class StagedObject:
+    key: str
+    size: int
+    sha256: str
+
+
+class StagingWriter(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def commit(self) -> StagedObject: ...
+    def abort(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class StagingStore(Protocol):
+    def writer(self, key: str, *, limit: int | None = None) -> StagingWriter: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def size(self, key: str) -> int: ...
+    def delete(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def purge_orphans(self) -> int: ...
+    def check(self) -> None: ...
+
+
+def _check_key(key: str) -> str:
+    # Keys are ours (document ids), never SAP's: anything else reaching here is a bug, not input.
+    if not key or not set(key) <= _KEY_CHARS or key.startswith("."):
+        raise ValueError(f"invalid staging key {key!r}")
+    return key
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _LocalWriter:
+    def __init__(self, store: LocalStagingStore, key: str, limit: int | None) -> None:
+        self._final = store.path_for(key)
+        self._key = key
+        self._limit = limit
+        self._tmp = store.tmp_dir / f"{key}.{secrets.token_hex(6)}.part"
+        self._file: BinaryIO = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+        # Held until commit or abort: a live lock tells purge_orphans this writer is still running.
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._limit is not None and self._size > self._limit:
+            raise TooLarge(self._limit)
+        self._hash.update(data)
+        self._file.write(data)
+
+    def commit(self) -> StagedObject:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, self._final)
+        _fsync_dir(self._final.parent)
+        self._file.close()
+        self._done = True
+        return StagedObject(key=self._key, size=self._size, sha256=self._hash.hexdigest())
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()
+
+
+class LocalStagingStore:
+    """Staging in a local (or shared) directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        self.objects_dir = root / "objects"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.objects_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, key: str) -> Path:
+        _check_key(key)
+        # Fan out so no directory ends up holding millions of entries.
+        return self.objects_dir / key[-2:] / key
+
+    def writer(self, key: str, *, limit: int | None = None) -> _LocalWriter:
+        _check_key(key)
+        return _LocalWriter(self, key, limit)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path_for(key), "rb")
+        except FileNotFoundError:
+            raise StagingError(f"staged object {key} is gone") from None
+
+    def size(self, key: str) -> int:
+        return self.path_for(key).stat().st_size
+
+    def exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path_for(key).unlink()
+
+    def purge_orphans(self) -> int:
+        """Remove temporary files whose writer has died; return how many."""
+        removed = 0
+        for part in self.tmp_dir.glob("*.part"):
+            try:
+                fd = os.open(part, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer holds it
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
+                removed += 1
+            finally:
+                os.close(fd)
+        return removed
+
+    def check(self) -> None:
+        if not os.access(self.tmp_dir, os.W_OK) or not os.access(self.objects_dir, os.W_OK):
+            raise StagingError(f"staging directory {self.root} is not writable")
+
+    def keys(self) -> Iterator[str]:
+        for path in self.objects_dir.glob("*/*"):
+            yield path.name
+
+
+def copy_stream(read: Callable[[int], bytes], writer: StagingWriter, *, expected: int | None = None) -> None:
+    """Pump a body into a writer chunk by chunk; never holds more than one chunk."""
+    received = 0
+    while True:
+        chunk = read(CHUNK_SIZE)
+        if not chunk:
+            break
+        received += len(chunk)
+        writer.write(chunk)
+    if expected is not None and received != expected:
+        raise IncompleteBody(f"received {received} of {expected} announced bytes")
+
+
+def open_staging(url: str) -> LocalStagingStore:
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return LocalStagingStore(Path(unquote(parts.path)))
+    raise StagingError(f"unsupported FILERELAY_STAGING_URL scheme {parts.scheme!r}: use file://")

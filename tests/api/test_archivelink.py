@@ -1,0 +1,506 @@
+"""ArchiveLink over real HTTP: every command with the request shapes SAP sends, and every error case."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from filerelay.db.models import ArchiveDocument, Delivery, Document
+from filerelay.db.session import session_scope
+from filerelay.runtime import Runtime
+from tests.sapclient import Part, SapClient
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+DOC = "361A524A3ECB5459E0000800099245EC"
+
+
+def staged_files(runtime: Runtime) -> list[Path]:
+    root = Path(runtime.settings.staging_url.removeprefix("file://"))
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def broker_messages(runtime: Runtime) -> list[Path]:
+    return sorted((runtime.settings.broker_dir / "queue").glob("*.msg"))
+
+
+def count(runtime: Runtime, model: type) -> int:
+    with session_scope(runtime.sessions) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# --- serverInfo ---------------------------------------------------------------------------------
+
+
+def test_server_info_lists_every_repository_of_the_workspace(sap: SapClient) -> None:
+    reply = sap.server_info(contRep=None)
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    assert reply.headers["X-pVersion"] == "0047"
+    server, *repos = reply.records()
+    assert server["serverStatus"] == "running"
+    assert server["serverDate"] == "2026-04-04"
+    assert server["serverTime"] == "10:30:00"
+    assert server["pVersion"] == "0047"
+    assert [(r["contRep"], r["contRepDescription"], r["contRepStatus"]) for r in repos] == [
+        ("Z1", "Invoices", "running"),
+        ("Z2", "Unwired scans", "running"),
+    ]
+    assert reply.body.endswith(b"\r\n")
+    assert b'" ' not in reply.body
+
+
+def test_server_info_for_one_repository_and_an_unknown_one(sap: SapClient) -> None:
+    records = sap.server_info().records()
+    assert [r.get("contRep") for r in records[1:]] == ["Z1"]
+    unknown = sap.server_info(contRep="QQ")
+    assert unknown.status == 400
+    assert unknown.error == "unknown content repository QQ"
+
+
+# --- create (PUT), get, info, docGet --------------------------------------------------------------
+
+
+def test_create_put_stores_durably_wires_deliveries_and_enqueues_after_commit(
+    sap: SapClient, configured: Runtime
+) -> None:
+    reply = sap.create(DOC, "data", PDF, "application/pdf", docProt="rd")
+    assert reply.status == 201, reply.error
+    with session_scope(configured.sessions) as session:
+        document = session.scalars(select(Document)).one()
+        assert (document.doc_id, document.comp_id, document.content_type) == (DOC, "data", "application/pdf")
+        assert document.size_bytes == len(PDF)
+        assert document.sha256 == hashlib.sha256(PDF).hexdigest()
+        assert document.status == "pending"
+        deliveries = session.scalars(select(Delivery).order_by(Delivery.destination_id)).all()
+        assert [d.status for d in deliveries] == ["pending", "pending"]
+        delivery_ids = {d.id for d in deliveries}
+    staged = staged_files(configured)
+    assert len(staged) == 1
+    assert staged[0].read_bytes() == PDF
+    queued = broker_messages(configured)
+    assert sorted(m.name.split(".")[-2] for m in queued) == ["folder", "s3"]
+    assert all(any(i in m.read_text() for i in delivery_ids) for m in queued)
+
+
+def test_get_returns_the_component_with_its_headers(sap: SapClient) -> None:
+    assert sap.create(DOC, "data", PDF, "application/pdf; charset=; version=1.4", docProt="rd").status == 201
+    reply = sap.get(DOC, "data")
+    assert reply.status == 200
+    assert reply.body == PDF
+    assert reply.headers["Content-Type"] == "application/pdf; version=1.4"
+    assert reply.headers["Content-Length"] == str(len(PDF))
+    assert reply.headers["X-compId"] == "data"
+    assert reply.headers["X-Content-Length"] == str(len(PDF))
+    assert reply.headers["X-compDateC"] == "2026-04-04"
+    assert reply.headers["X-compTimeC"] == "10:30:00"
+    assert reply.headers["X-compStatus"] == "online"
+    assert reply.headers["X-docProt"] == "rd"
+    assert reply.headers["X-pVersion"] == "0047"
+    # Without compId: `data` is the default component.
+    assert sap.get(DOC).body == PDF
+
+
+@pytest.mark.parametrize(
+    ("from_offset", "to_offset", "expected"),
+    [
+        ("0", "9", PDF[0:10]),
+        ("5", None, PDF[5:]),
+        ("10", "-1", PDF[10:]),
+        ("20", "10", b""),
+        ("0", str(10**9), PDF),
+        (str(len(PDF) - 3), None, PDF[-3:]),
+    ],
+)
+def test_get_ranges_are_inclusive_and_always_200(
+    sap: SapClient, from_offset: str, to_offset: str | None, expected: bytes
+) -> None:
+    sap.create(DOC, "data", PDF)
+    reply = sap.get(DOC, "data", fromOffset=from_offset, toOffset=to_offset)
+    assert reply.status == 200
+    assert reply.body == expected
+    assert reply.headers["Content-Length"] == str(len(expected))
+
+
+def test_head_get_answers_headers_only(sap: SapClient) -> None:
+    sap.create(DOC, "data", PDF)
+    reply = sap.get(DOC, "data", method="HEAD")
+    assert reply.status == 200
+    assert reply.body == b""
+    assert reply.headers["Content-Length"] == str(len(PDF))
+    assert reply.headers["X-compId"] == "data"
+
+
+def test_create_of_an_existing_document_is_403_and_changes_nothing(
+    sap: SapClient, configured: Runtime
+) -> None:
+    assert sap.create(DOC, "data", PDF).status == 201
+    before = (count(configured, Document), count(configured, Delivery), staged_files(configured))
+    again = sap.create(DOC, "data", b"other bytes")
+    assert again.status == 403
+    assert again.error == f"document {DOC} already exists"
+    assert (count(configured, Document), count(configured, Delivery), staged_files(configured)) == before
+    assert sap.get(DOC).body == PDF
+
+
+def test_create_multipart_stores_every_component(sap: SapClient, configured: Runtime) -> None:
+    parts = [
+        Part("data1", b"page one", "image/tiff"),
+        Part("data2", b"page two, longer", "text/plain; charset=ISO-8859-1"),
+        Part("descr", b"", "application/x-alf-descr"),
+    ]
+    reply = sap.create_multipart(DOC, parts, docProt="")
+    assert reply.status == 201, reply.error
+    assert count(configured, Document) == 3
+    assert count(configured, Delivery) == 6
+    # No `data` component: get without compId answers data1.
+    assert sap.get(DOC).body == b"page one"
+    assert sap.get(DOC, "data2").headers["Content-Type"] == "text/plain; charset=ISO-8859-1"
+    assert sap.get(DOC, "descr").body == b""
+
+
+def test_info_describes_document_and_components_without_content(sap: SapClient) -> None:
+    sap.create_multipart(DOC, [Part("data1", b"page one", "image/tiff"), Part("data2", b"22", "text/plain")])
+    reply = sap.info(DOC)
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    for name in ("X-numberComps", "X-numComps"):
+        assert reply.headers[name] == "2"
+    for name in ("X-contentRep", "X-contRep"):
+        assert reply.headers[name] == "Z1"
+    assert reply.headers["X-docId"] == DOC
+    assert reply.headers["X-docStatus"] == "online"
+    assert reply.headers["X-dateC"] == "2026-04-04"
+    assert reply.headers["X-timeM"] == "10:30:00"
+    parts = reply.parts()
+    assert [(h["X-compId"], h["Content-Length"], h["X-Content-Length"], body) for h, body in parts] == [
+        ("data1", "0", "8", b""),
+        ("data2", "0", "2", b""),
+    ]
+    assert parts[0][0]["Content-Type"] == "image/tiff"
+    assert parts[0][0]["X-compStatus"] == "online"
+    only = sap.info(DOC, "data2").parts()
+    assert [h["X-compId"] for h, _ in only] == ["data2"]
+
+
+def test_doc_get_returns_every_component_with_content(sap: SapClient) -> None:
+    sap.create_multipart(
+        DOC, [Part("data1", b"page one", "image/tiff"), Part("data2", PDF, "application/pdf")]
+    )
+    reply = sap.doc_get(DOC)
+    assert reply.status == 200
+    assert reply.headers["X-numComps"] == "2"
+    assert reply.headers["X-contRep"] == "Z1"
+    assert [(h["X-compId"], h["Content-Length"], body) for h, body in reply.parts()] == [
+        ("data1", "8", b"page one"),
+        ("data2", str(len(PDF)), PDF),
+    ]
+
+
+def test_an_empty_document_is_allowed(sap: SapClient, configured: Runtime) -> None:
+    assert sap.create_multipart(DOC, []).status == 201
+    assert count(configured, ArchiveDocument) == 1
+    info = sap.info(DOC)
+    assert info.status == 200
+    assert info.headers["X-numberComps"] == "0"
+    assert info.parts() == []
+    assert sap.create_multipart(DOC, []).status == 403
+    assert sap.get(DOC).status == 404
+
+
+def test_multipart_create_is_atomic(sap: SapClient, configured: Runtime) -> None:
+    body = (
+        b"--B\r\nX-compId: data1\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nno compId here\r\n--B--\r\n"
+    )
+    reply = sap.raw(
+        "POST", sap.query("create", docId=DOC), body, {"Content-Type": "multipart/form-data; boundary=B"}
+    )
+    assert reply.status == 400
+    assert reply.error == "part 2 has no X-compId header"
+    assert count(configured, ArchiveDocument) == 0
+    assert count(configured, Document) == 0
+    assert staged_files(configured) == []
+    assert broker_messages(configured) == []
+    assert sap.create_multipart(DOC, [Part("data1", b"first")]).status == 201
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (
+            b"--B\r\nX-compId: data\r\n\r\ncut off",
+            "malformed multipart body: it ends before the closing boundary",
+        ),
+        (
+            b"--B\r\nX-compId: a\r\nContent-Length: 9\r\n\r\nabc\r\n--B--\r\n",
+            "part a announced 9 bytes but carried 3",
+        ),
+        (
+            b"--B\r\nX-compId: a\r\n\r\nx\r\n--B\r\nX-compId: a\r\n\r\ny\r\n--B--\r\n",
+            "component a appears twice in one request",
+        ),
+        (b"garbage", "malformed multipart body: "),
+    ],
+)
+def test_malformed_multipart_is_400_and_stores_nothing(
+    sap: SapClient, configured: Runtime, body: bytes, error: str
+) -> None:
+    reply = sap.raw(
+        "POST", sap.query("create", docId=DOC), body, {"Content-Type": "multipart/form-data; boundary=B"}
+    )
+    assert reply.status == 400
+    assert reply.error is not None
+    assert reply.error.startswith(error)
+    assert count(configured, ArchiveDocument) == 0
+    assert staged_files(configured) == []
+
+
+def test_multipart_without_boundary_is_400(sap: SapClient) -> None:
+    reply = sap.raw("POST", sap.query("create", docId=DOC), b"x", {"Content-Type": "multipart/form-data"})
+    assert reply.status == 400
+    assert reply.error == "the multipart Content-Type has no boundary"
+
+
+# --- mCreate -------------------------------------------------------------------------------------
+
+
+def test_m_create_creates_each_document_and_reports_per_document(sap: SapClient, configured: Runtime) -> None:
+    assert sap.create("DOC2", "data", b"exists").status == 201
+    reply = sap.m_create(
+        [
+            Part("data", b"one", "text/plain", doc_id="DOC1"),
+            Part("data", b"two-a", "text/plain", doc_id="DOC2"),
+            Part("data1", b"three-1", "text/plain", doc_id="DOC3"),
+            Part("data2", b"three-2", "text/plain", doc_id="DOC3"),
+        ]
+    )
+    assert reply.status == 250
+    records = reply.records()
+    assert [(r["docId"], r["retCode"]) for r in records] == [
+        ("DOC1", "201"),
+        ("DOC2", "403"),
+        ("DOC3", "201"),
+    ]
+    assert "already exists" in records[1]["errorDescription"]
+    assert sap.get("DOC2").body == b"exists"
+    assert [h["X-compId"] for h, _ in sap.info("DOC3").parts()] == ["data1", "data2"]
+    assert count(configured, Document) == 4
+    assert len(staged_files(configured)) == 4
+
+
+def test_m_create_all_new_is_201(sap: SapClient) -> None:
+    reply = sap.m_create([Part("data", b"a", doc_id="N1"), Part("data", b"b", doc_id="N2")])
+    assert reply.status == 201
+    assert [r["retCode"] for r in reply.records()] == ["201", "201"]
+
+
+# --- update, append, delete, search ---------------------------------------------------------------
+
+
+def test_update_put_replaces_content_and_redelivers(sap: SapClient, configured: Runtime) -> None:
+    sap.create(DOC, "data", PDF)
+    first_key = staged_files(configured)
+    reply = sap.update(DOC, "data", b"new content", "text/plain")
+    assert reply.status == 200, reply.error
+    assert sap.get(DOC).body == b"new content"
+    assert sap.get(DOC).headers["Content-Type"] == "text/plain"
+    with session_scope(configured.sessions) as session:
+        document = session.scalars(select(Document)).one()
+        assert document.generation == 2
+        assert document.sha256 == hashlib.sha256(b"new content").hexdigest()
+        assert {d.status for d in document.deliveries} == {"pending"}
+    assert staged_files(configured) != first_key
+    assert len(staged_files(configured)) == 1
+    assert len(broker_messages(configured)) == 4
+
+
+def test_update_put_creates_a_missing_component_but_needs_the_document(sap: SapClient) -> None:
+    sap.create(DOC, "data", PDF)
+    assert sap.update(DOC, "note", b"a note", "application/x-note").status == 200
+    assert sap.get(DOC, "note").body == b"a note"
+    missing = sap.update("NOPE", "data", b"x")
+    assert missing.status == 404
+    assert missing.error == "document NOPE not found in Z1"
+
+
+def test_update_post_replaces_the_whole_document(sap: SapClient) -> None:
+    sap.create_multipart(DOC, [Part("data1", b"one"), Part("data2", b"two")])
+    reply = sap.update_multipart(DOC, [Part("data2", b"TWO"), Part("data3", b"three")])
+    assert reply.status == 200, reply.error
+    assert [(h["X-compId"], body) for h, body in sap.doc_get(DOC).parts()] == [
+        ("data2", b"TWO"),
+        ("data3", b"three"),
+    ]
+    assert sap.get(DOC, "data1").status == 404
+
+
+def test_append_extends_the_component(sap: SapClient) -> None:
+    sap.create(DOC, "data", b"hello ")
+    assert sap.append(DOC, "data", b"world").status == 200
+    reply = sap.get(DOC, "data")
+    assert reply.body == b"hello world"
+    assert reply.headers["X-Content-Length"] == "11"
+    assert sap.append(DOC, "nope", b"x").status == 404
+    assert sap.append("NOPE", "data", b"x").status == 404
+
+
+def test_delete_a_component_then_the_document(sap: SapClient, configured: Runtime) -> None:
+    sap.create_multipart(DOC, [Part("data1", b"one"), Part("data2", b"two")])
+    assert sap.delete(DOC, "data1").status == 200
+    assert sap.get(DOC, "data1").status == 404
+    assert [h["X-compId"] for h, _ in sap.info(DOC).parts()] == ["data2"]
+    assert sap.delete(DOC, "data1").status == 404
+    assert sap.delete(DOC).status == 200
+    gone = sap.info(DOC)
+    assert gone.status == 404
+    assert gone.error == f"document {DOC} not found in Z1"
+    assert sap.delete(DOC).status == 404
+    # The docId is free again.
+    assert sap.create(DOC, "data", b"again").status == 201
+    assert sap.get(DOC).body == b"again"
+    assert count(configured, ArchiveDocument) == 2
+
+
+def test_delete_also_answers_the_http_delete_method(sap: SapClient) -> None:
+    sap.create(DOC, "data", PDF)
+    assert sap.raw("DELETE", sap.query("delete", docId=DOC)).status == 200
+    assert sap.get(DOC).status == 404
+
+
+def test_search_finds_offsets(sap: SapClient) -> None:
+    sap.create(DOC, "data", b"abcdefgABCdefg abc", "text/plain")
+    assert sap.search(DOC, "data", "def").body == b"1;3;"
+    assert sap.search(DOC, "data", "abc", numResults="5").body == b"3;0;7;15;"
+    assert sap.search(DOC, "data", "abc", numResults="5", caseSensitive="y").body == b"2;0;15;"
+    assert sap.search(DOC, "data", "zzz").body == b"0;"
+    assert sap.search(DOC, "data", "abc", fromOffset="17", toOffset="0", numResults="1").body == b"1;15;"
+    assert sap.search(DOC, "nope", "abc").status == 404
+    assert sap.search(DOC, "data", "abc", caseSensitive="maybe").status == 400
+
+
+# --- discarded ------------------------------------------------------------------------------------
+
+
+def test_a_repository_with_no_destination_discards(configured: Runtime, server: str) -> None:
+    sap = SapClient(server + "/archivelink/acme/production", cont_rep="Z2")
+    assert sap.create(DOC, "data", PDF).status == 201
+    with session_scope(configured.sessions) as session:
+        document = session.scalars(select(Document)).one()
+        assert document.status == "discarded"
+        assert document.staging_key is None
+        assert document.size_bytes == len(PDF)
+    assert count(configured, Delivery) == 0
+    assert staged_files(configured) == []
+    assert broker_messages(configured) == []
+    reply = sap.get(DOC)
+    assert reply.status == 409
+    assert reply.error == "the content of component data is no longer held by FileRelay"
+    assert sap.info(DOC).parts()[0][0]["X-compStatus"] == "offline"
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "status", "error"),
+    [
+        ("GET", "info&contRep=Z1&docId=X", 400, "missing mandatory parameter pVersion"),
+        (
+            "GET",
+            "info&pVersion=0031&contRep=Z1&docId=X",
+            400,
+            "pVersion 0031 is not supported; use 0045, 0046 or 0047",
+        ),
+        ("GET", "frobnicate&pVersion=0047&contRep=Z1", 400, "unknown command 'frobnicate'"),
+        (
+            "GET",
+            "attrSearch&pVersion=0047&contRep=Z1&docId=X",
+            400,
+            "FileRelay does not offer the attrSearch command",
+        ),
+        ("GET", "getCert&pVersion=0047&contRep=Z1", 400, "FileRelay does not offer the getCert command"),
+        (
+            "GET",
+            "adminContRep&pVersion=0047&contRep=Z1",
+            400,
+            "FileRelay does not offer the adminContRep command",
+        ),
+        ("PUT", "get&pVersion=0047&contRep=Z1&docId=X", 400, "get is not allowed with HTTP PUT"),
+        (
+            "GET",
+            "create&pVersion=0047&contRep=Z1&docId=X&compId=data",
+            400,
+            "create is not allowed with HTTP GET",
+        ),
+        ("GET", "info&pVersion=0047&contRep=Z1", 400, "missing mandatory parameter docId"),
+        ("GET", "info&pVersion=0047&docId=X", 400, "missing mandatory parameter contRep"),
+        ("GET", "info&pVersion=0047&contRep=QQ&docId=X", 400, "unknown content repository QQ"),
+        (
+            "GET",
+            "info&pVersion=0047&contRep=Z1&docId=X&docId=Y",
+            400,
+            "parameter docId appears more than once",
+        ),
+        ("GET", "pVersion=0047&info", 400, None),
+        ("GET", "", 400, "no command given"),
+        ("GET", "info&pVersion=0047&contRep=Z1&docId=NOPE", 404, "document NOPE not found in Z1"),
+        ("GET", "get&pVersion=0047&contRep=Z1&docId=NOPE", 404, "document NOPE not found in Z1"),
+        ("GET", "docGet&pVersion=0047&contRep=Z1&docId=NOPE", 404, "document NOPE not found in Z1"),
+        (
+            "GET",
+            "search&pVersion=0047&contRep=Z1&docId=NOPE&compId=data&pattern=x",
+            404,
+            "document NOPE not found in Z1",
+        ),
+        ("PUT", "create&pVersion=0047&contRep=Z1&docId=X", 400, "missing mandatory parameter compId"),
+    ],
+)
+def test_errors_are_clear_and_change_nothing(
+    sap: SapClient, configured: Runtime, method: str, query: str, status: int, error: str | None
+) -> None:
+    reply = sap.raw(method, query, b"" if method == "PUT" else None)
+    assert reply.status == status, reply.error
+    assert reply.error
+    if error is not None:
+        assert reply.error == error
+    assert count(configured, ArchiveDocument) == 0
+    assert staged_files(configured) == []
+
+
+def test_bad_offsets_and_unknown_components(sap: SapClient) -> None:
+    sap.create(DOC, "data", PDF)
+    bad = sap.get(DOC, "data", fromOffset="abc")
+    assert bad.status == 400
+    assert "fromOffset" in str(bad.error)
+    missing = sap.get(DOC, "nope")
+    assert missing.status == 404
+    assert missing.error == f"component not found in document {DOC}"
+
+
+def test_unknown_workspace_is_404(server: str) -> None:
+    sap = SapClient(server + "/archivelink/acme/nowhere")
+    reply = sap.server_info()
+    assert reply.status == 404
+    assert reply.error == "no content server at /archivelink/acme/nowhere"
+
+
+def test_oversized_body_is_413_and_stores_nothing(configured: Runtime, server: str) -> None:
+    configured.settings = configured.settings.with_overrides(max_document_bytes=1000)
+    sap = SapClient(server + "/archivelink/acme/production")
+    reply = sap.create(DOC, "data", b"x" * 1001)
+    assert reply.status == 413
+    assert reply.error == "the body has 1001 bytes; the limit is 1000"
+    parts = sap.create_multipart(DOC, [Part("data1", b"x" * 600), Part("data2", b"y" * 600)])
+    assert parts.status == 413
+    assert count(configured, ArchiveDocument) == 0
+    assert staged_files(configured) == []
+    assert sap.create(DOC, "data", b"x" * 1000).status == 201
+
+
+def test_percent_encoded_values_are_decoded(sap: SapClient) -> None:
+    reply = sap.create("DOC%2F1", "scan%3A1.tif", b"tiff", "image/tiff")
+    assert reply.status == 201, reply.error
+    assert sap.get("DOC%2F1", "scan%3A1.tif").body == b"tiff"

@@ -1,0 +1,133 @@
+"""Shared fixtures: a real database (SQLite, or PostgreSQL via FILERELAY_TEST_DATABASE_URL), a real
+HTTP server around the real app, and a configured workspace.
+
+Isolation: the schema is built once per run by the real Alembic migrations; every test starts from
+empty tables. Tests that spawn processes need committed data, so every test uses the same mechanism
+(rows deleted after each test) rather than savepoint rollback, which only covers in-process tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from filerelay.api import create_app
+from filerelay.clock import FrozenClock
+from filerelay.db.migrate import upgrade
+from filerelay.db.models import Base
+from filerelay.db.session import make_engine, session_scope
+from filerelay.runtime import Runtime, build_runtime
+from filerelay.settings import Settings
+from tests.sapclient import SapClient
+
+ADMIN_KEY = "fr_live_admin_0123456789abcdef"
+
+
+def database_url(tmp_root: Path) -> str:
+    return os.environ.get("FILERELAY_TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'filerelay-test.db'}"
+
+
+def _reset_schema(engine: Engine) -> None:
+    Base.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+@pytest.fixture(scope="session")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = database_url(tmp_path_factory.mktemp("db"))
+    engine = make_engine(url)
+    _reset_schema(engine)
+    upgrade(url)
+    yield url
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def settings(home: Path, db_url: str, engine: Engine) -> Settings:
+    return Settings.from_env({"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": db_url})
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(dt.datetime(2026, 4, 4, 10, 30, tzinfo=dt.UTC))
+
+
+@pytest.fixture
+def runtime(settings: Settings, clock: FrozenClock) -> Iterator[Runtime]:
+    rt = build_runtime(settings, clock=clock)
+    yield rt
+    rt.close()
+
+
+CONFIG = textwrap.dedent(
+    """
+    workspaces:
+      - owner: acme
+        slug: production
+        retry: {max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}
+        api_keys:
+          - {name: ops, role: admin, key: "${ADMIN_KEY}"}
+        destinations:
+          - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
+             path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
+          - {id: dest_s3prod, name: S3 Production Archive, kind: s3, bucket: archive,
+             endpoint_url: "http://127.0.0.1:9", access_key_id: x, secret_access_key: "${S3_SECRET}",
+             path: "/{received:%Y/%m/%d}/{doc_id}{ext}"}
+        repositories:
+          - {id: Z1, description: Invoices, signature: none, destinations: [dest_folder, dest_s3prod]}
+          - {id: Z2, description: Unwired scans, signature: none, destinations: []}
+    """
+)
+
+
+@pytest.fixture
+def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
+    """The workspace acme/production with Z1 wired to a folder and an S3 bucket, Z2 wired to nothing."""
+    from filerelay.config_file import apply, load
+
+    env = {"ADMIN_KEY": ADMIN_KEY, "OUT_DIR": str(tmp_path / "out"), "S3_SECRET": "s3cr3t"}
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(CONFIG, env), now=runtime.clock.now())
+    return runtime
+
+
+@pytest.fixture
+def server(configured: Runtime) -> Iterator[str]:
+    """The real app behind a real (threaded) HTTP server on loopback."""
+    app = create_app(runtime=configured)
+    srv: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    thread.join()
+
+
+@pytest.fixture
+def sap(server: str) -> SapClient:
+    return SapClient(server + "/archivelink/acme/production")
