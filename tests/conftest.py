@@ -27,7 +27,7 @@ from filerelay.db.models import Base
 from filerelay.db.session import make_engine, session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
-from tests.sapclient import SapClient
+from tests.support.sapclient import SapClient
 
 ADMIN_KEY = "fr_live_admin_0123456789abcdef"
 

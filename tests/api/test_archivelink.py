@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from filerelay.db.models import ArchiveDocument, Delivery, Document
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
-from tests.sapclient import Part, SapClient
+from tests.support.sapclient import Part, SapClient
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 DOC = "361A524A3ECB5459E0000800099245EC"

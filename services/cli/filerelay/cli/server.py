@@ -41,5 +41,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "filerelay-api",
+            # One shared path in $HOME would make two servers on one host fight over it.
+            "control_socket_disable": True,
         },
     ).run()
