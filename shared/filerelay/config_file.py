@@ -273,8 +273,7 @@ def _apply_destinations(
     session: Session, workspace: Workspace, items: list[dict[str, Any]], now: dt.datetime, summary: Summary
 ) -> dict[str, Destination]:
     existing = {
-        d.public_id: d
-        for d in session.scalars(select(Destination).where(Destination.workspace_id == workspace.id))
+        d.public_id: d for d in session.scalars(select(Destination).where(Destination.workspace_id == workspace.id))
     }
     for item in items:
         values = {
@@ -309,8 +308,7 @@ def _apply_repositories(
     summary: Summary,
 ) -> None:
     existing = {
-        r.repo_id: r
-        for r in session.scalars(select(Repository).where(Repository.workspace_id == workspace.id))
+        r.repo_id: r for r in session.scalars(select(Repository).where(Repository.workspace_id == workspace.id))
     }
     for item in items:
         values = {"description": item["description"], "signature": item["signature"]}
@@ -325,8 +323,7 @@ def _apply_repositories(
         # The file states the wiring completely: routes not listed are removed.
         wanted = {destinations[d].id for d in item["destinations"]}
         routes = {
-            r.destination_id: r
-            for r in session.scalars(select(Route).where(Route.repository_id == repository.id))
+            r.destination_id: r for r in session.scalars(select(Route).where(Route.repository_id == repository.id))
         }
         for destination_id in wanted - routes.keys():
             session.add(Route(repository_id=repository.id, destination_id=destination_id))
@@ -336,9 +333,7 @@ def _apply_repositories(
             summary.updated.append(f"routes of {item['id']}")
 
 
-def apply_file(
-    session: Session, path: Path, *, now: dt.datetime, environ: Mapping[str, str] | None = None
-) -> Summary:
+def apply_file(session: Session, path: Path, *, now: dt.datetime, environ: Mapping[str, str] | None = None) -> Summary:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -26,7 +26,7 @@ from filerelay.db.models import (
     Workspace,
     new_id,
 )
-from filerelay.delivery.rules import rollup
+from filerelay.delivery.rules import policy_for, rollup
 from filerelay.staging import StagedObject
 
 
@@ -101,11 +101,16 @@ def _wired(session: Session, repository: Repository) -> list[Destination]:
 
 
 def _wire(
-    session: Session, document: Document, destinations: Sequence[Destination], now: dt.datetime
+    session: Session,
+    repository: Repository,
+    document: Document,
+    destinations: Sequence[Destination],
+    now: dt.datetime,
 ) -> Outcome:
-    """Give the document a fresh pending delivery per wired destination (reusing rows it has)."""
+    """Give the document a fresh retry cycle per wired destination (reusing delivery rows it has)."""
     outcome = Outcome(documents=[document])
     existing = {d.destination_id: d for d in document.deliveries}
+    workspace = repository.workspace
     for destination in destinations:
         delivery = existing.get(destination.id)
         if delivery is None:
@@ -113,10 +118,16 @@ def _wire(
                 id=new_id("dlv"), document=document, destination=destination, attempts=0, created_at=now
             )
             session.add(delivery)
+        elif delivery.status == DeliveryStatus.DELIVERING:
+            # An upload of the previous content is running; its finish sees the new generation and
+            # sends the new content after it, so the two can never land out of order.
+            continue
         delivery.status = DeliveryStatus.PENDING
         delivery.cycle_attempts = 0
         delivery.cycle_started_at = now
+        delivery.expires_at = now + dt.timedelta(seconds=policy_for(workspace, destination).ttl_seconds)
         delivery.next_attempt_at = now
+        delivery.enqueued_at = now
         delivery.lease_until = None
         delivery.delivered_at = None
         delivery.last_error = None
@@ -180,7 +191,7 @@ def create(
     for new in components:
         document = _new_document(repository, archive_document, new, now)
         session.add(document)
-        outcome.merge(_wire(session, document, destinations, now))
+        outcome.merge(_wire(session, repository, document, destinations, now))
     session.flush()
     return outcome
 
@@ -200,7 +211,7 @@ def put_component(
     if existing is None:
         document = _new_document(repository, archive_document, new, now)
         session.add(document)
-        outcome = _wire(session, document, destinations, now)
+        outcome = _wire(session, repository, document, destinations, now)
         session.flush()
         return outcome
     outcome = Outcome()
@@ -214,14 +225,12 @@ def put_component(
     existing.charset = new.charset
     existing.content_version = new.version
     existing.updated_at = now
-    outcome.merge(_wire(session, existing, destinations, now))
+    outcome.merge(_wire(session, repository, existing, destinations, now))
     session.flush()
     return outcome
 
 
-def delete(
-    session: Session, *, archive_document: ArchiveDocument, comp_id: str | None, now: dt.datetime
-) -> Outcome:
+def delete(session: Session, *, archive_document: ArchiveDocument, comp_id: str | None, now: dt.datetime) -> Outcome:
     """SAP deleted the document (or one component): it is gone from FileRelay's ArchiveLink view.
 
     Copies already delivered stay where they are: destinations are the customer's archive, and a

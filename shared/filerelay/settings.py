@@ -21,7 +21,7 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number of bytes, got {raw!r}") from None
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     return value
@@ -39,6 +39,10 @@ class Settings:
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
     # How long a claimed delivery stays leased before the sweeper takes it back.
     lease_seconds: int = 900
+    # How long staged bytes stay after every delivery of their document succeeded.
+    staging_retention_seconds: int = 3600
+    # How often the sweeper runs.
+    sweep_interval_seconds: float = 5.0
     # How often the embedded broker's workers poll their folders (seconds).
     broker_polling_interval: float = 0.05
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -55,6 +59,9 @@ class Settings:
             staging_url=env.get("FILERELAY_STAGING_URL") or (home / "staging").as_uri(),
             config_file=Path(config) if config else None,
             max_document_bytes=_int(env, "FILERELAY_MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES),
+            lease_seconds=_int(env, "FILERELAY_LEASE_SECONDS", 900),
+            staging_retention_seconds=_int(env, "FILERELAY_STAGING_RETENTION_SECONDS", 3600),
+            sweep_interval_seconds=float(_int(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5)),
         )
 
     @property
@@ -77,6 +84,9 @@ class Settings:
             "FILERELAY_BROKER_URL": self.broker_url,
             "FILERELAY_STAGING_URL": self.staging_url,
             "FILERELAY_MAX_DOCUMENT_BYTES": str(self.max_document_bytes),
+            "FILERELAY_LEASE_SECONDS": str(self.lease_seconds),
+            "FILERELAY_STAGING_RETENTION_SECONDS": str(self.staging_retention_seconds),
+            "FILERELAY_SWEEP_INTERVAL_SECONDS": str(int(self.sweep_interval_seconds)),
         }
         if self.config_file is not None:
             env["FILERELAY_CONFIG"] = str(self.config_file)

@@ -133,9 +133,7 @@ def test_head_get_answers_headers_only(sap: SapClient) -> None:
     assert reply.headers["X-compId"] == "data"
 
 
-def test_create_of_an_existing_document_is_403_and_changes_nothing(
-    sap: SapClient, configured: Runtime
-) -> None:
+def test_create_of_an_existing_document_is_403_and_changes_nothing(sap: SapClient, configured: Runtime) -> None:
     assert sap.create(DOC, "data", PDF).status == 201
     before = (count(configured, Document), count(configured, Delivery), staged_files(configured))
     again = sap.create(DOC, "data", b"other bytes")
@@ -186,9 +184,7 @@ def test_info_describes_document_and_components_without_content(sap: SapClient) 
 
 
 def test_doc_get_returns_every_component_with_content(sap: SapClient) -> None:
-    sap.create_multipart(
-        DOC, [Part("data1", b"page one", "image/tiff"), Part("data2", PDF, "application/pdf")]
-    )
+    sap.create_multipart(DOC, [Part("data1", b"page one", "image/tiff"), Part("data2", PDF, "application/pdf")])
     reply = sap.doc_get(DOC)
     assert reply.status == 200
     assert reply.headers["X-numComps"] == "2"
@@ -215,9 +211,7 @@ def test_multipart_create_is_atomic(sap: SapClient, configured: Runtime) -> None
         b"--B\r\nX-compId: data1\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
         b"--B\r\nContent-Type: text/plain\r\n\r\nno compId here\r\n--B--\r\n"
     )
-    reply = sap.raw(
-        "POST", sap.query("create", docId=DOC), body, {"Content-Type": "multipart/form-data; boundary=B"}
-    )
+    reply = sap.raw("POST", sap.query("create", docId=DOC), body, {"Content-Type": "multipart/form-data; boundary=B"})
     assert reply.status == 400
     assert reply.error == "part 2 has no X-compId header"
     assert count(configured, ArchiveDocument) == 0
@@ -248,9 +242,7 @@ def test_multipart_create_is_atomic(sap: SapClient, configured: Runtime) -> None
 def test_malformed_multipart_is_400_and_stores_nothing(
     sap: SapClient, configured: Runtime, body: bytes, error: str
 ) -> None:
-    reply = sap.raw(
-        "POST", sap.query("create", docId=DOC), body, {"Content-Type": "multipart/form-data; boundary=B"}
-    )
+    reply = sap.raw("POST", sap.query("create", docId=DOC), body, {"Content-Type": "multipart/form-data; boundary=B"})
     assert reply.status == 400
     assert reply.error is not None
     assert reply.error.startswith(error)

@@ -30,9 +30,7 @@ def rows(engine: Engine) -> tuple[int, int]:
     return int(docs or 0), int(headers or 0)
 
 
-def test_kill_mid_upload_leaves_no_row_and_no_staged_file(
-    tmp_path: Path, db_url: str, engine: Engine
-) -> None:
+def test_kill_mid_upload_leaves_no_row_and_no_staged_file(tmp_path: Path, db_url: str, engine: Engine) -> None:
     home = tmp_path / "home"
     port = free_port()
     env = environment(home, db_url)

@@ -65,9 +65,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout: float = 60
 @contextmanager
 def filerelay(args: list[str], env: Mapping[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Start `filerelay ARGS` in its own process group, wait for /readyz, stop it (SIGTERM) afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "filerelay.cli", *args], env=dict(env), start_new_session=True
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "filerelay.cli", *args], env=dict(env), start_new_session=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc)
         yield proc

@@ -76,9 +76,7 @@ class SapClient:
         self.p_version = p_version
         self.cont_rep = cont_rep
 
-    def raw(
-        self, method: str, query: str, body: bytes | None = None, headers: dict[str, str] | None = None
-    ) -> Reply:
+    def raw(self, method: str, query: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
             conn.request(method, f"{self.path}?{query}", body=body, headers=headers or {})
@@ -111,18 +109,14 @@ class SapClient:
 
     def create_multipart(self, doc_id: str, parts: Sequence[Part], **params: str | None) -> Reply:
         body, content_type = multipart_body(parts)
-        return self.raw(
-            "POST", self.query("create", docId=doc_id, **params), body, {"Content-Type": content_type}
-        )
+        return self.raw("POST", self.query("create", docId=doc_id, **params), body, {"Content-Type": content_type})
 
     def m_create(self, parts: Sequence[Part]) -> Reply:
         body, content_type = multipart_body(parts)
         first = parts[0].doc_id if parts else None
         return self.raw("POST", self.query("mCreate", docId=first), body, {"Content-Type": content_type})
 
-    def get(
-        self, doc_id: str, comp_id: str | None = None, method: str = "GET", **params: str | None
-    ) -> Reply:
+    def get(self, doc_id: str, comp_id: str | None = None, method: str = "GET", **params: str | None) -> Reply:
         return self.raw(method, self.query("get", docId=doc_id, compId=comp_id, **params))
 
     def info(self, doc_id: str, comp_id: str | None = None) -> Reply:
@@ -134,9 +128,7 @@ class SapClient:
     def delete(self, doc_id: str, comp_id: str | None = None) -> Reply:
         return self.raw("GET", self.query("delete", docId=doc_id, compId=comp_id))
 
-    def update(
-        self, doc_id: str, comp_id: str, content: bytes, content_type: str = "application/pdf"
-    ) -> Reply:
+    def update(self, doc_id: str, comp_id: str, content: bytes, content_type: str = "application/pdf") -> Reply:
         query = self.query("update", docId=doc_id, compId=comp_id)
         return self.raw("PUT", query, content, {"Content-Type": content_type})
 

@@ -139,12 +139,8 @@ class Route(Base):
 
     __tablename__ = "routes"
 
-    repository_id: Mapped[int] = mapped_column(
-        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
-    )
-    destination_id: Mapped[int] = mapped_column(
-        ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True
-    )
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True)
+    destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True)
 
 
 class ArchiveDocument(Base):
@@ -197,6 +193,14 @@ class Document(Base):
         Index("ix_documents_workspace_received", "workspace_id", "received_at"),
         Index("ix_documents_workspace_status_received", "workspace_id", "status", "received_at"),
         Index("ix_documents_workspace_updated", "workspace_id", "updated_at"),
+        # The sweeper's purge question: whose staged bytes are no longer needed?
+        Index(
+            "ix_documents_staged_status_updated",
+            "status",
+            "updated_at",
+            sqlite_where=text("staging_key IS NOT NULL"),
+            postgresql_where=text("staging_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("doc"))
@@ -226,9 +230,7 @@ class Document(Base):
 
     archive_document: Mapped[ArchiveDocument] = relationship(back_populates="components")
     repository: Mapped[Repository] = relationship()
-    deliveries: Mapped[list[Delivery]] = relationship(
-        back_populates="document", order_by="Delivery.created_at"
-    )
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="document", order_by="Delivery.created_at")
 
 
 class Delivery(Base):
@@ -240,6 +242,7 @@ class Delivery(Base):
         # The sweeper's questions: what is due, and whose lease ran out.
         Index("ix_deliveries_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_deliveries_status_lease", "status", "lease_until"),
+        Index("ix_deliveries_status_expires", "status", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("dlv"))
@@ -249,7 +252,11 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cycle_attempts: Mapped[int] = mapped_column(Integer, default=0)
     cycle_started_at: Mapped[dt.datetime]
+    # When the retry cycle gives up (cycle start + TTL): stored so the sweeper can find it by index.
+    expires_at: Mapped[dt.datetime]
     next_attempt_at: Mapped[dt.datetime | None]
+    # When a wake-up message was last sent; a due delivery with no recent one gets another.
+    enqueued_at: Mapped[dt.datetime | None]
     lease_until: Mapped[dt.datetime | None]
     delivered_at: Mapped[dt.datetime | None]
     delivered_generation: Mapped[int | None]
@@ -273,6 +280,8 @@ class DeliveryAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
+    # The document generation this attempt uploads; content replaced meanwhile means deliver again.
+    generation: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[dt.datetime]
     finished_at: Mapped[dt.datetime | None]
     outcome: Mapped[str] = mapped_column(String(16))

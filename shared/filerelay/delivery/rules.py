@@ -1,10 +1,12 @@
-"""Pure delivery rules: how a document's status follows from its deliveries."""
+"""Pure delivery rules: status roll-up and the retry schedule. No database, clock or network."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from filerelay.db.models import DeliveryStatus, DocumentStatus
+from filerelay.db.models import DeliveryStatus, Destination, DocumentStatus, Workspace
 
 
 def rollup(delivery_statuses: Iterable[str]) -> DocumentStatus:
@@ -21,3 +23,66 @@ def rollup(delivery_statuses: Iterable[str]) -> DocumentStatus:
     if statuses == {DeliveryStatus.DELIVERED}:
         return DocumentStatus.DELIVERED
     raise ValueError(f"unknown delivery statuses {sorted(statuses - set(DeliveryStatus))}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The workspace's retry settings, with a destination's overrides applied."""
+
+    max_retries: int
+    ttl_seconds: int
+    backoff_base_seconds: int
+    backoff_max_seconds: int
+
+
+def policy_for(workspace: Workspace, destination: Destination) -> RetryPolicy:
+    """The workspace's settings, overridden where the destination sets its own."""
+    return RetryPolicy(
+        max_retries=destination.max_retries if destination.max_retries is not None else workspace.max_retries,
+        ttl_seconds=destination.retry_ttl_seconds or workspace.retry_ttl_seconds,
+        backoff_base_seconds=workspace.backoff_base_seconds,
+        backoff_max_seconds=workspace.backoff_max_seconds,
+    )
+
+
+def backoff_seconds(
+    policy: RetryPolicy, cycle_attempts: int, *, retry_after: float | None, rand: Callable[[], float]
+) -> float:
+    """Exponential backoff with "equal jitter", capped; a destination's Retry-After is a floor.
+
+    Equal jitter (half fixed, half random) keeps successive delays growing while still spreading
+    a burst of failures apart; full jitter could schedule attempt 3 before attempt 2 would have run.
+    """
+    exponent = max(cycle_attempts - 1, 0)
+    ceiling = min(float(policy.backoff_max_seconds), policy.backoff_base_seconds * 2.0 ** min(exponent, 40))
+    delay = ceiling / 2 + rand() * ceiling / 2
+    if retry_after is not None and retry_after > delay:
+        delay = retry_after
+    return delay
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: DeliveryStatus
+    next_attempt_at: dt.datetime | None
+
+
+def after_failure(
+    policy: RetryPolicy,
+    *,
+    cycle_attempts: int,
+    expires_at: dt.datetime,
+    now: dt.datetime,
+    retryable: bool,
+    retry_after: float | None,
+    rand: Callable[[], float],
+) -> Verdict:
+    """What a failed attempt leads to: another try later, or `failed`.
+
+    `max_retries` counts retries after the first attempt of a cycle, so a cycle makes at most
+    1 + max_retries attempts (the seed's `attempts: 6` with the default of 5).
+    """
+    if not retryable or cycle_attempts > policy.max_retries or now >= expires_at:
+        return Verdict(DeliveryStatus.FAILED, None)
+    delay = backoff_seconds(policy, cycle_attempts, retry_after=retry_after, rand=rand)
+    return Verdict(DeliveryStatus.RETRYING, now + dt.timedelta(seconds=delay))

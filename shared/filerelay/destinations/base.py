@@ -1,10 +1,14 @@
-"""The small interface every destination kind implements, and the registry of kinds."""
+"""The small interface every destination kind implements, and the registry of kinds.
+
+A kind is one module: a marshmallow schema for its settings, the names of the settings that are
+secrets, and a client that can deliver a staged object to a path, read it back, and check itself.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
 
 from marshmallow import Schema, ValidationError
 
@@ -19,11 +23,38 @@ class DestinationError(Exception):
 
 
 @dataclass(frozen=True)
+class Payload:
+    """A staged object on its way to one destination path."""
+
+    open: Callable[[], BinaryIO]
+    size: int
+    sha256: str
+    content_type: str
+    path: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class Client(Protocol):
+    def deliver(self, payload: Payload) -> None:
+        """Write the payload at its path, overwriting what is there; raise DestinationError."""
+        ...
+
+    def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream back (a range of) what was delivered at `path`; raise DestinationError."""
+        ...
+
+    def check(self) -> None:
+        """Raise DestinationError unless credentials and reachability are fine."""
+        ...
+
+
+@dataclass(frozen=True)
 class DestinationKind:
-    """A kind's name, its settings schema, and which of its settings are secrets (write-only)."""
+    """A kind's name, its settings schema, which settings are secrets, and how to build its client."""
 
     name: str
     schema: type[Schema]
+    build: Callable[[Mapping[str, Any], Mapping[str, Any]], Client]
     secret_fields: frozenset[str] = frozenset()
 
     def validate(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -48,3 +79,7 @@ def get_kind(name: str) -> DestinationKind:
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise ValidationError(f"unknown destination kind {name!r}; known kinds: {known}") from None
+
+
+def build_client(kind: str, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> Client:
+    return get_kind(kind).build(settings, secrets)

@@ -2,13 +2,93 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
-from filerelay.destinations.base import DestinationKind, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+
+CHUNK = 1024 * 1024
 
 
 class FolderSettings(Schema):
     root = fields.String(required=True, validate=validate.Length(min=1))
 
 
-KIND = register(DestinationKind(name="folder", schema=FolderSettings))
+class FolderClient:
+    def __init__(self, root: str) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def _target(self, path: str) -> Path:
+        target = (self.root / path.lstrip("/")).resolve()
+        # Paths are sanitised when rendered; this is the last line of defence against an escape.
+        if not target.is_relative_to(self.root) or target == self.root:
+            raise DestinationError(f"path {path!r} leaves the folder {self.root}", retryable=False)
+        return target
+
+    def deliver(self, payload: Payload) -> None:
+        target = self._target(payload.path)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        digest = hashlib.sha256()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with payload.open() as source, open(tmp, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.hexdigest() != payload.sha256:
+                raise DestinationError("staged bytes do not match their sha256", retryable=False)
+            # Readers see the old file or the new one, never a half-written one.
+            os.replace(tmp, target)
+            dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise DestinationError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        target = self._target(path)
+        try:
+            fp = open(target, "rb")  # noqa: SIM115 - closed by the generator
+        except OSError as exc:
+            raise DestinationError(f"cannot read {target}: {exc.strerror or exc}") from exc
+        return _chunks(fp, start, length)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"cannot create {self.root}: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise DestinationError(f"{self.root} is not writable")
+
+
+def _chunks(fp: Any, start: int, length: int | None) -> Iterator[bytes]:
+    with fp:
+        fp.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            chunk = fp.read(CHUNK if remaining is None else min(CHUNK, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
+def build(settings: Mapping[str, Any], _secrets: Mapping[str, Any]) -> FolderClient:
+    return FolderClient(settings["root"])
+
+
+KIND = register(DestinationKind(name="folder", schema=FolderSettings, build=build))

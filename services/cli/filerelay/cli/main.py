@@ -69,11 +69,65 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
     serve(_settings(), host=host, port=port, workers=workers, threads=threads)
 
 
+def _queues(value: str) -> list[str]:
+    from filerelay.queue import KINDS
+
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if not kinds or unknown:
+        raise click.BadParameter(f"use destination kinds from {', '.join(KINDS)}; got {value!r}")
+    return kinds
+
+
+@main.command()
+@click.option(
+    "--queues",
+    default=",".join(("s3", "sharepoint", "folder", "pull")),
+    show_default=True,
+    help="Destination kinds this worker delivers to, comma-separated.",
+)
+@click.option("--concurrency", default=2, show_default=True, type=int, help="Deliveries in parallel.")
+def worker(queues: str, concurrency: int) -> None:
+    """Run a delivery worker for the given destination kinds (one Celery queue per kind)."""
+    from filerelay.queue import queue_name
+    from filerelay.worker.celery_app import make_worker_app
+
+    _logging()
+    names = ",".join(queue_name(k) for k in _queues(queues))
+    app = make_worker_app(_settings())
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            names,
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--hostname",
+            f"filerelay-{queues}@%h",
+        ]
+    )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+def sweeper(once: bool) -> None:
+    """Run the sweeper: due retries, lost messages, expired leases, TTL failures, staging purge."""
+    from filerelay.worker.sweeper import run_forever
+
+    _logging()
+    run_forever(_settings(), once=once)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int)
 def up(host: str, port: int) -> None:
-    """Everything in one go on embedded defaults: migrate, apply FILERELAY_CONFIG, serve."""
+    """Everything in one go on embedded defaults: migrate, apply FILERELAY_CONFIG, API, worker, sweeper."""
     from filerelay.cli.supervisor import run_up
 
     _logging()

@@ -48,7 +48,11 @@ def run_up(settings: Settings, *, host: str, port: int) -> int:
         return 2
     if summary:
         click.echo(str(summary))
-    children = [_spawn(settings, "api", "--host", host, "--port", str(port), "--workers", "1")]
+    children = [
+        _spawn(settings, "api", "--host", host, "--port", str(port), "--workers", "1"),
+        _spawn(settings, "worker", "--concurrency", "2"),
+        _spawn(settings, "sweeper"),
+    ]
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:

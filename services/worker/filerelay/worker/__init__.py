@@ -1,0 +1,1 @@
+"""The delivery workers (Celery, one queue per destination kind) and the sweeper."""

@@ -27,10 +27,12 @@ from filerelay.api.archivelink.protocol import (
 )
 from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, replacement_key, stage_body
 from filerelay.api.context import runtime
-from filerelay.db.models import ArchiveDocument, Document, Repository, new_id
+from filerelay.db.models import ArchiveDocument, Document, DocumentStatus, Repository, new_id
 from filerelay.db.session import session_scope
+from filerelay.delivery import service
 from filerelay.documents import DocumentExists, NewComponent, Outcome
-from filerelay.staging import CHUNK_SIZE
+from filerelay.runtime import Runtime
+from filerelay.staging import CHUNK_SIZE, StagingError
 
 SERVER_VENDOR = "FileRelay"
 SERVER_VERSION = "0.1.0"
@@ -144,22 +146,31 @@ def _document_headers(document: ArchiveDocument, count: int) -> dict[str, str]:
 
 def _held(component: Document) -> str:
     if component.staging_key is None:
-        raise ProtocolError(
-            f"the content of component {component.comp_id} is no longer held by FileRelay", status=409
-        )
+        raise ProtocolError(f"the content of component {component.comp_id} is no longer held by FileRelay", status=409)
     return component.staging_key
 
 
-def _stream(fp: BinaryIO, start: int, length: int) -> Iterator[bytes]:
-    with fp:
+class _Chunks:
+    """A range of an open file as a response body; closed by the server even if never read (HEAD)."""
+
+    def __init__(self, fp: BinaryIO, start: int, length: int) -> None:
+        self._fp = fp
+        self._remaining = length
         fp.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = fp.read(min(CHUNK_SIZE, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = self._fp.read(min(CHUNK_SIZE, self._remaining)) if self._remaining > 0 else b""
+        if not chunk:
+            self.close()
+            raise StopIteration
+        self._remaining -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._fp.close()
 
 
 @command("serverInfo", "GET")
@@ -299,16 +310,14 @@ def get(call: Call) -> Response:
         component = documents.component(document, call.comp_id(required=False))
         if component is None:
             raise ProtocolError(f"component not found in document {document.doc_id}", status=404)
-        key = _held(component)
+        start, length = byte_range(
+            component.size_bytes,
+            parse_offset("fromOffset", call.req.get("fromOffset"), 0),
+            parse_offset("toOffset", call.req.get("toOffset"), -1),
+        )
+        body = _content(rt, session, component, start, length)
         doc_prot = document.doc_prot
-    start, length = byte_range(
-        component.size_bytes,
-        parse_offset("fromOffset", call.req.get("fromOffset"), 0),
-        parse_offset("toOffset", call.req.get("toOffset"), -1),
-    )
-    fp = rt.staging.open(key)
-    response = Response(_stream(fp, start, length), status=200, content_type=_content_type(component))
-    response.call_on_close(fp.close)
+    response = Response(body, status=200, content_type=_content_type(component))
     response.headers["Content-Length"] = str(length)
     for name, value in _component_headers(component, call.p_version):
         response.headers[name] = value
@@ -316,6 +325,20 @@ def get(call: Call) -> Response:
         response.headers["X-docProt"] = doc_prot
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _content(rt: Runtime, session: Session, component: Document, start: int, length: int) -> Iterator[bytes]:
+    """From staging while it holds the bytes; afterwards, back from a destination that has them."""
+    if component.staging_key is not None:
+        try:
+            return _Chunks(rt.staging.open(component.staging_key), start, length)
+        except StagingError:
+            pass  # purged between reading the row and opening the file
+    if component.status != DocumentStatus.DISCARDED:
+        chunks = service.read_back(session, component, start, length)
+        if chunks is not None:
+            return chunks
+    raise ProtocolError(f"the content of component {component.comp_id} is no longer held by FileRelay", status=409)
 
 
 @command("info", "GET")
@@ -348,15 +371,13 @@ def doc_get(call: Call) -> Response:
     with session_scope(rt.sessions) as session:
         repository, document = call.document(session)
         components = list(document.components)
-        keys = [_held(c) for c in components]
+        contents = [_content(rt, session, c, 0, c.size_bytes) for c in components]
     writer = MultipartWriter()
 
     def body() -> Iterator[bytes]:
-        for component, key in zip(components, keys, strict=True):
-            yield writer.part_head(
-                _part_headers(component, call.p_version, content_length=component.size_bytes)
-            )
-            yield from _stream(rt.staging.open(key), 0, component.size_bytes)
+        for component, content in zip(components, contents, strict=True):
+            yield writer.part_head(_part_headers(component, call.p_version, content_length=component.size_bytes))
+            yield from content
             yield writer.part_tail()
         yield writer.closing()
 
@@ -443,13 +464,9 @@ def append(call: Call) -> Response:
         existing = documents.component(document, comp_id)
         if existing is None:
             raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", status=404)
-        old_key = _held(existing)
-    staged = stage_body(
-        rt.staging, replacement_key(existing.id), rt.settings.max_document_bytes, prefix_key=old_key
-    )
-    new = NewComponent(
-        existing.comp_id, existing.content_type, existing.charset, existing.content_version, staged
-    )
+        old = _content(rt, session, existing, 0, existing.size_bytes)
+    staged = stage_body(rt.staging, replacement_key(existing.id), rt.settings.max_document_bytes, prefix=old)
+    new = NewComponent(existing.comp_id, existing.content_type, existing.charset, existing.content_version, staged)
     _put(call, [new], replace_all=False)
     return _empty(200)
 

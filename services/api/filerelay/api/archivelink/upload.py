@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from flask import request
 from werkzeug.exceptions import ClientDisconnected
@@ -39,14 +39,13 @@ def check_length(limit: int) -> None:
         raise ProtocolError(f"the body has {length} bytes; the limit is {limit}", status=413)
 
 
-def stage_body(staging: StagingStore, key: str, limit: int, *, prefix_key: str | None = None) -> StagedObject:
-    """Stream the request body (after the staged object `prefix_key`, for append) into staging."""
+def stage_body(staging: StagingStore, key: str, limit: int, *, prefix: Iterable[bytes] = ()) -> StagedObject:
+    """Stream the request body (after `prefix`, the old content, for append) into staging."""
     check_length(limit)
     try:
         with staging.writer(key, limit=limit) as writer:
-            if prefix_key is not None:
-                with staging.open(prefix_key) as old:
-                    copy_stream(old.read, writer)
+            for chunk in prefix:
+                writer.write(chunk)
             copy_stream(request.stream.read, writer, expected=_announced_length())
             return writer.commit()
     except TooLarge as exc:
@@ -106,9 +105,7 @@ class StagedParts:
         current = self._current
         declared = current["declared"]
         if declared is not None and int(declared) != self._part_size:
-            raise ProtocolError(
-                f"part {current['comp_id']} announced {declared} bytes but carried {self._part_size}"
-            )
+            raise ProtocolError(f"part {current['comp_id']} announced {declared} bytes but carried {self._part_size}")
         staged = self._writer.commit()
         self._writer = None
         component = NewComponent(

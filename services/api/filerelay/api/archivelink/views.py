@@ -30,9 +30,7 @@ def error_response(status: int, description: str) -> Response:
     return response
 
 
-@blueprint.route(
-    "/archivelink/<owner>/<slug>", methods=["GET", "HEAD", "PUT", "POST", "DELETE"], strict_slashes=False
-)
+@blueprint.route("/archivelink/<owner>/<slug>", methods=["GET", "HEAD", "PUT", "POST", "DELETE"], strict_slashes=False)
 def endpoint(owner: str, slug: str) -> ResponseReturnValue:
     p_version = ""
     try:

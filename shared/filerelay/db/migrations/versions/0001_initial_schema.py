@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 12:14:42.962007
+Create Date: 2026-11-23 12:29:53.310579
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('documents', schema=None) as batch_op:
+        batch_op.create_index('ix_documents_staged_status_updated', ['status', 'updated_at'], unique=False, sqlite_where=sa.text('staging_key IS NOT NULL'), postgresql_where=sa.text('staging_key IS NOT NULL'))
         batch_op.create_index('ix_documents_workspace_received', ['workspace_id', 'received_at'], unique=False)
         batch_op.create_index('ix_documents_workspace_status_received', ['workspace_id', 'status', 'received_at'], unique=False)
         batch_op.create_index('ix_documents_workspace_updated', ['workspace_id', 'updated_at'], unique=False)
@@ -160,7 +161,9 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('cycle_attempts', sa.Integer(), nullable=False),
     sa.Column('cycle_started_at', filerelay.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', filerelay.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('next_attempt_at', filerelay.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('enqueued_at', filerelay.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('lease_until', filerelay.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('delivered_at', filerelay.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('delivered_generation', sa.Integer(), nullable=True),
@@ -177,6 +180,7 @@ def upgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_deliveries_destination_id'), ['destination_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_deliveries_document_id'), ['document_id'], unique=False)
+        batch_op.create_index('ix_deliveries_status_expires', ['status', 'expires_at'], unique=False)
         batch_op.create_index('ix_deliveries_status_lease', ['status', 'lease_until'], unique=False)
         batch_op.create_index('ix_deliveries_status_next_attempt', ['status', 'next_attempt_at'], unique=False)
 
@@ -184,6 +188,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('delivery_id', sa.String(length=32), nullable=False),
     sa.Column('number', sa.Integer(), nullable=False),
+    sa.Column('generation', sa.Integer(), nullable=False),
     sa.Column('started_at', filerelay.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('finished_at', filerelay.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('outcome', sa.String(length=16), nullable=False),
@@ -203,6 +208,7 @@ def downgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_status_next_attempt')
         batch_op.drop_index('ix_deliveries_status_lease')
+        batch_op.drop_index('ix_deliveries_status_expires')
         batch_op.drop_index(batch_op.f('ix_deliveries_document_id'))
         batch_op.drop_index(batch_op.f('ix_deliveries_destination_id'))
 
@@ -212,6 +218,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_documents_workspace_updated')
         batch_op.drop_index('ix_documents_workspace_status_received')
         batch_op.drop_index('ix_documents_workspace_received')
+        batch_op.drop_index('ix_documents_staged_status_updated', sqlite_where=sa.text('staging_key IS NOT NULL'), postgresql_where=sa.text('staging_key IS NOT NULL'))
 
     op.drop_table('documents')
     op.drop_table('routes')

@@ -1,0 +1,176 @@
+"""The sweeper's work, as functions of (session, now): each query walks an index over due rows
+only, so a sweep costs what is due, not what the tables hold."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from filerelay.db.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Destination,
+    Document,
+    DocumentStatus,
+)
+from filerelay.db.session import session_scope
+from filerelay.delivery.rules import after_failure, policy_for, rollup
+from filerelay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+WAITING = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+
+
+def enqueue_due(session: Session, *, now: dt.datetime, grace_seconds: int, limit: int) -> list[tuple[str, str]]:
+    """Due deliveries without a recent wake-up (lost message, flushed Redis, or a retry now due)."""
+    rows = session.execute(
+        select(Delivery, Destination.kind)
+        .join(Destination, Destination.id == Delivery.destination_id)
+        .where(
+            Delivery.status.in_(WAITING),
+            Delivery.next_attempt_at <= now,
+            or_(
+                Delivery.enqueued_at.is_(None),
+                Delivery.enqueued_at <= now - dt.timedelta(seconds=grace_seconds),
+            ),
+        )
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Delivery)
+    ).all()
+    for delivery, _kind in rows:
+        delivery.enqueued_at = now
+    return [(delivery.id, kind) for delivery, kind in rows]
+
+
+def _settle(session: Session, document_ids: set[str], now: dt.datetime) -> None:
+    for document in session.scalars(select(Document).where(Document.id.in_(document_ids)).with_for_update()):
+        document.status = rollup(d.status for d in document.deliveries)
+        document.updated_at = now
+
+
+def recover_expired_leases(
+    session: Session, *, now: dt.datetime, limit: int, rand: Callable[[], float] = random.random
+) -> int:
+    """Deliveries whose worker died mid-attempt: the attempt counts, the retry rules decide what next."""
+    deliveries = session.scalars(
+        select(Delivery)
+        .where(Delivery.status == DeliveryStatus.DELIVERING, Delivery.lease_until < now)
+        .order_by(Delivery.lease_until)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for delivery in deliveries:
+        attempt = session.scalars(
+            select(DeliveryAttempt).where(
+                DeliveryAttempt.delivery_id == delivery.id, DeliveryAttempt.number == delivery.attempts
+            )
+        ).one_or_none()
+        if attempt is not None and attempt.outcome == "running":
+            attempt.outcome = "abandoned"
+            attempt.finished_at = now
+            attempt.error_message = "the worker stopped before finishing (lease expired)"
+        verdict = after_failure(
+            policy_for(delivery.document.repository.workspace, delivery.destination),
+            cycle_attempts=delivery.cycle_attempts,
+            expires_at=delivery.expires_at,
+            now=now,
+            retryable=True,
+            retry_after=None,
+            rand=rand,
+        )
+        delivery.status = verdict.status
+        delivery.next_attempt_at = verdict.next_attempt_at
+        delivery.lease_until = None
+        delivery.enqueued_at = None
+        delivery.last_error = "the worker stopped before finishing (lease expired)"
+        delivery.updated_at = now
+    _settle(session, {d.document_id for d in deliveries}, now)
+    return len(deliveries)
+
+
+def expire(session: Session, *, now: dt.datetime, limit: int) -> int:
+    """Deliveries still waiting when their retry TTL ran out are failed."""
+    deliveries = session.scalars(
+        select(Delivery)
+        .where(Delivery.status.in_(WAITING), Delivery.expires_at <= now)
+        .order_by(Delivery.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for delivery in deliveries:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.next_attempt_at = None
+        delivery.last_error = (delivery.last_error or "not delivered") + "; retry TTL expired"
+        delivery.updated_at = now
+    _settle(session, {d.document_id for d in deliveries}, now)
+    return len(deliveries)
+
+
+def purgeable(session: Session, *, now: dt.datetime, retention_seconds: int, limit: int) -> list[str]:
+    """Staged bytes of documents delivered everywhere, past the retention: released from their rows.
+
+    Failed documents keep their bytes, so a retry has something to send.
+    """
+    documents = session.scalars(
+        select(Document)
+        .where(
+            Document.status == DocumentStatus.DELIVERED,
+            Document.staging_key.is_not(None),
+            Document.updated_at <= now - dt.timedelta(seconds=retention_seconds),
+        )
+        .order_by(Document.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    keys = [d.staging_key for d in documents if d.staging_key]
+    for document in documents:
+        document.staging_key = None
+    return keys
+
+
+@dataclass
+class SweepReport:
+    enqueued: int = 0
+    recovered: int = 0
+    expired: int = 0
+    purged: int = 0
+    orphans: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        return any((self.enqueued, self.recovered, self.expired, self.purged))
+
+
+def sweep(runtime: Runtime, *, batch: int = 500, grace_seconds: int = 30) -> SweepReport:
+    """One pass: recover, expire, wake due deliveries, purge staging. Each step its own transaction."""
+    report = SweepReport()
+    settings = runtime.settings
+    with session_scope(runtime.sessions) as session:
+        report.recovered = recover_expired_leases(session, now=runtime.clock.now(), limit=batch)
+    with session_scope(runtime.sessions) as session:
+        report.expired = expire(session, now=runtime.clock.now(), limit=batch)
+    with session_scope(runtime.sessions) as session:
+        due = enqueue_due(session, now=runtime.clock.now(), grace_seconds=grace_seconds, limit=batch)
+    report.enqueued = runtime.enqueuer.enqueue(due)
+    with session_scope(runtime.sessions) as session:
+        keys = purgeable(
+            session,
+            now=runtime.clock.now(),
+            retention_seconds=settings.staging_retention_seconds,
+            limit=batch,
+        )
+    for key in keys:  # after commit: a crash in between leaves bytes behind, never a row without them
+        runtime.staging.delete(key)
+    report.purged = len(keys)
+    report.orphans = runtime.staging.purge_orphans()
+    return report

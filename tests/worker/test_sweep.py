@@ -1,0 +1,386 @@
+"""The sweeper: wake deliveries whose message was lost or whose retry is due, recover expired leases,
+fail what outlived its TTL, release staged bytes nobody needs; and do it through the status indexes.
+
+Z1 is wired to dest_folder and dest_s3prod (which always fails); TTL 1h, backoff 1s..10s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from filerelay import documents
+from filerelay.clock import FrozenClock
+from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document, new_id
+from filerelay.db.session import session_scope
+from filerelay.delivery import service, sweep
+from filerelay.documents import NewComponent
+from filerelay.runtime import Runtime
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
+GRACE = 30
+
+
+def half() -> float:
+    return 0.5
+
+
+@dataclass(frozen=True)
+class Created:
+    document_id: str
+    staging_key: str
+    folder: str
+    s3: str | None
+
+
+def create_document(runtime: Runtime, doc_id: str) -> Created:
+    with runtime.staging.writer(new_id("doc")) as writer:
+        writer.write(PDF)
+        staged = writer.commit()
+    with session_scope(runtime.sessions) as session:
+        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
+        assert repository is not None
+        outcome = documents.create(
+            session,
+            repository=repository,
+            doc_id=doc_id,
+            doc_prot=None,
+            components=[NewComponent("data", "application/pdf", None, None, staged)],
+            now=runtime.clock.now(),
+        )
+        document_id = outcome.documents[0].id
+    by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
+    return Created(document_id, staged.key, by_kind["folder"], by_kind.get("s3"))
+
+
+def set_s3(runtime: Runtime, **values: Any) -> None:
+    with session_scope(runtime.sessions) as session:
+        session.execute(update(Destination).where(Destination.public_id == "dest_s3prod").values(**values))
+
+
+def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
+    with session_scope(runtime.sessions) as session:
+        return session.get_one(Delivery, delivery_id)
+
+
+def document(runtime: Runtime, document_id: str) -> Document:
+    with session_scope(runtime.sessions) as session:
+        return session.get_one(Document, document_id)
+
+
+def claim(runtime: Runtime, delivery_id: str, *, lease_seconds: int) -> None:
+    with session_scope(runtime.sessions) as session:
+        taken = service.claim(session, delivery_id=delivery_id, now=runtime.clock.now(), lease_seconds=lease_seconds)
+    assert taken is not None
+
+
+def enqueue_due(runtime: Runtime) -> list[tuple[str, str]]:
+    with session_scope(runtime.sessions) as session:
+        return sweep.enqueue_due(session, now=runtime.clock.now(), grace_seconds=GRACE, limit=100)
+
+
+def broker_messages(runtime: Runtime) -> int:
+    return len(list((runtime.settings.broker_dir / "queue").glob("*.msg")))
+
+
+# --- enqueue_due ----------------------------------------------------------------------------------
+
+
+def test_enqueue_due_resends_a_lost_wake_up_once_the_grace_has_passed(configured: Runtime, clock: FrozenClock) -> None:
+    lost = create_document(configured, "LOST")
+    # Just created: its message is presumably on its way.
+    assert enqueue_due(configured) == []
+
+    clock.advance(GRACE + 1)
+    fresh = create_document(configured, "FRESH")
+    due = enqueue_due(configured)
+
+    assert sorted(due) == sorted([(lost.folder, "folder"), (lost.s3, "s3")])
+    assert fresh.folder not in {delivery_id for delivery_id, _ in due}
+    assert delivery(configured, lost.folder).enqueued_at == clock.now()
+    assert delivery(configured, fresh.folder).enqueued_at == clock.now()
+    # Marked as sent: the next sweep does not send it again...
+    assert enqueue_due(configured) == []
+    clock.advance(GRACE - 1)
+    assert enqueue_due(configured) == []
+    # ...unless that wake-up is lost too.
+    clock.advance(2)
+    assert {delivery_id for delivery_id, _ in enqueue_due(configured)} == {
+        lost.folder,
+        lost.s3,
+        fresh.folder,
+        fresh.s3,
+    }
+
+
+def test_enqueue_due_wakes_a_retrying_delivery_only_once_due(configured: Runtime, clock: FrozenClock) -> None:
+    created = create_document(configured, "DOC")
+    assert service.run(configured, created.folder, rand=half)
+    assert created.s3 is not None
+    assert service.run(configured, created.s3, rand=half)
+    row = delivery(configured, created.s3)
+    assert row.status == "retrying" and row.enqueued_at is None
+    assert row.next_attempt_at == clock.now() + dt.timedelta(seconds=0.75)
+
+    assert enqueue_due(configured) == []
+    clock.advance(0.5)
+    assert enqueue_due(configured) == []
+    clock.advance(0.25)
+    assert enqueue_due(configured) == [(created.s3, "s3")]
+    assert enqueue_due(configured) == []
+
+
+def test_sweep_sends_the_wake_up_to_the_broker(configured: Runtime, clock: FrozenClock) -> None:
+    create_document(configured, "DOC")
+    before = broker_messages(configured)
+    assert sweep.sweep(configured, grace_seconds=GRACE).enqueued == 0
+
+    clock.advance(GRACE + 1)
+    report = sweep.sweep(configured, grace_seconds=GRACE)
+
+    assert report.enqueued == 2
+    assert broker_messages(configured) == before + 2
+    assert sweep.sweep(configured, grace_seconds=GRACE).enqueued == 0
+    assert broker_messages(configured) == before + 2
+
+
+# --- recover_expired_leases -----------------------------------------------------------------------
+
+
+def test_recover_expired_leases_retries_a_delivery_whose_worker_died(configured: Runtime, clock: FrozenClock) -> None:
+    created = create_document(configured, "DOC")
+    assert created.s3 is not None
+    claim(configured, created.folder, lease_seconds=5)
+    claim(configured, created.s3, lease_seconds=60)
+    clock.advance(6)
+
+    with session_scope(configured.sessions) as session:
+        recovered = sweep.recover_expired_leases(session, now=clock.now(), limit=100, rand=half)
+
+    assert recovered == 1
+    row = delivery(configured, created.folder)
+    assert row.status == "retrying"
+    assert row.lease_until is None
+    assert row.next_attempt_at == clock.now() + dt.timedelta(seconds=0.75)
+    assert row.attempts == 1
+    assert row.last_error is not None and "lease expired" in row.last_error
+    with session_scope(configured.sessions) as session:
+        [attempt] = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == created.folder))
+        assert (attempt.outcome, attempt.finished_at) == ("abandoned", clock.now())
+        [other] = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == created.s3))
+        assert other.outcome == "running"
+    # The unexpired lease is left alone.
+    s3 = delivery(configured, created.s3)
+    assert s3.status == "delivering"
+    assert s3.lease_until is not None and s3.lease_until > clock.now()
+    assert document(configured, created.document_id).status == "retrying"
+
+    # The recovered delivery runs again once due; the superseded worker's late finish changes nothing.
+    advance = (row.next_attempt_at - clock.now()).total_seconds()
+    clock.advance(advance)
+    assert service.run(configured, created.folder, rand=half)
+    row = delivery(configured, created.folder)
+    assert (row.status, row.attempts) == ("delivered", 2)
+
+
+def test_a_worker_finishing_after_its_lease_was_recovered_is_superseded(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    created = create_document(configured, "DOC")
+    with session_scope(configured.sessions) as session:
+        taken = service.claim(session, delivery_id=created.folder, now=clock.now(), lease_seconds=5)
+    assert taken is not None
+    clock.advance(6)
+    with session_scope(configured.sessions) as session:
+        assert sweep.recover_expired_leases(session, now=clock.now(), limit=100, rand=half) == 1
+
+    result = service.perform(taken, configured.staging)
+    with session_scope(configured.sessions) as session:
+        assert service.finish(session, taken, result, now=clock.now(), rand=half) == []
+
+    row = delivery(configured, created.folder)
+    assert (row.status, row.attempts) == ("retrying", 1)
+    with session_scope(configured.sessions) as session:
+        [attempt] = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == created.folder))
+        assert attempt.outcome == "superseded"
+
+
+# --- expire -----------------------------------------------------------------------------------------
+
+
+def test_expire_fails_a_waiting_delivery_once_its_ttl_ran_out(configured: Runtime, clock: FrozenClock) -> None:
+    created = create_document(configured, "DOC")
+    assert created.s3 is not None
+    assert service.run(configured, created.folder, rand=half)
+    assert service.run(configured, created.s3, rand=half)
+    assert document(configured, created.document_id).status == "retrying"
+
+    clock.advance(3600 - 1)
+    with session_scope(configured.sessions) as session:
+        assert sweep.expire(session, now=clock.now(), limit=100) == 0
+    assert delivery(configured, created.s3).status == "retrying"
+
+    clock.advance(1)  # expires_at = created + ttl 1h
+    with session_scope(configured.sessions) as session:
+        assert sweep.expire(session, now=clock.now(), limit=100) == 1
+
+    row = delivery(configured, created.s3)
+    assert row.status == "failed"
+    assert row.next_attempt_at is None
+    assert row.last_error is not None and row.last_error.endswith("; retry TTL expired")
+    assert delivery(configured, created.folder).status == "delivered"
+    assert document(configured, created.document_id).status == "failed"
+    with session_scope(configured.sessions) as session:
+        assert sweep.expire(session, now=clock.now(), limit=100) == 0
+
+
+# --- purging staged bytes ---------------------------------------------------------------------------
+
+
+def test_sweep_purges_staged_bytes_only_of_documents_delivered_everywhere_after_the_retention(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    configured.settings = dataclasses.replace(configured.settings, staging_retention_seconds=10)
+    # A document that fails for good on S3 (max_retries 0 on the destination: one attempt).
+    set_s3(configured, max_retries=0)
+    failed = create_document(configured, "FAILED")
+    assert failed.s3 is not None
+    assert service.run(configured, failed.folder, rand=half)
+    assert service.run(configured, failed.s3, rand=half)
+    assert document(configured, failed.document_id).status == "failed"
+    # A document delivered everywhere (S3 disabled before it arrived, so only the folder is wired).
+    set_s3(configured, enabled=False)
+    delivered = create_document(configured, "DELIVERED")
+    assert delivered.s3 is None
+    assert service.run(configured, delivered.folder, rand=half)
+    assert document(configured, delivered.document_id).status == "delivered"
+
+    clock.advance(5)
+    assert sweep.sweep(configured).purged == 0
+    assert configured.staging.exists(delivered.staging_key)
+
+    clock.advance(5)
+    report = sweep.sweep(configured)
+
+    assert report.purged == 1
+    assert not configured.staging.exists(delivered.staging_key)
+    assert document(configured, delivered.document_id).staging_key is None
+    # Failed documents keep their bytes for a retry.
+    assert configured.staging.exists(failed.staging_key)
+    assert document(configured, failed.document_id).staging_key == failed.staging_key
+    clock.advance(3600 * 24)
+    assert sweep.sweep(configured).purged == 0
+    assert configured.staging.exists(failed.staging_key)
+
+
+def test_purgeable_ignores_documents_still_waiting_for_a_destination(configured: Runtime, clock: FrozenClock) -> None:
+    created = create_document(configured, "DOC")
+    assert service.run(configured, created.folder, rand=half)  # S3 still pending
+    clock.advance(7200)
+    with session_scope(configured.sessions) as session:
+        assert sweep.purgeable(session, now=clock.now(), retention_seconds=10, limit=100) == []
+    assert document(configured, created.document_id).staging_key == created.staging_key
+
+
+# --- the whole pass ---------------------------------------------------------------------------------
+
+
+def test_sweep_report_counts_what_one_pass_did(configured: Runtime, clock: FrozenClock) -> None:
+    configured.settings = dataclasses.replace(configured.settings, staging_retention_seconds=10)
+    start = clock.now()
+    # EXPIRED: folder delivered, S3 still pending (its message lost) when the 1h TTL runs out.
+    expired = create_document(configured, "EXPIRED")
+    assert service.run(configured, expired.folder, rand=half)
+    set_s3(configured, enabled=False)  # the documents below are wired to the folder only
+    # PURGE: delivered everywhere, well past the 10 s retention at sweep time.
+    clock.advance(3500)
+    purge = create_document(configured, "PURGE")
+    assert service.run(configured, purge.folder, rand=half)
+    # LOST: its wake-up never arrived, and the grace has passed.
+    clock.advance(60)
+    lost = create_document(configured, "LOST")
+    # CRASHED: a worker claimed it with a 5 s lease and died.
+    clock.advance(34)
+    crashed = create_document(configured, "CRASHED")
+    claim(configured, crashed.folder, lease_seconds=5)
+    clock.advance(6)
+    assert clock.now() == start + dt.timedelta(hours=1)
+    before = broker_messages(configured)
+
+    report = sweep.sweep(configured, grace_seconds=GRACE)
+
+    assert (report.recovered, report.expired, report.enqueued, report.purged) == (1, 1, 1, 1)
+    assert report.errors == []
+    assert report.busy
+    assert broker_messages(configured) == before + 1
+    assert expired.s3 is not None
+    assert delivery(configured, expired.s3).status == "failed"  # expired, so not woken
+    assert delivery(configured, lost.folder).enqueued_at == clock.now()
+    assert delivery(configured, crashed.folder).status == "retrying"
+    assert document(configured, purge.document_id).staging_key is None
+    assert document(configured, expired.document_id).staging_key == expired.staging_key
+
+    again = sweep.sweep(configured, grace_seconds=GRACE)
+    assert (again.recovered, again.expired, again.enqueued, again.purged) == (0, 0, 0, 0)
+    assert not again.busy
+    assert broker_messages(configured) == before + 1
+
+
+# --- the queries walk the status indexes (SQLite) ---------------------------------------------------
+
+
+def _enqueue_due(session: Session, now: dt.datetime) -> object:
+    return sweep.enqueue_due(session, now=now, grace_seconds=GRACE, limit=10)
+
+
+def _recover(session: Session, now: dt.datetime) -> object:
+    return sweep.recover_expired_leases(session, now=now, limit=10)
+
+
+def _expire(session: Session, now: dt.datetime) -> object:
+    return sweep.expire(session, now=now, limit=10)
+
+
+@pytest.mark.parametrize(
+    ("call", "index"),
+    [
+        (_enqueue_due, "ix_deliveries_status_next_attempt"),
+        (_recover, "ix_deliveries_status_lease"),
+        (_expire, "ix_deliveries_status_expires"),
+    ],
+    ids=["enqueue_due", "recover_expired_leases", "expire"],
+)
+def test_sweeper_queries_walk_a_status_index_on_sqlite(
+    configured: Runtime, call: Callable[[Session, dt.datetime], object], index: str
+) -> None:
+    if configured.engine.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    create_document(configured, "DOC")
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        captured.append((statement, parameters))
+
+    event.listen(configured.engine, "before_cursor_execute", capture)
+    try:
+        with session_scope(configured.sessions) as session:
+            call(session, configured.clock.now() + dt.timedelta(hours=2))
+    finally:
+        event.remove(configured.engine, "before_cursor_execute", capture)
+
+    selects = [(s, p) for s, p in captured if s.lstrip().upper().startswith("SELECT") and "FROM deliveries" in s]
+    assert selects, captured
+    statement, parameters = selects[0]
+    with configured.engine.connect() as conn:
+        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+    details = " | ".join(plan)
+    assert "USING INDEX ix_deliveries_status_" in details, details
+    assert f"USING INDEX {index} " in details, details
