@@ -1,8 +1,8 @@
 """Shared fixtures: a real database (SQLite, or PostgreSQL via FILERELAY_TEST_DATABASE_URL), a real
 HTTP server around the real app, and a configured workspace.
 
-Isolation: the schema is built once per run by the real Alembic migrations; every test starts from
-empty tables. Tests that spawn processes need committed data, so every test uses the same mechanism
+Isolation: each run gets its own database (a scratch database on the PostgreSQL server, or a SQLite
+file), built by the real Alembic migrations; every test starts from empty tables. Tests that spawn processes need committed data, so every test uses the same mechanism
 (rows deleted after each test) rather than savepoint rollback, which only covers in-process tests.
 """
 
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import textwrap
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from filerelay.api import create_app
@@ -32,24 +34,32 @@ from tests.support.sapclient import SapClient
 ADMIN_KEY = "fr_live_admin_0123456789abcdef"
 
 
-def database_url(tmp_root: Path) -> str:
-    return os.environ.get("FILERELAY_TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'filerelay-test.db'}"
-
-
-def _reset_schema(engine: Engine) -> None:
-    Base.metadata.drop_all(engine)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+@contextmanager
+def _scratch_database(server_url: str) -> Iterator[str]:
+    """A database of this run's own on the server FILERELAY_TEST_DATABASE_URL names, dropped after:
+    concurrent runs against one server never see each other's rows."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"filerelay_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = database_url(tmp_path_factory.mktemp("db"))
-    engine = make_engine(url)
-    _reset_schema(engine)
-    upgrade(url)
-    yield url
-    engine.dispose()
+    server_url = os.environ.get("FILERELAY_TEST_DATABASE_URL")
+    with ExitStack() as stack:
+        if server_url:
+            url = stack.enter_context(_scratch_database(server_url))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'filerelay-test.db'}"
+        upgrade(url)  # the real migrations build the schema
+        yield url
 
 
 @pytest.fixture

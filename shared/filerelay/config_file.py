@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -44,6 +45,8 @@ def parse_duration(value: object) -> int:
     if isinstance(value, bool):
         raise ValidationError("not a duration")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValidationError(f"{value!r} is not a duration; write e.g. 30s, 5m, 24h or 7d")
         seconds = int(value)
     else:
         match = _DURATION.match(str(value))
@@ -165,6 +168,12 @@ def load(text: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         _check_unique(ws["destinations"], "id", f"{where}.destinations", problems)
         _check_unique(ws["repositories"], "id", f"{where}.repositories", problems)
         _check_unique(ws["api_keys"], "name", f"{where}.api_keys", problems)
+        # Names, never the secret itself: the message may end up in a log.
+        seen_keys: dict[str, str] = {}
+        for item in ws["api_keys"]:
+            if item["key"] in seen_keys:
+                problems.append(f"{where}.api_keys: {item['name']!r} reuses the key of {seen_keys[item['key']]!r}")
+            seen_keys.setdefault(item["key"], item["name"])
         known = {d["id"] for d in ws["destinations"]}
         for d, dest in enumerate(ws["destinations"]):
             _check_destination(dest, f"{where}.destinations.{d}", problems)

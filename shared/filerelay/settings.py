@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,19 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
 
 
@@ -61,7 +75,7 @@ class Settings:
             max_document_bytes=_int(env, "FILERELAY_MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES),
             lease_seconds=_int(env, "FILERELAY_LEASE_SECONDS", 900),
             staging_retention_seconds=_int(env, "FILERELAY_STAGING_RETENTION_SECONDS", 3600),
-            sweep_interval_seconds=float(_int(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5)),
+            sweep_interval_seconds=_float(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5.0),
         )
 
     @property
@@ -86,7 +100,7 @@ class Settings:
             "FILERELAY_MAX_DOCUMENT_BYTES": str(self.max_document_bytes),
             "FILERELAY_LEASE_SECONDS": str(self.lease_seconds),
             "FILERELAY_STAGING_RETENTION_SECONDS": str(self.staging_retention_seconds),
-            "FILERELAY_SWEEP_INTERVAL_SECONDS": str(int(self.sweep_interval_seconds)),
+            "FILERELAY_SWEEP_INTERVAL_SECONDS": repr(self.sweep_interval_seconds),
         }
         if self.config_file is not None:
             env["FILERELAY_CONFIG"] = str(self.config_file)

@@ -6,6 +6,7 @@ No database: Workspace and Destination are plain in-memory model objects.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_backoff_doubles_per_attempt_of_the_cycle_and_stops_at_backoff_max() -> 
     delays = [backoff_seconds(POLICY, n, retry_after=None, rand=half) for n in range(1, 8)]
     # ceiling = min(10, 1 * 2**(n-1)); equal jitter at rand 0.5 gives 3/4 of it.
     assert delays == [0.75, 1.5, 3.0, 6.0, 7.5, 7.5, 7.5]
-    assert all(later >= earlier for earlier, later in zip(delays, delays[1:], strict=False))
+    assert all(later >= earlier for earlier, later in itertools.pairwise(delays))
     assert delays[0] < delays[1] < delays[2] < delays[3]
 
 

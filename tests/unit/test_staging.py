@@ -94,10 +94,15 @@ def test_leaving_with_block_without_commit_leaves_no_file(store: LocalStagingSto
     assert all_files(store.root) == []
 
 
-def test_exception_inside_with_block_leaves_no_file(store: LocalStagingStore) -> None:
-    with pytest.raises(RuntimeError, match="client went away"), store.writer("doc_boom") as writer:
+def _write_then_fail(store: LocalStagingStore) -> None:
+    with store.writer("doc_boom") as writer:
         writer.write(b"abc")
         raise RuntimeError("client went away")
+
+
+def test_exception_inside_with_block_leaves_no_file(store: LocalStagingStore) -> None:
+    with pytest.raises(RuntimeError, match="client went away"):
+        _write_then_fail(store)
     assert all_files(store.root) == []
 
 
@@ -117,9 +122,10 @@ def test_limit_exactly_reached_is_accepted(store: LocalStagingStore) -> None:
 
 
 def test_limit_exceeded_raises_too_large_and_leaves_nothing(store: LocalStagingStore) -> None:
-    with pytest.raises(TooLarge) as info, store.writer("doc_big", limit=10) as writer:
+    with store.writer("doc_big", limit=10) as writer:
         writer.write(b"12345")
-        writer.write(b"678901")
+        with pytest.raises(TooLarge) as info:
+            writer.write(b"678901")
     assert info.value.limit == 10
     assert "10 bytes" in str(info.value)
     assert all_files(store.root) == []
@@ -213,14 +219,13 @@ def test_copy_stream_without_expected_size(store: LocalStagingStore) -> None:
 
 
 def test_copy_stream_raises_incomplete_body_when_bytes_are_missing(store: LocalStagingStore) -> None:
-    with pytest.raises(IncompleteBody, match="received 5 of 10"), store.writer("doc_short") as writer:
+    with store.writer("doc_short") as writer, pytest.raises(IncompleteBody, match="received 5 of 10"):
         copy_stream(io.BytesIO(b"12345").read, writer, expected=10)
-        writer.commit()
     assert all_files(store.root) == []
 
 
 def test_copy_stream_respects_writer_limit(store: LocalStagingStore) -> None:
-    with pytest.raises(TooLarge), store.writer("doc_over", limit=4) as writer:
+    with store.writer("doc_over", limit=4) as writer, pytest.raises(TooLarge):
         copy_stream(io.BytesIO(b"123456").read, writer, expected=6)
     assert all_files(store.root) == []
 

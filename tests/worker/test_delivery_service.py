@@ -11,7 +11,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from filerelay import documents
@@ -160,7 +159,8 @@ def test_document_stays_pending_until_every_delivery_is_final_and_rolls_up(
     assert service.run(configured, created.s3, rand=half)
     s3 = delivery(configured, created.s3)
     assert s3.status == "retrying"
-    assert s3.last_error is not None and "127.0.0.1:9" in s3.last_error
+    assert s3.last_error is not None
+    assert "127.0.0.1:9" in s3.last_error
     assert document(configured, created.document_id).status == "retrying"
 
     for attempt_number in (2, 3, 4):  # max_retries 3: one attempt plus three retries
@@ -190,7 +190,8 @@ def test_next_attempt_at_grows_between_consecutive_failures(configured: Runtime,
     for _ in range(3):
         assert service.run(configured, created.s3, rand=half)
         row = delivery(configured, created.s3)
-        assert row.status == "retrying" and row.next_attempt_at is not None
+        assert row.status == "retrying"
+        assert row.next_attempt_at is not None
         delays.append((row.next_attempt_at - clock.now()).total_seconds())
         advance_to_next_attempt(configured, clock, created.s3)
     # Equal jitter at rand 0.5 on ceilings 1s, 2s, 4s.
@@ -263,7 +264,8 @@ def test_content_replaced_while_delivering_is_sent_again_after_the_old_upload(
 ) -> None:
     created = create_document(configured)
     taken = claim(configured, created.folder)
-    assert taken is not None and taken.generation == 1
+    assert taken is not None
+    assert taken.generation == 1
 
     outcome = replace_content(configured, doc_id="DOC", data=PDF_V2)
     # The running delivery is left alone (its finish notices); the idle one gets a fresh cycle.
@@ -278,7 +280,8 @@ def test_content_replaced_while_delivering_is_sent_again_after_the_old_upload(
     assert wake == [(created.folder, "folder")]
     row = delivery(configured, created.folder)
     assert row.status == "pending"
-    assert row.delivered_at is None and row.delivered_generation is None
+    assert row.delivered_at is None
+    assert row.delivered_generation is None
     assert document(configured, created.document_id).status == "pending"
     assert [(a.generation, a.outcome) for a in attempts(configured, created.folder)] == [(1, "delivered")]
 
@@ -294,15 +297,6 @@ def test_content_replaced_while_delivering_is_sent_again_after_the_old_upload(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the ArchiveLink API deletes the old staged bytes right after put_component commits "
-        "(Outcome.delete_staged); a delivery claimed before the replacement then fails its upload with "
-        "'the staged bytes are gone' (not retryable) and finish() marks it `failed` -- the generation "
-        "check in finish() only runs when the upload succeeded, so the new content is never sent"
-    ),
-)
 def test_content_replaced_while_delivering_survives_the_old_bytes_being_released(
     configured: Runtime, tmp_path: Path
 ) -> None:

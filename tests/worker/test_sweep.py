@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,7 +126,8 @@ def test_enqueue_due_wakes_a_retrying_delivery_only_once_due(configured: Runtime
     assert created.s3 is not None
     assert service.run(configured, created.s3, rand=half)
     row = delivery(configured, created.s3)
-    assert row.status == "retrying" and row.enqueued_at is None
+    assert row.status == "retrying"
+    assert row.enqueued_at is None
     assert row.next_attempt_at == clock.now() + dt.timedelta(seconds=0.75)
 
     assert enqueue_due(configured) == []
@@ -171,7 +171,8 @@ def test_recover_expired_leases_retries_a_delivery_whose_worker_died(configured:
     assert row.lease_until is None
     assert row.next_attempt_at == clock.now() + dt.timedelta(seconds=0.75)
     assert row.attempts == 1
-    assert row.last_error is not None and "lease expired" in row.last_error
+    assert row.last_error is not None
+    assert "lease expired" in row.last_error
     with session_scope(configured.sessions) as session:
         [attempt] = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == created.folder))
         assert (attempt.outcome, attempt.finished_at) == ("abandoned", clock.now())
@@ -180,12 +181,13 @@ def test_recover_expired_leases_retries_a_delivery_whose_worker_died(configured:
     # The unexpired lease is left alone.
     s3 = delivery(configured, created.s3)
     assert s3.status == "delivering"
-    assert s3.lease_until is not None and s3.lease_until > clock.now()
+    assert s3.lease_until is not None
+    assert s3.lease_until > clock.now()
     assert document(configured, created.document_id).status == "retrying"
 
     # The recovered delivery runs again once due; the superseded worker's late finish changes nothing.
-    advance = (row.next_attempt_at - clock.now()).total_seconds()
-    clock.advance(advance)
+    assert row.next_attempt_at is not None
+    clock.advance((row.next_attempt_at - clock.now()).total_seconds())
     assert service.run(configured, created.folder, rand=half)
     row = delivery(configured, created.folder)
     assert (row.status, row.attempts) == ("delivered", 2)
@@ -235,7 +237,8 @@ def test_expire_fails_a_waiting_delivery_once_its_ttl_ran_out(configured: Runtim
     row = delivery(configured, created.s3)
     assert row.status == "failed"
     assert row.next_attempt_at is None
-    assert row.last_error is not None and row.last_error.endswith("; retry TTL expired")
+    assert row.last_error is not None
+    assert row.last_error.endswith("; retry TTL expired")
     assert delivery(configured, created.folder).status == "delivered"
     assert document(configured, created.document_id).status == "failed"
     with session_scope(configured.sessions) as session:

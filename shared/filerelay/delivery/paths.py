@@ -48,7 +48,7 @@ def extension_for(content_type: str) -> str:
 def validate_template(template: str) -> str:
     if not template or not template.strip():
         raise TemplateError("the path template is empty")
-    if template.count("{") != template.count("}"):
+    if "{" in _PLACEHOLDER.sub("", template) or "}" in _PLACEHOLDER.sub("", template):
         raise TemplateError(f"unbalanced braces in path template {template!r}")
     names = _PLACEHOLDER.findall(template)
     if not names:
@@ -67,8 +67,9 @@ def validate_template(template: str) -> str:
 
 def _clean(value: str) -> str:
     """One expanded value: never a separator, never a dot-segment."""
-    cleaned = _UNSAFE.sub("_", value).strip()
-    return cleaned.replace("..", "__") or "_"
+    cleaned = _UNSAFE.sub("_", value).strip().replace("..", "__")
+    # A lone "." would be dropped as a dot-segment, merging the path into its parent folder.
+    return "_" if cleaned in ("", ".") else cleaned
 
 
 def render(template: str, fields: PathFields) -> str:

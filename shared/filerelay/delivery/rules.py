@@ -12,6 +12,9 @@ from filerelay.db.models import DeliveryStatus, Destination, DocumentStatus, Wor
 def rollup(delivery_statuses: Iterable[str]) -> DocumentStatus:
     """The document status, by the order of ARCHITECTURE.md §2 (first rule that matches wins)."""
     statuses = set(delivery_statuses)
+    unknown = statuses - set(DeliveryStatus)
+    if unknown:
+        raise ValueError(f"unknown delivery statuses {sorted(unknown)}")
     if not statuses:
         return DocumentStatus.DISCARDED
     if DeliveryStatus.RETRYING in statuses:
@@ -20,9 +23,7 @@ def rollup(delivery_statuses: Iterable[str]) -> DocumentStatus:
         return DocumentStatus.FAILED
     if statuses & {DeliveryStatus.PENDING, DeliveryStatus.DELIVERING}:
         return DocumentStatus.PENDING
-    if statuses == {DeliveryStatus.DELIVERED}:
-        return DocumentStatus.DELIVERED
-    raise ValueError(f"unknown delivery statuses {sorted(statuses - set(DeliveryStatus))}")
+    return DocumentStatus.DELIVERED
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds
             Delivery.id == delivery_id,
             Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING]),
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            # A switched-off destination keeps its deliveries waiting (until their TTL) instead.
+            Delivery.destination_id.in_(select(Destination.id).where(Destination.enabled.is_(True))),
         )
         .values(
             status=DeliveryStatus.DELIVERING,
@@ -181,9 +183,14 @@ def finish(
     wake: list[tuple[str, str]] = []
     delivery.lease_until = None
     delivery.updated_at = now
-    if result.ok and document.generation != claim.generation:
-        # SAP replaced the content while we uploaded the old one: send the new one, after ours.
+    policy = policy_for(document.repository.workspace, delivery.destination)
+    if document.generation != claim.generation:
+        # SAP replaced the content while we worked on the old one. Whether our upload succeeded or
+        # failed (the old bytes may already be gone), the new content goes out next, in a fresh cycle.
         delivery.status = DeliveryStatus.PENDING
+        delivery.cycle_attempts = 0
+        delivery.cycle_started_at = now
+        delivery.expires_at = now + dt.timedelta(seconds=policy.ttl_seconds)
         delivery.next_attempt_at = now
         delivery.enqueued_at = now
         wake.append((delivery.id, claim.kind))
@@ -197,7 +204,7 @@ def finish(
         delivery.last_error = None
     else:
         verdict = after_failure(
-            policy_for(document.repository.workspace, delivery.destination),
+            policy,
             cycle_attempts=delivery.cycle_attempts,
             expires_at=delivery.expires_at,
             now=now,

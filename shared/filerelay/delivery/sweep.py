@@ -37,6 +37,7 @@ def enqueue_due(session: Session, *, now: dt.datetime, grace_seconds: int, limit
         .where(
             Delivery.status.in_(WAITING),
             Delivery.next_attempt_at <= now,
+            Destination.enabled.is_(True),
             or_(
                 Delivery.enqueued_at.is_(None),
                 Delivery.enqueued_at <= now - dt.timedelta(seconds=grace_seconds),
