@@ -10,11 +10,35 @@ from filerelay.settings import Settings
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
     from filerelay.api import ops
+    from filerelay.api.admin import views as admin
     from filerelay.api.archivelink import views as archivelink
+    from filerelay.api.documents import views as documents
+    from filerelay.api.errors import ApiError, RestApi, handle_api_error
+    from filerelay.api.files import views as files
 
     runtime = runtime or build_runtime(settings or Settings.from_env())
     app = Flask("filerelay.api")
+    app.config.update(
+        API_TITLE="FileRelay",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                }
+            },
+            "security": [{"bearer": []}, {"apiKey": []}],
+        },
+    )
     app.extensions["filerelay"] = runtime
     app.register_blueprint(archivelink.blueprint)
     app.register_blueprint(ops.blueprint)
+    api = RestApi(app)
+    for blueprint in (documents.blueprint, files.blueprint, admin.blueprint):
+        api.register_blueprint(blueprint)
+    app.register_error_handler(ApiError, handle_api_error)
     return app

@@ -1,0 +1,1 @@
+"""Configuration endpoints for admins: destinations, repositories, routes, settings, API keys."""

@@ -1,0 +1,81 @@
+"""API keys: `Authorization: Bearer fr_live_…` or `x-api-key`, hashed at rest, one workspace each.
+
+Every REST URL names its workspace; a key of another workspace gets 404, exactly like a workspace
+that does not exist, so a key never learns what else is on the server.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from flask import g, request
+from sqlalchemy import select
+
+from filerelay.api.context import runtime
+from filerelay.api.errors import ApiError
+from filerelay.config_file import KEY_PREFIX, hash_key
+from filerelay.db.models import ApiKey, Role, Workspace
+from filerelay.db.session import session_scope
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2}
+
+
+def presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def authenticate(owner: str, slug: str, minimum: Role) -> None:
+    """Resolve the key and the URL's workspace into `g.workspace_id` and `g.role`, or raise."""
+    key = presented_key()
+    if not key or not key.startswith(KEY_PREFIX):
+        raise ApiError(401, f"a valid API key is required: Authorization: Bearer {KEY_PREFIX}… or x-api-key")
+    digest = hash_key(key)
+    rt = runtime()
+    with session_scope(rt.sessions) as session:
+        row = session.execute(
+            select(ApiKey, Workspace).join(Workspace).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+        ).one_or_none()
+        # The lookup is by hash; compare again in constant time so no timing reveals a near match.
+        if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+            raise ApiError(401, "the API key is unknown or revoked")
+        api_key, workspace = row
+        if (workspace.owner_slug, workspace.slug) != (owner, slug):
+            raise ApiError(404, f"no workspace {owner}/{slug}")
+        role = Role(api_key.role)
+        if RANK[role] < RANK[minimum]:
+            raise ApiError(403, f"this needs the {minimum.value} role; the key has {role.value}")
+        api_key.last_used_at = rt.clock.now()
+        g.workspace_id = workspace.id
+        g.role = role
+        g.api_key_id = api_key.id
+
+
+def requires(minimum: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Views under /api/<owner>/<slug>/…: authenticate and check the role before anything else."""
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        @wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            authenticate(str(kwargs["owner"]), str(kwargs["slug"]), minimum)
+            return view(*args, **kwargs)
+
+        wrapper.__dict__["required_role"] = minimum
+        return wrapper
+
+    return decorate
+
+
+def workspace_id() -> int:
+    value = g.workspace_id
+    assert isinstance(value, int)
+    return value

@@ -1,0 +1,1 @@
+"""The Documents API (seed 003)."""

@@ -1,0 +1,119 @@
+"""Request and response shapes of the Documents API, field for field as seed 003 shows them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from filerelay.api.rest import DateBound, UtcDateTime
+from filerelay.db.models import DocumentStatus
+
+STATUSES = [s.value for s in DocumentStatus]
+
+
+class DeliverySchema(ma.Schema):
+    destination_id = fields.String(attribute="destination.public_id", required=True)
+    destination_name = fields.String(attribute="destination.name", required=True)
+    status = fields.String(required=True)
+    delivered_at = UtcDateTime(allow_none=True, required=True)
+    attempts = fields.Integer(required=True)
+
+
+class DeliveryDetailSchema(DeliverySchema):
+    path = fields.String(allow_none=True, required=True)
+
+
+class DocumentAttributes(ma.Schema):
+    doc_id = fields.String(required=True)
+    repo_id = fields.String(attribute="repository.repo_id", required=True)
+    comp_id = fields.String(required=True)
+    content_type = fields.String(required=True)
+    size_bytes = fields.Integer(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    received_at = UtcDateTime(required=True)
+    deliveries = fields.List(fields.Nested(DeliverySchema), required=True)
+
+
+class DocumentDetailAttributes(DocumentAttributes):
+    metadata = fields.Dict(attribute="metadata_", required=True)
+    deliveries = fields.List(fields.Nested(DeliveryDetailSchema), required=True)
+
+
+class RetryAttributes(ma.Schema):
+    """The retry answer carries fewer fields than a listing (seed 003, "Retry a Failed Document")."""
+
+    doc_id = fields.String(required=True)
+    repo_id = fields.String(attribute="repository.repo_id", required=True)
+    status = fields.String(required=True)
+    received_at = UtcDateTime(required=True)
+    deliveries = fields.List(fields.Nested(DeliverySchema), required=True)
+
+
+def _resource(attributes_schema: type[ma.Schema]) -> type[ma.Schema]:
+    class Resource(ma.Schema):
+        id = fields.String(required=True)
+        type = fields.Constant("document", required=True)
+        attributes = fields.Nested(attributes_schema, required=True)
+
+        @ma.pre_dump
+        def wrap(self, document: Any, **_: Any) -> dict[str, Any]:
+            return {"id": document.id, "attributes": document}
+
+    Resource.__name__ = attributes_schema.__name__.replace("Attributes", "") + "Resource"
+    return Resource
+
+
+DocumentResource = _resource(DocumentAttributes)
+DocumentDetailResource = _resource(DocumentDetailAttributes)
+RetryResource = _resource(RetryAttributes)
+
+
+class PageMeta(ma.Schema):
+    current_page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+
+
+class DocumentList(ma.Schema):
+    data = fields.List(fields.Nested(DocumentResource), required=True)
+    meta = fields.Nested(PageMeta, required=True)
+
+
+class DocumentEnvelope(ma.Schema):
+    data = fields.Nested(DocumentDetailResource, required=True)
+
+
+class RetryEnvelope(ma.Schema):
+    data = fields.Nested(RetryResource, required=True)
+
+
+class FilterArgs(ma.Schema):
+    repo_id = fields.String(validate=validate.Length(min=1, max=32))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    date_from = DateBound(metadata={"description": "received on or after (ISO 8601 date or date-time)"})
+    date_to = DateBound(end=True, metadata={"description": "received on or before (ISO 8601 date or date-time)"})
+
+
+class ListArgs(FilterArgs):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+
+
+class BulkRetryArgs(FilterArgs):
+    destination_id = fields.String(validate=validate.Length(min=1, max=64))
+
+
+class BulkRetryAttributes(ma.Schema):
+    documents = fields.Integer(required=True, metadata={"description": "documents with a delivery re-queued"})
+    deliveries = fields.Integer(required=True, metadata={"description": "failed deliveries re-queued"})
+
+
+class BulkRetryResource(ma.Schema):
+    type = fields.Constant("bulk_retry", required=True)
+    attributes = fields.Nested(BulkRetryAttributes, required=True)
+
+
+class BulkRetryEnvelope(ma.Schema):
+    data = fields.Nested(BulkRetryResource, required=True)

@@ -1,0 +1,103 @@
+"""Documents: list, get, retry one, retry in bulk. Thin: parse, call the shared core, shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from filerelay import catalog
+from filerelay.api.auth import requires, workspace_id
+from filerelay.api.context import runtime
+from filerelay.api.documents import schemas
+from filerelay.api.errors import ApiError
+from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
+from filerelay.catalog import DocumentFilter
+from filerelay.db.models import Role
+from filerelay.db.session import session_scope
+from filerelay.delivery.retry import NothingToRetry, retry_deliveries, retry_document
+
+blueprint = RestBlueprint(
+    "documents", __name__, url_prefix=f"{WORKSPACE_PREFIX}/documents", description="Documents received from SAP"
+)
+
+BULK_BATCH = 500
+
+
+def _filters(args: dict[str, Any]) -> DocumentFilter:
+    return DocumentFilter(
+        repo_id=args.get("repo_id"),
+        status=args.get("status"),
+        received_from=args.get("date_from"),
+        received_before=args.get("date_to"),
+        destination_id=args.get("destination_id"),
+    )
+
+
+@blueprint.route("")
+@requires(Role.VIEWER)
+@blueprint.arguments(schemas.ListArgs, location="query", as_kwargs=True)
+@blueprint.response(200, schemas.DocumentList)
+def list_documents(owner: str, slug: str, page: int, per_page: int, **filters: Any) -> dict[str, Any]:
+    """List documents, newest first."""
+    with session_scope(runtime().sessions) as session:
+        documents, total = catalog.list_documents(
+            session, workspace_id=workspace_id(), filters=_filters(filters), page=page, per_page=per_page
+        )
+        return {"data": documents, "meta": {"current_page": page, "per_page": per_page, "total": total}}
+
+
+def _document(session: Any, document_id: str) -> Any:
+    document = catalog.get_document(session, workspace_id=workspace_id(), document_id=document_id)
+    if document is None:
+        raise ApiError(404, f"no document {document_id}")
+    return document
+
+
+@blueprint.route("/<document_id>")
+@requires(Role.VIEWER)
+@blueprint.response(200, schemas.DocumentEnvelope)
+def get_document(owner: str, slug: str, document_id: str) -> dict[str, Any]:
+    """One document with its metadata and each delivery's path."""
+    with session_scope(runtime().sessions) as session:
+        return {"data": _document(session, document_id)}
+
+
+@blueprint.route("/<document_id>/retry", methods=["POST"])
+@requires(Role.MEMBER)
+@blueprint.response(200, schemas.RetryEnvelope)
+@blueprint.alt_response(409, description="no delivery of this document has failed")
+def retry(owner: str, slug: str, document_id: str) -> dict[str, Any]:
+    """Re-queue every failed delivery of the document; delivered ones are never re-sent."""
+    rt = runtime()
+    with session_scope(rt.sessions) as session:
+        try:
+            wake = retry_document(session, _document(session, document_id), now=rt.clock.now())
+        except NothingToRetry as exc:
+            raise ApiError(409, str(exc), code="nothing_to_retry") from None
+    rt.enqueuer.enqueue(wake)
+    with session_scope(rt.sessions) as session:
+        return {"data": _document(session, document_id)}
+
+
+@blueprint.route("/retry", methods=["POST"])
+@requires(Role.MEMBER)
+@blueprint.arguments(schemas.BulkRetryArgs, location="query", as_kwargs=True)
+@blueprint.response(200, schemas.BulkRetryEnvelope)
+def bulk_retry(owner: str, slug: str, **filters: Any) -> dict[str, Any]:
+    """Re-queue the failed deliveries of every document matching the filters (and destination)."""
+    rt = runtime()
+    documents: set[str] = set()
+    deliveries = 0
+    after: str | None = None
+    while True:
+        with session_scope(rt.sessions) as session:
+            batch = catalog.failed_deliveries(
+                session, workspace_id=workspace_id(), filters=_filters(filters), limit=BULK_BATCH, after=after
+            )
+            if not batch:
+                break
+            after = batch[-1].id
+            documents |= {d.document_id for d in batch}
+            wake = retry_deliveries(session, batch, now=rt.clock.now())
+        deliveries += len(wake)
+        rt.enqueuer.enqueue(wake)
+    return {"data": {"attributes": {"documents": len(documents), "deliveries": deliveries}}}

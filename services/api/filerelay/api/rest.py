@@ -1,0 +1,69 @@
+"""Conventions shared by the REST blueprints: strict parameter parsing and common field types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest import Blueprint
+from webargs.flaskparser import FlaskParser
+
+from filerelay.clock import as_utc
+
+ISO_Z = "%Y-%m-%dT%H:%M:%SZ"
+WORKSPACE_PREFIX = "/api/<owner>/<slug>"
+
+
+class StrictParser(FlaskParser):
+    # An unknown query parameter is a typo the caller wants to hear about, not something to ignore.
+    DEFAULT_UNKNOWN_BY_LOCATION = {  # noqa: RUF012 - webargs reads this class attribute
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": ma.RAISE,
+        "querystring": ma.RAISE,
+    }
+
+
+class RestBlueprint(Blueprint):  # type: ignore[misc]
+    ARGUMENTS_PARSER = StrictParser()
+
+
+class UtcDateTime(ma.fields.DateTime):
+    """Serialises as 2026-04-04T10:30:00Z, the seed's format."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format=ISO_Z, **kwargs)
+
+    def _serialize(self, value: dt.datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return as_utc(value).strftime(ISO_Z)
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class DateBound(ma.fields.Field[dt.datetime]):
+    """An ISO 8601 date or date-time (UTC when no zone is given). With `end=True`, a date alone means
+    the end of that day, so date_to=2026-04-04 includes documents received on the 4th."""
+
+    def __init__(self, *, end: bool = False, **kwargs: Any) -> None:
+        kwargs["metadata"] = {"format": "date-time", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
+        self.end = end
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        text = str(value).strip()
+        try:
+            if _DATE_ONLY.match(text):
+                day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=dt.UTC)
+                return day + dt.timedelta(days=1) if self.end else day
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ma.ValidationError(
+                f"{text!r} is not an ISO 8601 date or date-time (e.g. 2026-04-04 or 2026-04-04T10:30:00Z)"
+            ) from None
+        parsed = as_utc(parsed)
+        # An exact date-time end is inclusive: stored times carry microseconds.
+        return parsed + dt.timedelta(microseconds=1) if self.end else parsed
