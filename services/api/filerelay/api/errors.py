@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import marshmallow as ma
 from flask import Response, jsonify
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
@@ -81,8 +82,29 @@ def _flatten(messages: Any, location: str, prefix: str = "") -> list[tuple[str, 
     return [(prefix, str(messages))]
 
 
+class ErrorSource(ma.Schema):
+    parameter = ma.fields.String()
+    pointer = ma.fields.String()
+
+
+class ErrorEntry(ma.Schema):
+    status = ma.fields.String(required=True)
+    code = ma.fields.String(required=True)
+    title = ma.fields.String(required=True)
+    detail = ma.fields.String(required=True)
+    source = ma.fields.Nested(ErrorSource)
+
+
+class ErrorsSchema(ma.Schema):
+    """The contract's error body; documented for every operation."""
+
+    errors = ma.fields.List(ma.fields.Nested(ErrorEntry), required=True)
+
+
 class RestApi(Api):  # type: ignore[misc]
     """flask-smorest's Api, answering every HTTP error in the contract's JSON shape."""
+
+    ERROR_SCHEMA = ErrorsSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500

@@ -17,6 +17,8 @@ WORKSPACE_PREFIX = "/api/<owner>/<slug>"
 
 
 class StrictParser(FlaskParser):
+    # The contract answers bad input with 400, not webargs' default 422.
+    DEFAULT_VALIDATION_STATUS = 400
     # An unknown query parameter is a typo the caller wants to hear about, not something to ignore.
     DEFAULT_UNKNOWN_BY_LOCATION = {  # noqa: RUF012 - webargs reads this class attribute
         **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
@@ -29,13 +31,14 @@ class RestBlueprint(Blueprint):  # type: ignore[misc]
     ARGUMENTS_PARSER = StrictParser()
 
 
-class UtcDateTime(ma.fields.DateTime):
-    """Serialises as 2026-04-04T10:30:00Z, the seed's format."""
+class UtcDateTime(ma.fields.String):
+    """Serialises as 2026-04-04T10:30:00Z, the seed's format (documented as an RFC 3339 date-time)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(format=ISO_Z, **kwargs)
+        kwargs["metadata"] = {"format": "date-time", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
-    def _serialize(self, value: dt.datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
             return None
         return as_utc(value).strftime(ISO_Z)
@@ -44,7 +47,7 @@ class UtcDateTime(ma.fields.DateTime):
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class DateBound(ma.fields.Field[dt.datetime]):
+class DateBound(ma.fields.String):
     """An ISO 8601 date or date-time (UTC when no zone is given). With `end=True`, a date alone means
     the end of that day, so date_to=2026-04-04 includes documents received on the 4th."""
 
@@ -53,8 +56,8 @@ class DateBound(ma.fields.Field[dt.datetime]):
         super().__init__(**kwargs)
         self.end = end
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
-        text = str(value).strip()
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:  # type: ignore[override]
+        text = str(super()._deserialize(value, attr, data, **kwargs)).strip()
         try:
             if _DATE_ONLY.match(text):
                 day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=dt.UTC)
