@@ -28,16 +28,17 @@ _WITH_DELIVERIES = (
 )
 
 
-def _filtered(workspace_id: int, filters: DocumentFilter) -> Select[Document]:
-    query = select(Document).where(Document.workspace_id == workspace_id, Document.deleted_at.is_(None))
-    if filters.repo_id is not None:
-        query = query.where(
-            Document.repository_id.in_(
-                select(Repository.id).where(
-                    Repository.workspace_id == workspace_id, Repository.repo_id == filters.repo_id
-                )
-            )
+def _filtered(session: Session, workspace_id: int, filters: DocumentFilter) -> Select[Document]:
+    query = select(Document).where(Document.deleted_at.is_(None))
+    if filters.repo_id is None:
+        query = query.where(Document.workspace_id == workspace_id)
+    else:
+        # Resolved first, within the workspace: the repository then scopes the query by itself, and the
+        # planner sees a constant it can match to the (repository, …) indexes without heap lookups.
+        repository_id = session.scalar(
+            select(Repository.id).where(Repository.workspace_id == workspace_id, Repository.repo_id == filters.repo_id)
         )
+        query = query.where(Document.repository_id == (repository_id if repository_id is not None else -1))
     if filters.status is not None:
         query = query.where(Document.status == filters.status)
     if filters.received_from is not None:
@@ -51,7 +52,7 @@ def list_documents(
     session: Session, *, workspace_id: int, filters: DocumentFilter, page: int, per_page: int
 ) -> tuple[Sequence[Document], int]:
     """One page, newest first, and the total that matches."""
-    base = _filtered(workspace_id, filters)
+    base = _filtered(session, workspace_id, filters)
     total = session.scalar(select(func.count()).select_from(base.order_by(None).subquery())) or 0
     documents = session.scalars(
         base.order_by(Document.received_at.desc(), Document.id.desc())
@@ -78,7 +79,7 @@ def failed_deliveries(
     session: Session, *, workspace_id: int, filters: DocumentFilter, limit: int, after: str | None = None
 ) -> Sequence[Delivery]:
     """Failed deliveries of documents matching the filters, in id order (for batched bulk retry)."""
-    documents = _filtered(workspace_id, filters).with_only_columns(Document.id)
+    documents = _filtered(session, workspace_id, filters).with_only_columns(Document.id)
     query = (
         select(Delivery)
         .where(Delivery.status == "failed", Delivery.document_id.in_(documents))

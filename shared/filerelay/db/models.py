@@ -190,8 +190,38 @@ class Document(Base):
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
-        Index("ix_documents_workspace_received", "workspace_id", "received_at"),
-        Index("ix_documents_workspace_status_received", "workspace_id", "status", "received_at"),
+        # The Documents API lists live documents newest first, optionally by repository or status; the
+        # partial indexes also let PostgreSQL count a filter's matches with an index-only scan.
+        Index(
+            "ix_documents_live_received",
+            "workspace_id",
+            "received_at",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_documents_live_status_received",
+            "workspace_id",
+            "status",
+            "received_at",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_documents_live_repository_received",
+            "repository_id",
+            "received_at",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_documents_live_repository_status_received",
+            "repository_id",
+            "status",
+            "received_at",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
         Index("ix_documents_workspace_updated", "workspace_id", "updated_at"),
         # The sweeper's purge question: whose staged bytes are no longer needed?
         Index(
