@@ -26,7 +26,8 @@ from filerelay.db.models import (
     Workspace,
     new_id,
 )
-from filerelay.delivery.rules import policy_for, rollup
+from filerelay.delivery.rules import policy_for, rollup, start_cycle
+from filerelay.destinations import pull
 from filerelay.staging import StagedObject
 
 
@@ -122,17 +123,12 @@ def _wire(
             # An upload of the previous content is running; its finish sees the new generation and
             # sends the new content after it, so the two can never land out of order.
             continue
-        delivery.status = DeliveryStatus.PENDING
-        delivery.cycle_attempts = 0
-        delivery.cycle_started_at = now
-        delivery.expires_at = now + dt.timedelta(seconds=policy_for(workspace, destination).ttl_seconds)
-        delivery.next_attempt_at = now
+        start_cycle(delivery, policy_for(workspace, destination), status=DeliveryStatus.PENDING, now=now)
         delivery.enqueued_at = now
-        delivery.lease_until = None
         delivery.delivered_at = None
         delivery.last_error = None
-        delivery.updated_at = now
-        outcome.enqueue.append((delivery.id, destination.kind))
+        if destination.kind != pull.NAME:  # the integration fetches it; no worker ever will
+            outcome.enqueue.append((delivery.id, destination.kind))
     document.status = rollup(d.status for d in document.deliveries)
     if document.status == DocumentStatus.DISCARDED and document.staging_key:
         # Nothing will ever read these bytes: no destination is wired (ARCHITECTURE.md §2, rule 1).

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from filerelay.db.models import Delivery, DeliveryStatus, Document
-from filerelay.delivery.rules import policy_for, rollup
+from filerelay.delivery.rules import policy_for, rollup, start_cycle
+from filerelay.destinations import pull
 
 
 class NothingToRetry(Exception):
@@ -24,16 +25,15 @@ def retry_deliveries(session: Session, deliveries: Iterable[Delivery], *, now: d
         if delivery.status != DeliveryStatus.FAILED:
             continue
         policy = policy_for(delivery.document.repository.workspace, delivery.destination)
-        delivery.status = DeliveryStatus.RETRYING
-        delivery.cycle_attempts = 0
-        delivery.cycle_started_at = now
-        # The TTL counts from the retry, not from when SAP sent the document.
-        delivery.expires_at = now + dt.timedelta(seconds=policy.ttl_seconds)
-        delivery.next_attempt_at = now
-        delivery.enqueued_at = now
-        delivery.updated_at = now
-        wake.append((delivery.id, delivery.destination.kind))
         touched.add(delivery.document_id)
+        if delivery.destination.kind == pull.NAME:
+            # Nothing to send: the integration fetches the document again and reports back.
+            start_cycle(delivery, policy, status=DeliveryStatus.PENDING, now=now)
+            continue
+        # The TTL counts from the retry, not from when SAP sent the document.
+        start_cycle(delivery, policy, status=DeliveryStatus.RETRYING, now=now)
+        delivery.enqueued_at = now
+        wake.append((delivery.id, delivery.destination.kind))
     for document in session.scalars(select(Document).where(Document.id.in_(touched)).with_for_update()):
         document.status = rollup(d.status for d in document.deliveries)
         document.updated_at = now

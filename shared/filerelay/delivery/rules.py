@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from filerelay.db.models import DeliveryStatus, Destination, DocumentStatus, Workspace
+from filerelay.db.models import Delivery, DeliveryStatus, Destination, DocumentStatus, Workspace
 
 
 def rollup(delivery_statuses: Iterable[str]) -> DocumentStatus:
@@ -60,6 +60,18 @@ def backoff_seconds(
     if retry_after is not None and retry_after > delay:
         delay = retry_after
     return delay
+
+
+def start_cycle(delivery: Delivery, policy: RetryPolicy, *, status: DeliveryStatus, now: dt.datetime) -> None:
+    """A fresh retry cycle, due now: the attempts counted against max_retries and the TTL start again,
+    while the cumulative `attempts` keeps counting. Whether to send a wake-up is the caller's call."""
+    delivery.status = status
+    delivery.cycle_attempts = 0
+    delivery.cycle_started_at = now
+    delivery.expires_at = now + dt.timedelta(seconds=policy.ttl_seconds)
+    delivery.next_attempt_at = now
+    delivery.lease_until = None
+    delivery.updated_at = now
 
 
 @dataclass(frozen=True)

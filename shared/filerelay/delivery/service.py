@@ -27,7 +27,8 @@ from filerelay.db.models import (
 )
 from filerelay.db.session import session_scope
 from filerelay.delivery.paths import PathFields, render
-from filerelay.delivery.rules import after_failure, policy_for, rollup
+from filerelay.delivery.rules import after_failure, policy_for, rollup, start_cycle
+from filerelay.destinations import pull
 from filerelay.destinations.base import DestinationError, Payload, build_client
 from filerelay.runtime import Runtime
 from filerelay.staging import StagingStore
@@ -90,8 +91,11 @@ def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds
             Delivery.id == delivery_id,
             Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING]),
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-            # A switched-off destination keeps its deliveries waiting (until their TTL) instead.
-            Delivery.destination_id.in_(select(Destination.id).where(Destination.enabled.is_(True))),
+            # A switched-off destination keeps its deliveries waiting (until their TTL) instead;
+            # a pull destination's deliveries are moved by its integration, never by a worker.
+            Delivery.destination_id.in_(
+                select(Destination.id).where(Destination.enabled.is_(True), Destination.kind != pull.NAME)
+            ),
         )
         .values(
             status=DeliveryStatus.DELIVERING,
@@ -187,11 +191,7 @@ def finish(
     if document.generation != claim.generation:
         # SAP replaced the content while we worked on the old one. Whether our upload succeeded or
         # failed (the old bytes may already be gone), the new content goes out next, in a fresh cycle.
-        delivery.status = DeliveryStatus.PENDING
-        delivery.cycle_attempts = 0
-        delivery.cycle_started_at = now
-        delivery.expires_at = now + dt.timedelta(seconds=policy.ttl_seconds)
-        delivery.next_attempt_at = now
+        start_cycle(delivery, policy, status=DeliveryStatus.PENDING, now=now)
         delivery.enqueued_at = now
         wake.append((delivery.id, claim.kind))
     elif result.ok:

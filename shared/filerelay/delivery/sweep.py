@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from filerelay.db.models import (
@@ -22,6 +22,7 @@ from filerelay.db.models import (
 )
 from filerelay.db.session import session_scope
 from filerelay.delivery.rules import after_failure, policy_for, rollup
+from filerelay.destinations import pull
 from filerelay.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def enqueue_due(session: Session, *, now: dt.datetime, grace_seconds: int, limit
             Delivery.status.in_(WAITING),
             Delivery.next_attempt_at <= now,
             Destination.enabled.is_(True),
+            Destination.kind != pull.NAME,  # nothing to wake: its integration moves it
             or_(
                 Delivery.enqueued_at.is_(None),
                 Delivery.enqueued_at <= now - dt.timedelta(seconds=grace_seconds),
@@ -99,10 +101,17 @@ def recover_expired_leases(
 
 
 def expire(session: Session, *, now: dt.datetime, limit: int) -> int:
-    """Deliveries still waiting when their retry TTL ran out are failed."""
+    """Deliveries still waiting (or still exporting) when their retry TTL ran out are failed."""
     deliveries = session.scalars(
         select(Delivery)
-        .where(Delivery.status.in_(WAITING), Delivery.expires_at <= now)
+        .where(
+            # Waiting deliveries, and pull deliveries an integration left in `exporting` (no lease).
+            or_(
+                Delivery.status.in_(WAITING),
+                and_(Delivery.status == DeliveryStatus.DELIVERING, Delivery.lease_until.is_(None)),
+            ),
+            Delivery.expires_at <= now,
+        )
         .order_by(Delivery.expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

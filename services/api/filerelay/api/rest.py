@@ -61,12 +61,15 @@ class DateBound(ma.fields.String):
         try:
             if _DATE_ONLY.match(text):
                 day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=dt.UTC)
-                return day + dt.timedelta(days=1) if self.end else day
+                return day + dt.timedelta(days=1) if self.end and day.date() < dt.date.max else day
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ma.ValidationError(
                 f"{text!r} is not an ISO 8601 date or date-time (e.g. 2026-04-04 or 2026-04-04T10:30:00Z)"
             ) from None
-        parsed = as_utc(parsed)
-        # An exact date-time end is inclusive: stored times carry microseconds.
-        return parsed + dt.timedelta(microseconds=1) if self.end else parsed
+        try:
+            parsed = as_utc(parsed)
+            # An exact date-time end is inclusive: stored times carry microseconds.
+            return parsed + dt.timedelta(microseconds=1) if self.end else parsed
+        except OverflowError:
+            raise ma.ValidationError(f"{text!r} is out of range") from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from flask import Response, request
 from sqlalchemy.orm import Session
@@ -27,12 +26,11 @@ from filerelay.api.archivelink.protocol import (
 )
 from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, replacement_key, stage_body
 from filerelay.api.context import runtime
-from filerelay.db.models import ArchiveDocument, Document, DocumentStatus, Repository, new_id
+from filerelay.content import open_content
+from filerelay.db.models import ArchiveDocument, Document, Repository, new_id
 from filerelay.db.session import session_scope
-from filerelay.delivery import service
 from filerelay.documents import DocumentExists, NewComponent, Outcome
 from filerelay.runtime import Runtime
-from filerelay.staging import CHUNK_SIZE, StagingError
 
 SERVER_VENDOR = "FileRelay"
 SERVER_VERSION = "0.1.0"
@@ -148,29 +146,6 @@ def _held(component: Document) -> str:
     if component.staging_key is None:
         raise ProtocolError(f"the content of component {component.comp_id} is no longer held by FileRelay", status=409)
     return component.staging_key
-
-
-class _Chunks:
-    """A range of an open file as a response body; closed by the server even if never read (HEAD)."""
-
-    def __init__(self, fp: BinaryIO, start: int, length: int) -> None:
-        self._fp = fp
-        self._remaining = length
-        fp.seek(start)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = self._fp.read(min(CHUNK_SIZE, self._remaining)) if self._remaining > 0 else b""
-        if not chunk:
-            self.close()
-            raise StopIteration
-        self._remaining -= len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        self._fp.close()
 
 
 @command("serverInfo", "GET")
@@ -329,16 +304,10 @@ def get(call: Call) -> Response:
 
 def _content(rt: Runtime, session: Session, component: Document, start: int, length: int) -> Iterator[bytes]:
     """From staging while it holds the bytes; afterwards, back from a destination that has them."""
-    if component.staging_key is not None:
-        try:
-            return _Chunks(rt.staging.open(component.staging_key), start, length)
-        except StagingError:
-            pass  # purged between reading the row and opening the file
-    if component.status != DocumentStatus.DISCARDED:
-        chunks = service.read_back(session, component, start, length)
-        if chunks is not None:
-            return chunks
-    raise ProtocolError(f"the content of component {component.comp_id} is no longer held by FileRelay", status=409)
+    chunks = open_content(rt.staging, session, component, start, length)
+    if chunks is None:
+        raise ProtocolError(f"the content of component {component.comp_id} is no longer held by FileRelay", status=409)
+    return chunks
 
 
 @command("info", "GET")

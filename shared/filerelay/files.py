@@ -1,0 +1,255 @@
+"""The Files API's core, for pull integrations such as an ERP (seeds 000 and 004): a change feed with
+a cursor, the file view of a document, the integration's export report, and soft delete.
+
+Every lookup is scoped by workspace: a file of another workspace is indistinguishable from none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from filerelay import documents
+from filerelay.db.models import Delivery, DeliveryStatus, Document, DocumentStatus
+from filerelay.delivery.paths import extension_for
+from filerelay.delivery.rules import policy_for, rollup, start_cycle
+from filerelay.delivery.service import path_for
+from filerelay.destinations import pull
+
+
+class FileStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+class ExportStatus(enum.StrEnum):
+    """What an integration reports with PATCH /files/{id} (seed 000)."""
+
+    ERROR = "error"
+    COMPLETED = "completed"
+    EXPORTING = "exporting"
+    EMPTY = "empty"
+
+
+# SAP metadata keys that name what kind of document this is (e.g. an AR_OBJECT such as ZINVOICE).
+TYPE_KEYS = ("document_type", "ar_object")
+# Microseconds since the epoch, then the id. Every string of this shape is a valid position, so the
+# OpenAPI pattern describes exactly what is accepted; 17 digits stay far below datetime's year 9999.
+CURSOR_PATTERN = r"^[0-9]{1,17}-[A-Za-z0-9_]{1,64}$"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the change feed: just after the change (updated_at, id). Ties on updated_at are
+    common (one SAP request creates many components at one instant), so the id breaks them. Exact to
+    the microsecond, the precision both databases store."""
+
+    updated_at: dt.datetime
+    id: str
+
+    def encode(self) -> str:
+        return f"{(self.updated_at - _EPOCH) // _MICROSECOND}-{self.id}"
+
+    @classmethod
+    def decode(cls, value: str) -> Cursor:
+        if not re.fullmatch(CURSOR_PATTERN, value):
+            raise BadCursor("not a cursor this API handed out; pass next_cursor back as it was returned")
+        micros, document_id = value.split("-", 1)
+        return cls(_EPOCH + int(micros) * _MICROSECOND, document_id)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A document as seed 004 shows a file."""
+
+    id: str
+    filename: str
+    file_id: str
+    type: str
+    status: FileStatus
+    size: int
+    created_at: dt.datetime
+    completed_at: dt.datetime | None
+    processed_data: dict[str, Any]
+
+
+_BY_DOCUMENT_STATUS = {
+    DocumentStatus.PENDING: FileStatus.PENDING,
+    DocumentStatus.RETRYING: FileStatus.PROCESSING,
+    DocumentStatus.FAILED: FileStatus.FAILED,
+    DocumentStatus.DELIVERED: FileStatus.COMPLETED,
+    DocumentStatus.DISCARDED: FileStatus.COMPLETED,  # why: file_status
+}
+
+
+def file_status(document: Document) -> FileStatus:
+    """deleted_at set → deleted; else by the document status: delivered → completed, retrying →
+    processing, failed → failed, pending → pending, or processing while some delivery is under way
+    (a worker uploading, or the integration having reported `exporting`).
+
+    discarded → completed: no destination is wired to its repository, so nothing will ever happen
+    to it. That is final and intended, not an error (failed would page someone for a configuration
+    choice), and nothing is left to wait for (pending would keep a poller waiting for ever)."""
+    if document.deleted_at is not None:
+        return FileStatus.DELETED
+    status = _BY_DOCUMENT_STATUS[DocumentStatus(document.status)]
+    if status == FileStatus.PENDING and any(d.status == DeliveryStatus.DELIVERING for d in document.deliveries):
+        return FileStatus.PROCESSING
+    return status
+
+
+def completed_at(document: Document) -> dt.datetime | None:
+    """When the last delivery landed (a discarded document was settled on receipt); None until then."""
+    if document.status == DocumentStatus.DISCARDED:
+        return document.received_at
+    if document.status != DocumentStatus.DELIVERED:
+        return None
+    return max((d.delivered_at for d in document.deliveries if d.delivered_at), default=document.updated_at)
+
+
+def file_type(document: Document) -> str:
+    """SAP's document type when the metadata names one, else the format ("pdf", "tif", …)."""
+    for key in TYPE_KEYS:
+        value = document.metadata_.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return extension_for(document.content_type).lstrip(".") or "unknown"
+
+
+def filename(document: Document) -> str:
+    return f"{document.doc_id}_{document.comp_id}{extension_for(document.content_type)}"
+
+
+def media_type(document: Document) -> str:
+    return f"{document.content_type}; charset={document.charset}" if document.charset else document.content_type
+
+
+def describe(document: Document) -> FileInfo:
+    """A document as seed 004's file. id: the document id (`doc_…`), the fileId of every /files URL;
+    filename: `{doc_id}_{comp_id}{ext}`; file_id: `{id}_{filename}`, stable because the row id survives
+    content updates (the seed's "1234567890_invoice.pdf" has that form); type: see file_type; status:
+    see file_status; size and created_at: the bytes and when SAP sent them; completed_at: see
+    completed_at; processed_data: the document's metadata."""
+    name = filename(document)
+    return FileInfo(
+        id=document.id,
+        filename=name,
+        file_id=f"{document.id}_{name}",
+        type=file_type(document),
+        status=file_status(document),
+        size=document.size_bytes,
+        created_at=document.received_at,
+        completed_at=completed_at(document),
+        processed_data=dict(document.metadata_),
+    )
+
+
+def changes(
+    session: Session, *, workspace_id: int, updated_after: dt.datetime | None, after: Cursor | None, limit: int
+) -> tuple[list[FileInfo], Cursor | None]:
+    """Documents changed after the time and the cursor, oldest change first, deleted ones included
+    (so pollers learn of deletions); and the cursor just past the page (the one given, if empty)."""
+    query = select(Document).where(Document.workspace_id == workspace_id)
+    if updated_after is not None:
+        query = query.where(Document.updated_at > updated_after)
+    if after is not None:
+        query = query.where(
+            or_(
+                Document.updated_at > after.updated_at,
+                and_(Document.updated_at == after.updated_at, Document.id > after.id),
+            )
+        )
+    page = session.scalars(
+        query.order_by(Document.updated_at, Document.id).limit(limit).options(selectinload(Document.deliveries))
+    ).all()
+    if not page:
+        return [], after
+    return [describe(d) for d in page], Cursor(page[-1].updated_at, page[-1].id)
+
+
+def find(session: Session, *, workspace_id: int, file_id: str, lock: bool = False) -> Document | None:
+    """The document, deleted or not. `lock` holds its row, so roll-ups never work from stale views."""
+    query = select(Document).where(Document.id == file_id, Document.workspace_id == workspace_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(query).one_or_none()
+
+
+def _exporting(delivery: Delivery, document: Document, messages: Sequence[str], now: dt.datetime) -> None:
+    # No lease: only a worker's claim takes one, so the sweeper's lease recovery never touches an export.
+    delivery.status = DeliveryStatus.DELIVERING
+    delivery.lease_until = None
+
+
+def _completed(delivery: Delivery, document: Document, messages: Sequence[str], now: dt.datetime) -> None:
+    delivery.status = DeliveryStatus.DELIVERED
+    delivery.delivered_at = now
+    delivery.delivered_generation = document.generation
+    delivery.path = path_for(document, delivery.destination)
+    delivery.sha256 = document.sha256
+    delivery.last_error = None
+
+
+def _error(delivery: Delivery, document: Document, messages: Sequence[str], now: dt.datetime) -> None:
+    delivery.status = DeliveryStatus.FAILED
+    delivery.last_error = "; ".join(messages) or "the integration reported an error"
+
+
+def _empty(delivery: Delivery, document: Document, messages: Sequence[str], now: dt.datetime) -> None:
+    # Waiting for the integration again: a fresh cycle, so the TTL counts from the reset.
+    start_cycle(
+        delivery,
+        policy_for(document.repository.workspace, delivery.destination),
+        status=DeliveryStatus.PENDING,
+        now=now,
+    )
+    delivery.delivered_at = None
+    delivery.last_error = None
+
+
+_PULL_MOVES: dict[ExportStatus, Callable[[Delivery, Document, Sequence[str], dt.datetime], None]] = {
+    ExportStatus.EXPORTING: _exporting,
+    ExportStatus.COMPLETED: _completed,
+    ExportStatus.ERROR: _error,
+    ExportStatus.EMPTY: _empty,
+}
+
+
+def report_export(
+    session: Session, document: Document, *, status: ExportStatus, messages: Sequence[str], now: dt.datetime
+) -> None:
+    """Store the integration's report and move every pull delivery of the document with it (ARCHITECTURE.md
+    §2), rolling the document up in the same transaction. `document` comes from `find(..., lock=True)`."""
+    document.export_status = status.value
+    document.export_messages = list(messages)
+    document.export_updated_at = now
+    document.updated_at = now  # pollers of the change feed see the report
+    for delivery in document.deliveries:
+        if delivery.destination.kind == pull.NAME:
+            _PULL_MOVES[status](delivery, document, messages, now)
+            delivery.next_attempt_at = None
+            delivery.updated_at = now
+    document.status = rollup(d.status for d in document.deliveries)
+    session.flush()
+
+
+def soft_delete(session: Session, document: Document, *, now: dt.datetime) -> None:
+    """Gone from listings and from SAP's view, still known to the change feed; idempotent."""
+    if document.deleted_at is None:
+        documents.delete(session, archive_document=document.archive_document, comp_id=document.comp_id, now=now)

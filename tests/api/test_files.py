@@ -1,0 +1,584 @@
+"""The Files API for pull integrations: seeds 004 (file information) and 000 (export status) field for
+field, the change feed's cursor, content streaming, soft delete, the `pull` destination end to end,
+roles, isolation and every 400."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.test import TestResponse
+
+from filerelay.api import create_app
+from filerelay.clock import FrozenClock
+from filerelay.config_file import apply, load
+from filerelay.db.models import Delivery, Destination, Document, DocumentStatus
+from filerelay.db.session import session_scope
+from filerelay.delivery import service, sweep
+from filerelay.files import CURSOR_PATTERN, Cursor, FileStatus, file_status
+from filerelay.runtime import Runtime
+from tests.conftest import ADMIN_KEY
+from tests.support.sapclient import SapClient
+from tests.support.seeds import assert_same_shape, examples
+
+VIEWER_KEY = "fr_live_files_viewer_0123456789"
+MEMBER_KEY = "fr_live_files_member_0123456789"
+OTHER_KEY = "fr_live_files_other_01234567890"
+FILES = "/api/acme/production/files"
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+DOC = "361A524A3ECB5459E0000800099245EC"
+SECOND = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+MILLISECOND = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+MORE = textwrap.dedent(
+    """
+    workspaces:
+      - owner: acme
+        slug: production
+        retry: {max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}
+        api_keys:
+          - {name: erp-reader, role: viewer, key: "%s"}
+          - {name: erp, role: member, key: "%s"}
+        destinations:
+          - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
+             path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
+          - {id: dest_erp, name: ERP, kind: pull, path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
+        repositories:
+          - {id: P1, description: Pulled by the ERP, signature: none, destinations: [dest_erp]}
+          - {id: P2, description: Folder and ERP, signature: none, destinations: [dest_folder, dest_erp]}
+          - {id: F1, description: Folder only, signature: none, destinations: [dest_folder]}
+      - owner: globex
+        slug: main
+        api_keys:
+          - {name: ops, role: admin, key: "%s"}
+        repositories:
+          - {id: G1, description: Theirs, signature: none, destinations: []}
+    """
+) % (VIEWER_KEY, MEMBER_KEY, OTHER_KEY)
+
+
+@pytest.fixture
+def relay(configured: Runtime, tmp_path: Path) -> Runtime:
+    """acme/production as conftest builds it, plus viewer and member keys, a pull destination wired to
+    P1 (alone) and P2 (beside the folder), F1 wired to the folder alone; and a second workspace."""
+    env = {"OUT_DIR": str(tmp_path / "out")}
+    with session_scope(configured.sessions) as session:
+        apply(session, load(MORE, env), now=configured.clock.now())
+    return configured
+
+
+@pytest.fixture
+def client(relay: Runtime) -> FlaskClient:
+    return create_app(runtime=relay).test_client()
+
+
+@pytest.fixture
+def archive(server: str, relay: Runtime) -> SapClient:
+    return SapClient(server + "/archivelink/acme/production")
+
+
+def auth(key: str = ADMIN_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def create(sap: SapClient, runtime: Runtime, repo: str, doc_id: str = DOC, content: bytes = PDF) -> str:
+    """A document created the way SAP creates one; its file id."""
+    sap.cont_rep = repo
+    reply = sap.create(doc_id, "data", content, "application/pdf")
+    assert reply.status == 201, reply.error
+    with session_scope(runtime.sessions) as session:
+        return session.scalars(
+            select(Document.id).where(Document.doc_id == doc_id, Document.deleted_at.is_(None))
+        ).one()
+
+
+def document(runtime: Runtime, document_id: str) -> Document:
+    with session_scope(runtime.sessions) as session:
+        return session.get_one(Document, document_id)
+
+
+def deliveries(runtime: Runtime, document_id: str) -> dict[str, Delivery]:
+    """The document's deliveries by destination kind."""
+    with session_scope(runtime.sessions) as session:
+        rows = session.execute(
+            select(Delivery, Destination.kind).join(Destination).where(Delivery.document_id == document_id)
+        ).all()
+        return {kind: delivery for delivery, kind in rows}
+
+
+def report(client: FlaskClient, document_id: str, status: str, *messages: str, key: str = MEMBER_KEY) -> TestResponse:
+    body = {"integrationExportStatus": status, "integrationExportMessages": list(messages)}
+    return client.patch(f"{FILES}/{document_id}", json=body, headers=auth(key))
+
+
+def info(client: FlaskClient, document_id: str) -> dict[str, Any]:
+    response = client.get(f"{FILES}/{document_id}", headers=auth(VIEWER_KEY))
+    assert response.status_code == 200, response.json
+    data: dict[str, Any] = response.json["data"]  # type: ignore[index]
+    return data
+
+
+def poll(client: FlaskClient, **params: str | int) -> tuple[list[str], str | None]:
+    """One page of the change feed: the file ids, and next_cursor."""
+    response = client.get(FILES, query_string=params, headers=auth(VIEWER_KEY))
+    assert response.status_code == 200, response.json
+    body: dict[str, Any] = response.json  # type: ignore[assignment]
+    assert body["success"] is True
+    return [f["id"] for f in body["data"]], body["next_cursor"]
+
+
+def assert_error(response: TestResponse, status: int, **source: str) -> dict[str, Any]:
+    """The contract's error shape (ARCHITECTURE.md §5), with the offending parameter or pointer."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    body: dict[str, Any] = response.json  # type: ignore[assignment]
+    assert list(body) == ["errors"]
+    entry: dict[str, Any] = body["errors"][0]
+    assert entry["status"] == str(status)
+    assert {"code", "title", "detail"} <= set(entry)
+    if source:
+        assert entry["source"] == source, entry
+    return entry
+
+
+# --- seeds 004 and 000, field for field -------------------------------------------------------------
+
+
+def test_file_info_has_seed_004_shape_and_values(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    document_id = create(archive, relay, "P1")
+    clock.advance(90)
+    assert report(client, document_id, "completed").status_code == 200
+
+    response = client.get(f"{FILES}/{document_id}", headers=auth(VIEWER_KEY))
+    assert response.status_code == 200
+    (seed,) = examples("004")[:1]
+    assert_same_shape(response.json, seed)
+    data = response.json["data"]  # type: ignore[index]
+    assert data == {
+        "id": document_id,
+        "filename": f"{DOC}_data.pdf",
+        "file_id": f"{document_id}_{DOC}_data.pdf",
+        "type": "pdf",
+        "status": "completed",
+        "size": len(PDF),
+        "created_at": "2026-04-04T10:30:00Z",
+        "completed_at": "2026-04-04T10:31:30Z",
+        "processed_data": {},
+    }
+    assert SECOND.match(data["created_at"])
+    assert SECOND.match(data["completed_at"])
+
+
+def test_patch_takes_seed_000_request_and_answers_its_response(
+    client: FlaskClient, archive: SapClient, relay: Runtime
+) -> None:
+    request_example, response_example = examples("000")[:2]
+    document_id = create(archive, relay, "P1")
+
+    response = client.patch(f"{FILES}/{document_id}", json=request_example, headers=auth(MEMBER_KEY))
+
+    assert response.status_code == 200, response.json
+    assert_same_shape(response.json, response_example)
+    assert response.json == {
+        "fileId": document_id,
+        "exportInfo": {
+            "integrationExportStatus": "completed",
+            "integrationExportMessages": ["Successfully synced to ERP system"],
+            "integrationExportUpdatedAt": "2026-04-04T10:30:00.000Z",
+        },
+    }
+    assert MILLISECOND.match(response_example["exportInfo"]["integrationExportUpdatedAt"])
+    stored = document(relay, document_id)
+    assert (stored.export_status, stored.export_messages) == ("completed", ["Successfully synced to ERP system"])
+    assert stored.export_updated_at == relay.clock.now()
+
+
+def test_patch_without_messages_clears_them(client: FlaskClient, archive: SapClient, relay: Runtime) -> None:
+    document_id = create(archive, relay, "P1")
+    assert report(client, document_id, "error", "bad invoice number").status_code == 200
+    response = client.patch(
+        f"{FILES}/{document_id}", json={"integrationExportStatus": "empty"}, headers=auth(MEMBER_KEY)
+    )
+    assert response.status_code == 200
+    assert response.json["exportInfo"]["integrationExportMessages"] == []  # type: ignore[index]
+    assert response.json["exportInfo"]["integrationExportStatus"] == "empty"  # type: ignore[index]
+
+
+# --- the change feed --------------------------------------------------------------------------------
+
+
+def test_cursor_pages_through_identical_timestamps_without_missing_or_repeating(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    # The clock is frozen: all five share one updated_at, so only the id can order them.
+    created = sorted(create(archive, relay, "Z2", f"DOC{n}") for n in range(5))
+    assert len({document(relay, d).updated_at for d in created}) == 1
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = []
+    while True:
+        params: dict[str, str | int] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page, next_cursor = poll(client, **params)
+        pages.append(page)
+        seen += page
+        if len(page) < 2:
+            break
+        cursor = next_cursor
+    assert seen == created
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert next_cursor is not None
+
+    # A poller that stored the cursor comes back: nothing new, and the position holds.
+    assert poll(client, cursor=next_cursor) == ([], next_cursor)
+    clock.advance(5)
+    assert report(client, created[0], "exporting").status_code == 200
+    changed, after_change = poll(client, cursor=next_cursor)
+    assert changed == [created[0]]
+    assert poll(client, cursor=after_change or "") == ([], after_change)
+
+
+def test_feed_is_oldest_change_first_and_updated_after_is_exclusive(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    start = clock.now()
+    first = create(archive, relay, "Z2", "FIRST")
+    clock.advance(10)
+    second = create(archive, relay, "Z2", "SECOND")
+    clock.advance(10)
+    assert report(client, first, "completed").status_code == 200  # `first` changed last
+
+    assert poll(client)[0] == [second, first]
+    assert poll(client, updatedAfter=start.isoformat())[0] == [second, first]
+    assert poll(client, updatedAfter="2026-04-04T10:30:00Z")[0] == [second, first]
+    assert poll(client, updatedAfter="2026-04-04T10:30:10Z")[0] == [first]
+    assert poll(client, updatedAfter="2026-04-04T10:30:20Z") == ([], None)
+    assert poll(client, updatedAfter="2026-04-04")[0] == [second, first]
+    assert poll(client, updatedAfter="2026-04-05")[0] == []
+    # Both bounds apply together.
+    _, cursor = poll(client, limit=1)
+    assert poll(client, cursor=cursor or "", updatedAfter="2026-04-04T10:30:00Z")[0] == [first]
+
+
+def test_feed_defaults_to_fifty_and_accepts_a_hundred(client: FlaskClient, relay: Runtime, archive: SapClient) -> None:
+    archive.cont_rep = "Z2"
+    for n in range(51):
+        assert archive.create(f"MANY{n:02d}", "data", b"x", "text/plain").status == 201
+    assert len(poll(client)[0]) == 50
+    assert len(poll(client, limit=100)[0]) == 51
+
+
+# --- soft delete ---------------------------------------------------------------------------------
+
+
+def test_delete_is_soft_and_the_feed_reports_it(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    document_id = create(archive, relay, "P1")
+    _, cursor = poll(client)
+    clock.advance(1)
+
+    response = client.delete(f"{FILES}/{document_id}", headers=auth(ADMIN_KEY))
+
+    assert response.status_code == 204
+    assert response.get_data() == b""
+    assert info(client, document_id)["status"] == "deleted"
+    assert poll(client, cursor=cursor or "")[0] == [document_id]
+    assert document(relay, document_id).deleted_at == clock.now()
+    documents = client.get("/api/acme/production/documents", headers=auth(VIEWER_KEY)).json
+    assert documents["data"] == []  # type: ignore[index]
+    assert client.get(f"/api/acme/production/documents/{document_id}", headers=auth()).status_code == 404
+    assert archive.get(DOC).status == 404  # gone from SAP's view too
+    # Deleted is final: deleting again changes nothing; its content and export status are closed.
+    assert client.delete(f"{FILES}/{document_id}", headers=auth(ADMIN_KEY)).status_code == 204
+    assert_error(client.get(f"{FILES}/{document_id}/content", headers=auth()), 409)
+    assert_error(report(client, document_id, "completed"), 409)
+
+
+# --- content -------------------------------------------------------------------------------------
+
+
+def test_content_streams_from_staging_with_its_headers(client: FlaskClient, archive: SapClient, relay: Runtime) -> None:
+    document_id = create(archive, relay, "P1")
+
+    response = client.get(f"{FILES}/{document_id}/content", headers=auth(VIEWER_KEY))
+
+    assert response.status_code == 200
+    assert response.is_streamed
+    assert response.get_data() == PDF
+    assert response.headers["Content-Type"] == "application/pdf"
+    assert response.headers["Content-Length"] == str(len(PDF))
+    assert response.headers["Content-Disposition"] == f"attachment; filename={DOC}_data.pdf"
+    # HEAD never reads the body; closing the response (as every WSGI server does) releases the file.
+    with client.head(f"{FILES}/{document_id}/content", headers=auth(VIEWER_KEY)) as head:
+        assert (head.status_code, head.get_data(), head.headers["Content-Length"]) == (200, b"", str(len(PDF)))
+
+
+def test_content_is_read_back_from_the_folder_after_staging_is_purged(
+    client: FlaskClient, archive: SapClient, relay: Runtime, tmp_path: Path
+) -> None:
+    document_id = create(archive, relay, "F1")
+    assert service.run(relay, deliveries(relay, document_id)["folder"].id, rand=lambda: 0.5)
+    with session_scope(relay.sessions) as session:
+        keys = sweep.purgeable(session, now=relay.clock.now(), retention_seconds=0, limit=10)
+    assert len(keys) == 1
+    relay.staging.delete(keys[0])
+
+    response = client.get(f"{FILES}/{document_id}/content", headers=auth(VIEWER_KEY))
+
+    assert response.status_code == 200
+    assert response.get_data() == PDF
+    assert response.headers["Content-Length"] == str(len(PDF))
+    # Once no copy can be read any more, the answer says so.
+    (tmp_path / "out" / "F1" / f"{DOC}_data.pdf").unlink()
+    entry = assert_error(client.get(f"{FILES}/{document_id}/content", headers=auth(VIEWER_KEY)), 409)
+    assert entry["code"] == "content_unavailable"
+
+
+def test_content_of_a_discarded_document_is_409(client: FlaskClient, archive: SapClient, relay: Runtime) -> None:
+    document_id = create(archive, relay, "Z2")
+    assert_error(client.get(f"{FILES}/{document_id}/content", headers=auth(VIEWER_KEY)), 409)
+
+
+# --- the pull destination, end to end --------------------------------------------------------------
+
+
+def broker_queues(runtime: Runtime) -> list[str]:
+    return sorted(m.name.split(".")[-2] for m in (runtime.settings.broker_dir / "queue").glob("*.msg"))
+
+
+def test_pull_delivery_waits_for_the_integration_and_follows_its_reports(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    document_id = create(archive, relay, "P1")
+    pull = deliveries(relay, document_id)["pull"]
+    assert (pull.status, document(relay, document_id).status) == ("pending", "pending")
+    assert broker_queues(relay) == []  # nothing for a worker to do
+    assert not service.run(relay, pull.id)  # and a stray wake-up claims nothing
+    with session_scope(relay.sessions) as session:
+        assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=0, limit=10) == []
+    assert info(client, document_id)["status"] == "pending"
+
+    assert report(client, document_id, "exporting").status_code == 200
+    assert deliveries(relay, document_id)["pull"].status == "delivering"
+    assert document(relay, document_id).status == "pending"
+    assert info(client, document_id)["status"] == "processing"
+    clock.advance(relay.settings.lease_seconds + 60)
+    with session_scope(relay.sessions) as session:
+        assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 0
+    assert deliveries(relay, document_id)["pull"].status == "delivering"
+
+    assert report(client, document_id, "completed", "imported").status_code == 200
+    pull = deliveries(relay, document_id)["pull"]
+    assert (pull.status, pull.delivered_at, pull.path) == ("delivered", clock.now(), f"/P1/{DOC}_data.pdf")
+    assert document(relay, document_id).status == "delivered"
+    listed = client.get(f"/api/acme/production/documents/{document_id}", headers=auth()).json
+    assert listed["data"]["attributes"]["status"] == "delivered"  # type: ignore[index]
+    assert listed["data"]["attributes"]["deliveries"][0]["path"] == f"/P1/{DOC}_data.pdf"  # type: ignore[index]
+
+    assert report(client, document_id, "error", "Invoice number format invalid", "Expected INV-YYYY-NNNN").status_code
+    pull = deliveries(relay, document_id)["pull"]
+    assert (pull.status, pull.last_error) == ("failed", "Invoice number format invalid; Expected INV-YYYY-NNNN")
+    assert document(relay, document_id).status == "failed"
+    assert info(client, document_id)["status"] == "failed"
+
+    clock.advance(60)
+    assert report(client, document_id, "empty").status_code == 200
+    pull = deliveries(relay, document_id)["pull"]
+    assert (pull.status, pull.last_error, pull.delivered_at) == ("pending", None, None)
+    assert pull.expires_at == clock.now() + dt.timedelta(hours=1)  # a fresh TTL from the reset
+    assert document(relay, document_id).status == "pending"
+    assert info(client, document_id)["status"] == "pending"
+
+
+def test_a_document_beside_a_pull_destination_is_delivered_only_when_the_erp_says_so(
+    client: FlaskClient, archive: SapClient, relay: Runtime
+) -> None:
+    document_id = create(archive, relay, "P2")
+    assert broker_queues(relay) == ["folder"]
+    assert service.run(relay, deliveries(relay, document_id)["folder"].id, rand=lambda: 0.5)
+    assert document(relay, document_id).status == "pending"
+
+    assert report(client, document_id, "completed").status_code == 200
+
+    by_kind = deliveries(relay, document_id)
+    assert {kind: d.status for kind, d in by_kind.items()} == {"folder": "delivered", "pull": "delivered"}
+    assert document(relay, document_id).status == "delivered"
+
+
+def test_a_pull_delivery_nobody_picks_up_fails_at_its_ttl(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    document_id = create(archive, relay, "P1")
+    clock.advance(3600)
+    with session_scope(relay.sessions) as session:
+        assert sweep.expire(session, now=clock.now(), limit=10) == 1
+    assert deliveries(relay, document_id)["pull"].status == "failed"
+    assert info(client, document_id)["status"] == "failed"
+
+
+def test_a_report_on_a_document_without_pull_destination_only_records_it(
+    client: FlaskClient, archive: SapClient, relay: Runtime
+) -> None:
+    document_id = create(archive, relay, "F1")
+    assert report(client, document_id, "completed").status_code == 200
+    assert deliveries(relay, document_id)["folder"].status == "pending"
+    assert document(relay, document_id).status == "pending"
+    assert document(relay, document_id).export_status == "completed"
+
+
+# --- the status mapping ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "delivery_statuses", "deleted", "expected"),
+    [
+        ("pending", ["pending"], False, "pending"),
+        ("pending", ["pending", "delivering"], False, "processing"),
+        ("retrying", ["retrying", "delivered"], False, "processing"),
+        ("failed", ["failed"], False, "failed"),
+        ("delivered", ["delivered"], False, "completed"),
+        ("discarded", [], False, "completed"),
+        ("delivered", ["delivered"], True, "deleted"),
+        ("failed", ["failed"], True, "deleted"),
+    ],
+)
+def test_file_status_from_document_status(
+    status: str, delivery_statuses: list[str], deleted: bool, expected: str
+) -> None:
+    now = dt.datetime(2026, 4, 4, tzinfo=dt.UTC)
+    document = Document(status=status, deleted_at=now if deleted else None)
+    document.deliveries = [Delivery(status=s) for s in delivery_statuses]
+    assert file_status(document) == FileStatus(expected)
+    assert {s.value for s in DocumentStatus} == {"pending", "delivered", "retrying", "failed", "discarded"}
+
+
+def test_a_discarded_document_completed_when_it_was_received(
+    client: FlaskClient, archive: SapClient, relay: Runtime
+) -> None:
+    data = info(client, create(archive, relay, "Z2"))
+    assert (data["status"], data["completed_at"]) == ("completed", data["created_at"])
+
+
+def test_a_retrying_document_is_processing(client: FlaskClient, archive: SapClient, relay: Runtime) -> None:
+    document_id = create(archive, relay, "Z1")  # its S3 destination refuses every upload
+    assert service.run(relay, deliveries(relay, document_id)["s3"].id, rand=lambda: 0.5)
+    assert document(relay, document_id).status == "retrying"
+    assert info(client, document_id)["status"] == "processing"
+
+
+def test_cursor_round_trips() -> None:
+    cursor = Cursor(dt.datetime(2026, 4, 4, 10, 30, 0, 123456, tzinfo=dt.UTC), "doc_0123456789abcdef0123")
+    assert cursor.encode() == "1775298600123456-doc_0123456789abcdef0123"
+    assert Cursor.decode(cursor.encode()) == cursor
+    assert re.fullmatch(CURSOR_PATTERN, cursor.encode())
+
+
+# --- roles, isolation, errors -----------------------------------------------------------------------
+
+
+def test_roles(client: FlaskClient, archive: SapClient, relay: Runtime) -> None:
+    document_id = create(archive, relay, "P1")
+    assert client.get(FILES, headers=auth(VIEWER_KEY)).status_code == 200
+    assert client.get(f"{FILES}/{document_id}/content", headers=auth(VIEWER_KEY)).get_data() == PDF
+    assert_error(report(client, document_id, "exporting", key=VIEWER_KEY), 403)
+    assert report(client, document_id, "exporting", key=MEMBER_KEY).status_code == 200
+    assert_error(client.delete(f"{FILES}/{document_id}", headers=auth(MEMBER_KEY)), 403)
+    assert_error(client.get(FILES), 401)
+    assert document(relay, document_id).deleted_at is None
+
+
+def test_another_workspace_never_sees_these_files(client: FlaskClient, archive: SapClient, relay: Runtime) -> None:
+    document_id = create(archive, relay, "P1")
+    theirs = f"/api/globex/main/files/{document_id}"
+    assert_error(client.get(f"{FILES}/{document_id}", headers=auth(OTHER_KEY)), 404)  # the auth layer
+    assert_error(client.get(theirs, headers=auth(OTHER_KEY)), 404)  # the query's workspace scope
+    assert_error(client.get(f"{theirs}/content", headers=auth(OTHER_KEY)), 404)
+    assert_error(client.patch(theirs, json={"integrationExportStatus": "completed"}, headers=auth(OTHER_KEY)), 404)
+    assert_error(client.delete(theirs, headers=auth(OTHER_KEY)), 404)
+    listing = client.get("/api/globex/main/files", headers=auth(OTHER_KEY))
+    assert listing.json == {"success": True, "data": [], "next_cursor": None}
+    assert document(relay, document_id).export_status is None
+    assert document(relay, document_id).deleted_at is None
+
+
+def test_unknown_file_is_404(client: FlaskClient, relay: Runtime) -> None:
+    for response in (
+        client.get(f"{FILES}/doc_nope", headers=auth()),
+        client.get(f"{FILES}/doc_nope/content", headers=auth()),
+        client.patch(f"{FILES}/doc_nope", json={"integrationExportStatus": "empty"}, headers=auth()),
+        client.delete(f"{FILES}/doc_nope", headers=auth()),
+    ):
+        assert_error(response, 404)
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"since": "2026-04-04"}, "since"),
+        ({"updatedAfter": "yesterday"}, "updatedAfter"),
+        ({"updatedAfter": "2026-13-01"}, "updatedAfter"),
+        ({"cursor": "!!!"}, "cursor"),
+        ({"cursor": "1775298600000000"}, "cursor"),
+        ({"cursor": "1775298600000000-"}, "cursor"),
+        ({"cursor": "-doc_x"}, "cursor"),
+        ({"cursor": "1775298600000000-doc-x"}, "cursor"),
+        ({"cursor": "9" * 18 + "-doc_x"}, "cursor"),
+        ({"cursor": "x" * 600}, "cursor"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+    ],
+)
+def test_bad_listing_parameters_are_400(
+    client: FlaskClient, relay: Runtime, query: dict[str, str], parameter: str
+) -> None:
+    response = client.get(FILES, query_string=query, headers=auth(VIEWER_KEY))
+    entry = assert_error(response, 400)
+    assert entry["source"] == {"parameter": parameter}, entry
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "pointer"),
+    [
+        (b"not json", "application/json", None),
+        (b'{"integrationExportStatus": "completed"', "application/json", None),
+        (b"[]", "application/json", None),
+        (b"{}", "application/json", "/integrationExportStatus"),
+        (b'{"integrationExportStatus": "done"}', "application/json", "/integrationExportStatus"),
+        (b'{"integrationExportStatus": null}', "application/json", "/integrationExportStatus"),
+        (
+            b'{"integrationExportStatus": "error", "integrationExportMessages": "bad"}',
+            "application/json",
+            "/integrationExportMessages",
+        ),
+        (
+            b'{"integrationExportStatus": "error", "integrationExportMessages": [1]}',
+            "application/json",
+            "/integrationExportMessages/0",
+        ),
+        (b'{"integrationExportStatus": "error", "extra": 1}', "application/json", "/extra"),
+        (b"integrationExportStatus=completed", "application/x-www-form-urlencoded", None),
+    ],
+)
+def test_bad_patch_bodies_are_400_and_change_nothing(
+    client: FlaskClient,
+    archive: SapClient,
+    relay: Runtime,
+    body: bytes,
+    content_type: str,
+    pointer: str | None,
+) -> None:
+    document_id = create(archive, relay, "P1")
+    response = client.patch(f"{FILES}/{document_id}", data=body, content_type=content_type, headers=auth(MEMBER_KEY))
+    entry = assert_error(response, 400)
+    if pointer is not None:
+        assert entry["source"] == {"pointer": pointer}, entry
+    assert document(relay, document_id).export_status is None
+    assert deliveries(relay, document_id)["pull"].status == "pending"
