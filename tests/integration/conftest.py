@@ -105,7 +105,14 @@ def make_relay(
 ) -> Iterator[Callable[..., Relay]]:
     made: list[tuple[Relay, BaseWSGIServer, threading.Thread]] = []
 
-    def factory(*, secret: str | None = None, max_retries: int = 2, lease_seconds: int = 900) -> Relay:
+    def factory(
+        *,
+        secret: str | None = None,
+        max_retries: int = 2,
+        lease_seconds: int = 900,
+        config_for: Callable[[str, Path], str] | None = None,
+    ) -> Relay:
+        """`config_for(bucket, out)` replaces the default folder + S3 configuration."""
         bucket = f"relay-{secrets.token_hex(4)}"
         s3.client().create_bucket(Bucket=bucket)
         out = tmp_path / "out"
@@ -120,7 +127,10 @@ def make_relay(
         )
         runtime = build_runtime(settings)
         with session_scope(runtime.sessions) as session:
-            config = relay_config(s3, bucket, out, secret=secret or s3.secret_key, max_retries=max_retries)
+            if config_for is not None:
+                config = config_for(bucket, out)
+            else:
+                config = relay_config(s3, bucket, out, secret=secret or s3.secret_key, max_retries=max_retries)
             apply(session, load(config, {}), now=runtime.clock.now())
         server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

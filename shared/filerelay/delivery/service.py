@@ -64,6 +64,7 @@ class Claim:
     content_type: str
     path: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    identity: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds
         content_type=document.content_type,
         path=path_for(document, destination),
         metadata={k: str(v) for k, v in document.metadata_.items()},
+        identity={"doc_id": document.doc_id, "repo_id": document.repository.repo_id, "comp_id": document.comp_id},
     )
 
 
@@ -152,6 +154,7 @@ def perform(claim: Claim, staging: StagingStore) -> Result:
         content_type=claim.content_type,
         path=claim.path,
         metadata=claim.metadata,
+        identity=claim.identity,
     )
     try:
         build_client(claim.kind, claim.settings, claim.secrets).deliver(payload)

@@ -32,6 +32,8 @@ class Payload:
     content_type: str
     path: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # The document's identity (doc_id, repo_id, comp_id), for kinds that label what they store.
+    identity: Mapping[str, str] = field(default_factory=dict)
 
 
 class Client(Protocol):

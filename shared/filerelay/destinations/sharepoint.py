@@ -1,0 +1,229 @@
+"""The `sharepoint` destination: a SharePoint Online document library over SharePoint REST
+(office365-rest-python-client), app-only with an Entra ID certificate (destinations.md §2).
+
+Uploads use the path-based API (`Files/AddUsingPath`), so names with `#` or `%` work; content larger
+than one chunk goes through an upload session, one chunk at a time from staging, each request
+retried by the library with `Retry-After` honoured (a throttled chunk is re-sent, not the file).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+
+CHUNK_SIZE = 8 * 1024 * 1024
+# Requests per step, each waiting as long as SharePoint's Retry-After asks.
+STEP_RETRIES = 5
+# Characters SharePoint refuses in file and folder names.
+_REFUSED = re.compile(r'["*:<>?/\\|\x00-\x1f]')
+# In folder names also '#' and '%': folders are created through the string-URL API.
+_REFUSED_IN_FOLDERS = re.compile(r'["*:<>?/\\|#%\x00-\x1f]')
+_COLUMN_SOURCE = re.compile(r"^(doc_id|repo_id|comp_id|content_type|meta\.[A-Za-z0-9_.-]+)$")
+
+
+class SharePointSettings(Schema):
+    site_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
+    library = fields.String(load_default="Shared Documents", validate=validate.Length(min=1, max=255))
+    tenant_id = fields.String(load_default=None)
+    client_id = fields.String(load_default=None)
+    thumbprint = fields.String(load_default=None, validate=validate.Regexp(r"^[0-9A-Fa-f]{40}$"))
+    # PEM text of the private key (and certificate), or a path to such a file.
+    certificate = fields.String(load_default=None)
+    certificate_path = fields.String(load_default=None)
+    # For emulators and local testing only: a fixed bearer token instead of the certificate flow.
+    access_token = fields.String(load_default=None)
+    # SharePoint column name → document field (doc_id, repo_id, comp_id, content_type, meta.NAME).
+    columns = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1)),
+        values=fields.String(validate=validate.Regexp(_COLUMN_SOURCE)),
+        load_default=dict,
+    )
+
+    @validates_schema
+    def _credentials(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("access_token"):
+            return
+        needed = ["tenant_id", "client_id", "thumbprint"]
+        missing = [n for n in needed if not data.get(n)]
+        if not (data.get("certificate") or data.get("certificate_path")):
+            missing.append("certificate or certificate_path")
+        if missing:
+            raise ValidationError(f"certificate auth needs {', '.join(missing)} (or access_token for an emulator)")
+
+
+def clean_name(segment: str, *, folder: bool = False) -> str:
+    """SharePoint's naming rules: refused characters become '_', no leading/trailing blanks or dots."""
+    cleaned = (_REFUSED_IN_FOLDERS if folder else _REFUSED).sub("_", segment).strip(" .")
+    return cleaned or "_"
+
+
+def _error(exc: Exception, what: str) -> DestinationError:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    retry_after = None
+    if response is not None:
+        header = response.headers.get("Retry-After", "")
+        retry_after = float(header) if header.replace(".", "", 1).isdigit() else None
+    # 400/404 on our own requests mean the library or path is wrong: a retry will not fix that.
+    retryable = status not in (400, 404)
+    detail = f"HTTP {status}" if status else type(exc).__name__
+    return DestinationError(f"{what}: {detail}: {str(exc)[:300]}", retryable=retryable, retry_after=retry_after)
+
+
+class SharePointDestination:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.site_url: str = settings["site_url"].rstrip("/")
+        self.site_path = urlsplit(self.site_url).path.rstrip("/")
+        self.library: str = settings.get("library") or "Shared Documents"
+
+    def _context(self) -> Any:
+        """A fresh client context per delivery: a failed request leaves state in the old one."""
+        from office365.sharepoint.client_context import ClientContext
+
+        ctx = ClientContext(self.site_url)
+        token = self.secrets.get("access_token")
+        if token:
+            ctx = ctx.with_access_token(lambda: {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+        else:
+            certificate = self.secrets.get("certificate")
+            options: dict[str, Any] = {"thumbprint": self.settings["thumbprint"]}
+            if certificate:
+                options["private_key"] = certificate
+            else:
+                options["cert_path"] = self.settings["certificate_path"]
+            ctx = ctx.with_client_certificate(self.settings["tenant_id"], self.settings["client_id"], **options)
+        # The library's default read timeout is unbounded; a stuck request must not hold a worker forever.
+        return ctx.with_transport(timeout=(10, 300))
+
+    def _server_path(self, path: str, *, folder_only: bool = False) -> tuple[str, str]:
+        """(server-relative folder, file name) for a template path like /Z1/2026/x.pdf."""
+        segments = [s for s in path.split("/") if s]
+        folders = [clean_name(s, folder=True) for s in segments[:-1]]
+        name = clean_name(segments[-1]) if segments else "_"
+        folder = "/".join([self.site_path, self.library, *folders])
+        return folder, name
+
+    def _run(self, ctx: Any, what: str) -> None:
+        try:
+            ctx.execute_query_with_incremental_retry(max_retry=STEP_RETRIES)
+        except Exception as exc:
+            raise _error(exc, what) from exc
+
+    def deliver(self, payload: Payload) -> None:
+        try:
+            self._deliver(payload, self._context())
+        except DestinationError as exc:
+            if "HTTP 401" not in str(exc):
+                raise
+            # A token the site no longer accepts: rebuild context and token once, then start over.
+            self._deliver(payload, self._context())
+
+    def _deliver(self, payload: Payload, ctx: Any) -> None:
+        from office365.runtime.queries.service_operation import ServiceOperationQuery
+        from office365.sharepoint.files.file import File
+
+        folder_path, name = self._server_path(payload.path)
+        relative_folder = folder_path[len(self.site_path) + 1 :]
+        ctx.web.ensure_folder_path(relative_folder)
+        self._run(ctx, f"cannot create folder {relative_folder}")
+        folder = ctx.web.get_folder_by_server_relative_path(folder_path)
+        with payload.open() as source:
+            first = source.read(CHUNK_SIZE) if payload.size <= CHUNK_SIZE else b""
+            target = File(ctx)
+            ctx.add_query(
+                ServiceOperationQuery(
+                    folder.files, "AddUsingPath", {"DecodedUrl": name, "Overwrite": True}, first, None, target
+                )
+            )
+            self._run(ctx, f"cannot add {name}")
+            if payload.size > CHUNK_SIZE:
+                self._upload_session(ctx, target, source, payload.size, name)
+        self._set_columns(ctx, target, payload)
+
+    def _upload_session(self, ctx: Any, target: Any, source: BinaryIO, size: int, name: str) -> None:
+        upload_id = str(uuid.uuid4())
+        offset = 0
+        while offset < size:
+            chunk = source.read(CHUNK_SIZE)
+            if not chunk:
+                raise DestinationError(f"staging ended at {offset} of {size} bytes", retryable=False)
+            if offset == 0:
+                target.start_upload(upload_id, chunk)
+            elif offset + len(chunk) >= size:
+                target.finish_upload(upload_id, offset, chunk)
+            else:
+                target.continue_upload(upload_id, offset, chunk)
+            self._run(ctx, f"upload of {name} failed at byte {offset}")
+            offset += len(chunk)
+
+    def _set_columns(self, ctx: Any, target: Any, payload: Payload) -> None:
+        columns: Mapping[str, str] = self.settings.get("columns") or {}
+        if not columns:
+            return
+        values = {column: _column_value(source, payload) for column, source in columns.items()}
+        target.listItemAllFields.validate_update_list_item({k: v for k, v in values.items() if v is not None})
+        self._run(ctx, "cannot set the metadata columns")
+
+    def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        folder_path, name = self._server_path(path)
+        ctx = self._context()
+        spool = tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE)  # noqa: SIM115 - closed by the generator
+        try:
+            ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}").download_session(
+                spool, chunk_size=CHUNK_SIZE
+            )
+            self._run(ctx, f"cannot read {folder_path}/{name}")
+        except BaseException:
+            spool.close()
+            raise
+        return _range(spool, start, length)
+
+    def check(self) -> None:
+        ctx = self._context()
+        ctx.web.lists.get_by_title(self.library).get()
+        self._run(ctx, f"library {self.library!r} on {self.site_url} is not usable")
+
+
+def _column_value(source: str, payload: Payload) -> str | None:
+    if source.startswith("meta."):
+        return payload.metadata.get(source[5:])
+    if source == "content_type":
+        return payload.content_type
+    return payload.identity.get(source)
+
+
+def _range(spool: Any, start: int, length: int | None) -> Iterator[bytes]:
+    with spool:
+        spool.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            chunk = spool.read(1 << 20 if remaining is None else min(1 << 20, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> SharePointDestination:
+    return SharePointDestination(settings, secrets)
+
+
+KIND = register(
+    DestinationKind(
+        name="sharepoint",
+        schema=SharePointSettings,
+        build=build,
+        secret_fields=frozenset({"certificate", "access_token"}),
+    )
+)

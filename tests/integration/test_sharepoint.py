@@ -1,0 +1,160 @@
+"""SharePoint through the real worker: the real office365 client against the REST emulator on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from filerelay.api import create_app
+from filerelay.config_file import apply, load
+from filerelay.db.models import Delivery, Destination, Document
+from filerelay.db.session import session_scope
+from tests.integration.conftest import Relay, wait_until
+from tests.support.s3server import S3Server
+from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
+
+pytestmark = pytest.mark.slow
+
+MB = 1024 * 1024
+LIBRARY = "/sites/team/Shared Documents"
+
+
+@pytest.fixture
+def sp() -> Iterator[Emulator]:
+    with sharepoint_emulator() as emulator:
+        yield emulator
+
+
+def config(sp: Emulator, s3: S3Server | None = None, *, max_retries: int = 2) -> Callable[[str, Path], str]:
+    def build(bucket: str, out: Path) -> str:
+        s3_destination = (
+            f"""- {{id: dest_s3prod, name: S3 Production Archive, kind: s3, bucket: {bucket},
+                 endpoint_url: "{s3.endpoint}", access_key_id: {s3.access_key}, secret_access_key: "{s3.secret_key}",
+                 path: "/{{doc_id}}{{ext}}"}}"""
+            if s3
+            else ""
+        )
+        wired = "[dest_s3prod, dest_sharepoint]" if s3 else "[dest_sharepoint]"
+        return textwrap.dedent(
+            f"""
+            workspaces:
+              - owner: acme
+                slug: production
+                retry: {{max_retries: {max_retries}, ttl: 1h, backoff_base: 1s, backoff_max: 2s}}
+                destinations:
+                  - {{id: dest_sharepoint, name: SharePoint Team Site, kind: sharepoint, site_url: "{sp.site_url}",
+                     library: Shared Documents, access_token: "{sp.token}", columns: {{DocId: doc_id}},
+                     path: "/{{repo_id}}/invoice_{{doc_id}}{{ext}}"}}
+                  {s3_destination}
+                repositories:
+                  - {{id: Z1, description: Invoices, signature: none, destinations: {wired}}}
+            """
+        )
+
+    return build
+
+
+def body(seed: int, size: int) -> bytes:
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048
+    return (block * (size // len(block) + 1))[:size]
+
+
+def delivery_states(relay: Relay) -> dict[str, tuple[str, int]]:
+    with session_scope(relay.runtime.sessions) as session:
+        rows = session.execute(
+            select(Destination.public_id, Delivery.status, Delivery.attempts).join(Destination).join(Document)
+        )
+        return {public_id: (status, attempts) for public_id, status, attempts in rows}
+
+
+def document_status(relay: Relay) -> str:
+    with session_scope(relay.runtime.sessions) as session:
+        return str(session.scalars(select(Document.status)).one())
+
+
+def test_small_and_50_mb_files_arrive_byte_identical_at_the_templated_path(
+    make_relay: Callable[..., Relay], sp: Emulator
+) -> None:
+    relay = make_relay(config_for=config(sp))
+    relay.start("worker", "worker", "--queues", "sharepoint")
+    small, large = body(1, 12_345), body(2, 50 * MB)
+    assert relay.sap.create("SMALL1", "data", small, "application/pdf").status == 201
+    assert relay.sap.create("LARGE1", "data", large, "application/pdf").status == 201
+
+    def both_delivered() -> bool:
+        with session_scope(relay.runtime.sessions) as session:
+            return set(session.scalars(select(Document.status))) == {"delivered"}
+
+    wait_until(both_delivered, timeout=120, what="both delivered")
+    assert sp.files[f"{LIBRARY}/Z1/invoice_SMALL1.pdf"] == small
+    assert hashlib.sha256(sp.files[f"{LIBRARY}/Z1/invoice_LARGE1.pdf"]).digest() == hashlib.sha256(large).digest()
+    assert sp.list_items[f"{LIBRARY}/Z1/invoice_LARGE1.pdf"]["DocId"] == "LARGE1"
+    # The large one went up in chunks through an upload session, the small one in one request.
+    assert sum("startUpload" in path for _, path, _ in sp.requests) == 1
+    assert sum("continueUpload" in path for _, path, _ in sp.requests) >= 4
+
+
+def test_429_mid_upload_is_waited_out_and_only_the_chunk_is_resent(
+    make_relay: Callable[..., Relay], sp: Emulator
+) -> None:
+    relay = make_relay(config_for=config(sp))
+    sp.inject(429, times=1, match="continueUpload", retry_after=2)
+    relay.start("worker", "worker", "--queues", "sharepoint")
+    content = body(3, 20 * MB)
+    assert relay.sap.create("THROTTLED", "data", content, "application/pdf").status == 201
+    wait_until(lambda: document_status(relay) == "delivered", timeout=120, what="delivered after throttling")
+
+    assert sp.files[f"{LIBRARY}/Z1/invoice_THROTTLED.pdf"] == content
+    assert delivery_states(relay) == {"dest_sharepoint": ("delivered", 1)}  # one attempt: retried inside it
+    continues = [
+        (status, at)
+        for (method, path, status), at in zip(sp.requests, sp.request_times, strict=True)
+        if "continueUpload" in path
+    ]
+    assert continues[0][0] == 429
+    assert continues[1][0] == 200
+    assert continues[1][1] - continues[0][1] >= 2.0  # Retry-After honoured
+    assert sum("startUpload" in path for _, path, _ in sp.requests) == 1
+
+
+def test_a_permanently_failing_site_ends_failed(make_relay: Callable[..., Relay], sp: Emulator) -> None:
+    relay = make_relay(config_for=config(sp, max_retries=1))
+    sp.fail_always(503)
+    relay.start("worker", "worker", "--queues", "sharepoint")
+    relay.start("sweeper", "sweeper")
+    assert relay.sap.create("DOOMED", "data", b"%PDF doomed", "application/pdf").status == 201
+    wait_until(lambda: document_status(relay) == "failed", timeout=120, what="failed")
+    assert delivery_states(relay) == {"dest_sharepoint": ("failed", 2)}
+
+
+def test_s3_delivered_sharepoint_failed_and_a_retry_resends_sharepoint_only(
+    make_relay: Callable[..., Relay], sp: Emulator, s3: S3Server
+) -> None:
+    relay = make_relay(config_for=config(sp, s3, max_retries=0))
+    sp.fail_always(503)
+    relay.start("worker", "worker", "--queues", "s3,sharepoint")
+    content = body(4, 300_000)
+    assert relay.sap.create("MIXED1", "data", content, "application/pdf").status == 201
+    wait_until(lambda: document_status(relay) == "failed", timeout=120, what="failed")
+    assert delivery_states(relay) == {"dest_s3prod": ("delivered", 1), "dest_sharepoint": ("failed", 1)}
+
+    sp.heal()
+    key = "fr_live_sp_retry_0123456789abcdef"
+    with session_scope(relay.runtime.sessions) as session:
+        keys = f"workspaces: [{{owner: acme, slug: production, api_keys: [{{name: ops, role: member, key: {key}}}]}}]"
+        apply(session, load(keys, {}), now=relay.runtime.clock.now())
+        document_id = session.scalars(select(Document.id)).one()
+    reply = (
+        create_app(runtime=relay.runtime)
+        .test_client()
+        .post(f"/api/acme/production/documents/{document_id}/retry", headers={"Authorization": f"Bearer {key}"})
+    )
+    assert reply.status_code == 200, reply.get_json()
+    wait_until(lambda: document_status(relay) == "delivered", timeout=120, what="delivered after retry")
+    assert delivery_states(relay) == {"dest_s3prod": ("delivered", 1), "dest_sharepoint": ("delivered", 2)}
+    assert sp.files[f"{LIBRARY}/Z1/invoice_MIXED1.pdf"] == content
