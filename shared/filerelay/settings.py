@@ -57,6 +57,8 @@ class Settings:
     staging_retention_seconds: int = 3600
     # How often the sweeper runs.
     sweep_interval_seconds: float = 5.0
+    # Tolerance for SAP's and FileRelay's clocks disagreeing when checking a signed URL's expiration.
+    signature_clock_skew_seconds: int = 300
     # How often the embedded broker's workers poll their folders (seconds).
     broker_polling_interval: float = 0.05
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -76,6 +78,7 @@ class Settings:
             lease_seconds=_int(env, "FILERELAY_LEASE_SECONDS", 900),
             staging_retention_seconds=_int(env, "FILERELAY_STAGING_RETENTION_SECONDS", 3600),
             sweep_interval_seconds=_float(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5.0),
+            signature_clock_skew_seconds=_int(env, "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS", 300),
         )
 
     @property
@@ -101,6 +104,7 @@ class Settings:
             "FILERELAY_LEASE_SECONDS": str(self.lease_seconds),
             "FILERELAY_STAGING_RETENTION_SECONDS": str(self.staging_retention_seconds),
             "FILERELAY_SWEEP_INTERVAL_SECONDS": repr(self.sweep_interval_seconds),
+            "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS": str(self.signature_clock_skew_seconds),
         }
         if self.config_file is not None:
             env["FILERELAY_CONFIG"] = str(self.config_file)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from flask import Response, request
 from sqlalchemy.orm import Session
 
-from filerelay import documents
+from filerelay import certificates, documents
 from filerelay.api.archivelink.multipart import MultipartWriter
 from filerelay.api.archivelink.protocol import (
     ArchiveLinkRequest,
@@ -24,6 +24,7 @@ from filerelay.api.archivelink.protocol import (
     search,
     validate_id,
 )
+from filerelay.api.archivelink.security import read_put_cert_body
 from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, replacement_key, stage_body
 from filerelay.api.context import runtime
 from filerelay.content import open_content
@@ -182,6 +183,21 @@ def server_info(call: Call) -> Response:
             for r in repositories
         ]
     return Response(format_records(records), status=200, mimetype="text/plain")
+
+
+@command("putCert", "PUT", "POST")
+def put_cert(call: Call) -> Response:
+    """SAP's OAC0 "Send certificate": stored inactive until an admin activates it."""
+    rt = runtime()
+    auth_id = call.req.require("authId")
+    body = read_put_cert_body()
+    with session_scope(rt.sessions) as session:
+        repository = call.repository(session)
+        try:
+            certificates.store(session, repository=repository, auth_id=auth_id, body=body, now=rt.clock.now())
+        except certificates.UnreadableCertificate as exc:
+            raise ProtocolError(str(exc), status=406) from None
+    return _empty(200)
 
 
 @command("create", "PUT")

@@ -1,0 +1,189 @@
+"""secKey: SAP's signed content-server URLs (archivelink.md §2). Pure functions, no Flask, no database.
+
+The signed message is the concatenation of the signed parameters' values, raw (still %-encoded) and in
+the order they appear in the URL. secKey is a detached PKCS#7/CMS SignedData over that message, made by
+DSA, RSA or ECDSA, with or without signed attributes. It is verified only against a certificate SAP
+sent with putCert and an admin activated, never against one embedded in the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+
+from filerelay.api.archivelink.protocol import ArchiveLinkRequest, ProtocolError, parse_expiration
+
+ALWAYS_SIGNED = ("contRep", "accessMode", "authId", "expiration")
+# Per command: the parameters signed besides ALWAYS_SIGNED (archivelink.md §1.4, the "sig" marks).
+SIGNED: dict[str, tuple[str, ...]] = {
+    "info": ("docId",),
+    "get": ("docId",),
+    "docget": ("docId",),
+    "search": ("docId",),
+    "attrsearch": ("docId",),
+    "create": ("docId", "compId", "docProt"),
+    "mcreate": ("docId", "docProt"),
+    "update": ("docId", "compId"),
+    "append": ("docId", "compId"),
+    "delete": ("docId", "compId"),
+}
+ACCESS: dict[str, str] = {
+    "info": "r",
+    "get": "r",
+    "docget": "r",
+    "search": "r",
+    "attrsearch": "r",
+    "create": "c",
+    "mcreate": "c",
+    "update": "u",
+    "append": "u",
+    "delete": "d",
+}
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "md5": hashes.MD5,
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+class SignatureError(ProtocolError):
+    """A signature problem: 401 unless the request itself is malformed."""
+
+    def __init__(self, description: str, status: int = 401) -> None:
+        super().__init__(description, status)
+
+
+def signed_message(req: ArchiveLinkRequest, command: str) -> bytes:
+    """The raw values of the signed parameters, in URL order, concatenated (archivelink.md §2.2)."""
+    names = {n.lower() for n in (*ALWAYS_SIGNED, *SIGNED.get(command, ()))}
+    return "".join(p.raw for p in req.params if p.name.lower() in names).encode("ascii")
+
+
+def _decoded_message(req: ArchiveLinkRequest, command: str) -> bytes:
+    names = {n.lower() for n in (*ALWAYS_SIGNED, *SIGNED.get(command, ()))}
+    return "".join(p.value for p in req.params if p.name.lower() in names).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    auth_id: str
+    access_mode: str
+    expiration: dt.datetime
+    signature: bytes
+
+
+def read_signed_request(req: ArchiveLinkRequest) -> SignedRequest | None:
+    """The secKey and its companions, or None when the request is unsigned. Malformed → 400."""
+    raw = req.get("secKey")
+    if raw is None:
+        return None
+    missing = [n for n in ("accessMode", "authId", "expiration") if not req.get(n)]
+    if missing:
+        raise ProtocolError(f"a signed request needs {', '.join(missing)}")
+    try:
+        # Base64 and then %-encoded; '+' may arrive raw or as %2B, which unquote leaves or restores.
+        signature = base64.b64decode(unquote(req.raw("secKey") or raw), validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("secKey is not valid Base64") from None
+    return SignedRequest(
+        auth_id=str(req.get("authId")),
+        access_mode=str(req.get("accessMode")),
+        expiration=parse_expiration(str(req.get("expiration"))),
+        signature=signature,
+    )
+
+
+def check_fresh(signed: SignedRequest, *, now: dt.datetime, skew_seconds: int) -> None:
+    if now > signed.expiration + dt.timedelta(seconds=skew_seconds):
+        raise SignatureError(f"the signed URL expired at {signed.expiration:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def check_access(signed: SignedRequest, command: str) -> None:
+    needed = ACCESS[command]
+    if needed not in signed.access_mode:
+        raise SignatureError(f"accessMode {signed.access_mode!r} does not allow {command} (needs {needed!r})")
+
+
+def _public_key_verify(
+    certificate: x509.Certificate, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm
+) -> None:
+    key = certificate.public_key()
+    if isinstance(key, dsa.DSAPublicKey):
+        key.verify(signature, data, algorithm)
+    elif isinstance(key, rsa.RSAPublicKey):
+        key.verify(signature, data, padding.PKCS1v15(), algorithm)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key.verify(signature, data, ec.ECDSA(algorithm))
+    else:
+        raise SignatureError(f"unsupported key type {type(key).__name__} in the certificate")
+
+
+def _verify_one(signer: cms.SignerInfo, message: bytes, certificate: x509.Certificate) -> None:
+    digest_name = signer["digest_algorithm"]["algorithm"].native
+    algorithm_class = _HASHES.get(digest_name)
+    if algorithm_class is None:
+        raise SignatureError(f"unsupported digest algorithm {digest_name}")
+    algorithm = algorithm_class()
+    signature = signer["signature"].native
+    signed_attrs = signer["signed_attrs"]
+    if signed_attrs.native:
+        # With signed attributes the signature covers their DER (re-tagged as SET OF), and the
+        # messageDigest attribute binds them to the message (RFC 5652 §5.4).
+        digests = [a["values"][0].native for a in signed_attrs if a["type"].native == "message_digest"]
+        expected = hashlib.new(digest_name, message).digest()
+        if len(digests) != 1 or not hmac.compare_digest(digests[0], expected):
+            raise SignatureError("the signature does not match the URL (messageDigest differs)")
+        data = b"\x31" + signed_attrs.dump()[1:]
+    else:
+        data = message
+    try:
+        _public_key_verify(certificate, signature, data, algorithm)
+    except InvalidSignature:
+        raise SignatureError("the signature does not match the URL") from None
+    except UnsupportedAlgorithm as exc:
+        raise SignatureError(f"unsupported signature algorithm: {exc}") from None
+
+
+def verify(req: ArchiveLinkRequest, command: str, signed: SignedRequest, certificates: Iterable[bytes]) -> None:
+    """Check the detached CMS signature against each trusted certificate (DER); raise unless one fits."""
+    try:
+        content = cms.ContentInfo.load(signed.signature)
+        if content["content_type"].native != "signed_data":
+            raise ValueError("not SignedData")
+        signers = list(content["content"]["signer_infos"])
+    except (ValueError, TypeError, KeyError):
+        raise SignatureError("secKey is not a PKCS#7 SignedData structure") from None
+    if not signers:
+        raise SignatureError("secKey carries no signer")
+    trusted = [x509.load_der_x509_certificate(der) for der in certificates]
+    if not trusted:
+        raise SignatureError(
+            f"no active certificate for authId {signed.auth_id!r}; send it with putCert and activate it"
+        )
+    # Raw values are what SAP signs; the decoded form is a fallback for kernels that sign decoded text.
+    messages = [signed_message(req, command), _decoded_message(req, command)]
+    last: SignatureError | None = None
+    for certificate in trusted:
+        for message in dict.fromkeys(messages):
+            try:
+                _verify_one(signers[0], message, certificate)
+                return
+            except SignatureError as exc:
+                last = exc
+    assert last is not None
+    raise last
