@@ -12,6 +12,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from filerelay.api import ops
     from filerelay.api.admin import views as admin
     from filerelay.api.archivelink import views as archivelink
+    from filerelay.api.certificates import views as certificates
     from filerelay.api.documents import views as documents
     from filerelay.api.errors import ApiError, RestApi, handle_api_error
     from filerelay.api.files import views as files
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(archivelink.blueprint)
     app.register_blueprint(ops.blueprint)
     api = RestApi(app)
-    for blueprint in (documents.blueprint, files.blueprint, admin.blueprint):
+    for blueprint in (documents.blueprint, files.blueprint, admin.blueprint, certificates.blueprint):
         api.register_blueprint(blueprint)
     app.register_error_handler(ApiError, handle_api_error)
     return app

@@ -1,0 +1,1 @@
+"""Certificates SAP sent with putCert: review, activate, revoke (admin)."""
