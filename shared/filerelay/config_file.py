@@ -30,6 +30,23 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,62}$", error="use lowercase letters, digits and '-'")
 KEY_PREFIX = "fr_live_"
+DEFAULT_PATH = "/{repo_id}/{doc_id}_{comp_id}{ext}"
+
+# Stored in a 32-bit column; ten years is beyond any sensible retry window.
+MAX_DURATION_SECONDS = 3650 * 86400
+
+# Field rules shared with the admin API, so a file and a request are held to the same ones. Lengths
+# are the columns'; PostgreSQL text cannot hold NUL, so free text refuses it here rather than fail there.
+_NO_NUL = validate.Regexp(r"^[^\x00]*$", error="must not contain NUL characters")
+DESTINATION_ID = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="use 1 to 64 letters, digits, '_' or '-'")
+DESTINATION_NAME = [validate.Length(min=1, max=255), _NO_NUL]
+PATH_TEMPLATE = [validate.Length(min=1, max=512), _NO_NUL]
+REPO_ID = validate.Regexp(r"^[A-Za-z0-9_]{1,30}$", error="use 1 to 30 letters, digits or '_'")
+DESCRIPTION = [validate.Length(max=255), _NO_NUL]
+SIGNATURE = validate.OneOf([m.value for m in SignatureMode])
+KEY_NAME = [validate.Length(min=1, max=100), _NO_NUL]
+ROLE = validate.OneOf([r.value for r in Role])
+MAX_RETRIES = validate.Range(min=0, max=100)
 
 
 class ConfigError(ValueError):
@@ -38,6 +55,11 @@ class ConfigError(ValueError):
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_columns(key: str) -> dict[str, str]:
+    """What is stored of a key: its hash, and a prefix short enough to reveal nothing but which key it is."""
+    return {"key_hash": hash_key(key), "prefix": key[:12]}
 
 
 def parse_duration(value: object) -> int:
@@ -55,16 +77,31 @@ def parse_duration(value: object) -> int:
         seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds <= 0:
         raise ValidationError("a duration must be positive")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValidationError(f"a duration must not exceed {MAX_DURATION_SECONDS // 86400}d")
     return seconds
 
 
+def format_duration(seconds: int) -> str:
+    """The inverse of parse_duration, in the largest unit that divides exactly: 86400 -> `1d`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 class Duration(fields.Field[int]):
+    """Reads a duration in any form parse_duration accepts; writes the short form (`24h` as `1d`)."""
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         return parse_duration(value)
 
+    def _serialize(self, value: int | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else format_duration(value)
+
 
 class RetrySchema(Schema):
-    max_retries = fields.Integer(load_default=5, validate=validate.Range(min=0, max=100))
+    max_retries = fields.Integer(load_default=5, validate=MAX_RETRIES)
     ttl = Duration(load_default=24 * 3600)
     backoff_base = Duration(load_default=30)
     backoff_max = Duration(load_default=3600)
@@ -76,8 +113,8 @@ class RetrySchema(Schema):
 
 
 class ApiKeySchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    role = fields.String(required=True, validate=validate.OneOf([r.value for r in Role]))
+    name = fields.String(required=True, validate=KEY_NAME)
+    role = fields.String(required=True, validate=ROLE)
     key = fields.String(
         required=True,
         validate=validate.Regexp(
@@ -91,19 +128,17 @@ class DestinationSchema(Schema):
     class Meta:
         unknown = INCLUDE  # kind settings; checked by the kind's own schema
 
-    id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$"))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    id = fields.String(required=True, validate=DESTINATION_ID)
+    name = fields.String(required=True, validate=DESTINATION_NAME)
     kind = fields.String(required=True)
-    path = fields.String(load_default="/{repo_id}/{doc_id}_{comp_id}{ext}")
+    path = fields.String(load_default=DEFAULT_PATH, validate=PATH_TEMPLATE)
     enabled = fields.Boolean(load_default=True)
 
 
 class RepositorySchema(Schema):
-    id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_]{1,30}$"))
-    description = fields.String(load_default="")
-    signature = fields.String(
-        load_default=SignatureMode.REQUIRED.value, validate=validate.OneOf([m.value for m in SignatureMode])
-    )
+    id = fields.String(required=True, validate=REPO_ID)
+    description = fields.String(load_default="", validate=DESCRIPTION)
+    signature = fields.String(load_default=SignatureMode.REQUIRED.value, validate=SIGNATURE)
     destinations = fields.List(fields.String(), load_default=list)
 
 
@@ -138,11 +173,12 @@ def substitute_env(value: Any, environ: Mapping[str, str], where: str = "") -> A
     return value
 
 
-def _flatten(messages: Any, prefix: str = "") -> list[str]:
+def flatten_messages(messages: Any, prefix: str = "") -> list[str]:
+    """marshmallow's nested {"field": ["message"]} as ["field: message", ...]."""
     if isinstance(messages, dict):
         out: list[str] = []
         for key, value in messages.items():
-            out += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+            out += flatten_messages(value, f"{prefix}.{key}" if prefix else str(key))
         return out
     if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         return [f"{prefix}: {m}" for m in messages]
@@ -161,7 +197,7 @@ def load(text: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     try:
         data: dict[str, Any] = ConfigSchema().load(raw)
     except ValidationError as exc:
-        raise ConfigError("; ".join(_flatten(exc.messages))) from None
+        raise ConfigError("; ".join(flatten_messages(exc.messages))) from None
     problems: list[str] = []
     for w, ws in enumerate(data["workspaces"]):
         where = f"workspaces.{w}"
@@ -206,7 +242,7 @@ def _check_destination(dest: dict[str, Any], where: str, problems: list[str]) ->
         kind = get_kind(dest["kind"])
         settings, secrets = kind.validate({k: v for k, v in dest.items() if k not in _DESTINATION_FIELDS})
     except ValidationError as exc:
-        problems += _flatten(exc.messages, where)
+        problems += flatten_messages(exc.messages, where)
         return
     dest["settings"], dest["secrets"] = settings, secrets
 
@@ -226,13 +262,24 @@ class Summary:
         return "configuration applied: " + "; ".join(p for p in parts if p)
 
 
-def _assign(obj: Any, values: Mapping[str, Any]) -> bool:
+def assign_changed(obj: Any, values: Mapping[str, Any]) -> bool:
+    """Set the attributes that differ; True when any did."""
     changed = False
     for name, value in values.items():
         if getattr(obj, name) != value:
             setattr(obj, name, value)
             changed = True
     return changed
+
+
+def retry_columns(retry: Mapping[str, int]) -> dict[str, int]:
+    """A loaded `retry` section as Workspace column values."""
+    return {
+        "max_retries": retry["max_retries"],
+        "retry_ttl_seconds": retry["ttl"],
+        "backoff_base_seconds": retry["backoff_base"],
+        "backoff_max_seconds": retry["backoff_max"],
+    }
 
 
 def apply(session: Session, data: Mapping[str, Any], *, now: dt.datetime) -> Summary:
@@ -243,19 +290,13 @@ def apply(session: Session, data: Mapping[str, Any], *, now: dt.datetime) -> Sum
         workspace = session.scalar(
             select(Workspace).where(Workspace.owner_slug == ws["owner"], Workspace.slug == ws["slug"])
         )
-        retry = ws["retry"]
-        values = {
-            "max_retries": retry["max_retries"],
-            "retry_ttl_seconds": retry["ttl"],
-            "backoff_base_seconds": retry["backoff_base"],
-            "backoff_max_seconds": retry["backoff_max"],
-        }
+        values = retry_columns(ws["retry"])
         if workspace is None:
             workspace = Workspace(owner_slug=ws["owner"], slug=ws["slug"], created_at=now, **values)
             session.add(workspace)
             session.flush()
             summary.created.append(f"workspace {label}")
-        elif _assign(workspace, values):
+        elif assign_changed(workspace, values):
             summary.updated.append(f"workspace {label}")
         _apply_keys(session, workspace, ws["api_keys"], now, summary)
         by_public_id = _apply_destinations(session, workspace, ws["destinations"], now, summary)
@@ -269,12 +310,12 @@ def _apply_keys(
 ) -> None:
     existing = {k.name: k for k in session.scalars(select(ApiKey).where(ApiKey.workspace_id == workspace.id))}
     for item in keys:
-        values = {"role": item["role"], "key_hash": hash_key(item["key"]), "prefix": item["key"][:12]}
+        values = {"role": item["role"], **key_columns(item["key"])}
         key = existing.get(item["name"])
         if key is None:
             session.add(ApiKey(workspace_id=workspace.id, name=item["name"], created_at=now, **values))
             summary.created.append(f"api key {item['name']}")
-        elif _assign(key, values):
+        elif assign_changed(key, values):
             summary.updated.append(f"api key {item['name']}")
 
 
@@ -301,7 +342,7 @@ def _apply_destinations(
             session.add(destination)
             existing[item["id"]] = destination
             summary.created.append(f"destination {item['id']}")
-        elif _assign(destination, values):
+        elif assign_changed(destination, values):
             destination.updated_at = now
             summary.updated.append(f"destination {item['id']}")
     session.flush()
@@ -327,19 +368,22 @@ def _apply_repositories(
             session.add(repository)
             session.flush()
             summary.created.append(f"repository {item['id']}")
-        elif _assign(repository, values):
+        elif assign_changed(repository, values):
             summary.updated.append(f"repository {item['id']}")
         # The file states the wiring completely: routes not listed are removed.
-        wanted = {destinations[d].id for d in item["destinations"]}
-        routes = {
-            r.destination_id: r for r in session.scalars(select(Route).where(Route.repository_id == repository.id))
-        }
-        for destination_id in wanted - routes.keys():
-            session.add(Route(repository_id=repository.id, destination_id=destination_id))
-        for destination_id in routes.keys() - wanted:
-            session.delete(routes[destination_id])
-        if wanted != routes.keys() and item["id"] in existing:
+        rewired = replace_routes(session, repository, {destinations[d].id for d in item["destinations"]})
+        if rewired and item["id"] in existing:
             summary.updated.append(f"routes of {item['id']}")
+
+
+def replace_routes(session: Session, repository: Repository, destination_ids: set[int]) -> bool:
+    """Wire the repository to exactly these destinations (row ids); True when anything changed."""
+    routes = {r.destination_id: r for r in session.scalars(select(Route).where(Route.repository_id == repository.id))}
+    for destination_id in destination_ids - routes.keys():
+        session.add(Route(repository_id=repository.id, destination_id=destination_id))
+    for destination_id in routes.keys() - destination_ids:
+        session.delete(routes[destination_id])
+    return destination_ids != routes.keys()
 
 
 def apply_file(session: Session, path: Path, *, now: dt.datetime, environ: Mapping[str, str] | None = None) -> Summary:

@@ -246,3 +246,11 @@ def test_another_workspace_never_shows(populated: Runtime, client: FlaskClient) 
     assert client.post(f"{BASE}/{theirs[0]['id']}/retry", headers=headers()).status_code == 404
     with session_scope(populated.sessions) as session:
         assert session.scalar(select(Destination.name).where(Destination.public_id == "dest_folder").limit(1))
+
+
+def test_nul_characters_are_refused_before_reaching_the_database(relay: Runtime, client: FlaskClient) -> None:
+    assert client.get(f"{BASE}/doc%00x", headers=headers()).status_code == 404
+    reply = client.get(f"{BASE}?repo_id=Z%001", headers=headers())
+    assert reply.status_code == 400
+    assert body(reply)["errors"][0]["source"] == {"parameter": "repo_id"}
+    assert client.get("/api/acme/production/files/doc%00x", headers=headers()).status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 from filerelay.api import create_app
 from filerelay.runtime import Runtime
@@ -30,6 +31,10 @@ def test_no_server_errors_and_responses_match_the_schema(configured: Runtime, se
             # Generated paths must name the key's workspace, or every call is a (correct) 404.
             if "owner" in (case.path_parameters or {}):
                 case.path_parameters = {**case.path_parameters, "owner": "acme", "slug": "production"}
-            case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+            # Schema-valid bodies naming ids that do not exist are rightly refused (400/404), so the
+            # "positive data is accepted" check cannot hold; no 5xx and schema-true answers must.
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"}, excluded_checks=[positive_data_acceptance]
+            )
 
         check()

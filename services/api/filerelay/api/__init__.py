@@ -42,4 +42,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for blueprint in (documents.blueprint, files.blueprint, admin.blueprint, certificates.blueprint):
         api.register_blueprint(blueprint)
     app.register_error_handler(ApiError, handle_api_error)
+    app.before_request(_refuse_nul)
     return app
+
+
+def _refuse_nul() -> None:
+    """A NUL byte in a REST path or parameter is never meaningful, and PostgreSQL refuses it in text."""
+    from flask import request
+
+    from filerelay.api.errors import ApiError
+
+    if not request.path.startswith("/api/"):
+        return  # ArchiveLink validates its raw query string itself
+    if "\x00" in request.path:
+        raise ApiError(404, "not found")
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise ApiError(400, f"{name!r}: NUL characters are not allowed", parameter=name)

@@ -6,9 +6,10 @@ import datetime as dt
 import re
 from typing import Any
 
+import flask
 import marshmallow as ma
 from flask_smorest import Blueprint
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from filerelay.clock import as_utc
 
@@ -25,6 +26,15 @@ class StrictParser(FlaskParser):
         "query": ma.RAISE,
         "querystring": ma.RAISE,
     }
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        # webargs reads a body of another type as one with no fields: a PATCH sent as a form would
+        # answer 200 and change nothing.
+        if not is_json_request(req):
+            from filerelay.api.errors import ApiError
+
+            raise ApiError(400, "the request body must be JSON (Content-Type: application/json)", code="not_json")
+        return super()._raw_load_json(req)
 
 
 class RestBlueprint(Blueprint):  # type: ignore[misc]

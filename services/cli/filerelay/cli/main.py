@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from filerelay.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _settings() -> Settings:
@@ -132,3 +139,85 @@ def up(host: str, port: int) -> None:
 
     _logging()
     sys.exit(run_up(_settings(), host=host, port=port))
+
+
+@contextmanager
+def _database() -> Iterator[Session]:
+    """One unit of work on the configured database; the shared core's errors as command-line errors."""
+    from filerelay.db.session import make_engine, make_session_factory, session_scope
+    from filerelay.workspace_config.common import ConfigurationError
+
+    engine = make_engine(_settings().database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            yield session
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
+def _workspace_id(session: Session, workspace: str) -> int:
+    from filerelay.workspace_config.common import find_workspace
+
+    owner, _, slug = workspace.partition("/")
+    if not owner or not slug or "/" in slug:
+        raise click.BadParameter(f"write the workspace as OWNER/SLUG, e.g. acme/production; got {workspace!r}")
+    return find_workspace(session, owner, slug).id
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke a workspace's API keys."""
+
+
+@keys.command("create")
+@click.argument("workspace", metavar="OWNER/SLUG")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "member", "admin"]), default="viewer", show_default=True)
+def keys_create(workspace: str, name: str, role: str) -> None:
+    """Create key NAME and print it. It is shown this once: only its hash is stored."""
+    from filerelay.clock import SystemClock
+    from filerelay.workspace_config.api_keys import create_key
+
+    with _database() as session:
+        new = create_key(
+            session, workspace_id=_workspace_id(session, workspace), name=name, role=role, now=SystemClock().now()
+        )
+    # The key alone on stdout, so `KEY=$(filerelay keys create …)` captures just the key.
+    click.echo(f"created {role} key {name!r} for {workspace}; store it now, it is not shown again:", err=True)
+    click.echo(new.key)
+
+
+def _when(value: dt.datetime | None) -> str:
+    from filerelay.clock import as_utc
+
+    return "-" if value is None else as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@keys.command("list")
+@click.argument("workspace", metavar="OWNER/SLUG")
+def keys_list(workspace: str) -> None:
+    """List the workspace's keys (never the keys themselves)."""
+    from filerelay.workspace_config.api_keys import list_keys
+
+    with _database() as session:
+        rows = list_keys(session, workspace_id=_workspace_id(session, workspace))
+    table = [("NAME", "ROLE", "PREFIX", "CREATED", "LAST USED", "REVOKED")]
+    table += [(k.name, k.role, k.prefix, _when(k.created_at), _when(k.last_used_at), _when(k.revoked_at)) for k in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@keys.command("revoke")
+@click.argument("workspace", metavar="OWNER/SLUG")
+@click.argument("name")
+def keys_revoke(workspace: str, name: str) -> None:
+    """Revoke key NAME: from now on it is refused (401). It stays listed."""
+    from filerelay.clock import SystemClock
+    from filerelay.workspace_config.api_keys import revoke_key
+
+    with _database() as session:
+        info = revoke_key(session, workspace_id=_workspace_id(session, workspace), name=name, now=SystemClock().now())
+    click.echo(f"revoked key {name!r} of {workspace} at {_when(info.revoked_at)}")

@@ -1,0 +1,182 @@
+"""Destinations: kind settings checked by the kind, secrets write-only, a check on demand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from filerelay.config_file import DEFAULT_PATH, assign_changed
+from filerelay.db.models import Delivery, Destination, Route
+from filerelay.delivery.paths import TemplateError, validate_template
+from filerelay.destinations.base import DestinationError, build_client, get_kind
+from filerelay.workspace_config.common import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    flush_or_conflict,
+    invalid,
+    record,
+    storable,
+)
+
+
+@dataclass(frozen=True)
+class DestinationInfo:
+    id: str
+    name: str
+    kind: str
+    settings: dict[str, Any]
+    secrets_set: list[str]
+    path: str
+    enabled: bool
+    max_retries: int | None
+    retry_ttl: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def _destination_info(destination: Destination) -> DestinationInfo:
+    return record(
+        DestinationInfo,
+        destination,
+        id=destination.public_id,
+        settings=dict(destination.settings),
+        # An optional secret left out is stored as None: it is not "set".
+        secrets_set=sorted(k for k, v in destination.secrets.items() if v not in (None, "")),
+        path=destination.path_template,
+        retry_ttl=destination.retry_ttl_seconds,
+    )
+
+
+def find_destination(session: Session, workspace_id: int, destination_id: str) -> Destination | None:
+    if not storable(destination_id):
+        return None
+    return session.scalar(
+        select(Destination).where(Destination.workspace_id == workspace_id, Destination.public_id == destination_id)
+    )
+
+
+def _existing_destination(session: Session, workspace_id: int, destination_id: str) -> Destination:
+    destination = find_destination(session, workspace_id, destination_id)
+    if destination is None:
+        raise NotFound(f"no destination {destination_id}")
+    return destination
+
+
+def list_destinations(session: Session, *, workspace_id: int) -> list[DestinationInfo]:
+    rows = session.scalars(
+        select(Destination).where(Destination.workspace_id == workspace_id).order_by(Destination.public_id)
+    )
+    return [_destination_info(d) for d in rows]
+
+
+def get_destination(session: Session, *, workspace_id: int, destination_id: str) -> DestinationInfo:
+    return _destination_info(_existing_destination(session, workspace_id, destination_id))
+
+
+# Request fields that are plain columns; `kind` and `settings` go through the kind's schema.
+_DESTINATION_COLUMNS = {
+    "name": "name",
+    "path": "path_template",
+    "enabled": "enabled",
+    "max_retries": "max_retries",
+    "retry_ttl": "retry_ttl_seconds",
+}
+
+
+def _kind_settings(kind: str, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        destination_kind = get_kind(kind)
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(exc.messages), field="kind") from None
+    try:
+        return destination_kind.validate(values)
+    except ValidationError as exc:
+        raise invalid(exc, "settings") from None
+
+
+def _destination_columns(current: Destination | None, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values for the fields given. Settings given for the same kind are merged over the stored
+    ones (secrets included), so a PATCH that leaves a secret out keeps it; a new kind starts afresh."""
+    columns = {_DESTINATION_COLUMNS[k]: v for k, v in values.items() if k in _DESTINATION_COLUMNS}
+    if "path" in values:
+        try:
+            validate_template(values["path"])
+        except TemplateError as exc:
+            raise InvalidInput(f"path: {exc}", field="path") from None
+    if current is None or "kind" in values or "settings" in values:
+        kind = values["kind"] if "kind" in values or current is None else current.kind
+        kept = {**current.settings, **current.secrets} if current is not None and current.kind == kind else {}
+        settings, secret_values = _kind_settings(kind, {**kept, **values.get("settings", {})})
+        columns.update(kind=kind, settings=settings, secrets=secret_values)
+    return columns
+
+
+def create_destination(
+    session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime
+) -> DestinationInfo:
+    """`values`: id, name, kind, and optionally settings (secrets included), path, enabled,
+    max_retries, retry_ttl (seconds)."""
+    defaults = {"settings": {}, "path": DEFAULT_PATH, "enabled": True}
+    columns = _destination_columns(None, {**defaults, **values})
+    destination = Destination(
+        workspace_id=workspace_id, public_id=values["id"], created_at=now, updated_at=now, **columns
+    )
+    session.add(destination)
+    flush_or_conflict(session, f"a destination {values['id']} already exists", "id")
+    return _destination_info(destination)
+
+
+def update_destination(
+    session: Session, *, workspace_id: int, destination_id: str, changes: Mapping[str, Any], now: dt.datetime
+) -> DestinationInfo:
+    destination = _existing_destination(session, workspace_id, destination_id)
+    if assign_changed(destination, _destination_columns(destination, changes)):
+        destination.updated_at = now
+    session.flush()
+    return _destination_info(destination)
+
+
+def delete_destination(session: Session, *, workspace_id: int, destination_id: str) -> None:
+    """Only a destination nothing was ever sent to: deleting one with deliveries would erase where
+    documents went (deliveries cascade). Such a destination can be disabled instead."""
+    destination = _existing_destination(session, workspace_id, destination_id)
+    deliveries = session.scalar(select(func.count()).where(Delivery.destination_id == destination.id)) or 0
+    if deliveries:
+        raise Conflict(
+            f"destination {destination_id} has {deliveries} delivery record(s), which deleting it would erase; "
+            'disable it instead with PATCH {"enabled": false}'
+        )
+    session.execute(delete(Route).where(Route.destination_id == destination.id))
+    session.delete(destination)
+    session.flush()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    detail: str
+
+
+def _check(
+    destination_id: str, kind: str, settings: Mapping[str, Any], secret_values: Mapping[str, Any]
+) -> CheckResult:
+    try:
+        build_client(kind, settings, secret_values).check()
+    except DestinationError as exc:
+        return CheckResult(ok=False, detail=str(exc))
+    return CheckResult(ok=True, detail=f"{destination_id}: the {kind} destination passed its check")
+
+
+def destination_check(session: Session, *, workspace_id: int, destination_id: str) -> Callable[[], CheckResult]:
+    """The check of a destination's credentials and reachability, to run after the session is closed:
+    it may wait on the network for seconds, and must not hold a transaction (SQLite's write lock) meanwhile."""
+    destination = _existing_destination(session, workspace_id, destination_id)
+    return partial(_check, destination_id, destination.kind, dict(destination.settings), dict(destination.secrets))

@@ -1,0 +1,78 @@
+"""`filerelay keys create | list | revoke` against the test database, through click's runner."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from filerelay.cli import main
+from filerelay.config_file import hash_key
+from filerelay.db.models import ApiKey
+from filerelay.db.session import session_scope
+from filerelay.runtime import Runtime
+
+
+@pytest.fixture
+def run(configured: Runtime, db_url: str, tmp_path: Path) -> CliRunner:
+    return CliRunner(env={"FILERELAY_DATABASE_URL": db_url, "FILERELAY_HOME": str(tmp_path / "home")})
+
+
+def keys(runner: CliRunner, *args: str) -> Result:
+    return runner.invoke(main, ["keys", *args])
+
+
+def test_create_prints_the_key_once_on_stdout_and_stores_its_hash(run: CliRunner, configured: Runtime) -> None:
+    result = keys(run, "create", "acme/production", "robot", "--role", "member")
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip()
+    assert key.startswith("fr_live_")
+    assert "\n" not in key
+    assert "store it now, it is not shown again" in result.stderr
+    with session_scope(configured.sessions) as session:
+        row = session.scalars(select(ApiKey).where(ApiKey.name == "robot")).one()
+        assert (row.role, row.key_hash, row.prefix) == ("member", hash_key(key), key[:12])
+
+
+def test_list_shows_names_roles_and_prefixes_never_keys(run: CliRunner) -> None:
+    key = keys(run, "create", "acme/production", "robot").stdout.strip()
+    result = keys(run, "list", "acme/production")
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "ROLE", "PREFIX", "CREATED", "LAST", "USED", "REVOKED"]
+    assert [row.split()[:3] for row in rows] == [["ops", "admin", "fr_live_admi"], ["robot", "viewer", key[:12]]]
+    assert key not in result.output
+
+
+def test_revoke_marks_the_key_and_list_shows_when(run: CliRunner) -> None:
+    keys(run, "create", "acme/production", "robot")
+    result = keys(run, "revoke", "acme/production", "robot")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("revoked key 'robot' of acme/production at ")
+    robot = next(r for r in keys(run, "list", "acme/production").stdout.splitlines() if r.startswith("robot"))
+    revoked = " ".join(robot.split()[-2:])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", revoked), robot
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create", "acme/staging", "robot"], "Error: no workspace acme/staging"),
+        (["create", "acme/production", "ops"], "Error: an API key named 'ops' already exists"),
+        (["create", "acme-production", "robot"], "write the workspace as OWNER/SLUG"),
+        (
+            ["create", "acme/production", "robot", "--role", "owner"],
+            "'owner' is not one of 'viewer', 'member', 'admin'",
+        ),
+        (["list", "nobody/nothing"], "Error: no workspace nobody/nothing"),
+        (["revoke", "acme/production", "nobody"], "Error: no API key named 'nobody'"),
+    ],
+)
+def test_clear_errors(run: CliRunner, args: list[str], message: str) -> None:
+    result = keys(run, *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
