@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -205,6 +205,10 @@ def keys_list(workspace: str) -> None:
         rows = list_keys(session, workspace_id=_workspace_id(session, workspace))
     table = [("NAME", "ROLE", "PREFIX", "CREATED", "LAST USED", "REVOKED")]
     table += [(k.name, k.role, k.prefix, _when(k.created_at), _when(k.last_used_at), _when(k.revoked_at)) for k in rows]
+    _echo_table(table)
+
+
+def _echo_table(table: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -221,3 +225,81 @@ def keys_revoke(workspace: str, name: str) -> None:
     with _database() as session:
         info = revoke_key(session, workspace_id=_workspace_id(session, workspace), name=name, now=SystemClock().now())
     click.echo(f"revoked key {name!r} of {workspace} at {_when(info.revoked_at)}")
+
+
+@main.group()
+def certs() -> None:
+    """Review and activate the certificates SAP sent with putCert (OAC0 "Send certificate")."""
+
+
+@certs.command("list")
+@click.option("--workspace", metavar="OWNER/SLUG", help="Only this workspace's repositories.")
+def certs_list(workspace: str | None) -> None:
+    """Every received certificate: compare subject, serial and fingerprint with STRUST before activating."""
+    from filerelay import certificates
+
+    with _database() as session:
+        workspace_id = _workspace_id(session, workspace) if workspace else None
+        rows = certificates.list_for(session, workspace_id=workspace_id)
+    table = [("REPO", "STATE", "AUTH ID", "SUBJECT", "SERIAL", "VALID UNTIL", "FINGERPRINT (SHA-256)")]
+    table += [
+        (
+            c.repo_id,
+            "active" if c.active else "inactive",
+            c.auth_id,
+            c.subject,
+            c.serial,
+            _when(c.not_after),
+            c.fingerprint,
+        )
+        for c in rows
+    ]
+    _echo_table(table)
+
+
+def _switch_certificate(repo: str, fingerprint: str, workspace: str | None, *, active: bool) -> None:
+    from sqlalchemy import select
+
+    from filerelay import certificates
+    from filerelay.clock import SystemClock
+    from filerelay.db.models import Repository
+
+    with _database() as session:
+        if workspace:
+            workspace_ids = [_workspace_id(session, workspace)]
+        else:
+            workspace_ids = list(session.scalars(select(Repository.workspace_id).where(Repository.repo_id == repo)))
+        if len(workspace_ids) != 1:
+            found = "no workspace has" if not workspace_ids else "several workspaces have"
+            raise click.ClickException(f"{found} a repository {repo}; name one with --workspace OWNER/SLUG")
+        try:
+            info = certificates.set_active(
+                session,
+                workspace_id=workspace_ids[0],
+                repo_id=repo,
+                fingerprint_=fingerprint,
+                active=active,
+                now=SystemClock().now(),
+            )
+        except certificates.UnknownCertificate as exc:
+            raise click.ClickException(str(exc)) from None
+    state = "active: signed URLs by" if active else "revoked: no longer trusting"
+    click.echo(f"{repo} {state} {info.subject} ({info.fingerprint})")
+
+
+@certs.command("activate")
+@click.argument("repo")
+@click.argument("fingerprint")
+@click.option("--workspace", metavar="OWNER/SLUG", help="Needed when several workspaces have repository REPO.")
+def certs_activate(repo: str, fingerprint: str, workspace: str | None) -> None:
+    """Trust the certificate with FINGERPRINT for repository REPO."""
+    _switch_certificate(repo, fingerprint, workspace, active=True)
+
+
+@certs.command("revoke")
+@click.argument("repo")
+@click.argument("fingerprint")
+@click.option("--workspace", metavar="OWNER/SLUG", help="Needed when several workspaces have repository REPO.")
+def certs_revoke(repo: str, fingerprint: str, workspace: str | None) -> None:
+    """Stop trusting the certificate with FINGERPRINT for repository REPO."""
+    _switch_certificate(repo, fingerprint, workspace, active=False)

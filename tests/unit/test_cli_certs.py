@@ -1,0 +1,67 @@
+"""`filerelay certs list | activate | revoke`, through click's runner against the test database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+
+from filerelay import certificates, documents
+from filerelay.cli import main
+from filerelay.db.session import session_scope
+from filerelay.runtime import Runtime
+from tests.api.test_certificates import certificate
+
+
+@pytest.fixture
+def run(configured: Runtime, db_url: str, tmp_path: Path) -> CliRunner:
+    return CliRunner(env={"FILERELAY_DATABASE_URL": db_url, "FILERELAY_HOME": str(tmp_path / "home")})
+
+
+@pytest.fixture
+def received(configured: Runtime) -> str:
+    """A certificate SAP sent for Z1, as putCert stores it; returns its fingerprint."""
+    cert = certificate(dt.datetime.now(dt.UTC))  # noqa: TID251 - the CLI checks validity against the real clock
+    with session_scope(configured.sessions) as session:
+        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
+        assert repository is not None
+        row = certificates.store(
+            session,
+            repository=repository,
+            auth_id="CN=S4H",
+            body=cert.public_bytes(serialization.Encoding.PEM),
+            now=configured.clock.now(),
+        )
+        return row.fingerprint
+
+
+def test_list_activate_revoke(run: CliRunner, received: str, configured: Runtime) -> None:
+    listed = run.invoke(main, ["certs", "list"])
+    assert listed.exit_code == 0, listed.output
+    header, row = listed.stdout.splitlines()
+    assert header.split()[:3] == ["REPO", "STATE", "AUTH"]
+    assert row.split()[:3] == ["Z1", "inactive", "CN=S4H"]
+    assert received in row
+
+    activated = run.invoke(main, ["certs", "activate", "Z1", received])
+    assert activated.exit_code == 0, activated.output
+    assert activated.stdout.startswith("Z1 active: signed URLs by CN=S4H")
+    with session_scope(configured.sessions) as session:
+        assert certificates.list_for(session, repo_id="Z1")[0].active
+
+    revoked = run.invoke(main, ["certs", "revoke", "Z1", received, "--workspace", "acme/production"])
+    assert revoked.exit_code == 0, revoked.output
+    with session_scope(configured.sessions) as session:
+        assert not certificates.list_for(session, repo_id="Z1")[0].active
+
+
+def test_unknown_repository_or_fingerprint_is_a_clear_error(run: CliRunner, received: str) -> None:
+    unknown_repo = run.invoke(main, ["certs", "activate", "QQ", received])
+    assert unknown_repo.exit_code == 1
+    assert "no workspace has a repository QQ" in unknown_repo.output
+    unknown_print = run.invoke(main, ["certs", "activate", "Z1", "ab" * 32])
+    assert unknown_print.exit_code == 1
+    assert f"no certificate {'ab' * 32} for repository Z1" in unknown_print.output
