@@ -29,6 +29,7 @@ from filerelay.db.models import Base
 from filerelay.db.session import make_engine, session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.s3server import S3Server, seaweedfs
 from tests.support.sapclient import SapClient
 
 ADMIN_KEY = "fr_live_admin_0123456789abcdef"
@@ -70,6 +71,13 @@ def engine(db_url: str) -> Iterator[Engine]:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) on loopback, started on first use and shared by the run."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
 
 
 @pytest.fixture

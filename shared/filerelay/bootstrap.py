@@ -13,7 +13,6 @@ from filerelay.db.migrate import upgrade
 from filerelay.db.models import Repository, SignatureMode
 from filerelay.db.session import make_engine, make_session_factory, session_scope
 from filerelay.settings import Settings
-from filerelay.staging import open_staging
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ def prepare(settings: Settings) -> Summary | None:
     """Migrate, apply FILERELAY_CONFIG if set, and clear uploads left by killed processes."""
     upgrade(settings.database_url)
     summary = apply_config(settings, settings.config_file) if settings.config_file else None
-    removed = open_staging(settings.staging_url).purge_orphans()
+    removed = settings.open_staging().purge_orphans()
     if removed:
         log.info("removed %d partial upload(s) left by a stopped process", removed)
     engine = make_engine(settings.database_url)

@@ -11,7 +11,7 @@ from filerelay.clock import Clock, SystemClock
 from filerelay.db.session import make_engine, make_session_factory
 from filerelay.queue import Enqueuer, make_celery
 from filerelay.settings import Settings
-from filerelay.staging import StagingStore, open_staging
+from filerelay.staging import StagingStore
 
 
 @dataclass
@@ -33,7 +33,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
-        staging=open_staging(settings.staging_url),
+        staging=settings.open_staging(),
         enqueuer=Enqueuer(make_celery(settings, name="filerelay-producer")),
         clock=clock or SystemClock(),
     )

@@ -7,6 +7,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from filerelay.staging import StagingStore
 
 DEFAULT_MAX_DOCUMENT_BYTES = 2 * 1024**3
 
@@ -57,6 +61,10 @@ class Settings:
     staging_retention_seconds: int = 3600
     # How often the sweeper runs.
     sweep_interval_seconds: float = 5.0
+    # For s3:// staging: an S3-compatible endpoint (MinIO, SeaweedFS…) and region; credentials come from
+    # the standard AWS variables or the pod's role.
+    staging_s3_endpoint_url: str | None = None
+    staging_s3_region: str | None = None
     # Tolerance for SAP's and FileRelay's clocks disagreeing when checking a signed URL's expiration.
     signature_clock_skew_seconds: int = 300
     # How often the embedded broker's workers poll their folders (seconds).
@@ -79,7 +87,14 @@ class Settings:
             staging_retention_seconds=_int(env, "FILERELAY_STAGING_RETENTION_SECONDS", 3600),
             sweep_interval_seconds=_float(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5.0),
             signature_clock_skew_seconds=_int(env, "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS", 300),
+            staging_s3_endpoint_url=env.get("FILERELAY_STAGING_S3_ENDPOINT_URL") or None,
+            staging_s3_region=env.get("FILERELAY_STAGING_S3_REGION") or None,
         )
+
+    def open_staging(self) -> StagingStore:
+        from filerelay.staging import open_staging
+
+        return open_staging(self.staging_url, endpoint_url=self.staging_s3_endpoint_url, region=self.staging_s3_region)
 
     @property
     def embedded_broker(self) -> bool:
@@ -106,6 +121,10 @@ class Settings:
             "FILERELAY_SWEEP_INTERVAL_SECONDS": repr(self.sweep_interval_seconds),
             "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS": str(self.signature_clock_skew_seconds),
         }
+        if self.staging_s3_endpoint_url:
+            env["FILERELAY_STAGING_S3_ENDPOINT_URL"] = self.staging_s3_endpoint_url
+        if self.staging_s3_region:
+            env["FILERELAY_STAGING_S3_REGION"] = self.staging_s3_region
         if self.config_file is not None:
             env["FILERELAY_CONFIG"] = str(self.config_file)
         return env

@@ -22,16 +22,10 @@ from filerelay.config_file import apply, load
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
-from tests.support.s3server import S3Server, seaweedfs
+from tests.support.s3server import S3Server
 from tests.support.sapclient import SapClient
 
 REDIS_URL = os.environ.get("FILERELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
 
 
 @pytest.fixture

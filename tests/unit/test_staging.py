@@ -240,12 +240,12 @@ def test_open_staging_file_url(tmp_path: Path) -> None:
     staging.check()
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/prefix", "http://example.com/x", "/plain/path"])
+@pytest.mark.parametrize("url", ["http://example.com/x", "/plain/path", "ftp://host/x"])
 def test_open_staging_rejects_other_schemes(url: str) -> None:
-    with pytest.raises(StagingError, match=r"unsupported FILERELAY_STAGING_URL scheme .*use file://"):
+    with pytest.raises(StagingError, match=r"unsupported FILERELAY_STAGING_URL scheme .*use file:// or s3://"):
         open_staging(url)
 
 
-def test_open_staging_s3_names_the_scheme() -> None:
-    with pytest.raises(StagingError, match="'s3'"):
-        open_staging("s3://bucket/prefix")
+def test_open_staging_s3_needs_a_bucket() -> None:
+    with pytest.raises(StagingError, match="names no bucket"):
+        open_staging("s3:///prefix")

@@ -1,4 +1,4 @@
-"""The staging store: where accepted bytes wait, durably, until every delivery is final.
+"""Staging in a local (or shared) directory.
 
 Writes stream in chunks into a locked temporary file, are fsync'd, and are renamed into place only when
 complete, so a reader never sees a partial object. A writer killed mid-upload leaves a temporary file
@@ -12,63 +12,12 @@ import fcntl
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol, Self
-from urllib.parse import unquote, urlsplit
+from typing import BinaryIO, Self
 
-CHUNK_SIZE = 1024 * 1024
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
-
-
-class StagingError(Exception):
-    pass
-
-
-class TooLarge(StagingError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the body exceeds the limit of {limit} bytes")
-        self.limit = limit
-
-
-class IncompleteBody(StagingError):
-    """The client sent fewer bytes than it announced (it disconnected or died)."""
-
-
-@dataclass(frozen=True)
-class StagedObject:
-    key: str
-    size: int
-    sha256: str
-
-
-class StagingWriter(Protocol):
-    def write(self, data: bytes) -> None: ...
-    def commit(self) -> StagedObject: ...
-    def abort(self) -> None: ...
-    def __enter__(self) -> Self: ...
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-
-class StagingStore(Protocol):
-    def writer(self, key: str, *, limit: int | None = None) -> StagingWriter: ...
-    def open(self, key: str) -> BinaryIO: ...
-    def size(self, key: str) -> int: ...
-    def delete(self, key: str) -> None: ...
-    def exists(self, key: str) -> bool: ...
-    def purge_orphans(self) -> int: ...
-    def check(self) -> None: ...
-
-
-def _check_key(key: str) -> str:
-    # Keys are ours (document ids), never SAP's: anything else reaching here is a bug, not input.
-    if not key or not set(key) <= _KEY_CHARS or key.startswith("."):
-        raise ValueError(f"invalid staging key {key!r}")
-    return key
+from filerelay.staging.base import StagedObject, StagingError, TooLarge, check_key
 
 
 def _fsync_dir(path: Path) -> None:
@@ -137,12 +86,12 @@ class LocalStagingStore:
         self.objects_dir.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, key: str) -> Path:
-        _check_key(key)
+        check_key(key)
         # Fan out so no directory ends up holding millions of entries.
         return self.objects_dir / key[-2:] / key
 
     def writer(self, key: str, *, limit: int | None = None) -> _LocalWriter:
-        _check_key(key)
+        check_key(key)
         return _LocalWriter(self, key, limit)
 
     def open(self, key: str) -> BinaryIO:
@@ -188,23 +137,3 @@ class LocalStagingStore:
     def keys(self) -> Iterator[str]:
         for path in self.objects_dir.glob("*/*"):
             yield path.name
-
-
-def copy_stream(read: Callable[[int], bytes], writer: StagingWriter, *, expected: int | None = None) -> None:
-    """Pump a body into a writer chunk by chunk; never holds more than one chunk."""
-    received = 0
-    while True:
-        chunk = read(CHUNK_SIZE)
-        if not chunk:
-            break
-        received += len(chunk)
-        writer.write(chunk)
-    if expected is not None and received != expected:
-        raise IncompleteBody(f"received {received} of {expected} announced bytes")
-
-
-def open_staging(url: str) -> LocalStagingStore:
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        return LocalStagingStore(Path(unquote(parts.path)))
-    raise StagingError(f"unsupported FILERELAY_STAGING_URL scheme {parts.scheme!r}: use file://")
