@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from celery import Celery, signals
 
 from filerelay.queue import make_celery
@@ -22,6 +24,11 @@ def make_worker_app(settings: Settings) -> Celery:
         # Engines and connection pools must not cross a fork: each pool process builds its own.
         global _runtime
         _runtime = None
+        # SIGTERM is the main process's business: its warm shutdown lets the running delivery finish. A pool
+        # process signalled directly too (a process-group signal) would die mid-upload and leave the
+        # delivery leased until the sweeper takes it back. If the main process dies, the kernel still
+        # kills the pool processes (Celery sets PDEATHSIG).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     app.conf["filerelay_settings"] = settings
     return app
