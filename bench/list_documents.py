@@ -45,6 +45,7 @@ workspaces:
       - {{id: Z3, description: Rare, signature: none, destinations: [dest_a, dest_b, dest_c]}}
 """
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC).isoformat()
 # Most documents delivered, some failing or retrying: what a busy installation looks like.
 STATUSES = ["delivered"] * 90 + ["failed"] * 5 + ["retrying"] * 3 + ["pending"] * 2
 
@@ -88,8 +89,9 @@ def fill(engine: Engine, documents: int) -> None:
                 for k, destination in enumerate(destinations):
                     state = "delivered" if status == "delivered" or k else status
                     delivered = received if state == "delivered" else "\\N"
+                    # Waiting deliveries expire far ahead: the sweeper should find nothing due.
                     deliveries.write(
-                        f"dlv_{n:018d}{k}\tdoc_{n:020d}\t{destination}\t{state}\t1\t1\t{received}\t{received}\t"
+                        f"dlv_{n:018d}{k}\tdoc_{n:020d}\t{destination}\t{state}\t1\t1\t{received}\t{FAR_FUTURE}\t"
                         f"{delivered}\t1\t{received}\t{received}\n"
                     )
             for table, columns, buffer in (
