@@ -7,11 +7,14 @@ losing or doubling a delivery, because the database row is the truth and the swe
 from __future__ import annotations
 
 import logging
+import os
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
 
+from filerelay.logs import log_context
 from filerelay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,8 @@ class Enqueuer:
             try:
                 self._app.send_task(DELIVER_TASK, args=(delivery_id,), queue=queue_name(kind), retry=False)
             except Exception:
-                log.exception("could not enqueue delivery %s; the sweeper will", delivery_id)
+                with log_context(delivery_id=delivery_id):
+                    log.exception("could not enqueue delivery %s; the sweeper will", delivery_id)
             else:
                 sent += 1
         return sent
@@ -85,3 +89,30 @@ class Enqueuer:
         """Raise if the broker cannot be reached."""
         with self._app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def queue_depths(settings: Settings) -> dict[str, int]:
+    """Messages waiting in each delivery queue, by queue name; not those a worker has taken.
+
+    For /metrics (and the autoscaler's view of the same lists). Raises when the broker cannot be read.
+    """
+    names = [queue_name(kind) for kind in KINDS]
+    if settings.embedded_broker:
+        # kombu's filesystem transport: one file per message, named `<time>_<uuid>.<queue>.msg`, all
+        # queues in one folder, so one listing counts them all.
+        found = Counter(entry.name.partition(".")[2] for entry in os.scandir(settings.broker_dir / "queue"))
+        return {name: found[f"{name}.msg"] for name in names}
+    import redis  # only a Redis broker needs it; celery[redis] brings it
+
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        scheme = settings.broker_url.partition(":")[0]  # never the whole URL: it may carry a password
+        raise ValueError(f"queue depth is only known for Redis and the embedded broker, not {scheme}")
+    # kombu keeps a Redis queue as a list named after it; we send no priorities, so no priority sub-lists.
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.llen(name)
+            return dict(zip(names, (int(n) for n in pipe.execute()), strict=True))
+    finally:
+        client.close()

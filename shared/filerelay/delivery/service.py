@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from filerelay import metrics
 from filerelay.db.models import (
     Delivery,
     DeliveryAttempt,
@@ -30,6 +32,7 @@ from filerelay.delivery.paths import PathFields, render
 from filerelay.delivery.rules import after_failure, policy_for, rollup, start_cycle
 from filerelay.destinations import pull
 from filerelay.destinations.base import DestinationError, Payload, build_client
+from filerelay.logs import log_context
 from filerelay.runtime import Runtime
 from filerelay.staging import StagingStore
 
@@ -53,6 +56,8 @@ def path_for(document: Document, destination: Destination) -> str:
 @dataclass(frozen=True)
 class Claim:
     delivery_id: str
+    document_id: str
+    destination_id: str  # the destination's public id, as configured and shown in the API
     attempt: int
     generation: int
     kind: str
@@ -127,6 +132,8 @@ def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds
     session.flush()
     return Claim(
         delivery_id=delivery.id,
+        document_id=document.id,
+        destination_id=destination.public_id,
         attempt=delivery.attempts,
         generation=document.generation,
         kind=destination.kind,
@@ -225,29 +232,53 @@ def finish(
     return wake
 
 
+def verdict(session: Session, claim: Claim) -> str | None:
+    """After `finish`: delivered, retry (another attempt follows) or failed (given up); None when the
+    attempt was superseded (its lease ran out and the delivery moved on without it)."""
+    outcome = session.scalar(
+        select(DeliveryAttempt.outcome).where(
+            DeliveryAttempt.delivery_id == claim.delivery_id, DeliveryAttempt.number == claim.attempt
+        )
+    )
+    if outcome == "superseded":
+        return None
+    status = session.get_one(Delivery, claim.delivery_id).status  # loaded by finish: no query
+    if status == DeliveryStatus.DELIVERED:
+        return "delivered"
+    return "failed" if status == DeliveryStatus.FAILED else "retry"
+
+
 def run(runtime: Runtime, delivery_id: str, *, rand: Callable[[], float] = random.random) -> bool:
     """Claim, perform and finish one delivery. False when there was nothing to claim."""
-    with session_scope(runtime.sessions) as session:
-        taken = claim(
-            session,
-            delivery_id=delivery_id,
-            now=runtime.clock.now(),
-            lease_seconds=runtime.settings.lease_seconds,
-        )
-    if taken is None:
-        log.info("delivery %s: nothing to claim (done, held elsewhere, or not due)", delivery_id)
-        return False
-    result = perform(taken, runtime.staging)
-    with session_scope(runtime.sessions) as session:
-        wake = finish(session, taken, result, now=runtime.clock.now(), rand=rand)
-    runtime.enqueuer.enqueue(wake)
-    log.info(
-        "delivery %s attempt %d: %s%s",
-        delivery_id,
-        taken.attempt,
-        "delivered" if result.ok else "failed",
-        "" if result.ok else f" ({result.error})",
-    )
+    with log_context(delivery_id=delivery_id):  # every line about this delivery carries its ids
+        with session_scope(runtime.sessions) as session:
+            taken = claim(
+                session,
+                delivery_id=delivery_id,
+                now=runtime.clock.now(),
+                lease_seconds=runtime.settings.lease_seconds,
+            )
+        if taken is None:
+            log.info("delivery %s: nothing to claim (done, held elsewhere, or not due)", delivery_id)
+            return False
+        with log_context(document_id=taken.document_id, attempt=taken.attempt):
+            started = time.perf_counter()  # a duration: the monotonic clock, not the (injectable) wall clock
+            result = perform(taken, runtime.staging)
+            metrics.ATTEMPT_SECONDS.labels(kind=taken.kind).observe(time.perf_counter() - started)
+            with session_scope(runtime.sessions) as session:
+                wake = finish(session, taken, result, now=runtime.clock.now(), rand=rand)
+                outcome = verdict(session, taken)
+            # Counted once committed: a rolled-back verdict will be decided (and counted) again.
+            if outcome is not None:
+                metrics.count_delivery(taken.destination_id, taken.kind, outcome, taken.size)
+            runtime.enqueuer.enqueue(wake)
+            log.info(
+                "delivery %s attempt %d: %s%s",
+                delivery_id,
+                taken.attempt,
+                outcome or "superseded (the lease ran out meanwhile)",
+                "" if result.ok else f" ({result.error})",
+            )
     return True
 
 

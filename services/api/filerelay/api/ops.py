@@ -1,11 +1,13 @@
-"""Operations endpoints: liveness and readiness."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from filerelay import metrics
 from filerelay.api.context import runtime
 
 blueprint = Blueprint("ops", __name__)
@@ -39,3 +41,12 @@ def readyz() -> ResponseReturnValue:
         checks["broker"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+
+
+@blueprint.get("/metrics")
+def metrics_view() -> ResponseReturnValue:
+    """Prometheus text format. Unauthenticated, like /healthz, so a scraper needs no API key; it shows
+    counts and repository ids, never content or secrets, and operators keep it off the public network
+    (NetworkPolicy, or an ingress that does not route it)."""
+    body = generate_latest(metrics.scrape_registry(runtime()))
+    return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -26,7 +26,12 @@ def _settings() -> Settings:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from filerelay.logs import configure_logging
+
+    try:
+        configure_logging(logging.INFO)  # JSON lines; FILERELAY_LOG_FORMAT=text for a terminal
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group()

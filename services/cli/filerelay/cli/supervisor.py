@@ -16,6 +16,7 @@ import click
 
 from filerelay.bootstrap import prepare
 from filerelay.config_file import ConfigError
+from filerelay.metrics_dir import own_multiprocess_dir
 from filerelay.settings import Settings
 
 log = logging.getLogger("filerelay.up")
@@ -48,6 +49,13 @@ def run_up(settings: Settings, *, host: str, port: int) -> int:
         return 2
     if summary:
         click.echo(str(summary))
+    # One metrics folder for the API and the worker (they share this host), so /metrics also shows the
+    # worker's delivery counts; the children inherit it through the environment.
+    with own_multiprocess_dir(settings.home):
+        return _supervise(settings, host=host, port=port)
+
+
+def _supervise(settings: Settings, *, host: str, port: int) -> int:
     children = [
         _spawn(settings, "api", "--host", host, "--port", str(port), "--workers", "1"),
         _spawn(settings, "worker", "--concurrency", "2"),

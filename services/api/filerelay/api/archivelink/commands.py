@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from flask import Response, request
 from sqlalchemy.orm import Session
 
-from filerelay import certificates, documents
+from filerelay import certificates, documents, metrics
 from filerelay.api.archivelink.multipart import MultipartWriter
 from filerelay.api.archivelink.protocol import (
     ArchiveLinkRequest,
@@ -31,7 +32,10 @@ from filerelay.content import open_content
 from filerelay.db.models import ArchiveDocument, Document, Repository, new_id
 from filerelay.db.session import session_scope
 from filerelay.documents import DocumentExists, NewComponent, Outcome
+from filerelay.logs import log_context
 from filerelay.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 SERVER_VENDOR = "FileRelay"
 SERVER_VERSION = "0.1.0"
@@ -219,23 +223,29 @@ def create_single(call: Call) -> Response:
 def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
     """Commit a new document whose components are staged; on any failure, unstage them."""
     rt = runtime()
-    try:
-        with session_scope(rt.sessions) as session:
-            outcome = documents.create(
-                session,
-                repository=call.repository(session),
-                doc_id=doc_id,
-                doc_prot=call.req.get("docProt"),
-                components=components,
-                now=rt.clock.now(),
-            )
-    except BaseException as exc:
-        for component in components:
-            rt.staging.delete(component.staged.key)
-        if isinstance(exc, DocumentExists):
-            raise ProtocolError(str(exc), status=403) from None
-        raise
-    _finish(outcome)
+    with log_context(repo_id=call.req.get("contRep"), doc_id=doc_id):
+        try:
+            with session_scope(rt.sessions) as session:
+                outcome = documents.create(
+                    session,
+                    repository=call.repository(session),
+                    doc_id=doc_id,
+                    doc_prot=call.req.get("docProt"),
+                    components=components,
+                    now=rt.clock.now(),
+                )
+        except BaseException as exc:
+            for component in components:
+                rt.staging.delete(component.staged.key)
+            if isinstance(exc, DocumentExists):
+                raise ProtocolError(str(exc), status=403) from None
+            raise
+        metrics.DOCUMENTS_RECEIVED.labels(workspace=f"{call.owner}/{call.slug}", repo_id=call.cont_rep()).inc()
+        for accepted in outcome.documents:
+            # The line that ties SAP's docId to our document_id, which the worker's lines carry.
+            with log_context(document_id=accepted.id):
+                log.info("accepted component %s: %d bytes", accepted.comp_id, accepted.size_bytes)
+        _finish(outcome)
 
 
 @command("create", "POST")
