@@ -1,0 +1,758 @@
+"""The deployment files (Dockerfile, docker-compose.yml, k8s/) checked against their schemas and the code.
+
+Offline and without Docker: the Kubernetes schemas ship in kubernetes-validate, the Compose specification
+schema in check-jsonschema, and KEDA's ScaledObject is checked against a schema written below from the KEDA
+docs. Against the code: every command the files run parses as a real `filerelay` command, and every
+FILERELAY_* variable they set is one the code reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.resources
+import json
+import re
+import shlex
+import socket
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import jsonschema
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+from click.testing import CliRunner
+from flask import Flask
+
+from filerelay.api.ops import blueprint as ops_blueprint
+from filerelay.cli.main import main as cli
+from filerelay.config_file import load as load_config
+from filerelay.queue import KINDS, celery_config, queue_name
+from filerelay.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+
+# The oldest Kubernetes the manifests must apply to; kubernetes-validate ships its schemas.
+KUBERNETES_VERSION = "1.31.0"
+# Not a Kubernetes manifest, and a template kept out of the kustomization on purpose.
+NOT_RESOURCES = {"kustomization.yaml", "secret.example.yaml"}
+# Without these, a process falls back to an embedded default that only works on one host (SQLite, a broker
+# in folders, staging on local disk): see test_the_defaults_of_the_required_variables_are_single_host_ones.
+PRODUCTION_REQUIRED = ("FILERELAY_DATABASE_URL", "FILERELAY_BROKER_URL", "FILERELAY_STAGING_URL")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|_KEY$|CERTIFICATE")
+URL_PASSWORD = re.compile(r"://[^/@\s]*:([^@/\s]+)@")
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(?::?[-?])[^}]*)?\}")
+CONFIG_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# KEDA ScaledObject (keda.sh/v1alpha1) with the Redis Lists trigger, from the KEDA docs summarised in
+# ../shared/design/delivery-engine-notes.md §5 (keda-docs 2.21: reference/scaledobject-spec.md and
+# scalers/redis-lists.md). Unknown fields are errors, so a misspelt knob cannot pass silently.
+_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+_COUNT = {"type": "string", "pattern": r"^[0-9]+$"}
+KEDA_SCALED_OBJECT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {"name": _NAME, "namespace": _NAME, "labels": _STRINGS, "annotations": _STRINGS},
+        },
+        "spec": {
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
+            "additionalProperties": False,
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": _NAME,
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "envSourceContainerName": {"type": "string"},
+                    },
+                },
+                "pollingInterval": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+                "idleReplicaCount": {"type": "integer", "minimum": 0},
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "fallback": {
+                    "type": "object",
+                    "required": ["failureThreshold", "replicas"],
+                    "properties": {"failureThreshold": {"type": "integer"}, "replicas": {"type": "integer"}},
+                },
+                "advanced": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "restoreToOriginalReplicaCount": {"type": "boolean"},
+                        "horizontalPodAutoscalerConfig": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"name": {"type": "string"}, "behavior": {"type": "object"}},
+                        },
+                        "scalingModifiers": {"type": "object"},
+                    },
+                },
+                "triggers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/trigger"}},
+            },
+        },
+    },
+    "$defs": {
+        "trigger": {
+            "type": "object",
+            "required": ["type", "metadata"],
+            "additionalProperties": False,
+            "properties": {
+                "type": {"type": "string"},
+                "name": {"type": "string"},
+                "metadata": _STRINGS,
+                "authenticationRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "kind": {"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]},
+                    },
+                },
+                "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                "useCachedMetrics": {"type": "boolean"},
+            },
+            "if": {"properties": {"type": {"const": "redis"}}},
+            "then": {"properties": {"metadata": {"$ref": "#/$defs/redisLists"}}},
+        },
+        # No `password`: a password goes through passwordFromEnv or a TriggerAuthentication, never inline.
+        "redisLists": {
+            "type": "object",
+            "required": ["listName", "listLength"],
+            "additionalProperties": False,
+            "properties": {
+                **{
+                    key: {"type": "string", "minLength": 1}
+                    for key in (
+                        "address",
+                        "addressFromEnv",
+                        "host",
+                        "hostFromEnv",
+                        "port",
+                        "portFromEnv",
+                        "usernameFromEnv",
+                        "passwordFromEnv",
+                        "listName",
+                    )
+                },
+                "listLength": _COUNT,
+                "activationListLength": _COUNT,
+                "databaseIndex": _COUNT,
+                "enableTLS": {"enum": ["true", "false"]},
+                "unsafeSsl": {"enum": ["true", "false"]},
+            },
+            "anyOf": [
+                {"required": ["address"]},
+                {"required": ["addressFromEnv"]},
+                {"required": ["host", "port"]},
+                {"required": ["hostFromEnv", "portFromEnv"]},
+            ],
+        },
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every check here works offline: any connection or name lookup is a failure."""
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the deployment tests must not use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+@functools.cache
+def _parsed(path: Path) -> tuple[dict[str, Any], ...]:
+    return tuple(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+
+
+def yaml_documents(path: Path) -> list[dict[str, Any]]:
+    """The documents of a YAML file, each caller getting its own copy to change."""
+    return copy.deepcopy(list(_parsed(path)))
+
+
+def manifests() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (path.name, doc)
+        for path in sorted(K8S.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in yaml_documents(path)
+    ]
+
+
+def manifest_id(item: tuple[str, dict[str, Any]]) -> str:
+    return f"{item[0]}:{item[1]['kind']}/{item[1]['metadata']['name']}"
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in manifests() if doc["kind"] == kind]
+
+
+def named(kind: str, name: str) -> dict[str, Any]:
+    found = [doc for doc in of_kind(kind) if doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the final stage, continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        instruction, _, rest = (pending + line).partition(" ")
+        out.append((instruction.upper(), rest.strip()))
+        pending = ""
+    last_from = max(i for i, (instruction, _) in enumerate(out) if instruction == "FROM")
+    return out[last_from:]
+
+
+def dockerfile_json(instruction: str) -> list[str]:
+    values = [rest for name, rest in dockerfile_instructions() if name == instruction]
+    assert values, f"the Dockerfile has no {instruction}"
+    parsed = json.loads(values[-1])  # exec form: a JSON list, so no shell sits between signals and filerelay
+    assert isinstance(parsed, list)
+    return [str(item) for item in parsed]
+
+
+def dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name, rest in dockerfile_instructions():
+        if name == "ENV":
+            for token in shlex.split(rest):
+                key, _, value = token.partition("=")
+                env[key] = value
+    return env
+
+
+def env_example() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"^[A-Z_0-9]+=", line))
+    return {key: value for key, value in pairs}
+
+
+def compose() -> dict[str, Any]:
+    (document,) = yaml_documents(COMPOSE)
+    return document
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:?message}`, `${VAR:-default}` and `$$`, from `env`."""
+    return INTERPOLATION.sub(lambda m: env[m.group(1)], value).replace("$$", "$")
+
+
+def strings(value: object) -> Iterator[str]:
+    """Every string in a parsed YAML document, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings(key)
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def as_argv(value: str | list[str] | None) -> list[str] | None:
+    return shlex.split(value) if isinstance(value, str) else value
+
+
+def uses_filerelay_image(image: str | None) -> bool:
+    return (image or "").partition(":")[0] == "filerelay"
+
+
+def compose_filerelay_services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    return {name: svc for name, svc in services.items() if uses_filerelay_image(svc.get("image"))}
+
+
+def compose_environment(service: Mapping[str, Any]) -> dict[str, str]:
+    """What the container sees: the env_file (.env, here its template) overlaid by `environment`."""
+    assert service.get("env_file") == ".env", "FileRelay services take their secrets from .env"
+    example = env_example()
+    raw = service.get("environment") or {}
+    assert isinstance(raw, dict), "write `environment` as a mapping"
+    return {**example, **{key: interpolate(str(value), example) for key, value in raw.items()}}
+
+
+def k8s_sources() -> dict[tuple[str, str], dict[str, str]]:
+    """ConfigMap and Secret data by (kind, name): configmap.yaml and the secret template."""
+    sources: dict[tuple[str, str], dict[str, str]] = {}
+    for doc in of_kind("ConfigMap"):
+        sources["ConfigMap", doc["metadata"]["name"]] = dict(doc.get("data") or {})
+    for doc in of_kind("Secret"):
+        sources["Secret", doc["metadata"]["name"]] = dict(doc.get("stringData") or {})
+    return sources
+
+
+def container_environment(container: Mapping[str, Any]) -> dict[str, str]:
+    sources = k8s_sources()
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        kind, ref = (
+            ("ConfigMap", source["configMapRef"]) if "configMapRef" in source else ("Secret", source["secretRef"])
+        )
+        assert (kind, ref["name"]) in sources, f"{container['name']}: no {kind} {ref['name']} in k8s/"
+        env.update(sources[kind, ref["name"]])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        else:
+            ref_kind = "ConfigMap" if "configMapKeyRef" in item["valueFrom"] else "Secret"
+            ref = item["valueFrom"].get("configMapKeyRef") or item["valueFrom"]["secretKeyRef"]
+            assert ref["key"] in sources[ref_kind, ref["name"]], f"{item['name']}: no key {ref['key']}"
+            env[item["name"]] = sources[ref_kind, ref["name"]][ref["key"]]
+    return env
+
+
+def pod_templates() -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in of_kind("Deployment") + of_kind("Job"):
+        yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]
+
+
+def all_containers(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
+
+
+def filerelay_processes() -> list[tuple[str, list[str], dict[str, str]]]:
+    """Every FileRelay process the files start: (where, argv after `filerelay`, its environment)."""
+    entrypoint, cmd = dockerfile_json("ENTRYPOINT"), dockerfile_json("CMD")
+    found: list[tuple[str, list[str], dict[str, str]]] = [("Dockerfile CMD", [*entrypoint, *cmd], dockerfile_env())]
+    for name, svc in compose_filerelay_services().items():
+        # Compose, like Docker: a service's entrypoint replaces the image's and clears its CMD.
+        own_entrypoint = as_argv(svc.get("entrypoint"))
+        command = as_argv(svc.get("command"))
+        argv = [*own_entrypoint, *(command or [])] if own_entrypoint is not None else [*entrypoint, *(command or cmd)]
+        found.append((f"docker-compose.yml {name}", argv, {**dockerfile_env(), **compose_environment(svc)}))
+    for where, pod in pod_templates():
+        for container in all_containers(pod):
+            assert uses_filerelay_image(container["image"]), f"{where}: unexpected image {container['image']}"
+            argv = [*(container.get("command") or entrypoint), *(container.get("args") or cmd)]
+            env = {**dockerfile_env(), **container_environment(container)}
+            found.append((f"k8s {where} {container['name']}", argv, env))
+    processes: list[tuple[str, list[str], dict[str, str]]] = []
+    for where, argv, env in found:
+        if argv[:2] in (["sh", "-c"], ["/bin/sh", "-c"]):
+            steps = [shlex.split(step) for step in " ".join(argv[2:]).split("&&")]
+        else:
+            steps = [argv]
+        for step in steps:
+            assert step[0] == "filerelay", f"{where} runs {step[0]!r}, not filerelay"
+            processes.append((where, step[1:], env))
+    return processes
+
+
+def resolve(args: list[str]) -> tuple[list[str], click.Context]:
+    """Parse like `filerelay ARGS` would, without running anything: the command path and its context."""
+    command: click.Command = cli
+    context = click.Context(cli, info_name="filerelay")
+    path: list[str] = []
+    rest = list(args)
+    while isinstance(command, click.Group):
+        assert rest, f"`filerelay {' '.join(path)}` needs a subcommand"
+        name = rest.pop(0)
+        sub = command.get_command(context, name)
+        assert sub is not None, f"`filerelay {' '.join([*path, name])}` is not a command"
+        path.append(name)
+        command = sub
+        context = click.Context(command, info_name=name, parent=context)
+    # Options, types and required arguments, exactly as click checks them when the command runs.
+    leaf = command.make_context(path[-1], rest, parent=context.parent)
+    return path, leaf
+
+
+def command_option(argv: list[str], option: str) -> str:
+    return argv[argv.index(option) + 1]
+
+
+def seconds(value: str) -> int:
+    """Compose durations such as 45s, 10m, 1h30m."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+)([hms])", value)
+    assert "".join(n + u for n, u in parts) == value, f"unexpected duration {value!r}"
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def code_variables() -> set[str]:
+    """Every FILERELAY_* name the code mentions as a string literal: what it can read."""
+    found: set[str] = set()
+    for root in (ROOT / "shared", ROOT / "services"):
+        for path in root.rglob("*.py"):
+            found.update(re.findall(r"""["'](FILERELAY_[A-Z0-9_]+)["']""", path.read_text()))
+    return found
+
+
+# ------------------------------------------------------------------------------ (a) Kubernetes manifests
+
+
+def test_the_kustomization_lists_every_manifest_but_the_secret_template() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    files = {path.name for path in K8S.glob("*.yaml")} - NOT_RESOURCES
+    assert sorted(kustomization["resources"]) == sorted(files)
+    assert kustomization["namespace"] == named("Namespace", kustomization["namespace"])["metadata"]["name"]
+    assert {image["name"] for image in kustomization["images"]} == {"filerelay"}
+
+
+@pytest.mark.parametrize("item", [m for m in manifests() if m[1]["apiVersion"] != "keda.sh/v1alpha1"], ids=manifest_id)
+def test_manifest_matches_the_kubernetes_schema(item: tuple[str, dict[str, Any]]) -> None:
+    _, doc = item
+    # strict: additional properties are errors, so a misspelt field fails instead of being ignored.
+    assert kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True) == "1.31"
+
+
+def test_the_kubernetes_schema_check_catches_a_misspelt_field() -> None:
+    deployment = named("Deployment", "filerelay-api")
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {"httpGet": {"path": "/healthz"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("item", [m for m in manifests() if m[1]["kind"] == "ScaledObject"], ids=manifest_id)
+def test_scaled_object_matches_the_keda_schema(item: tuple[str, dict[str, Any]]) -> None:
+    jsonschema.Draft202012Validator(KEDA_SCALED_OBJECT_SCHEMA).validate(item[1])
+
+
+def test_the_keda_schema_catches_a_missing_list_length_and_an_inline_password() -> None:
+    scaled = of_kind("ScaledObject")[0]
+    metadata = scaled["spec"]["triggers"][0]["metadata"]
+    del metadata["listLength"]
+    metadata["password"] = "secret"
+    messages = {e.message for e in jsonschema.Draft202012Validator(KEDA_SCALED_OBJECT_SCHEMA).iter_errors(scaled)}
+    assert any("listLength" in m for m in messages)
+    assert any("password" in m for m in messages)
+
+
+def test_one_autoscaled_worker_per_pushed_destination_kind(tmp_path: Path) -> None:
+    settings = Settings.from_env({"FILERELAY_HOME": str(tmp_path), "FILERELAY_BROKER_URL": "redis://redis:6379/0"})
+    soft_shutdown = float(celery_config(settings).get("worker_soft_shutdown_timeout", 0))
+    broker = urlsplit(k8s_sources()["Secret", "filerelay-secrets"]["FILERELAY_BROKER_URL"])
+    kinds = []
+    for scaled in of_kind("ScaledObject"):
+        spec = scaled["spec"]
+        target = named("Deployment", spec["scaleTargetRef"]["name"])
+        pod = target["spec"]["template"]["spec"]
+        (container,) = [c for c in pod["containers"] if c["name"] == spec["scaleTargetRef"]["envSourceContainerName"]]
+        kind = command_option(container["args"], "--queues")
+        kinds.append(kind)
+        # The HPA KEDA makes owns the replica count; a fixed one would fight it on every apply.
+        assert "replicas" not in target["spec"]
+        # KEDA's LLEN misses running, prefetched and retrying deliveries: never scale to zero.
+        assert 1 <= spec["minReplicaCount"] <= spec.get("maxReplicaCount", 100)
+        # SIGTERM lets running deliveries finish; the grace period must outlast any soft-shutdown cut-off.
+        assert pod["terminationGracePeriodSeconds"] > soft_shutdown
+        assert pod["terminationGracePeriodSeconds"] >= 60
+        (trigger,) = spec["triggers"]
+        metadata = trigger["metadata"]
+        assert trigger["type"] == "redis"
+        assert metadata["listName"] == queue_name(kind)
+        env = container_environment(container)
+        assert env[metadata["addressFromEnv"]] == broker.netloc.rpartition("@")[2]
+        assert env[metadata["passwordFromEnv"]] == broker.password
+        assert metadata["databaseIndex"] == broker.path.strip("/")
+    # `pull` deliveries are moved by their integration's PATCH; nothing is ever queued on deliver.pull.
+    assert sorted(kinds) == sorted(k for k in KINDS if k != "pull")
+    assert len(of_kind("Deployment")) == len(kinds) + 2  # plus the API and the sweeper
+
+
+@pytest.mark.parametrize("where_pod", list(pod_templates()), ids=lambda wp: wp[0])
+def test_pods_run_unprivileged_with_limits(where_pod: tuple[str, dict[str, Any]]) -> None:
+    where, pod = where_pod
+    spec = pod["spec"]
+    user = dockerfile_user()
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == user
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec.get("automountServiceAccountToken") is False
+    writable = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v or "persistentVolumeClaim" in v}
+    for container in all_containers(pod):
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, where
+        assert security["allowPrivilegeEscalation"] is False, where
+        assert security["capabilities"]["drop"] == ["ALL"], where
+        for bound in ("requests", "limits"):
+            assert set(container["resources"][bound]) >= {"cpu", "memory"}, f"{where}: {bound}"
+        mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+        # With a read-only root, /tmp and FILERELAY_HOME must be volumes of their own.
+        for path in ("/tmp", dockerfile_env()["FILERELAY_HOME"]):
+            assert mounts.get(path) in writable, f"{where} {container['name']}: {path} is not writable"
+
+
+def test_every_selector_matches_its_pods() -> None:
+    for doc in of_kind("Deployment"):
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    api = named("Deployment", "filerelay-api")
+    api_labels = api["spec"]["template"]["metadata"]["labels"]
+    service = named("Service", "filerelay-api")
+    assert service["spec"]["selector"].items() <= api_labels.items()
+    ports = {p["name"] for p in api["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+    assert (
+        named("PodDisruptionBudget", "filerelay-api")["spec"]["selector"]["matchLabels"].items() <= api_labels.items()
+    )
+    hpa = named("HorizontalPodAutoscaler", "filerelay-api")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "filerelay-api"}
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+    assert "replicas" not in api["spec"]
+
+
+def test_the_api_probes_ask_the_real_health_routes() -> None:
+    app = Flask(__name__)
+    app.register_blueprint(ops_blueprint)
+    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    template = named("Deployment", "filerelay-api")["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"/healthz", "/readyz", template["metadata"]["annotations"]["prometheus.io/path"]} <= routes
+    assert "/readyz" in " ".join(compose()["services"]["api"]["healthcheck"]["test"])
+
+
+def test_the_sweeper_runs_alone() -> None:
+    sweeper = named("Deployment", "filerelay-sweeper")
+    assert sweeper["spec"]["replicas"] == 1
+    assert sweeper["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_no_secret_outside_the_secrets() -> None:
+    for configmap in of_kind("ConfigMap"):
+        for key, value in (configmap.get("data") or {}).items():
+            assert not SECRET_NAME.search(key), f"ConfigMap {configmap['metadata']['name']} holds {key}"
+            assert not URL_PASSWORD.search(value), f"ConfigMap {configmap['metadata']['name']}: a password in {key}"
+    for where, pod in pod_templates():
+        for container in all_containers(pod):
+            for item in container.get("env", []):
+                assert "value" not in item or not SECRET_NAME.search(item["name"]), f"{where}: {item['name']}"
+
+
+# ----------------------------------------------------------------------------------- (b) docker-compose
+
+
+def test_compose_matches_the_compose_specification() -> None:
+    # The official schema (github.com/compose-spec/compose-spec, schema/compose-spec.json) as check-jsonschema
+    # vendors it; compose itself validates against the same file.
+    schema = json.loads(
+        importlib.resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose())]
+    assert errors == []
+    broken = compose()
+    broken["services"]["api"]["helthcheck"] = {"test": ["CMD", "true"]}
+    assert list(validator.iter_errors(broken)), "the compose schema check must catch a misspelt key"
+
+
+def test_compose_starts_in_order_with_health_checks() -> None:
+    services = compose()["services"]
+    for name in ("redis", "postgres", "s3", "api"):
+        assert services[name]["healthcheck"]["test"], name
+    redis = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis
+    assert "--maxmemory-policy noeviction" in redis
+    for name, svc in compose_filerelay_services().items():
+        if name == "migrate":
+            assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+            continue
+        assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy", name
+        assert svc["depends_on"]["s3-init"]["condition"] == "service_completed_successfully", name
+    workers = {
+        command_option(as_argv(svc["command"]) or [], "--queues"): name
+        for name, svc in compose_filerelay_services().items()
+        if name.startswith("worker-")
+    }
+    assert workers == {kind: f"worker-{kind}" for kind in KINDS if kind != "pull"}
+    soft_shutdown = float(
+        celery_config(Settings.from_env({"FILERELAY_BROKER_URL": "redis://r"})).get("worker_soft_shutdown_timeout", 0)
+    )
+    assert all(seconds(services[w]["stop_grace_period"]) > max(soft_shutdown, 60) for w in workers.values())
+
+
+def test_compose_takes_every_secret_from_env_file() -> None:
+    example = env_example()
+    used = {name for value in strings(compose()) for name in INTERPOLATION.findall(value)}
+    assert used <= set(example), "every ${VAR} of the compose file is in .env.example"
+    for name, svc in compose()["services"].items():
+        environment = svc.get("environment") or {}
+        for key, value in environment.items():
+            value = str(value)
+            if SECRET_NAME.search(key):
+                assert value.startswith("${"), f"{name}: {key} must come from .env"
+            for password in URL_PASSWORD.findall(value):
+                assert password.startswith("${"), f"{name}: the password in {key} must come from .env"
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_compose_staging_is_the_s3_server_with_its_bucket_created() -> None:
+    services = compose()["services"]
+    init_script = " ".join(services["s3-init"]["command"])
+    for name, svc in compose_filerelay_services().items():
+        env = compose_environment(svc)
+        staging = urlsplit(env["FILERELAY_STAGING_URL"])
+        assert staging.scheme == "s3", name
+        assert staging.netloc in init_script, f"{name}: s3-init does not create bucket {staging.netloc}"
+        assert urlsplit(env["FILERELAY_STAGING_S3_ENDPOINT_URL"]).hostname == "s3", name
+        assert env["AWS_ACCESS_KEY_ID"], name
+        assert env["AWS_SECRET_ACCESS_KEY"], name
+
+
+# ------------------------------------------------------------------------- (c) the commands they all run
+
+
+@pytest.mark.parametrize(
+    "process", filerelay_processes(), ids=lambda p: f"{p[0]}: filerelay {' '.join(p[1])}".replace(" ", "_")
+)
+def test_every_command_is_a_real_filerelay_command(process: tuple[str, list[str], dict[str, str]]) -> None:
+    where, args, _ = process
+    try:
+        path, context = resolve(args)
+    except click.ClickException as exc:
+        pytest.fail(f"{where}: `filerelay {' '.join(args)}`: {exc.format_message()}")
+    assert CliRunner().invoke(cli, [*path, "--help"]).exit_code == 0
+    if path == ["worker"]:
+        kinds = context.params["queues"].split(",")
+        assert set(kinds) <= set(KINDS) - {"pull"}, f"{where}: queues {kinds}"
+
+
+def test_a_wrong_command_is_caught() -> None:
+    with pytest.raises(click.ClickException):
+        resolve(["worker", "--queue", "s3"])
+    with pytest.raises(click.ClickException):
+        resolve(["config", "apply"])
+    with pytest.raises(AssertionError):
+        resolve(["serve"])
+
+
+def test_the_config_file_applied_is_mounted_and_valid() -> None:
+    applies = [(where, args, env) for where, args, env in filerelay_processes() if args[:2] == ["config", "apply"]]
+    assert {where.split()[0] for where, _, _ in applies} == {"docker-compose.yml", "k8s"}
+    for where, args, env in applies:
+        target = Path(args[2])
+        if where.startswith("docker-compose.yml"):
+            (volume,) = [
+                v for v in compose()["services"]["migrate"]["volumes"] if v.split(":")[1] == str(target.parent)
+            ]
+            text = (ROOT / volume.split(":")[0] / target.name).read_text()
+        else:
+            job = named("Job", "filerelay-migrate")["spec"]["template"]["spec"]
+            (container,) = [c for c in job["containers"] if c["args"][:2] == ["config", "apply"]]
+            (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(target.parent)]
+            (volume,) = [v for v in job["volumes"] if v["name"] == mount["name"]]
+            text = k8s_sources()["ConfigMap", volume["configMap"]["name"]][target.name]
+        missing = {name for value in strings(yaml.safe_load(text)) for name in CONFIG_REF.findall(value)} - set(env)
+        assert not missing, f"{where}: the config refers to unset variables {sorted(missing)}"
+        load_config(text, env)  # the real parser and validation of `config apply`, without a database
+
+
+# ---------------------------------------------------------------------------- (d) the environment they set
+
+
+def test_the_defaults_of_the_required_variables_are_single_host_ones(tmp_path: Path) -> None:
+    embedded = Settings.from_env({"FILERELAY_HOME": str(tmp_path)})
+    assert embedded.database_url.startswith("sqlite")
+    assert embedded.embedded_broker
+    assert embedded.staging_url.startswith("file:")
+    values = dict(zip(PRODUCTION_REQUIRED, ("postgresql+psycopg://h/db", "redis://h:6379/0", "s3://b/p"), strict=True))
+    chosen = Settings.from_env({"FILERELAY_HOME": str(tmp_path), **values})
+    assert (chosen.database_url, chosen.broker_url, chosen.staging_url) == tuple(values.values())
+
+
+def test_every_filerelay_variable_set_is_one_the_code_reads() -> None:
+    known = code_variables()
+    assert set(PRODUCTION_REQUIRED) <= known
+    set_anywhere: dict[str, set[str]] = {}
+    for where, _, env in filerelay_processes():
+        for name in env:
+            set_anywhere.setdefault(name, set()).add(where)
+    documented = set(re.findall(r"^#?\s*(FILERELAY_[A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    documented |= {key for source in k8s_sources().values() for key in source}
+    documented |= set(re.findall(r"\b(FILERELAY_[A-Z0-9_]+)\b", COMPOSE.read_text()))
+    unknown = {name for name in set(set_anywhere) | documented if name.startswith("FILERELAY_")} - known
+    assert not unknown, f"set, but read by no code: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("process", filerelay_processes(), ids=lambda p: p[0].replace(" ", "_"))
+def test_every_process_names_its_database_broker_and_shared_staging(
+    process: tuple[str, list[str], dict[str, str]],
+) -> None:
+    where, _, env = process
+    if where == "Dockerfile CMD":
+        assert not any(name in env for name in PRODUCTION_REQUIRED), "no URL (with its password) in the image"
+        return
+    missing = [name for name in PRODUCTION_REQUIRED if not env.get(name)]
+    assert not missing, f"{where} leaves {missing} to their single-host defaults"
+    # API and worker pods on different hosts must see the same staged bytes.
+    assert env["FILERELAY_STAGING_URL"].startswith("s3://"), where
+    settings = Settings.from_env(env)
+    assert settings.database_url.startswith("postgresql")
+    assert settings.broker_url.startswith("redis://")
+
+
+# ------------------------------------------------------------------------------------------ (e) the image
+
+
+def dockerfile_user() -> int:
+    users = [rest for name, rest in dockerfile_instructions() if name == "USER"]
+    assert users, "the image must not run as root"
+    user = users[-1].partition(":")[0]
+    assert user.isdigit(), "a numeric USER, so Kubernetes can verify runAsNonRoot"
+    return int(user)
+
+
+def test_the_image_runs_filerelay_as_a_fixed_non_root_user() -> None:
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    assert dockerfile_json("ENTRYPOINT") == ["filerelay"]
+    assert dockerfile_json("CMD") == ["api"]
+    assert dockerfile_user() == 10001
+    home = dockerfile_env()["FILERELAY_HOME"]
+    runs = " ".join(rest for name, rest in instructions if name == "RUN")
+    assert re.search(rf"install -d -o 10001 -g 10001 [^&]*{re.escape(home)}", runs), "FILERELAY_HOME writable"
+
+
+def test_the_image_bakes_in_no_secret() -> None:
+    for name, rest in dockerfile_instructions():
+        if name in ("ENV", "ARG"):
+            for token in shlex.split(rest):
+                key, _, value = token.partition("=")
+                assert not SECRET_NAME.search(key), token
+                assert not URL_PASSWORD.search(value), token
+        if name in ("COPY", "ADD"):
+            assert ".env" not in rest.split(), rest
