@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -122,13 +122,12 @@ def state(runtime: Runtime) -> State:
         )
 
 
-def check(runtime: Runtime, before: State, reply: Raw, what: str, *, partial_commits: bool = False) -> None:
+def check(runtime: Runtime, before: State, reply: Raw, what: str) -> None:
     after = state(runtime)
     assert reply.status < 500, (reply.status, reply.headers.get("X-ErrorDescription"), what)
     if 400 <= reply.status < 500:
         assert reply.headers.get("X-ErrorDescription"), (reply.status, reply.body[:200], what)
-        if not partial_commits:
-            assert after == before, (reply.status, reply.headers.get("X-ErrorDescription"), what)
+        assert after == before, (reply.status, reply.headers.get("X-ErrorDescription"), what)
     assert after.staged <= after.keys, ("staged files nobody owns", after.staged - after.keys, what)
 
 
@@ -239,10 +238,6 @@ def header_cases(draw: st.DrawFn) -> tuple[str, bytes, list[tuple[bytes, bytes]]
     )
     if length is not None:
         headers.append((b"Content-Length", length))
-    announced = int(length) if length is not None and length.strip().isdigit() else None
-    # Known bugs, each with its own xfail test below; drop these filters once they are fixed.
-    assume(not (query.startswith("putCert") and announced is not None and announced > len(body)))
-    assume(not (query.startswith("append") and announced is not None and announced > DEFAULT_MAX_DOCUMENT_BYTES))
     for _ in range(draw(st.integers(0, 2))):
         name = draw(st.sampled_from([b"X-compId", b"X-docId", b"Content-Type", b"X-Garbage", b"Range"]))
         headers.append((name, draw(header_values)))
@@ -254,7 +249,7 @@ def _header_case(runtime: Runtime, server: str, case: tuple[str, bytes, list[tup
     method, query, headers, body = case
     before = state(runtime)
     reply = send(server, method, PATH + b"?" + query, headers, body)
-    check(runtime, before, reply, f"{method} {query!r} {headers!r}", partial_commits=b"mCreate" in query)
+    check(runtime, before, reply, f"{method} {query!r} {headers!r}")
 
 
 @st.composite
@@ -332,7 +327,7 @@ def _multipart_case(runtime: Runtime, server: str, case: tuple[bytes, bytes, byt
     headers = [(b"Content-Type", content_type), (b"Content-Length", str(len(body)).encode())]
     reply = send(server, "POST", PATH + b"?" + query, headers, body)
     # mCreate commits document by document: one that ended before a malformed part stays (see the xfail below).
-    check(runtime, before, reply, f"{query!r} {content_type!r} {body[:300]!r}", partial_commits=b"mCreate" in query)
+    check(runtime, before, reply, f"{query!r} {content_type!r} {body[:300]!r}")
 
 
 def test_fuzz_query_strings(configured: Runtime, seeded: str) -> None:
@@ -391,14 +386,6 @@ def test_malformed_requests_are_4xx_with_a_reason_and_store_nothing(
     check(configured, before, reply, repr(query))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a malformed chunked request body (Transfer-Encoding: chunked, bad chunk header) is a 500: "
-        "upload.stage_body / StagedParts.read catch only IncompleteBody and ClientDisconnected, but the WSGI "
-        "server's dechunker raises OSError (werkzeug; gunicorn's InvalidChunkSize is an IOError too)"
-    ),
-)
 @pytest.mark.parametrize(
     ("query", "content_type"),
     [
@@ -414,13 +401,6 @@ def test_a_malformed_chunked_body_is_400(configured: Runtime, seeded: str, query
     assert reply.status == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: putCert whose client goes away before sending any of its announced body is a 500: "
-        "security.read_put_cert_body does not catch werkzeug's ClientDisconnected (upload.stage_body does: 400)"
-    ),
-)
 def test_put_cert_with_a_truncated_body_is_400(configured: Runtime, seeded: str) -> None:
     before = state(configured)
     query = PATH + b"?putCert&pVersion=0047&contRep=Z1&authId=CN%3DS4H"
@@ -429,14 +409,6 @@ def test_put_cert_with_a_truncated_body_is_400(configured: Runtime, seeded: str)
     assert reply.status == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: append refused for its announced size (413) never closes the old content it opened: "
-        "commands.append opens a FileRange before stage_body's check_length raises, and nobody closes it "
-        "(a file handle left to the garbage collector, a ResourceWarning)"
-    ),
-)
 def test_an_append_refused_as_too_large_closes_the_old_content(configured: Runtime, seeded: str) -> None:
     before = state(configured)
     query = PATH + b"?append&pVersion=0047&contRep=Z1&docId=" + SEEDED.encode() + b"&compId=data"
@@ -449,14 +421,6 @@ def test_an_append_refused_as_too_large_closes_the_old_content(configured: Runti
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: mCreate whose body turns malformed after a complete document answers 400 (SAP sees the "
-        "whole call fail) yet keeps that earlier document: a rejected request leaves a stored row, and "
-        "SAP's retry then gets 403/250 for a document it never saw confirmed"
-    ),
-)
 def test_m_create_rejected_mid_body_stores_nothing(configured: Runtime, seeded: str) -> None:
     sap = SapClient(seeded + PATH.decode())
     body = (
@@ -474,13 +438,6 @@ def test_m_create_rejected_mid_body_stores_nothing(configured: Runtime, seeded: 
         assert "M3" in {r["docId"] for r in reply.records()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a method outside GET/HEAD/PUT/POST/DELETE (e.g. PATCH) gets Flask's JSON 405 without "
-        "X-ErrorDescription; archivelink.md §1.1/§7: any other method/command combination is 400 with one"
-    ),
-)
 def test_an_unknown_http_method_is_400_with_a_reason(configured: Runtime, seeded: str) -> None:
     reply = send(seeded, "PATCH", PATH + b"?info&pVersion=0047&contRep=Z1&docId=" + SEEDED.encode(), [], b"")
     assert reply.status == 400

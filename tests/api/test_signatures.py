@@ -570,14 +570,6 @@ def test_optional_mode_protects_a_signed_create_doc_prot_from_unsigned_access(se
     assert signed.get(DOC).body == PDF
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: in `optional` mode a document created without docProt is treated as unprotected "
-        "(security._protected uses `doc_prot or ''`), although models.py keeps None as 'server default "
-        "applies' and archivelink.md §2.5 says the default is all operations (crud): fail-open"
-    ),
-)
 def test_optional_mode_a_document_without_doc_prot_gets_the_server_default(server: str, configured: Runtime) -> None:
     trust(server, configured, "O1", cached_signer("dsa"))
     unsigned = client(server, configured, "O1", None)

@@ -358,15 +358,6 @@ def test_openssl_and_the_server_agree_on_the_test_clients_signatures(
         _verify(query.replace("docId=D1", "docId=D2"), signer.der)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (low impact): the decoded-message fallback in signatures.verify lets a URL signed for "
-        "docId=A%42 (document 'AB') also authorize docId=A%2542 (document 'A%42'): the raw message of one "
-        "URL is the decoded message of the other. Needs an authId without %-escapes (SAP's usual CN%3D... "
-        "authIds decode to a different certificate lookup key, so they are safe)"
-    ),
-)
 def test_a_signature_for_one_document_does_not_authorize_another_by_percent_encoding() -> None:
     signer = cached_signer("dsa")
     params = [("pVersion", "0047"), ("contRep", "K1"), ("docId", "A%42")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
@@ -107,6 +107,11 @@ class RestApi(Api):  # type: ignore[misc]
     ERROR_SCHEMA = ErrorsSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
+        if request.path.startswith("/archivelink/") and error.code == 405:
+            # SAP expects ArchiveLink's own answer to a method it may not use: 400 with X-ErrorDescription.
+            from filerelay.api.archivelink.views import error_response as archivelink_error
+
+            return archivelink_error(400, f"HTTP {request.method} is not used by the ArchiveLink protocol")
         status = error.code or 500
         data = getattr(error, "data", None) or {}
         messages = data.get("messages") or data.get("errors")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -264,37 +265,27 @@ def create_multipart(call: Call) -> Response:
 
 @command("mCreate", "POST")
 def m_create(call: Call) -> Response:
-    """Several documents in one body; each is its own transaction (archivelink.md: mCreate)."""
+    """Several documents in one body; each is its own transaction (archivelink.md: mCreate).
+
+    Nothing is committed until the whole body has been read: a body that turns out malformed is a
+    400 that stored nothing, rather than a 400 for a call that quietly kept some documents.
+    """
     rt = runtime()
     with session_scope(rt.sessions) as session:
         call.repository(session)
-    results: list[tuple[str, int, str]] = []
     parts = StagedParts(rt.staging, rt.settings.max_document_bytes, with_doc_id=True)
-
-    def commit_group() -> None:
-        group = [c for _, c in parts.components]
-        if not group:
-            return
-        doc_id = str(parts.components[0][0])
-        parts.components.clear()  # from here on, _create owns (and cleans up) these staged bytes
-        try:
-            _create(call, doc_id, group)
-            results.append((doc_id, 201, ""))
-        except ProtocolError as exc:
-            results.append((doc_id, exc.status, exc.description))
-        except Exception as exc:
-            results.append((doc_id, 500, f"{type(exc).__name__}"))
-
-    def on_component(doc_id: str | None, _component: NewComponent) -> None:
-        # All parts of a document are consecutive: a new X-docId closes the previous document.
-        if parts.components and parts.components[0][0] != doc_id:
-            pending = parts.components.pop()
-            commit_group()
-            parts.components.append(pending)
-
-    parts.on_component = on_component
     parts.read()
-    commit_group()
+    results: list[tuple[str, int, str]] = []
+    # All parts of a document are consecutive: a new X-docId starts the next document.
+    for doc_id, group in itertools.groupby(parts.components, key=lambda part: part[0]):
+        components = [component for _, component in group]
+        try:
+            _create(call, str(doc_id), components)
+            results.append((str(doc_id), 201, ""))
+        except ProtocolError as exc:
+            results.append((str(doc_id), exc.status, exc.description))
+        except Exception as exc:
+            results.append((str(doc_id), 500, f"{type(exc).__name__}"))
     records = [
         [("docId", d), ("retCode", str(code))] + ([("errorDescription", why)] if why else [])
         for d, code, why in results

@@ -9,9 +9,13 @@ from sqlalchemy.orm import Session
 from filerelay import certificates, documents
 from filerelay.api.archivelink import signatures
 from filerelay.api.archivelink.protocol import ArchiveLinkRequest, ProtocolError
+from filerelay.api.archivelink.upload import read_request
 from filerelay.api.context import runtime
 from filerelay.db.models import Repository, SignatureMode
 from filerelay.db.session import session_scope
+from filerelay.staging import IncompleteBody
+
+DEFAULT_DOC_PROT = "rcud"
 
 
 def authorize(owner: str, slug: str, command: str, req: ArchiveLinkRequest) -> None:
@@ -48,7 +52,11 @@ def _protected(session: Session, repository: Repository, req: ArchiveLinkRequest
     if not doc_id:
         return False
     document = documents.find_document(session, repository=repository, doc_id=doc_id)
-    return document is not None and letter in (document.doc_prot or "")
+    if document is None:
+        return False
+    # Without docProt the server default applies, and that default protects everything (archivelink.md
+    # §2.5); `docProt=` (present but empty) is the explicit "no protection".
+    return letter in (DEFAULT_DOC_PROT if document.doc_prot is None else document.doc_prot)
 
 
 def read_put_cert_body() -> bytes:
@@ -56,7 +64,10 @@ def read_put_cert_body() -> bytes:
     limit = certificates.MAX_CERTIFICATE_BYTES
     if (request.content_length or 0) > limit:
         raise ProtocolError(f"a certificate is at most {limit} bytes", status=413)
-    body = request.stream.read(limit + 1)
+    try:
+        body = read_request(limit + 1)
+    except IncompleteBody as exc:
+        raise ProtocolError(f"incomplete body: {exc}") from None
     if len(body) > limit:
         raise ProtocolError(f"a certificate is at most {limit} bytes", status=413)
     if not body:

@@ -74,11 +74,6 @@ def signed_message(req: ArchiveLinkRequest, command: str) -> bytes:
     return "".join(p.raw for p in req.params if p.name.lower() in names).encode("ascii")
 
 
-def _decoded_message(req: ArchiveLinkRequest, command: str) -> bytes:
-    names = {n.lower() for n in (*ALWAYS_SIGNED, *SIGNED.get(command, ()))}
-    return "".join(p.value for p in req.params if p.name.lower() in names).encode("utf-8")
-
-
 @dataclass(frozen=True)
 class SignedRequest:
     auth_id: str
@@ -175,15 +170,15 @@ def verify(req: ArchiveLinkRequest, command: str, signed: SignedRequest, certifi
         raise SignatureError(
             f"no active certificate for authId {signed.auth_id!r}; send it with putCert and activate it"
         )
-    # Raw values are what SAP signs; the decoded form is a fallback for kernels that sign decoded text.
-    messages = [signed_message(req, command), _decoded_message(req, command)]
+    # Raw values only, as SAP signs them. A decoded-text fallback would let `docId=A%2542` pass with a
+    # signature made for `docId=A%42`: two different documents, one message.
+    message = signed_message(req, command)
     last: SignatureError | None = None
     for certificate in trusted:
-        for message in dict.fromkeys(messages):
-            try:
-                _verify_one(signers[0], message, certificate)
-                return
-            except SignatureError as exc:
-                last = exc
+        try:
+            _verify_one(signers[0], message, certificate)
+            return
+        except SignatureError as exc:
+            last = exc
     assert last is not None
     raise last

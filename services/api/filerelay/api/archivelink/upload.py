@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from flask import request
 from werkzeug.exceptions import ClientDisconnected
@@ -33,6 +33,15 @@ def _announced_length() -> int | None:
     return request.content_length
 
 
+def read_request(size: int) -> bytes:
+    """request.stream.read, where a broken body (client gone, bad chunking: the WSGI server raises
+    OSError or ValueError) is the client's incomplete request, not our internal error."""
+    try:
+        return bytes(request.stream.read(size))
+    except (ClientDisconnected, OSError, ValueError) as exc:
+        raise IncompleteBody(f"the request body could not be read: {exc}") from None
+
+
 def check_length(limit: int) -> None:
     length = _announced_length()
     if length is not None and length > limit:
@@ -41,17 +50,22 @@ def check_length(limit: int) -> None:
 
 def stage_body(staging: StagingStore, key: str, limit: int, *, prefix: Iterable[bytes] = ()) -> StagedObject:
     """Stream the request body (after `prefix`, the old content, for append) into staging."""
-    check_length(limit)
     try:
+        check_length(limit)
         with staging.writer(key, limit=limit) as writer:
             for chunk in prefix:
                 writer.write(chunk)
-            copy_stream(request.stream.read, writer, expected=_announced_length())
+            copy_stream(read_request, writer, expected=_announced_length())
             return writer.commit()
     except TooLarge as exc:
         raise ProtocolError(str(exc), status=413) from None
-    except (IncompleteBody, ClientDisconnected) as exc:
+    except IncompleteBody as exc:
         raise ProtocolError(f"incomplete body: {exc}") from None
+    finally:
+        # The old content (append) may be an open file or connection: release it whatever happened.
+        close = getattr(prefix, "close", None)
+        if close is not None:
+            close()
 
 
 class StagedParts:
@@ -66,7 +80,6 @@ class StagedParts:
         self._writer: StagingWriter | None = None
         self._current: dict[str, str | None] = {}
         self._part_size = 0
-        self.on_component: Callable[[str | None, NewComponent], None] | None = None
 
     def start_part(self, headers: dict[str, str]) -> None:
         for header in ("x-compid", "x-docid") if self.with_doc_id else ("x-compid",):
@@ -116,17 +129,15 @@ class StagedParts:
             staged=staged,
         )
         self.components.append((current["doc_id"], component))
-        if self.on_component is not None:
-            self.on_component(current["doc_id"], component)
 
     def read(self) -> None:
         try:
-            read_parts(request.stream.read, request.headers.get("Content-Type"), self)
+            read_parts(read_request, request.headers.get("Content-Type"), self)
         except BaseException as exc:
             self.discard()
             if isinstance(exc, TooLarge):
                 raise ProtocolError(str(exc), status=413) from None
-            if isinstance(exc, ClientDisconnected):
+            if isinstance(exc, IncompleteBody):
                 raise ProtocolError(f"incomplete body: {exc}") from None
             raise
 
