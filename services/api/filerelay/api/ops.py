@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from filerelay import metrics
 from filerelay.api.context import runtime
+from filerelay.db.migrate import current_revision, head_revision
 
 blueprint = Blueprint("ops", __name__)
 
@@ -20,13 +21,17 @@ def healthz() -> ResponseReturnValue:
 
 @blueprint.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """200 only when a document could be accepted right now: database, staging and broker answer."""
+    """200 only when a document could be accepted right now: database (migrated), staging and broker answer."""
     rt = runtime()
     checks: dict[str, str] = {}
     try:
         with rt.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            current = current_revision(conn)
         checks["database"] = "ok"
+        # Not ready until `filerelay migrate` ran: pods started beside the migrate Job wait instead of failing.
+        head = head_revision()
+        checks["schema"] = "ok" if current == head else f"error: at {current or 'no schema'}, code needs {head}"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     try:
