@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
-import secrets
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from filerelay.api import create_app
 from filerelay.config_file import apply, load
@@ -28,6 +25,7 @@ from filerelay.db.session import session_scope
 from filerelay.delivery.sweep import sweep
 from filerelay.runtime import build_runtime
 from filerelay.settings import Settings
+from tests.support.databases import scratch_database
 
 KEY = "fr_live_bench_0123456789abcdef"
 CONFIG = f"""
@@ -48,20 +46,6 @@ START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC).isoformat()
 # Most documents delivered, some failing or retrying: what a busy installation looks like.
 STATUSES = ["delivered"] * 90 + ["failed"] * 5 + ["retrying"] * 3 + ["pending"] * 2
-
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"filerelay_bench_{secrets.token_hex(3)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def fill(engine: Engine, documents: int) -> None:
@@ -140,7 +124,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    with scratch_database(args.database_url) as url:
+    with scratch_database(args.database_url, prefix="filerelay_bench") as url:
         upgrade(url)
         runtime = build_runtime(Settings.from_env({"FILERELAY_DATABASE_URL": url, "FILERELAY_HOME": "/tmp/fr-bench"}))
         with session_scope(runtime.sessions) as session:

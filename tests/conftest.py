@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import secrets
 import textwrap
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from filerelay.api import create_app
@@ -29,26 +27,11 @@ from filerelay.db.models import Base
 from filerelay.db.session import make_engine, session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.databases import scratch_database
 from tests.support.s3server import S3Server, seaweedfs
 from tests.support.sapclient import SapClient
 
 ADMIN_KEY = "fr_live_admin_0123456789abcdef"
-
-
-@contextmanager
-def _scratch_database(server_url: str) -> Iterator[str]:
-    """A database of this run's own on the server FILERELAY_TEST_DATABASE_URL names, dropped after:
-    concurrent runs against one server never see each other's rows."""
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"filerelay_test_{os.getpid()}_{secrets.token_hex(3)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +39,7 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server_url = os.environ.get("FILERELAY_TEST_DATABASE_URL")
     with ExitStack() as stack:
         if server_url:
-            url = stack.enter_context(_scratch_database(server_url))
+            url = stack.enter_context(scratch_database(server_url))
         else:
             url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'filerelay-test.db'}"
         upgrade(url)  # the real migrations build the schema

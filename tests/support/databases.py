@@ -1,0 +1,27 @@
+"""A database of one's own on a PostgreSQL server, for a test run or a benchmark."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str = "filerelay_test") -> Iterator[str]:
+    """Create a database on the server `server_url` points at, yield its URL, drop it afterwards:
+    concurrent runs against one server never see each other's rows."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
