@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, values
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -170,6 +170,14 @@ class StateCollector:
         for kind in KINDS:
             family.add_metric([queue_name(kind)], depths.get(queue_name(kind), 0))
         return family
+
+
+def serve_counts(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - a pod's port, for its scraper
+    """Serve this host's counters (not the database gauges: the API answers those) on their own port, in
+    a background thread: how a worker pod, which has no HTTP service of its own, gets scraped."""
+    registry = CollectorRegistry()
+    registry.register(_Counts())
+    start_http_server(port, addr=host, registry=registry)
 
 
 def scrape_registry(runtime: Runtime) -> CollectorRegistry:

@@ -190,3 +190,26 @@ def test_every_gunicorn_worker_answers_with_the_same_counts_and_logs_json(tmp_pa
     assert any(e["logger"] == "gunicorn.access" and "/metrics" in e["message"] for e in entries)
     # The folder `filerelay api` made for itself is gone once it stopped.
     assert list((home / "metrics").iterdir()) == []
+
+
+def test_a_worker_pod_serves_its_own_delivery_counts(make_relay: Callable[..., Relay]) -> None:
+    """In Kubernetes a worker shares no folder with the API: `--metrics-port` lets Prometheus scrape it."""
+    relay = make_relay()
+    env = {k: v for k, v in relay.env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    relay.env = env
+    port = free_port()
+    relay.start("worker", "worker", "--queues", "s3,folder", "--metrics-port", str(port))
+    for n in range(3):
+        assert relay.sap.create(f"PODM{n}", "data", b"%PDF pod", "application/pdf").status == 201
+
+    def all_counted() -> bool:
+        try:
+            samples = scrape(f"http://127.0.0.1:{port}")
+        except OSError:
+            return False
+        return delivered(samples, "dest_folder", "folder") == 3 and delivered(samples, "dest_s3prod", "s3") == 3
+
+    wait_until(all_counted, timeout=90, what="the worker's own /metrics to count every delivery")
+    samples = scrape(f"http://127.0.0.1:{port}")
+    # Counts only: the database gauges are the API's to answer.
+    assert not any(name == "filerelay_documents" for name, _ in samples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import sys
@@ -99,30 +100,44 @@ def _queues(value: str) -> list[str]:
     help="Destination kinds this worker delivers to, comma-separated.",
 )
 @click.option("--concurrency", default=2, show_default=True, type=int, help="Deliveries in parallel.")
-def worker(queues: str, concurrency: int) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve this worker's delivery counters at :PORT/metrics (for a worker pod's Prometheus scrape).",
+)
+def worker(queues: str, concurrency: int, metrics_port: int | None) -> None:
     """Run a delivery worker for the given destination kinds (one Celery queue per kind)."""
+    from filerelay.metrics_dir import own_multiprocess_dir
     from filerelay.queue import queue_name
-    from filerelay.worker.celery_app import make_worker_app
 
     _logging()
+    settings = _settings()
     names = ",".join(queue_name(k) for k in _queues(queues))
-    app = make_worker_app(_settings())
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            names,
-            "--concurrency",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--hostname",
-            f"filerelay-{queues}@%h",
-        ]
-    )
+    # The shared metrics folder must be set before anything imports prometheus_client (the worker app does).
+    with own_multiprocess_dir(settings.home) if metrics_port else contextlib.nullcontext():
+        from filerelay.worker.celery_app import make_worker_app
+
+        if metrics_port:
+            from filerelay.metrics import serve_counts
+
+            serve_counts(metrics_port)
+        make_worker_app(settings).worker_main(
+            [
+                "worker",
+                "--queues",
+                names,
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"filerelay-{queues}@%h",
+            ]
+        )
 
 
 @main.command()
