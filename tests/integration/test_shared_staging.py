@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
+def cleanup() -> Iterator[ExitStack]:
+    """Closes what the test opened, even when it fails."""
+    with ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
@@ -42,15 +50,23 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def test_two_apis_and_two_workers_share_s3_staging(
-    s3: S3Server, db_url: str, engine: object, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    s3: S3Server,
+    db_url: str,
+    engine: object,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+    cleanup: ExitStack,
 ) -> None:
     client = redis.Redis.from_url(REDIS_URL)
+    cleanup.callback(client.close)
     client.flushdb()
     staging_bucket, archive_bucket = f"staging-{secrets.token_hex(4)}", f"archive-{secrets.token_hex(4)}"
     for bucket in (staging_bucket, archive_bucket):
         s3.client().create_bucket(Bucket=bucket)
     out = tmp_path / "out"
-    session_factory = make_session_factory(make_engine(db_url))
+    engine_ = make_engine(db_url)
+    cleanup.callback(engine_.dispose)  # a pooled connection left open warns when collected
+    session_factory = make_session_factory(engine_)
     with session_scope(session_factory) as session:
         apply(session, load(relay_config(s3, archive_bucket, out, secret=s3.secret_key), {}), now=SystemClock().now())
 
