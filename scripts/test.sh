@@ -4,11 +4,15 @@
 # Extra arguments go to pytest (e.g. -k archivelink, -m "not slow").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed ]; then
-  python3 -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[test]"
-  touch .venv/.installed
+source scripts/venv.sh
+# The integration tests need Redis (the delivery queues); SeaweedFS they start themselves.
+if ! (command -v redis-cli >/dev/null && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); then
+  if command -v redis-server >/dev/null; then
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  else
+    echo "Redis is not running on 127.0.0.1:6379 and redis-server is not installed (apt-get install redis-server)" >&2
+    exit 1
+  fi
 fi
 set +e
 .venv/bin/python -m pytest "$@"

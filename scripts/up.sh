@@ -3,11 +3,6 @@
 # Needs only python3 (3.11+). Extra arguments go to `filerelay up` (e.g. --port 9090 --host 0.0.0.0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/filerelay ] || [ pyproject.toml -nt .venv/.installed ]; then
-  python3 -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[test]"
-  touch .venv/.installed
-fi
+source scripts/venv.sh
 export FILERELAY_CONFIG="${FILERELAY_CONFIG:-examples/demo.yaml}"
 exec .venv/bin/filerelay up "$@"
