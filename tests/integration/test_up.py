@@ -18,6 +18,15 @@ from tests.support.sapclient import SapClient
 pytestmark = pytest.mark.slow
 
 
+def filerelay_command(process: psutil.Process) -> str | None:
+    """The `filerelay` subcommand a process runs; None for others, and for one that exited meanwhile."""
+    try:
+        args = process.cmdline()
+    except psutil.Error:
+        return None
+    return args[args.index("filerelay.cli") + 1] if "filerelay.cli" in args[:-1] else None
+
+
 def test_up_relays_on_embedded_defaults_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()
@@ -29,11 +38,7 @@ def test_up_relays_on_embedded_defaults_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc)
         children = psutil.Process(proc.pid).children(recursive=True)
-        commands = {
-            " ".join(c.cmdline()[c.cmdline().index("filerelay.cli") + 1 :][:1])
-            for c in children
-            if "filerelay.cli" in c.cmdline()
-        }
+        commands = {command for c in children if (command := filerelay_command(c))}
         assert {"api", "worker", "sweeper"} <= commands
         sap = SapClient(f"http://127.0.0.1:{port}/archivelink/acme/production")
         assert sap.create("UPDOC1", "data", b"%PDF-1.4 embedded", "application/pdf").status == 201
