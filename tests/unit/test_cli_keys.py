@@ -10,10 +10,10 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from filerelay.cli import main
-from filerelay.config_file import hash_key
 from filerelay.db.models import ApiKey
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
+from filerelay.workspace_config.api_keys import hash_key
 
 
 @pytest.fixture

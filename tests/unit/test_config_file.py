@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from filerelay.config_file import ConfigError, Summary, apply, apply_file, load, parse_duration, substitute_env
+from filerelay.config_file import ConfigError, Summary, apply, apply_file, load, substitute_env
 from filerelay.db.models import ApiKey, Base, Destination, Repository, Route, Workspace
 from filerelay.db.session import session_scope
 from filerelay.destinations import REGISTRY
 from filerelay.runtime import Runtime
+from filerelay.workspace_config.schemas import parse_duration
 
 ADMIN_KEY = "fr_live_admin_0123456789abcdef"
 MEMBER_KEY = "fr_live_member_0123456789abcdef"
@@ -340,10 +341,10 @@ def test_load_returns_defaults_durations_and_split_secrets() -> None:
     ws = data["workspaces"][0]
     assert ws["retry"] == {"max_retries": 5, "ttl": 7200, "backoff_base": 5, "backoff_max": 600}
     dest = ws["destinations"][0]
-    assert dest["secrets"] == {"secret_access_key": "sssh"}
-    assert "secret_access_key" not in dest["settings"]
-    assert dest["settings"]["bucket"] == "archive"
+    # The admin API's create body: the kind's settings, secrets included, gathered under `settings`.
+    assert dest["settings"] == {"bucket": "archive", "access_key_id": "AK", "secret_access_key": "sssh"}
     assert dest["path"] == "/{repo_id}/{doc_id}_{comp_id}{ext}"
+    assert (dest["max_retries"], dest["retry_ttl"]) == (None, None)
     assert ws["repositories"][0]["signature"] == "required"
     assert ws["api_keys"] == []
 

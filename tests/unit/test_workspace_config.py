@@ -15,21 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import (
-    DEFAULT_PATH,
-    KEY_PREFIX,
-    MAX_DURATION_SECONDS,
-    ApiKeySchema,
-    apply,
-    format_duration,
-    hash_key,
-    load,
-    parse_duration,
-)
+from filerelay.config_file import apply, load
 from filerelay.db.models import ApiKey, Destination, Route
 from filerelay.runtime import Runtime
 from filerelay.workspace_config import api_keys, destinations, repositories, retry_settings
+from filerelay.workspace_config.api_keys import KEY_PREFIX, ApiKeyWithValue, hash_key
 from filerelay.workspace_config.common import Conflict, InvalidInput, NotFound, find_workspace
+from filerelay.workspace_config.schemas import DEFAULT_PATH, MAX_DURATION_SECONDS, format_duration, parse_duration
 
 SECRET = "unit-secret-0123456789"
 
@@ -250,7 +242,7 @@ def test_a_created_key_is_stored_only_as_its_hash_and_fits_a_config_file(
 ) -> None:
     new = api_keys.create_key(session, workspace_id=ws, name="robot", role="member", now=clock.now())
     assert new.key.startswith(KEY_PREFIX)
-    ApiKeySchema().load({"name": "robot", "role": "member", "key": new.key})  # the same rules as a config file's key
+    ApiKeyWithValue().load({"name": "robot", "role": "member", "key": new.key})  # the same rules as a config file's key
     row = session.scalars(select(ApiKey).where(ApiKey.name == "robot")).one()
     assert (row.key_hash, row.prefix) == (hash_key(new.key), new.key[:12])
     assert new.key not in repr(new.info)

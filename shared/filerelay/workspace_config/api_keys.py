@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 from dataclasses import dataclass
 
+from marshmallow import fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from filerelay.config_file import KEY_NAME, KEY_PREFIX, ROLE, key_columns
 from filerelay.db.models import ApiKey
-from filerelay.workspace_config.common import NotFound, flush_or_conflict, record, storable, validated
+from filerelay.workspace_config.common import (
+    NotFound,
+    assign_changed,
+    flush_or_conflict,
+    record,
+    storable,
+    validated,
+)
+from filerelay.workspace_config.schemas import KEY_NAME, ROLE, ApiKeyCreate
+
+KEY_PREFIX = "fr_live_"
+
+
+class ApiKeyWithValue(ApiKeyCreate):
+    """A key whose value the operator chose (a config file's `api_keys`), held to the generated keys' shape."""
+
+    key = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            rf"^{KEY_PREFIX}[A-Za-z0-9_-]{{16,}}$",
+            error=f"an API key starts with {KEY_PREFIX} followed by at least 16 letters, digits, '_' or '-'",
+        ),
+    )
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_columns(key: str) -> dict[str, str]:
+    """What is stored of a key: its hash, and a prefix short enough to reveal nothing but which key it is."""
+    return {"key_hash": hash_key(key), "prefix": key[:12]}
 
 
 @dataclass(frozen=True)
@@ -50,6 +82,20 @@ def create_key(session: Session, *, workspace_id: int, name: str, role: str, now
     # A revoked key keeps its name, so that the audit trail stays unambiguous.
     flush_or_conflict(session, f"an API key named {name!r} already exists (revoked keys keep their name)", "name")
     return NewKey(info=record(KeyInfo, row), key=key)
+
+
+def put_key(session: Session, *, workspace_id: int, name: str, role: str, key: str, now: dt.datetime) -> str | None:
+    """Create the named key with the given value, or bring it to this role and value: `config apply`.
+    Answers "created", "updated" or None when nothing changed."""
+    validated(KEY_NAME, name, "name")
+    validated(ROLE, role, "role")
+    values = {"role": role, **key_columns(key)}
+    row = session.scalar(select(ApiKey).where(ApiKey.workspace_id == workspace_id, ApiKey.name == name))
+    if row is None:
+        session.add(ApiKey(workspace_id=workspace_id, name=name, created_at=now, **values))
+        flush_or_conflict(session, "an API key with this value exists under another name", "key")
+        return "created"
+    return "updated" if assign_changed(row, values) else None
 
 
 def revoke_key(session: Session, *, workspace_id: int, name: str, now: dt.datetime) -> KeyInfo:

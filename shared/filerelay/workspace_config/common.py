@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from filerelay.config_file import flatten_messages
 from filerelay.db.models import Workspace
+from filerelay.workspace_config.schemas import flatten_messages
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -56,6 +56,16 @@ def validated(validators: Validator | Iterable[Validator], value: Any, field: st
             validator(value)
         except ValidationError as exc:
             raise InvalidInput(f"{field}: {'; '.join(exc.messages)}", field=field) from None
+
+
+def assign_changed(obj: Any, values: Mapping[str, Any]) -> bool:
+    """Set the attributes that differ; True when any did."""
+    changed = False
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed
 
 
 def storable(text: str) -> bool:

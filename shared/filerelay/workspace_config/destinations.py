@@ -12,7 +12,6 @@ from marshmallow import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from filerelay.config_file import DEFAULT_PATH, assign_changed
 from filerelay.db.models import Delivery, Destination, Route
 from filerelay.delivery.paths import TemplateError, validate_template
 from filerelay.destinations.base import DestinationError, build_client, get_kind
@@ -20,11 +19,13 @@ from filerelay.workspace_config.common import (
     Conflict,
     InvalidInput,
     NotFound,
+    assign_changed,
     flush_or_conflict,
     invalid,
     record,
     storable,
 )
+from filerelay.workspace_config.schemas import DEFAULT_PATH
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,30 @@ def create_destination(
     session.add(destination)
     flush_or_conflict(session, f"a destination {values['id']} already exists", "id")
     return _destination_info(destination)
+
+
+def destination_columns(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every column of a destination stated whole (a config file's entry, loaded by DestinationCreate):
+    its settings are exactly these, nothing merged. Raises InvalidInput; touches no database."""
+    return _destination_columns(None, values)
+
+
+def put_destination(session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime) -> str | None:
+    """Create the destination or bring it to exactly `values` (`config apply`). Answers "created",
+    "updated" or None when nothing changed."""
+    columns = destination_columns(values)
+    destination = find_destination(session, workspace_id, values["id"])
+    if destination is None:
+        session.add(
+            Destination(workspace_id=workspace_id, public_id=values["id"], created_at=now, updated_at=now, **columns)
+        )
+        flush_or_conflict(session, f"a destination {values['id']} already exists", "id")
+        return "created"
+    if not assign_changed(destination, columns):
+        return None
+    destination.updated_at = now
+    session.flush()
+    return "updated"
 
 
 def update_destination(

@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, selectinload
 
-from filerelay.config_file import assign_changed, replace_routes
 from filerelay.db.models import ArchiveDocument, Destination, Repository, Route, SignatureMode
 from filerelay.workspace_config.common import (
     ConfigurationError,
     Conflict,
     InvalidInput,
     NotFound,
+    assign_changed,
     flush_or_conflict,
     record,
     storable,
@@ -68,10 +68,21 @@ def _destination_ids(session: Session, workspace_id: int, public_ids: Iterable[s
     return set(found.values())
 
 
-def _rewire(session: Session, workspace_id: int, repository: Repository, public_ids: Iterable[str]) -> None:
-    replace_routes(session, repository, _destination_ids(session, workspace_id, public_ids, "destinations"))
+def _replace_routes(session: Session, repository: Repository, destination_ids: set[int]) -> bool:
+    """Wire the repository to exactly these destinations (row ids); True when anything changed."""
+    routes = {r.destination_id: r for r in session.scalars(select(Route).where(Route.repository_id == repository.id))}
+    for destination_id in destination_ids - routes.keys():
+        session.add(Route(repository_id=repository.id, destination_id=destination_id))
+    for destination_id in routes.keys() - destination_ids:
+        session.delete(routes[destination_id])
+    return destination_ids != routes.keys()
+
+
+def _rewire(session: Session, workspace_id: int, repository: Repository, public_ids: Iterable[str]) -> bool:
+    changed = _replace_routes(session, repository, _destination_ids(session, workspace_id, public_ids, "destinations"))
     session.flush()
     session.expire(repository, ["destinations"])
+    return changed
 
 
 def list_repositories(session: Session, *, workspace_id: int) -> list[RepositoryInfo]:
@@ -115,6 +126,20 @@ def update_repository(
         _rewire(session, workspace_id, repository, changes["destinations"])
     session.flush()
     return _repository_info(repository)
+
+
+def put_repository(
+    session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime
+) -> tuple[str | None, bool]:
+    """Create the repository or bring it to exactly `values` (`config apply`; loaded by RepositoryCreate),
+    its wiring included. Answers ("created" | "updated" | None, whether an existing one was rewired)."""
+    repository = _repository(session, workspace_id, values["repo_id"])
+    if repository is None:
+        create_repository(session, workspace_id=workspace_id, values=values, now=now)
+        return "created", False
+    changed = assign_changed(repository, {"description": values["description"], "signature": values["signature"]})
+    rewired = _rewire(session, workspace_id, repository, values["destinations"])
+    return ("updated" if changed else None), rewired
 
 
 def delete_repository(session: Session, *, workspace_id: int, repo_id: str) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
-from filerelay.config_file import RetrySchema, assign_changed, retry_columns
 from filerelay.db.models import Workspace
-from filerelay.workspace_config.common import invalid, workspace_row
+from filerelay.workspace_config.common import assign_changed, invalid, workspace_row
+from filerelay.workspace_config.schemas import RetrySettingsSchema
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,20 @@ def _retry_settings(workspace: Workspace) -> RetrySettings:
     )
 
 
+def _columns(settings: Mapping[str, int]) -> dict[str, int]:
+    return {
+        "max_retries": settings["max_retries"],
+        "retry_ttl_seconds": settings["ttl"],
+        "backoff_base_seconds": settings["backoff_base"],
+        "backoff_max_seconds": settings["backoff_max"],
+    }
+
+
+def default_columns() -> dict[str, int]:
+    """A new workspace's retry columns."""
+    return _columns(RetrySettingsSchema().load({}))
+
+
 def get_retry_settings(session: Session, *, workspace_id: int) -> RetrySettings:
     return _retry_settings(workspace_row(session, workspace_id))
 
@@ -42,9 +56,15 @@ def update_retry_settings(session: Session, *, workspace_id: int, changes: Mappi
     so a change of one value cannot break a rule between two (backoff_base <= backoff_max)."""
     workspace = workspace_row(session, workspace_id)
     try:
-        merged: dict[str, int] = RetrySchema().load({**asdict(_retry_settings(workspace)), **changes})
+        merged: dict[str, int] = RetrySettingsSchema().load({**asdict(_retry_settings(workspace)), **changes})
     except ValidationError as exc:
         raise invalid(exc) from None
-    assign_changed(workspace, retry_columns(merged))
+    assign_changed(workspace, _columns(merged))
     session.flush()
     return _retry_settings(workspace)
+
+
+def put_retry_settings(session: Session, *, workspace_id: int, values: Mapping[str, Any]) -> bool:
+    """Set the whole of the retry settings (`config apply`); True when anything changed."""
+    before = get_retry_settings(session, workspace_id=workspace_id)
+    return update_retry_settings(session, workspace_id=workspace_id, changes=values) != before

@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
-from filerelay.config_file import KEY_PREFIX, hash_key
 from filerelay.db.models import ApiKey, Role, Workspace
 from filerelay.db.session import session_scope
+from filerelay.workspace_config.api_keys import KEY_PREFIX, hash_key
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,6 +1,6 @@
-"""Request and response shapes of the configuration endpoints. Field rules come from config_file,
-so a request is held to what a config file is held to. A PATCH schema names every field as optional;
-its create schema adds what a new item needs (defaults are the shared core's)."""
+"""Request and response shapes of the configuration endpoints. Request bodies are the shared core's
+schemas (filerelay.workspace_config.schemas), the very ones `config apply` holds a file to; the answers
+are shaped here."""
 
 from __future__ import annotations
 
@@ -8,35 +8,26 @@ import marshmallow as ma
 from marshmallow import fields
 
 from filerelay.api.rest import UtcDateTime
-from filerelay.config_file import (
-    DEFAULT_PATH,
-    DESCRIPTION,
+from filerelay.workspace_config.schemas import (
     DESTINATION_ID,
-    DESTINATION_NAME,
-    KEY_NAME,
-    MAX_RETRIES,
-    PATH_TEMPLATE,
     REPO_ID,
-    ROLE,
-    SIGNATURE,
+    ApiKeyCreate,
+    DestinationCreate,
+    DestinationPatch,
     Duration,
+    RepositoryCreate,
+    RepositoryPatch,
+    RetrySettingsPatch,
 )
-from filerelay.destinations import REGISTRY
 
-DURATION_HELP = "seconds, or a duration such as 30s, 5m, 24h, 7d"
-# Documented, not validated here: the shared core checks the kind and answers with the known ones.
-KIND_DOC = {"enum": sorted(REGISTRY), "description": "the destination kind; its settings follow"}
-
-
-def _duration(description: str, *, allow_none: bool = False) -> Duration:
-    # The custom field would otherwise be documented as "any type".
-    metadata = {
-        "description": f"{description}: {DURATION_HELP}",
-        "type": "string",
-        "pattern": r"^\s*\d+\s*[smhd]?\s*$",
-        "example": "24h",
-    }
-    return Duration(metadata=metadata, allow_none=allow_none)
+__all__ = [
+    "ApiKeyCreate",
+    "DestinationCreate",
+    "DestinationPatch",
+    "RepositoryCreate",
+    "RepositoryPatch",
+    "RetrySettingsPatch",
+]
 
 
 def envelope(item: type[ma.Schema], *, many: bool = False) -> type[ma.Schema]:
@@ -49,30 +40,6 @@ def envelope(item: type[ma.Schema], *, many: bool = False) -> type[ma.Schema]:
 
 
 # --- destinations -----------------------------------------------------------------------------------
-
-
-class DestinationPatch(ma.Schema):
-    name = fields.String(validate=DESTINATION_NAME)
-    kind = fields.String(metadata=KIND_DOC)
-    settings = fields.Dict(
-        keys=fields.String(),
-        metadata={
-            "description": "the kind's settings, secrets included (write-only). On PATCH of the same kind, "
-            "merged over the stored ones, so secrets left out are kept"
-        },
-    )
-    path = fields.String(validate=PATH_TEMPLATE, metadata={"description": f"path template; default {DEFAULT_PATH}"})
-    enabled = fields.Boolean(metadata={"description": "default true; false stops new deliveries"})
-    max_retries = fields.Integer(
-        allow_none=True, validate=MAX_RETRIES, metadata={"description": "overrides the workspace's; null clears"}
-    )
-    retry_ttl = _duration("overrides the workspace's TTL; null clears", allow_none=True)
-
-
-class DestinationCreate(DestinationPatch):
-    id = fields.String(required=True, validate=DESTINATION_ID, metadata={"example": "dest_s3prod"})
-    name = fields.String(required=True, validate=DESTINATION_NAME)
-    kind = fields.String(required=True, metadata=KIND_DOC)
 
 
 class Destination(ma.Schema):
@@ -100,19 +67,6 @@ class CheckResult(ma.Schema):
 # --- repositories and routes ------------------------------------------------------------------------
 
 
-class RepositoryPatch(ma.Schema):
-    description = fields.String(validate=DESCRIPTION)
-    signature = fields.String(validate=SIGNATURE, metadata={"description": "default required"})
-    destinations = fields.List(
-        fields.String(validate=DESTINATION_ID),
-        metadata={"description": "ids of the destinations wired to it: the whole wiring, replacing the old"},
-    )
-
-
-class RepositoryCreate(RepositoryPatch):
-    repo_id = fields.String(required=True, validate=REPO_ID, metadata={"example": "Z1"})
-
-
 class Repository(ma.Schema):
     repo_id = fields.String(required=True)
     description = fields.String(required=True)
@@ -129,13 +83,6 @@ class Route(ma.Schema):
 # --- settings ---------------------------------------------------------------------------------------
 
 
-class RetrySettingsPatch(ma.Schema):
-    max_retries = fields.Integer(validate=MAX_RETRIES)
-    ttl = _duration("how long a document is retried")
-    backoff_base = _duration("first retry delay")
-    backoff_max = _duration("longest retry delay")
-
-
 class RetrySettings(ma.Schema):
     max_retries = fields.Integer(required=True)
     ttl = Duration(required=True, metadata={"type": "string", "example": "1d"})
@@ -147,11 +94,6 @@ class RetrySettings(ma.Schema):
 
 
 # --- API keys ---------------------------------------------------------------------------------------
-
-
-class ApiKeyCreate(ma.Schema):
-    name = fields.String(required=True, validate=KEY_NAME)
-    role = fields.String(required=True, validate=ROLE)
 
 
 class ApiKey(ma.Schema):
