@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from marshmallow import Schema, fields, validate
 
@@ -46,6 +47,27 @@ def _error(exc: Exception, what: str) -> DestinationError:
             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
         )
     return DestinationError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class _Verified:
+    """The staged bytes of a multipart upload, refused as their last byte is read if they are not the
+    document's: each part's SHA-256 is computed from what is read, so S3 cannot tell. Raising before the
+    upload completes makes the transfer abort it. Only `read`, so the transfer reads it in order."""
+
+    def __init__(self, raw: BinaryIO, size: int, sha256: str) -> None:
+        self._raw, self._size, self._sha256 = raw, size, sha256
+        self._digest = hashlib.sha256()
+        self._seen = 0
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._raw.read(n)
+        self._digest.update(chunk)
+        self._seen += len(chunk)
+        if self._seen > self._size or (self._seen == self._size and self._digest.hexdigest() != self._sha256):
+            raise DestinationError("staged bytes do not match their sha256", retryable=False)
+        if not chunk and n != 0 and self._seen < self._size:
+            raise DestinationError(f"staging ended at {self._seen} of {self._size} bytes", retryable=False)
+        return chunk
 
 
 class S3Destination:
@@ -94,7 +116,8 @@ class S3Destination:
                     )
                 else:
                     self.client.upload_fileobj(
-                        body,
+                        # Duck-typed: a file object the transfer can only read, never seek.
+                        cast(BinaryIO, _Verified(body, payload.size, payload.sha256)),
                         self.bucket,
                         self.key(payload.path),
                         ExtraArgs={**extra, "ChecksumAlgorithm": "SHA256"},
@@ -104,6 +127,8 @@ class S3Destination:
                             max_concurrency=4,
                         ),
                     )
+        except DestinationError:
+            raise
         except Exception as exc:
             raise _error(exc, f"upload to s3://{self.bucket}/{self.key(payload.path)} failed") from exc
 

@@ -1,0 +1,267 @@
+"""The `s3` destination through the delivery engine (claim, upload, finish) with the real boto3 client:
+against SeaweedFS for what lands (content, `x-amz-meta-sha256`, the SHA-256 checksum S3 stores and
+verifies) and against a throttling stub for `503 SlowDown` with `Retry-After`.
+
+SeaweedFS verifies `x-amz-checksum-sha256` (a body that does not match it is refused with BadDigest),
+so staged bytes that no longer match the document's sha256 are caught by the server on the one-PUT
+path; the multipart path computes its part checksums from the bytes it reads, so FileRelay itself
+must refuse them there.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import secrets
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+
+from filerelay import documents
+from filerelay.clock import FrozenClock
+from filerelay.config_file import apply, load
+from filerelay.db.models import Delivery, DeliveryAttempt, new_id
+from filerelay.db.session import session_scope
+from filerelay.delivery import service
+from filerelay.destinations.s3 import MULTIPART_THRESHOLD, PART_SIZE
+from filerelay.documents import NewComponent
+from filerelay.runtime import Runtime
+from filerelay.staging.local import LocalStagingStore
+from tests.support.s3server import S3Server
+from tests.support.s3stub import refusing_s3
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
+# The workspace's backoff stays far below the Retry-After the stub sends, so only honouring the
+# header can put the next attempt that late.
+RETRY_AFTER = 120
+
+
+def config(endpoint: str, bucket: str, access_key: str, secret: str) -> str:
+    return textwrap.dedent(
+        f"""
+        workspaces:
+          - owner: acme
+            slug: production
+            retry: {{max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}}
+            destinations:
+              - {{id: dest_s3, name: S3, kind: s3, bucket: {bucket}, endpoint_url: "{endpoint}",
+                 access_key_id: {access_key}, secret_access_key: "{secret}", path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
+            repositories:
+              - {{id: Z1, description: Invoices, signature: none, destinations: [dest_s3]}}
+        """
+    )
+
+
+@dataclass(frozen=True)
+class Created:
+    delivery_id: str
+    staging_key: str
+    key: str  # the object key the delivery writes
+
+
+def configure(runtime: Runtime, endpoint: str, bucket: str, access_key: str, secret: str) -> None:
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(config(endpoint, bucket, access_key, secret), {}), now=runtime.clock.now())
+
+
+def create_document(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> Created:
+    with runtime.staging.writer(new_id("doc")) as writer:
+        for start in range(0, len(data), 1 << 20):
+            writer.write(data[start : start + (1 << 20)])
+        staged = writer.commit()
+    with session_scope(runtime.sessions) as session:
+        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
+        assert repository is not None
+        outcome = documents.create(
+            session,
+            repository=repository,
+            doc_id=doc_id,
+            doc_prot=None,
+            components=[NewComponent("data", "application/pdf", None, None, staged)],
+            now=runtime.clock.now(),
+        )
+    [(delivery_id, kind)] = outcome.enqueue
+    assert kind == "s3"
+    return Created(delivery_id, staged.key, f"Z1/{doc_id}.pdf")
+
+
+def corrupt_staged(runtime: Runtime, key: str, at: int) -> None:
+    """Flip one byte of the staged object in place: same size, different sha256 (a disk or copy error)."""
+    assert isinstance(runtime.staging, LocalStagingStore)
+    with open(runtime.staging.path_for(key), "r+b") as fp:
+        fp.seek(at)
+        byte = fp.read(1)
+        fp.seek(at)
+        fp.write(bytes([byte[0] ^ 0xFF]))
+
+
+def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
+    with session_scope(runtime.sessions) as session:
+        return session.get_one(Delivery, delivery_id)
+
+
+def attempts(runtime: Runtime, delivery_id: str) -> list[DeliveryAttempt]:
+    with session_scope(runtime.sessions) as session:
+        return list(
+            session.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id == delivery_id)
+                .order_by(DeliveryAttempt.number)
+            )
+        )
+
+
+def half() -> float:
+    return 0.5
+
+
+def b64sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def composite_sha256(data: bytes, part_size: int) -> str:
+    """S3's checksum of a multipart object: the SHA-256 of the parts' SHA-256 digests, then -N."""
+    parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
+    digests = b"".join(hashlib.sha256(part).digest() for part in parts)
+    return f"{base64.b64encode(hashlib.sha256(digests).digest()).decode()}-{len(parts)}"
+
+
+@pytest.fixture
+def bucket(s3: S3Server) -> str:
+    name = f"dest-{secrets.token_hex(4)}"
+    s3.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def to_seaweedfs(runtime: Runtime, s3: S3Server, bucket: str, engine: object) -> Runtime:
+    configure(runtime, s3.endpoint, bucket, s3.access_key, s3.secret_key)
+    return runtime
+
+
+def listing(s3: S3Server, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+# --- throttling: 503 SlowDown with Retry-After ---------------------------------------------------------
+
+
+def test_a_503_slowdown_with_retry_after_schedules_the_next_attempt_no_sooner(
+    runtime: Runtime, clock: FrozenClock, engine: object
+) -> None:
+    with refusing_s3(503, "SlowDown", headers={"Retry-After": str(RETRY_AFTER)}) as stub:
+        configure(runtime, stub.endpoint, "archive", "AKIDEXAMPLE", "secret")
+        created = create_document(runtime, PDF)
+        finished_at = clock.now()
+
+        assert service.run(runtime, created.delivery_id, rand=half) is True
+
+        puts = [r for r in stub.requests if r.method == "PUT"]
+    # boto3 retries a 503 itself before FileRelay sees it: `retries={"max_attempts": 2}` in the
+    # client's config counts retries after the first request, so three PUTs make one attempt.
+    assert len(puts) == 3
+    assert {r.path for r in puts} == {f"/archive/{created.key}"}
+    assert all(r.body_bytes == len(PDF) for r in puts)
+    row = delivery(runtime, created.delivery_id)
+    assert row.status == "retrying"
+    assert row.attempts == 1
+    assert "SlowDown" in (row.last_error or "")
+    assert "HTTP 503" in (row.last_error or "")
+    # The workspace's own backoff would say 0.75 s (rand 0.5, base 1 s); Retry-After is the floor.
+    assert row.next_attempt_at == finished_at + dt.timedelta(seconds=RETRY_AFTER)
+    [attempt] = attempts(runtime, created.delivery_id)
+    assert (attempt.outcome, attempt.error_class) == ("failed", "DestinationError")
+
+    # Not due a moment before the header's time, due at it.
+    clock.advance(RETRY_AFTER - 1)
+    assert service.run(runtime, created.delivery_id, rand=half) is False
+
+
+def test_a_503_without_retry_after_uses_the_workspace_backoff(
+    runtime: Runtime, clock: FrozenClock, engine: object
+) -> None:
+    with refusing_s3(503, "SlowDown") as stub:
+        configure(runtime, stub.endpoint, "archive", "AKIDEXAMPLE", "secret")
+        created = create_document(runtime, PDF)
+        assert service.run(runtime, created.delivery_id, rand=half) is True
+    row = delivery(runtime, created.delivery_id)
+    assert row.status == "retrying"
+    assert row.next_attempt_at == clock.now() + dt.timedelta(seconds=0.75)
+
+
+# --- SeaweedFS: metadata and checksums --------------------------------------------------------------------
+
+
+def test_one_put_carries_the_sha256_as_metadata_and_as_the_checksum(
+    to_seaweedfs: Runtime, s3: S3Server, bucket: str
+) -> None:
+    created = create_document(to_seaweedfs, PDF)
+
+    assert service.run(to_seaweedfs, created.delivery_id, rand=half) is True
+
+    assert delivery(to_seaweedfs, created.delivery_id).status == "delivered"
+    head = s3.client().head_object(Bucket=bucket, Key=created.key, ChecksumMode="ENABLED")
+    assert head["Metadata"] == {"sha256": hashlib.sha256(PDF).hexdigest()}
+    assert head["ChecksumSHA256"] == b64sha256(PDF)
+    assert head["ContentType"] == "application/pdf"
+    assert s3.client().get_object(Bucket=bucket, Key=created.key)["Body"].read() == PDF
+
+
+def test_staged_bytes_not_matching_the_sha256_are_refused_by_the_server(
+    to_seaweedfs: Runtime, s3: S3Server, bucket: str
+) -> None:
+    created = create_document(to_seaweedfs, PDF)
+    corrupt_staged(to_seaweedfs, created.staging_key, at=len(PDF) // 2)
+
+    assert service.run(to_seaweedfs, created.delivery_id, rand=half) is True
+
+    row = delivery(to_seaweedfs, created.delivery_id)
+    assert row.status == "retrying"
+    assert "BadDigest" in (row.last_error or "")
+    assert row.delivered_at is None
+    assert listing(s3, bucket) == []
+
+
+def large_body(size: int) -> bytes:
+    block = hashlib.sha256(b"large").digest() * 2048
+    return (block * (size // len(block) + 1))[:size]
+
+
+@pytest.mark.slow
+def test_multipart_parts_carry_sha256_checksums_and_the_metadata(
+    to_seaweedfs: Runtime, s3: S3Server, bucket: str
+) -> None:
+    data = large_body(MULTIPART_THRESHOLD + 5 * 1024 * 1024 + 7)
+    created = create_document(to_seaweedfs, data)
+
+    assert service.run(to_seaweedfs, created.delivery_id, rand=half) is True
+
+    assert delivery(to_seaweedfs, created.delivery_id).status == "delivered"
+    head = s3.client().head_object(Bucket=bucket, Key=created.key, ChecksumMode="ENABLED")
+    assert head["Metadata"] == {"sha256": hashlib.sha256(data).hexdigest()}
+    # A composite SHA-256 is what S3 keeps only when every part was sent with its own SHA-256.
+    assert head["ChecksumSHA256"] == composite_sha256(data, PART_SIZE)
+    assert head.get("ChecksumType") == "COMPOSITE"
+    body = s3.client().get_object(Bucket=bucket, Key=created.key)["Body"].read()
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+
+
+@pytest.mark.slow
+def test_multipart_staged_bytes_not_matching_the_sha256_fail_and_leave_nothing(
+    to_seaweedfs: Runtime, s3: S3Server, bucket: str
+) -> None:
+    data = large_body(MULTIPART_THRESHOLD + 5 * 1024 * 1024 + 7)
+    created = create_document(to_seaweedfs, data)
+    corrupt_staged(to_seaweedfs, created.staging_key, at=len(data) - 3)  # in the last part
+
+    assert service.run(to_seaweedfs, created.delivery_id, rand=half) is True
+
+    row = delivery(to_seaweedfs, created.delivery_id)
+    assert row.status == "failed"  # the staged copy is bad: no retry will send a good one
+    assert "sha256" in (row.last_error or "")
+    assert listing(s3, bucket) == []
+    uploads = s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u["Key"] for u in uploads] == []
