@@ -256,6 +256,53 @@ def test_a_delivery_whose_staged_bytes_are_gone_fails_without_retry(configured: 
     assert service.run(configured, created.folder, rand=half) is False
 
 
+def corrupt_staged(runtime: Runtime, key: str) -> None:
+    """Flip one byte of the staged object in place: same size, another sha256 (a disk or copy error)."""
+    with runtime.staging.open(key) as fp:
+        path = Path(fp.name)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_staged_bytes_not_matching_their_sha256_fail_and_write_nothing(configured: Runtime, tmp_path: Path) -> None:
+    created = create_document(configured)
+    corrupt_staged(configured, created.staging_key)
+
+    assert service.run(configured, created.folder, rand=half) is True
+
+    row = delivery(configured, created.folder)
+    # Not retryable: the staged copy is all there is, and retrying would send the same bad bytes.
+    assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 1, None)
+    assert row.last_error == "staged bytes do not match their sha256"
+    assert row.delivered_at is None
+    assert not (tmp_path / "out" / "Z1").exists() or list((tmp_path / "out" / "Z1").iterdir()) == []
+
+
+def test_staged_bytes_not_matching_their_sha256_leave_a_good_copy_intact(
+    configured: Runtime, clock: FrozenClock, tmp_path: Path
+) -> None:
+    created = create_document(configured)
+    assert service.run(configured, created.folder, rand=half)
+    assert delivered_file(tmp_path).read_bytes() == PDF
+    # SAP replaces the content; its staged copy is damaged before the worker reads it.
+    outcome = replace_content(configured, doc_id="DOC", data=PDF_V2)
+    assert (created.folder, "folder") in outcome.enqueue
+    with session_scope(configured.sessions) as session:
+        new_key = session.get_one(Document, created.document_id).staging_key
+    assert new_key is not None
+    corrupt_staged(configured, new_key)
+
+    assert service.run(configured, created.folder, rand=half) is True
+
+    row = delivery(configured, created.folder)
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert row.last_error == "staged bytes do not match their sha256"
+    # The earlier good copy is still there, whole, and nothing half-written sits beside it.
+    assert delivered_file(tmp_path).read_bytes() == PDF
+    assert sorted(p.name for p in delivered_file(tmp_path).parent.iterdir()) == ["DOC_data.pdf"]
+
+
 # --- content replaced while a delivery is running ---------------------------------------------------
 
 
