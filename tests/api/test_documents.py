@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ from sqlalchemy import select
 from filerelay.api import create_app
 from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
-from filerelay.db.models import Delivery, Destination
+from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
-from filerelay.delivery import service
+from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
 from tests.support.sapclient import SapClient
@@ -25,6 +26,8 @@ VIEWER_KEY = "fr_live_viewer_0123456789abcdef"
 MEMBER_KEY = "fr_live_member_0123456789abcdef"
 OTHER_KEY = "fr_live_other_0123456789abcdefgh"
 BASE = "/api/acme/production/documents"
+# SAP business context of the kind seed 003 shows (object type and key, ArchiveLink document type).
+METADATA = {"sap_object_type": "BKPF", "sap_object_id": "1000012345672026", "ar_object": "ZCUSTOMINV"}
 
 MORE = textwrap.dedent(
     """
@@ -75,18 +78,30 @@ def deliver_all(runtime: Runtime) -> None:
         service.run(runtime, delivery_id, rand=lambda: 0.5)
 
 
-def make_documents(server: str, clock: FrozenClock, *doc_ids: str, workspace: str = "acme/production") -> None:
+def make_documents(
+    server: str, clock: FrozenClock, *doc_ids: str, workspace: str = "acme/production"
+) -> dict[str, dt.datetime]:
+    """Create each document the way SAP does, a minute apart; when each was sent."""
     sap = SapClient(f"{server}/archivelink/{workspace}")
+    sent: dict[str, dt.datetime] = {}
     for doc_id in doc_ids:
+        sent[doc_id] = clock.now()
         assert sap.create(doc_id, "data", f"%PDF {doc_id}".encode(), "application/pdf").status == 201
         clock.advance(60)
+    return sent
 
 
 @pytest.fixture
-def populated(relay: Runtime, server: str, clock: FrozenClock) -> Runtime:
-    make_documents(server, clock, "4A3F8B2C1D7E9F0A", "7B2E9C4D5F1A3E8B", "9C1D3E5F7A2B4D6E")
-    make_documents(server, clock, "GLOBEX1", workspace="globex/main")
+def received(relay: Runtime, server: str, clock: FrozenClock) -> dict[str, dt.datetime]:
+    """Three documents in acme/production and one in globex/main, one attempt each; when each was sent."""
+    sent = make_documents(server, clock, "4A3F8B2C1D7E9F0A", "7B2E9C4D5F1A3E8B", "9C1D3E5F7A2B4D6E")
+    sent |= make_documents(server, clock, "GLOBEX1", workspace="globex/main")
     deliver_all(relay)
+    return sent
+
+
+@pytest.fixture
+def populated(relay: Runtime, received: dict[str, dt.datetime]) -> Runtime:
     return relay
 
 
@@ -98,7 +113,11 @@ def body(response: Any) -> Any:
 # --- the seed's shapes ------------------------------------------------------------------------------
 
 
-def test_list_has_the_seed_shape(populated: Runtime, client: FlaskClient) -> None:
+def iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_list_has_the_seed_shape(populated: Runtime, received: dict[str, dt.datetime], client: FlaskClient) -> None:
     seed_list = examples("003")[0]
     reply = client.get(f"{BASE}?repo_id=Z1&per_page=10", headers=headers())
     assert reply.status_code == 200
@@ -108,30 +127,44 @@ def test_list_has_the_seed_shape(populated: Runtime, client: FlaskClient) -> Non
     first = data["data"][0]
     assert first["type"] == "document"
     assert first["id"].startswith("doc_")
-    assert first["attributes"]["received_at"] == "2026-04-04T10:32:00Z"
+    assert first["attributes"]["received_at"] == iso(received["9C1D3E5F7A2B4D6E"])
     assert first["attributes"]["size_bytes"] == len(b"%PDF 9C1D3E5F7A2B4D6E")
     deliveries = {d["destination_id"]: d for d in first["attributes"]["deliveries"]}
     assert deliveries["dest_folder"] == {
         "destination_id": "dest_folder",
         "destination_name": "Local Folder",
         "status": "delivered",
-        "delivered_at": "2026-04-04T10:34:00Z",  # after the 4th create (globex), when workers ran
+        # The workers ran a minute after the last create (globex's).
+        "delivered_at": iso(received["GLOBEX1"] + dt.timedelta(seconds=60)),
         "attempts": 1,
     }
     assert deliveries["dest_s3prod"]["status"] == "failed"
     assert deliveries["dest_s3prod"]["delivered_at"] is None
 
 
-def test_get_has_the_seed_shape_with_metadata_and_paths(populated: Runtime, client: FlaskClient) -> None:
+def test_get_has_the_seed_shape_with_metadata_and_paths(
+    populated: Runtime, received: dict[str, dt.datetime], client: FlaskClient
+) -> None:
     seed_get = examples("003")[1]
     listed = body(client.get(BASE, headers=headers()))["data"]
     document_id = next(d["id"] for d in listed if d["attributes"]["doc_id"] == "4A3F8B2C1D7E9F0A")
+    # ArchiveLink carries no business metadata; what an enrichment stores is free JSON on the row.
+    with session_scope(populated.sessions) as session:
+        session.get_one(Document, document_id).metadata_ = dict(METADATA)
     data = body(client.get(f"{BASE}/{document_id}", headers=headers(VIEWER_KEY)))
-    # The seed shows SAP metadata; ArchiveLink itself carries none, so ours is an empty object.
-    seed_get["data"]["attributes"]["metadata"] = {}
     assert_same_shape(data, seed_get)
+    assert (data["data"]["id"], data["data"]["type"]) == (document_id, "document")
     attributes = data["data"]["attributes"]
-    assert attributes["metadata"] == {}
+    assert attributes["metadata"] == METADATA
+    assert {k: v for k, v in attributes.items() if k not in ("metadata", "deliveries")} == {
+        "doc_id": "4A3F8B2C1D7E9F0A",
+        "repo_id": "Z1",
+        "comp_id": "data",
+        "content_type": "application/pdf",
+        "size_bytes": len(b"%PDF 4A3F8B2C1D7E9F0A"),
+        "status": "failed",  # the folder delivered, the refusing S3 failed (max_retries 0)
+        "received_at": iso(received["4A3F8B2C1D7E9F0A"]),
+    }
     paths = {d["destination_id"]: d["path"] for d in attributes["deliveries"]}
     assert paths == {"dest_folder": "/Z1/4A3F8B2C1D7E9F0A_data.pdf", "dest_s3prod": None}
 
@@ -154,6 +187,72 @@ def test_retry_has_the_seed_shape_and_only_resends_failures(populated: Runtime, 
     again = body(client.post(f"{BASE}/{document_id}/retry", headers=headers(MEMBER_KEY)))
     states = {d["destination_id"]: (d["status"], d["attempts"]) for d in again["data"]["attributes"]["deliveries"]}
     assert states == {"dest_folder": ("delivered", 1), "dest_s3prod": ("retrying", 2)}
+
+
+def s3_delivery(runtime: Runtime, doc_id: str) -> Delivery:
+    with session_scope(runtime.sessions) as session:
+        return session.scalars(
+            select(Delivery)
+            .join(Destination, Destination.id == Delivery.destination_id)
+            .join(Document, Document.id == Delivery.document_id)
+            .where(Destination.public_id == "dest_s3prod", Document.doc_id == doc_id)
+        ).one()
+
+
+def run_cycle(runtime: Runtime, clock: FrozenClock, delivery_id: str) -> list[str]:
+    """Attempt the delivery whenever it is due until it is no longer retrying; each attempt's verdict."""
+    verdicts: list[str] = []
+    while True:
+        due = s3_delivery(runtime, "RETRY1").next_attempt_at
+        assert due is not None
+        clock.advance(max((due - clock.now()).total_seconds(), 0))
+        assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+        verdicts.append(s3_delivery(runtime, "RETRY1").status)
+        if verdicts[-1] != "retrying" or len(verdicts) > 10:
+            return verdicts
+
+
+def test_a_manual_retry_starts_a_fresh_cycle_of_max_retries_plus_one_attempts(
+    relay: Runtime, server: str, clock: FrozenClock, client: FlaskClient
+) -> None:
+    reply = client.patch("/api/acme/production/settings", json={"max_retries": 2}, headers=headers())
+    assert reply.status_code == 200, reply.get_json()
+    make_documents(server, clock, "RETRY1")
+    delivery_id = s3_delivery(relay, "RETRY1").id
+
+    assert run_cycle(relay, clock, delivery_id) == ["retrying", "retrying", "failed"]
+    exhausted = s3_delivery(relay, "RETRY1")
+    assert (exhausted.attempts, exhausted.cycle_attempts) == (3, 3)
+    # Well past the first cycle's TTL (1h): only a TTL counted from the retry lets it run again.
+    clock.advance(2 * 3600)
+    assert exhausted.expires_at < clock.now()
+    retried_at = clock.now()
+
+    reply = client.post(f"{BASE}/{exhausted.document_id}/retry", headers=headers(MEMBER_KEY))
+
+    assert reply.status_code == 200, reply.get_json()
+    fresh = s3_delivery(relay, "RETRY1")
+    assert fresh.status == "retrying"
+    assert (fresh.attempts, fresh.cycle_attempts) == (3, 0)  # attempts keeps counting, the cycle restarts
+    assert fresh.cycle_started_at == retried_at
+    assert fresh.expires_at == retried_at + dt.timedelta(hours=1)
+    assert fresh.next_attempt_at == retried_at
+    # The sweeper's TTL check leaves the fresh cycle alone.
+    with session_scope(relay.sessions) as session:
+        sweep.expire(session, now=clock.now(), limit=10)
+    assert s3_delivery(relay, "RETRY1").status == "retrying"
+
+    # 1 + max_retries attempts again before it is given up.
+    assert run_cycle(relay, clock, delivery_id) == ["retrying", "retrying", "failed"]
+    final = s3_delivery(relay, "RETRY1")
+    assert (final.attempts, final.cycle_attempts) == (6, 3)
+    with session_scope(relay.sessions) as session:
+        numbers = session.scalars(
+            select(DeliveryAttempt.number)
+            .where(DeliveryAttempt.delivery_id == delivery_id)
+            .order_by(DeliveryAttempt.number)
+        ).all()
+    assert list(numbers) == [1, 2, 3, 4, 5, 6]
 
 
 def deliver_all_due(runtime: Runtime) -> None:
