@@ -9,33 +9,39 @@ from celery import Celery, signals
 from filerelay.queue import make_celery
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from filerelay.worker import tasks
 
-_runtime: Runtime | None = None
+
+class ProcessRuntime:
+    """One Runtime per worker process, built on first use: engines and connection pools must not
+    cross a fork, so each pool process builds its own after it starts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._runtime: Runtime | None = None
+
+    def get(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = build_runtime(self._settings)
+        return self._runtime
+
+    def forget(self) -> None:
+        # The parent's runtime (if any) belongs to the parent; the child drops it without closing it.
+        self._runtime = None
 
 
 def make_worker_app(settings: Settings) -> Celery:
-    from filerelay.worker import tasks
-
     app = make_celery(settings, name="filerelay-worker")
-    tasks.register(app)
+    runtime = ProcessRuntime(settings)
+    tasks.register(app, runtime.get)
 
     @signals.worker_process_init.connect(weak=False)
-    def _fresh_runtime(**_: object) -> None:
-        # Engines and connection pools must not cross a fork: each pool process builds its own.
-        global _runtime
-        _runtime = None
+    def _fresh_process(**_: object) -> None:
+        runtime.forget()
         # SIGTERM is the main process's business: its warm shutdown lets the running delivery finish. A pool
         # process signalled directly too (a process-group signal) would die mid-upload and leave the
         # delivery leased until the sweeper takes it back. If the main process dies, the kernel still
         # kills the pool processes (Celery sets PDEATHSIG).
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-    app.conf["filerelay_settings"] = settings
     return app
-
-
-def runtime_for(app: Celery) -> Runtime:
-    global _runtime
-    if _runtime is None:
-        _runtime = build_runtime(app.conf["filerelay_settings"])
-    return _runtime
