@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from filerelay.api import create_app
+from filerelay.clock import FrozenClock
 from filerelay.db.migrate import head_revision, upgrade
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.processes import free_port
 
 
 def test_ready_when_every_dependency_answers(runtime: Runtime) -> None:
@@ -16,6 +18,21 @@ def test_ready_when_every_dependency_answers(runtime: Runtime) -> None:
     assert reply.get_json() == {
         "status": "ready",
         "checks": {"database": "ok", "schema": "ok", "staging": "ok", "broker": "ok"},
+    }
+
+
+def test_not_ready_while_the_broker_is_unreachable(settings: Settings, clock: FrozenClock) -> None:
+    # A closed loopback port: Redis refuses the connection, as when it is down.
+    down = settings.with_overrides(broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    runtime = build_runtime(down, clock=clock)
+    try:
+        reply = create_app(runtime=runtime).test_client().get("/readyz")
+    finally:
+        runtime.close()
+    assert reply.status_code == 503
+    assert reply.get_json() == {
+        "status": "not ready",
+        "checks": {"database": "ok", "schema": "ok", "staging": "ok", "broker": "error: OperationalError"},
     }
 
 

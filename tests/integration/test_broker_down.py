@@ -1,0 +1,98 @@
+"""The broker is only a wake-up call: with Redis unreachable SAP still gets its 201, the rows are the
+truth, and the sweeper sends the wake-ups once the broker answers again (README, "What FileRelay does
+with a document", step 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import redis
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from filerelay.api import create_app
+from filerelay.clock import FrozenClock, SystemClock
+from filerelay.db.models import Delivery, Destination, Document
+from filerelay.db.session import session_scope
+from filerelay.delivery import sweep
+from filerelay.runtime import Runtime, build_runtime
+from tests.integration.conftest import Relay, wait_until
+from tests.support.processes import free_port
+from tests.support.s3server import S3Server
+from tests.support.sapclient import SapClient
+
+pytestmark = pytest.mark.slow
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 100 + b"\n%%EOF\n"
+# What the sweeper waits before it re-sends a wake-up that may still be on its way.
+GRACE_SECONDS = 30
+
+
+@contextmanager
+def serving(runtime: Runtime) -> Iterator[SapClient]:
+    """The real app, on its own runtime, behind a threaded HTTP server on loopback."""
+    server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield SapClient(f"http://127.0.0.1:{server.server_port}/archivelink/acme/production")
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def delivery_rows(runtime: Runtime) -> dict[str, tuple[str, int]]:
+    with session_scope(runtime.sessions) as session:
+        rows = session.execute(
+            select(Destination.public_id, Delivery.status, Delivery.attempts).join(
+                Destination, Destination.id == Delivery.destination_id
+            )
+        )
+        return {public_id: (status, attempts) for public_id, status, attempts in rows}
+
+
+def test_create_with_the_broker_down_answers_201_and_the_sweeper_delivers_it_later(
+    make_relay: Callable[..., Relay], s3: S3Server, redis_db: redis.Redis
+) -> None:
+    relay = make_relay()
+    # A closed loopback port: the connection is refused, as with Redis down.
+    unreachable = relay.runtime.settings.with_overrides(broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    api = build_runtime(unreachable)
+    try:
+        with serving(api) as sap:
+            reply = sap.create("DOC1", "data", PDF, "application/pdf")
+    finally:
+        api.close()
+
+    assert reply.status == 201, reply.error
+    with session_scope(relay.runtime.sessions) as session:
+        document = session.scalars(select(Document).where(Document.doc_id == "DOC1")).one()
+        assert (document.status, document.sha256) == ("pending", hashlib.sha256(PDF).hexdigest())
+    assert delivery_rows(relay.runtime) == {"dest_folder": ("pending", 0), "dest_s3prod": ("pending", 0)}
+    assert redis_db.llen("deliver.folder") == redis_db.llen("deliver.s3") == 0  # no wake-up got through
+
+    # The broker is back (the relay's own Redis). Once the grace for in-flight messages has passed,
+    # a sweep finds both deliveries due and without a wake-up, and sends them.
+    relay.start("worker", "worker", "--queues", "s3,folder", "--concurrency", "2")
+    later = SystemClock().now() + dt.timedelta(seconds=GRACE_SECONDS + 1)
+    sweeper = build_runtime(relay.runtime.settings, clock=FrozenClock(later))
+    try:
+        report = sweep.sweep(sweeper, grace_seconds=GRACE_SECONDS)
+    finally:
+        sweeper.close()
+    assert report.enqueued == 2
+
+    wait_until(
+        lambda: delivery_rows(relay.runtime) == {"dest_folder": ("delivered", 1), "dest_s3prod": ("delivered", 1)},
+        what="both deliveries delivered after the sweep",
+    )
+    assert (relay.out / "Z1" / "DOC1_data.pdf").read_bytes() == PDF
+    client = s3.client()
+    [key] = [o["Key"] for o in client.list_objects_v2(Bucket=relay.bucket)["Contents"]]
+    assert key.endswith("/DOC1.pdf")
+    assert client.get_object(Bucket=relay.bucket, Key=key)["Body"].read() == PDF
