@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +33,27 @@ def _nullable(key: str) -> bool:
     return key.endswith("_at") or key in ("path",)
 
 
-def assert_same_shape(actual: Any, expected: Any, where: str = "$") -> None:
+def assert_same_shape(
+    actual: Any, expected: Any, where: str = "$", *, additions: Mapping[str, set[str]] | None = None
+) -> None:
     """Same keys at every level and the same JSON types at the leaves (timestamps and paths may be
-    null where the seed shows a value, and the other way round)."""
+    null where the seed shows a value, and the other way round). `additions` names the keys the product
+    adds beyond the seed, by where they are (e.g. {"$.meta": {"total_exact"}}): every seed key is still
+    required, and nothing else may appear."""
+    additions = additions or {}
     if isinstance(expected, dict):
         assert isinstance(actual, dict), f"{where}: expected an object, got {actual!r}"
-        assert sorted(actual) == sorted(expected), f"{where}: keys {sorted(actual)} != seed {sorted(expected)}"
+        allowed = sorted({*expected, *additions.get(where, set())})
+        assert sorted(actual) == allowed, f"{where}: keys {sorted(actual)} != seed {sorted(expected)} + {allowed}"
         for key in expected:
             if _nullable(key) and (actual[key] is None or expected[key] is None):
                 continue
-            assert_same_shape(actual[key], expected[key], f"{where}.{key}")
+            assert_same_shape(actual[key], expected[key], f"{where}.{key}", additions=additions)
     elif isinstance(expected, list):
         assert isinstance(actual, list), f"{where}: expected an array, got {actual!r}"
         if expected:
             assert actual, f"{where}: expected a non-empty array like the seed"
             for n, item in enumerate(actual):
-                assert_same_shape(item, expected[0], f"{where}[{n}]")
+                assert_same_shape(item, expected[0], f"{where}[{n}]", additions=additions)
     else:
         assert type(actual) is type(expected), f"{where}: {type(actual).__name__} != seed {type(expected).__name__}"

@@ -222,6 +222,14 @@ class Document(Base):
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        # The Documents API's `doc_id` filter, across the workspace's repositories.
+        Index(
+            "ix_documents_live_doc_id",
+            "workspace_id",
+            "doc_id",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
         Index("ix_documents_workspace_updated", "workspace_id", "updated_at"),
         # The sweeper's purge question: whose staged bytes are no longer needed?
         Index(

@@ -8,6 +8,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from filerelay.api.rest import DateBound, UtcDateTime
+from filerelay.catalog import COUNT_CAP
 from filerelay.db.models import DocumentStatus
 
 STATUSES = [s.value for s in DocumentStatus]
@@ -71,9 +72,23 @@ RetryResource = _resource(RetryAttributes)
 
 
 class PageMeta(ma.Schema):
-    current_page = fields.Integer(required=True)
+    current_page = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "null when the page was asked for by cursor"}
+    )
     per_page = fields.Integer(required=True)
-    total = fields.Integer(required=True)
+    total = fields.Integer(
+        required=True,
+        metadata={"description": "documents matching the filters; at least this many when total_exact is false"},
+    )
+    total_exact = fields.Boolean(
+        required=True,
+        metadata={"description": f"false when more than {COUNT_CAP:,} match: total is then a lower bound"},
+    )
+    next_cursor = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "pass as `cursor` for the next page (keyset paging); null on the last page"},
+    )
 
 
 class DocumentList(ma.Schema):
@@ -94,15 +109,31 @@ class FilterArgs(ma.Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     date_from = DateBound(metadata={"description": "received on or after (ISO 8601 date or date-time)"})
     date_to = DateBound(end=True, metadata={"description": "received on or before (ISO 8601 date or date-time)"})
+    destination_id = fields.String(
+        validate=validate.Length(min=1, max=64), metadata={"description": "documents with a delivery to it"}
+    )
+    doc_id = fields.String(
+        validate=[validate.Length(min=1, max=128), validate.Regexp(r"^[^\x00]*$")],
+        metadata={"description": "SAP's docId (every component of it)"},
+    )
 
 
 class ListArgs(FilterArgs):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page = fields.Integer(validate=validate.Range(min=1, max=1_000_000), metadata={"description": "default 1"})
     per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(
+        validate=validate.Length(min=1, max=512),
+        metadata={"description": "meta.next_cursor of the previous page; instead of `page`"},
+    )
+
+    @ma.validates_schema
+    def _one_way_to_page(self, data: dict[str, Any], **_: Any) -> None:
+        if "page" in data and "cursor" in data:
+            raise ma.ValidationError("give either page or cursor, not both", field_name="cursor")
 
 
 class BulkRetryArgs(FilterArgs):
-    destination_id = fields.String(validate=validate.Length(min=1, max=64))
+    pass
 
 
 class BulkRetryAttributes(ma.Schema):
