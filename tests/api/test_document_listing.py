@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -128,11 +129,12 @@ def test_total_is_capped_and_says_so(seven: list[str], configured: Runtime) -> N
 @pytest.mark.parametrize(
     "cursor",
     [
-        "garbage!",
-        "bm90IGpzb24",
-        Cursor.__name__,
-        "WyIyMDI2LTA0LTA0VDEwOjMwOjAwIiwgImRvY194Il0",
-    ],  # the last: no time zone
+        "garbage!",  # not base64
+        "bm90IGpzb24",  # base64 of "not json"
+        "WzEsMiwzXQ",  # base64 of [1,2,3]
+        "WyIyMDI2LTA0LTA0VDEwOjMwOjAwIiwgImRvY194Il0",  # a time without a zone
+        Cursor(dt.datetime(2026, 4, 4, tzinfo=dt.UTC), "doc_x").encode()[:-3],  # cut short
+    ],
 )
 def test_a_bad_cursor_is_a_400_naming_the_parameter(seven: list[str], client: FlaskClient, cursor: str) -> None:
     reply = get(client, f"cursor={cursor}", status=400)
