@@ -6,12 +6,14 @@ import datetime as dt
 import hashlib
 import os
 import signal
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
 import redis
 from sqlalchemy import func, select
 
+from filerelay.clock import as_utc
 from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.queue import Enqueuer
@@ -64,6 +66,19 @@ def s3_objects(s3: S3Server, bucket: str) -> dict[str, bytes]:
     return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
 
 
+def versioned(s3: S3Server, bucket: str) -> None:
+    """Keep every upload as a version, so a second PUT of the same key shows instead of overwriting."""
+    s3.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def uploads_per_key(s3: S3Server, bucket: str) -> Counter[str]:
+    client = s3.client()
+    found: Counter[str] = Counter()
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        found.update(v["Key"] for v in page.get("Versions", []))
+    return found
+
+
 def test_documents_land_in_s3_and_a_folder_byte_identical(make_relay: Callable[..., Relay], s3: S3Server) -> None:
     relay = make_relay()
     relay.start("worker", "worker", "--queues", "s3,folder", "--concurrency", "2")
@@ -114,7 +129,18 @@ def test_a_refusing_s3_is_retried_with_growing_delays_then_fails(
     assert rows["dest_s3prod"][3] == 3  # 1 attempt + max_retries 2
     assert (rows["dest_folder"][2], rows["dest_folder"][3]) == ("delivered", 1)  # never re-sent
     assert [a for a, _ in seen] == [1, 2]
-    assert seen[0][1] < seen[1][1]
+    with session_scope(relay.runtime.sessions) as session:
+        delivery = session.scalars(
+            select(Delivery).join(Destination).where(Destination.public_id == "dest_s3prod")
+        ).one()
+        finished = {a.number: a.finished_at for a in delivery.attempt_log}
+    # Each delay is counted from the end of the attempt that failed. Equal jitter waits between half
+    # and all of min(backoff_max, backoff_base * 2^(n-1)): 0.5-1 s after the first failure, 1-2 s after
+    # the second, so the delays grow whatever the random half; a backoff that stopped doubling would
+    # put the second delay below 1 s.
+    delays = [(as_utc(due) - as_utc(finished[number] or due)).total_seconds() for number, due in seen]
+    assert 0.5 <= delays[0] <= 1.0 <= delays[1] <= 2.0, delays
+    assert delays[0] < delays[1], delays
     with session_scope(relay.runtime.sessions) as session:
         delivery = session.scalars(
             select(Delivery).join(Destination).where(Destination.public_id == "dest_s3prod")
@@ -128,6 +154,7 @@ def test_a_refusing_s3_is_retried_with_growing_delays_then_fails(
 
 def test_a_duplicate_message_uploads_once(make_relay: Callable[..., Relay], s3: S3Server) -> None:
     relay = make_relay()
+    versioned(s3, relay.bucket)
     assert relay.sap.create("DOC1", "data", b"once", "application/pdf").status == 201
     ids = [(d.id, d.destination.kind) for d in _all_deliveries(relay)]
     # The API already sent one wake-up per delivery; send every one again before any worker runs.
@@ -138,6 +165,8 @@ def test_a_duplicate_message_uploads_once(make_relay: Callable[..., Relay], s3: 
     with session_scope(relay.runtime.sessions) as session:
         assert session.scalar(select(func.count()).select_from(DeliveryAttempt)) == 2
     assert {r[3] for r in deliveries(relay)} == {1}
+    [key] = uploads_per_key(s3, relay.bucket)
+    assert uploads_per_key(s3, relay.bucket) == Counter({key: 1})
 
 
 def _all_deliveries(relay: Relay) -> list[Delivery]:
@@ -160,6 +189,7 @@ def test_killed_worker_and_flushed_redis_still_deliver_exactly_once(
     make_relay: Callable[..., Relay], s3: S3Server
 ) -> None:
     relay = make_relay(lease_seconds=3)
+    versioned(s3, relay.bucket)
     count = 30
     for n in range(count):
         assert relay.sap.create(f"DOC{n:03}", "data", body(n, 2 * 1024 * 1024), "application/pdf").status == 201
@@ -169,6 +199,9 @@ def test_killed_worker_and_flushed_redis_still_deliver_exactly_once(
     worker.wait()
     done_at_kill = sum(r[2] == "delivered" for r in deliveries(relay))
     assert done_at_kill < 2 * count, "the worker finished everything before it could be killed"
+    # Only what the killed worker held may go out twice: its upload may have landed before it died,
+    # and nobody can know, so the recovered delivery sends it again. Everything else goes out once.
+    in_flight = {(r[0], r[1]) for r in deliveries(relay) if r[2] == "delivering"}
     redis_client = relay_redis(relay)
     redis_client.flushdb()  # every wake-up message and every unacked reservation is gone
     assert redis_client.dbsize() == 0
@@ -185,6 +218,13 @@ def test_killed_worker_and_flushed_redis_still_deliver_exactly_once(
         assert (relay.out / "Z1" / f"DOC{n:03}_data.pdf").read_bytes() == body(n, 2 * 1024 * 1024)
     assert len(list((relay.out / "Z1").iterdir())) == count  # no stray temporary files
     assert all(r[2] == "delivered" for r in deliveries(relay))
+    expected_attempts = {(r[0], r[1]): 2 if (r[0], r[1]) in in_flight else 1 for r in deliveries(relay)}
+    assert {(r[0], r[1]): r[3] for r in deliveries(relay)} == expected_attempts
+    uploads = uploads_per_key(s3, relay.bucket)
+    assert sorted(uploads) == sorted(objects)
+    for key, n in uploads.items():
+        doc_id = key.rsplit("/", 1)[1].removesuffix(".pdf")
+        assert n in ({1, 2} if (doc_id, "dest_s3prod") in in_flight else {1}), (key, n, sorted(in_flight))
 
 
 def relay_redis(relay: Relay) -> redis.Redis:
