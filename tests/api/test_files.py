@@ -34,6 +34,8 @@ FILES = "/api/acme/production/files"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 DOC = "361A524A3ECB5459E0000800099245EC"
 SECOND = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+# SAP business context as an enrichment stores it: object type and key, ArchiveLink document type.
+SAP_METADATA = {"sap_object_type": "BKPF", "sap_object_id": "1000012345672026", "ar_object": "ZINVOICE"}
 MILLISECOND = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 MORE = textwrap.dedent(
@@ -149,31 +151,54 @@ def assert_error(response: TestResponse, status: int, **source: str) -> dict[str
 # --- seeds 004 and 000, field for field -------------------------------------------------------------
 
 
+def iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_file_info_has_seed_004_shape_and_values(
     client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
 ) -> None:
+    sent_at = clock.now()
     document_id = create(archive, relay, "P1")
+    # Seed 004's `type` is a document type ("invoice"). ArchiveLink carries none; SAP's document type
+    # (AR_OBJECT) arrives as metadata, which is also what `processed_data` shows.
+    with session_scope(relay.sessions) as session:
+        session.get_one(Document, document_id).metadata_ = dict(SAP_METADATA)
     clock.advance(90)
+    reported_at = clock.now()
     assert report(client, document_id, "completed").status_code == 200
 
     response = client.get(f"{FILES}/{document_id}", headers=auth(VIEWER_KEY))
     assert response.status_code == 200
     (seed,) = examples("004")[:1]
     assert_same_shape(response.json, seed)
+    assert response.json["success"] is True  # type: ignore[index]
     data = response.json["data"]  # type: ignore[index]
     assert data == {
         "id": document_id,
         "filename": f"{DOC}_data.pdf",
         "file_id": f"{document_id}_{DOC}_data.pdf",
-        "type": "pdf",
+        "type": SAP_METADATA["ar_object"],
         "status": "completed",
         "size": len(PDF),
-        "created_at": "2026-04-04T10:30:00Z",
-        "completed_at": "2026-04-04T10:31:30Z",
-        "processed_data": {},
+        "created_at": iso(sent_at),
+        "completed_at": iso(reported_at),  # the pull delivery completed when the ERP reported it
+        "processed_data": SAP_METADATA,
     }
-    assert SECOND.match(data["created_at"])
-    assert SECOND.match(data["completed_at"])
+    # The seed's timestamps are whole seconds with a Z, the form iso() writes.
+    assert SECOND.match(seed["data"]["created_at"])
+    assert SECOND.match(seed["data"]["completed_at"])
+
+
+def test_file_type_is_the_format_when_sap_names_no_document_type(
+    client: FlaskClient, archive: SapClient, relay: Runtime
+) -> None:
+    document_id = create(archive, relay, "P1")
+    data = info(client, document_id)
+    assert (data["type"], data["processed_data"]) == ("pdf", {})
+    with session_scope(relay.sessions) as session:
+        session.get_one(Document, document_id).metadata_ = {"document_type": "ZDELNOTE", "ar_object": "ZINVOICE"}
+    assert info(client, document_id)["type"] == "ZDELNOTE"  # an explicit document type comes first
 
 
 def test_patch_takes_seed_000_request_and_answers_its_response(
