@@ -1,4 +1,5 @@
-"""The sharepoint destination against the REST emulator: names, auth recovery, reading back, checks."""
+"""The sharepoint destination against the REST emulator: names, columns, error classification, auth
+recovery, reading back, checks. The real office365 client makes every request."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from marshmallow import ValidationError
 
 from filerelay.destinations import get_kind
 from filerelay.destinations.base import DestinationError, Payload
-from filerelay.destinations.sharepoint import SharePointDestination, clean_name
+from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
 from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
 
 LIBRARY = "/sites/team/Shared Documents"
@@ -38,21 +39,6 @@ def payload(data: bytes, path: str, **identity: str) -> Payload:
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "folder", "expected"),
-    [
-        ("invoice.pdf", False, "invoice.pdf"),
-        ('a*b:c<d>e?f"g|h.pdf', False, "a_b_c_d_e_f_g_h.pdf"),
-        ("Rechnung #5 100%.pdf", False, "Rechnung #5 100%.pdf"),
-        ("Rechnung #5 100%", True, "Rechnung _5 100_"),
-        ("  spaced. ", False, "spaced"),
-        ("...", False, "_"),
-    ],
-)
-def test_names_follow_sharepoint_rules(name: str, folder: bool, expected: str) -> None:
-    assert clean_name(name, folder=folder) == expected
-
-
 def test_refused_characters_are_replaced_and_hash_percent_names_work(sp: Emulator) -> None:
     # With this switch the emulator refuses '#'/'%' in the legacy string-URL API, as SharePoint does.
     sp.refuse_special_in_legacy_urls = True
@@ -71,10 +57,76 @@ def test_redelivery_overwrites_the_same_path(sp: Emulator) -> None:
     assert sp.files[f"{LIBRARY}/Z1/x.pdf"] == b"second"
 
 
+def test_reserved_names_are_delivered_under_sanitised_names(sp: Emulator) -> None:
+    target = destination(sp)
+    target.deliver(payload(b"con", "/CON/~$x.pdf"))
+    target.deliver(payload(b"vti", "/forms/_vti_bin/desktop.ini"))
+    target.deliver(payload(b"lpt", "/Z1/LPT1"))
+    assert sp.files[f"{LIBRARY}/CON_/_$x.pdf"] == b"con"
+    assert sp.files[f"{LIBRARY}/forms_/_vti-bin/desktop_.ini"] == b"vti"
+    assert sp.files[f"{LIBRARY}/Z1/LPT1_"] == b"lpt"
+    # Nothing was refused on the way: the names were right before they were sent.
+    assert 400 not in sp.statuses()
+    assert b"".join(target.read("/CON/~$x.pdf")) == b"con"
+
+
 def test_columns_are_set_from_the_document(sp: Emulator) -> None:
+    sp.library().columns |= {"DocId", "Repo", "Kind"}
     target = destination(sp, columns={"DocId": "doc_id", "Repo": "repo_id", "Kind": "content_type"})
     target.deliver(payload(b"x", "/Z1/x.pdf", doc_id="D-1", repo_id="Z1", comp_id="data"))
     assert sp.list_items[f"{LIBRARY}/Z1/x.pdf"] == {"DocId": "D-1", "Repo": "Z1", "Kind": "application/pdf"}
+
+
+def test_a_missing_column_fails_for_good_and_names_the_column(sp: Emulator) -> None:
+    sp.library().columns.add("DocId")
+    target = destination(sp, columns={"DocId": "doc_id", "Kunde": "repo_id"})
+    with pytest.raises(DestinationError, match=r"did not set the columns Kunde on /Z1/x\.pdf") as info:
+        target.deliver(payload(b"x", "/Z1/x.pdf", doc_id="D-1", repo_id="Z1"))
+    assert not info.value.retryable
+    assert "Column 'Kunde' does not exist" in str(info.value)
+    assert "DocId" not in str(info.value).split("(", 1)[0]  # only the failed column is blamed
+    # SharePoint saves none of the fields when one fails; the upload itself went through.
+    assert sp.files[f"{LIBRARY}/Z1/x.pdf"] == b"x"
+    assert "DocId" not in sp.list_items[f"{LIBRARY}/Z1/x.pdf"]
+
+
+def test_a_read_only_column_fails_for_good(sp: Emulator) -> None:
+    target = destination(sp, columns={"Title": "doc_id", "ID": "repo_id"})
+    with pytest.raises(DestinationError, match=r"columns ID on .*This field cannot be updated") as info:
+        target.deliver(payload(b"x", "/Z1/x.pdf", doc_id="D-1", repo_id="Z1"))
+    assert not info.value.retryable
+
+
+def test_a_400_is_not_retried(sp: Emulator) -> None:
+    sp.inject(400, times=10, match="AddUsingPath")
+    with pytest.raises(DestinationError, match="HTTP 400") as info:
+        destination(sp).deliver(payload(b"x", "/Z1/x.pdf"))
+    assert not info.value.retryable
+    assert sp.statuses("AddUsingPath") == [400]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_long_retry_after_ends_the_attempt_and_is_passed_on(sp: Emulator, status: int) -> None:
+    sp.inject(status, times=1, match="AddUsingPath", retry_after=INLINE_WAIT_MAX + 90)
+    with pytest.raises(DestinationError, match=f"HTTP {status}") as info:
+        destination(sp).deliver(payload(b"x", "/Z1/x.pdf"))
+    assert info.value.retryable
+    assert info.value.retry_after == INLINE_WAIT_MAX + 90
+    # Not waited out inside the attempt: the delivery engine schedules the next one.
+    assert sp.statuses("AddUsingPath") == [status]
+
+
+def test_short_throttling_is_waited_out_at_most_step_retries_times(sp: Emulator) -> None:
+    sp.inject(429, times=STEP_RETRIES, match="AddUsingPath", retry_after=0)
+    with pytest.raises(DestinationError, match="HTTP 429") as info:
+        destination(sp).deliver(payload(b"x", "/Z1/x.pdf"))
+    assert info.value.retryable
+    assert info.value.retry_after == 0
+    assert sp.statuses("AddUsingPath") == [429] * STEP_RETRIES
+
+    sp.inject(429, times=STEP_RETRIES - 1, match="AddUsingPath", retry_after=0)
+    destination(sp).deliver(payload(b"y", "/Z1/x.pdf"))
+    assert sp.files[f"{LIBRARY}/Z1/x.pdf"] == b"y"
 
 
 def test_a_401_rebuilds_the_context_and_the_delivery_goes_through(sp: Emulator) -> None:
@@ -111,10 +163,20 @@ def test_read_back_ranges(sp: Emulator) -> None:
         list(target.read("/Z1/missing.pdf"))
 
 
-def test_check_reports_a_missing_library(sp: Emulator) -> None:
+def test_check_passes_for_the_default_library_and_fails_clearly_for_a_missing_one(sp: Emulator) -> None:
+    # "Shared Documents" is the default library's URL name; its title is "Documents".
     destination(sp).check()
-    with pytest.raises(DestinationError, match="library 'Nope'"):
+    destination(sp, library="Shared Documents").check()
+    with pytest.raises(DestinationError, match="no document library at /sites/team/Nope on http") as info:
         destination(sp, library="Nope").check()
+    assert not info.value.retryable
+
+
+def test_check_finds_a_library_whose_title_differs_from_its_url(sp: Emulator) -> None:
+    sp.add_library("Rechnungen2026", title="Rechnungen 2026")
+    destination(sp, library="Rechnungen2026").check()
+    with pytest.raises(DestinationError, match="no document library"):
+        destination(sp, library="Rechnungen 2026").check()  # the title is not the address
 
 
 def test_settings_need_certificate_auth_unless_a_static_token_is_given() -> None:

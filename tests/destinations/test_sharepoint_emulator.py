@@ -25,6 +25,10 @@ from tests.support.sharepoint_emulator import Emulator, parse_segment, sharepoin
 MB = 1024 * 1024
 CHUNK = 4 * MB
 INBOX = "Shared Documents/2026/Inbox"
+UPLOAD_ID = "6f1c3d52-8f4b-4a8e-9d0b-3c1f2e4a5b6c"
+# Microsoft's list ("Restrictions and limitations in OneDrive and SharePoint"), in mixed case.
+RESERVED = ["CON", "prn", "AUX", "NUL", "COM0", "COM9", "LPT0", "lpt9", ".lock", "desktop.ini", "~$x.pdf", "a_vti_b"]
+REFUSED_CHARACTERS = ["a\\b", 'a"b', "a*b", "a:b", "a<b", "a>b", "a?b", "a|b"]
 
 ContextFactory = Callable[..., ClientContext]
 
@@ -167,6 +171,7 @@ def test_reading_a_missing_file_raises_not_found(make_ctx: ContextFactory) -> No
 
 
 def test_metadata_through_validate_update_list_item_and_merge(sp: Emulator, make_ctx: ContextFactory) -> None:
+    sp.library().columns.add("DocId")
     folder = _inbox(make_ctx())
     uploaded = folder.files.upload_file(io.BytesIO(b"%PDF-1.7"), "meta.pdf").execute_query()
     path = f"/sites/team/{INBOX}/meta.pdf"
@@ -333,12 +338,12 @@ def test_raw_protocol_chunked_bodies_and_offset_checks(sp: Emulator) -> None:
         assert sp.files["/sites/team/Shared Documents/c.bin"] == b"abcde"
 
         file_api = f"{api}/Web/GetFileById('{entity['UniqueId']}')"
-        started = http.post(f"{file_api}/startUpload(uploadID='u1')", data=b"12345", timeout=5)
+        started = http.post(f"{file_api}/startUpload(uploadID='{UPLOAD_ID}')", data=b"12345", timeout=5)
         assert started.json() == {"d": {"StartUpload": "5"}}
-        wrong = http.post(f"{file_api}/continueUpload(uploadID='u1',fileOffset=4)", data=b"6", timeout=5)
+        wrong = http.post(f"{file_api}/continueUpload(uploadID='{UPLOAD_ID}',fileOffset=4)", data=b"6", timeout=5)
         assert wrong.status_code == 400
         assert wrong.json()["error"]["message"]["lang"] == "en-US"
-        finished = http.post(f"{file_api}/finishUpload(uploadID='u1',fileOffset=5)", data=b"678", timeout=5)
+        finished = http.post(f"{file_api}/finishUpload(uploadID='{UPLOAD_ID}',fileOffset=5)", data=b"678", timeout=5)
         assert finished.json()["d"]["Length"] == "8"
         raw = http.get(
             f"{api}/web/getFileByServerRelativeUrl('/sites/team/Shared%20Documents/c.bin')/$value", timeout=5
@@ -364,3 +369,182 @@ def test_path_parsing_respects_quotes_and_doubled_apostrophes() -> None:
         {"uploadid": "u", "fileoffset": 42},
     )
     assert parse_segment("Folders('a, b')", {}) == ("folders", {"0": "a, b"})
+
+
+# ------------------------------------------------------------------ strictness: what SharePoint refuses
+
+
+def test_lists_are_found_by_title_or_by_url_never_by_url_name_as_title(sp: Emulator, make_ctx: ContextFactory) -> None:
+    ctx = make_ctx()
+    by_title = ctx.web.lists.get_by_title("Documents").get().execute_query()
+    by_url = ctx.web.get_list("/sites/team/Shared Documents").get().execute_query()
+    assert by_title.title == by_url.title == "Documents"
+    assert by_title.id == by_url.id
+
+    with pytest.raises(ClientRequestException) as caught:
+        make_ctx().web.lists.get_by_title("Shared Documents").get().execute_query()
+    assert _response(caught.value).status_code == 404
+    error = _response(caught.value).json()["error"]
+    assert error["code"] == "-1, System.ArgumentException"
+    assert error["message"]["value"] == f"List 'Shared Documents' does not exist at site with URL '{sp.site_url}'."
+
+    with pytest.raises(ObjectNotFoundException):
+        make_ctx().web.get_list("/sites/team/Nope").get().execute_query()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [*RESERVED, *REFUSED_CHARACTERS, " lead.pdf", "trail.pdf "],
+)
+def test_names_sharepoint_refuses_are_answered_400_illegal_name(
+    sp: Emulator, make_ctx: ContextFactory, name: str
+) -> None:
+    ctx = make_ctx()
+    folder = _inbox(ctx)
+    ctx.add_query(
+        ServiceOperationQuery(
+            folder.files, "AddUsingPath", {"DecodedUrl": name, "Overwrite": True}, b"x", None, File(ctx)
+        )
+    )
+    with pytest.raises(SharePointException) as caught:
+        ctx.execute_query()
+    assert _response(caught.value).status_code == 400
+    assert caught.value.code == "-2130575245, Microsoft.SharePoint.SPException"
+    assert "not permitted" in _response(caught.value).json()["error"]["message"]["value"]
+
+    folder_ctx = make_ctx()
+    folder_ctx.web.get_folder_by_server_relative_path(f"/sites/team/{INBOX}").add(name)
+    with pytest.raises(SharePointException):
+        folder_ctx.execute_query()
+    assert not [p for p in sp.files if p.endswith(name)]
+    assert not [p for p in sp.folders if p.endswith(name)]
+
+
+def test_a_forms_folder_is_refused_only_directly_in_a_library(sp: Emulator, make_ctx: ContextFactory) -> None:
+    with pytest.raises(SharePointException) as caught:
+        make_ctx().web.ensure_folder_path("Shared Documents/Forms").execute_query()
+    assert _response(caught.value).status_code == 400
+    make_ctx().web.ensure_folder_path("Shared Documents/2026/Forms").execute_query()
+    assert "/sites/team/Shared Documents/2026/Forms" in sp.folders
+
+
+def test_validate_update_reports_each_failed_field_with_http_200(sp: Emulator, make_ctx: ContextFactory) -> None:
+    sp.library().columns.add("DocId")
+    uploaded = _inbox(make_ctx()).files.upload_file(io.BytesIO(b"%PDF"), "v.pdf").execute_query()
+    path = f"/sites/team/{INBOX}/v.pdf"
+
+    result = uploaded.listItemAllFields.validate_update_list_item({"DocId": "D-1", "Kunde": "K", "ID": 7})
+    uploaded.execute_query()  # no exception: SharePoint answers 200
+
+    outcome = {v.FieldName: (v.HasException, v.ErrorCode, v.ErrorMessage) for v in result.value}
+    assert outcome["DocId"] == (False, 0, None)
+    assert outcome["Kunde"][0] is True
+    assert outcome["Kunde"][1] == -2147024809
+    assert str(outcome["Kunde"][2]).startswith("Column 'Kunde' does not exist.")
+    assert outcome["ID"][:2] == (True, -2146232832)
+    assert outcome["ID"][2] == "This field cannot be updated."
+    assert [status for _, _, status in sp.requests[-1:]] == [200]
+    assert "DocId" not in sp.list_items[path]  # one failed field: the item is left as it was
+
+
+def test_merge_of_an_unknown_property_is_400(sp: Emulator, make_ctx: ContextFactory) -> None:
+    uploaded = _inbox(make_ctx()).files.upload_file(io.BytesIO(b"%PDF"), "m.pdf").execute_query()
+    item = uploaded.listItemAllFields
+    item.set_property("Kunde", "K")  # type: ignore[no-untyped-call]
+    with pytest.raises(SharePointException) as caught:
+        item.update().execute_query()
+    assert _response(caught.value).status_code == 400
+    assert "The property 'Kunde' does not exist" in str(caught.value)
+
+
+def test_overwrite_in_a_versioned_library_keeps_the_old_version(sp: Emulator, make_ctx: ContextFactory) -> None:
+    folder = _inbox(make_ctx())
+    path = f"/sites/team/{INBOX}/v.pdf"
+    folder.files.upload_file(io.BytesIO(b"one"), "v.pdf").execute_query()
+    second = folder.files.upload_file(io.BytesIO(b"two"), "v.pdf").execute_query()
+    assert sp.files[path] == b"two"
+    assert sp.versions[path] == [b"one"]
+    assert second.major_version == 2
+
+    sp.add_library("Plain", versioning=False)
+    plain = make_ctx().web.ensure_folder_path("Plain/x").execute_query()
+    plain.files.upload_file(io.BytesIO(b"one"), "p.pdf").execute_query()
+    again = plain.files.upload_file(io.BytesIO(b"two"), "p.pdf").execute_query()
+    assert sp.files["/sites/team/Plain/x/p.pdf"] == b"two"
+    assert "/sites/team/Plain/x/p.pdf" not in sp.versions
+    assert again.major_version == 1
+
+
+def _stub(sp: Emulator, make_ctx: ContextFactory, name: str, content: bytes = b"") -> tuple[ClientContext, File]:
+    ctx = make_ctx()
+    stub = _inbox(ctx).files.add(name, content, overwrite=True).execute_query()
+    return ctx, stub
+
+
+def test_upload_session_rules(sp: Emulator, make_ctx: ContextFactory) -> None:
+    ctx, target = _stub(sp, make_ctx, "s.bin", b"old")
+    path = f"/sites/team/{INBOX}/s.bin"
+
+    # StartUpload is idempotent for the same id and fragment; the file is unchanged until FinishUpload.
+    # (Edm.Int64 comes as a string in verbose JSON.)
+    assert int(target.start_upload(UPLOAD_ID, b"abc").execute_query().value) == 3
+    assert int(target.start_upload(UPLOAD_ID, b"abc").execute_query().value) == 3
+    assert int(target.continue_upload(UPLOAD_ID, 3, b"de").execute_query().value) == 5
+    assert sp.files[path] == b"old"
+
+    target.continue_upload(UPLOAD_ID, 4, b"x")
+    with pytest.raises(ClientRequestException) as wrong_offset:
+        ctx.execute_query()
+    assert _response(wrong_offset.value).status_code == 400
+
+    target.continue_upload("9b2e6c1a-0000-4000-8000-000000000000", 5, b"x")
+    with pytest.raises(ObjectNotFoundException):
+        ctx.execute_query()
+
+    target.start_upload(UPLOAD_ID, b"different")
+    with pytest.raises(ClientRequestException) as reused:
+        ctx.execute_query()
+    assert _response(reused.value).status_code == 400
+
+    target.finish_upload(UPLOAD_ID, 5, b"f").execute_query()
+    assert sp.files[path] == b"abcdef"
+    assert sp.versions[path] == [b"old"]
+
+    # The session is over: its id is unknown now.
+    target.continue_upload(UPLOAD_ID, 6, b"g")
+    with pytest.raises(ObjectNotFoundException):
+        ctx.execute_query()
+
+
+def test_upload_session_needs_a_guid_an_existing_file_and_its_own_file(sp: Emulator, make_ctx: ContextFactory) -> None:
+    ctx, target = _stub(sp, make_ctx, "a.bin", b"a")
+    target.start_upload("not-a-guid", b"x")
+    with pytest.raises(ClientRequestException) as not_guid:
+        ctx.execute_query()
+    assert _response(not_guid.value).status_code == 400
+
+    missing = ctx.web.get_file_by_server_relative_path(f"/sites/team/{INBOX}/missing.bin")
+    missing.start_upload(UPLOAD_ID, b"x")
+    with pytest.raises(ObjectNotFoundException):
+        ctx.execute_query()
+
+    target.start_upload(UPLOAD_ID, b"x").execute_query()
+    _, other = _stub(sp, make_ctx, "b.bin", b"b")
+    other.continue_upload(UPLOAD_ID, 1, b"y")
+    with pytest.raises(ObjectNotFoundException):
+        other.context.execute_query()
+
+
+def test_cancel_upload_drops_the_session_and_an_empty_stub(sp: Emulator, make_ctx: ContextFactory) -> None:
+    ctx, existing = _stub(sp, make_ctx, "kept.bin", b"kept")
+    existing.start_upload(UPLOAD_ID, b"new").execute_query()
+    existing.cancel_upload(UPLOAD_ID).execute_query()
+    assert sp.files[f"/sites/team/{INBOX}/kept.bin"] == b"kept"
+    existing.continue_upload(UPLOAD_ID, 3, b"x")
+    with pytest.raises(ObjectNotFoundException):
+        ctx.execute_query()
+
+    ctx, stub = _stub(sp, make_ctx, "stub.bin")
+    stub.start_upload(UPLOAD_ID, b"new").execute_query()
+    stub.cancel_upload(UPLOAD_ID).execute_query()
+    assert f"/sites/team/{INBOX}/stub.bin" not in sp.files

@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from filerelay.api import create_app
 from filerelay.config_file import apply, load
-from filerelay.db.models import Delivery, Destination, Document
+from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
+from filerelay.destinations.sharepoint import INLINE_WAIT_MAX
 from tests.integration.conftest import Relay, wait_until
 from tests.support.s3server import S3Server
 from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
@@ -27,10 +28,18 @@ LIBRARY = "/sites/team/Shared Documents"
 @pytest.fixture
 def sp() -> Iterator[Emulator]:
     with sharepoint_emulator() as emulator:
+        emulator.library().columns.add("DocId")
         yield emulator
 
 
-def config(sp: Emulator, s3: S3Server | None = None, *, max_retries: int = 2) -> Callable[[str, Path], str]:
+def config(
+    sp: Emulator,
+    s3: S3Server | None = None,
+    *,
+    max_retries: int = 2,
+    path: str = "/{repo_id}/invoice_{doc_id}{ext}",
+    columns: str = "{DocId: doc_id}",
+) -> Callable[[str, Path], str]:
     def build(bucket: str, out: Path) -> str:
         s3_destination = (
             f"""- {{id: dest_s3prod, name: S3 Production Archive, kind: s3, bucket: {bucket},
@@ -48,8 +57,8 @@ def config(sp: Emulator, s3: S3Server | None = None, *, max_retries: int = 2) ->
                 retry: {{max_retries: {max_retries}, ttl: 1h, backoff_base: 1s, backoff_max: 2s}}
                 destinations:
                   - {{id: dest_sharepoint, name: SharePoint Team Site, kind: sharepoint, site_url: "{sp.site_url}",
-                     library: Shared Documents, access_token: "{sp.token}", columns: {{DocId: doc_id}},
-                     path: "/{{repo_id}}/invoice_{{doc_id}}{{ext}}"}}
+                     library: Shared Documents, access_token: "{sp.token}", columns: {columns},
+                     path: "{path}"}}
                   {s3_destination}
                 repositories:
                   - {{id: Z1, description: Invoices, signature: none, destinations: {wired}}}
@@ -161,3 +170,75 @@ def test_s3_delivered_sharepoint_failed_and_a_retry_resends_sharepoint_only(
     wait_until(lambda: document_status(relay) == "delivered", timeout=120, what="delivered after retry")
     assert delivery_states(relay) == {"dest_s3prod": ("delivered", 1), "dest_sharepoint": ("delivered", 2)}
     assert sp.files[f"{LIBRARY}/Z1/invoice_MIXED1.pdf"] == content
+
+
+def sharepoint_delivery(relay: Relay) -> Delivery:
+    with session_scope(relay.runtime.sessions) as session:
+        delivery = session.scalars(
+            select(Delivery).join(Destination).where(Destination.public_id == "dest_sharepoint")
+        ).one()
+        session.expunge(delivery)
+        return delivery
+
+
+def test_reserved_names_are_delivered_under_sanitised_names(make_relay: Callable[..., Relay], sp: Emulator) -> None:
+    # Renders to /Z1/CON/~$scan_CON.pdf: a reserved folder name and a refused "~$" file prefix.
+    relay = make_relay(config_for=config(sp, path="/{repo_id}/{doc_id}/~$scan_{doc_id}{ext}"))
+    relay.start("worker", "worker", "--queues", "sharepoint")
+    assert relay.sap.create("CON", "data", b"%PDF con", "application/pdf").status == 201
+    wait_until(lambda: document_status(relay) == "delivered", timeout=120, what="delivered")
+
+    assert sp.files[f"{LIBRARY}/Z1/CON_/_$scan_CON.pdf"] == b"%PDF con"
+    assert sp.list_items[f"{LIBRARY}/Z1/CON_/_$scan_CON.pdf"]["DocId"] == "CON"
+    assert 400 not in sp.statuses()
+    assert delivery_states(relay) == {"dest_sharepoint": ("delivered", 1)}
+
+
+def test_a_400_from_sharepoint_fails_the_delivery_without_retry(make_relay: Callable[..., Relay], sp: Emulator) -> None:
+    relay = make_relay(config_for=config(sp, max_retries=2))
+    sp.inject(400, times=10, match="AddUsingPath")
+    relay.start("worker", "worker", "--queues", "sharepoint")
+    relay.start("sweeper", "sweeper")
+    assert relay.sap.create("BAD400", "data", b"%PDF bad", "application/pdf").status == 201
+    wait_until(lambda: document_status(relay) == "failed", timeout=120, what="failed")
+
+    assert delivery_states(relay) == {"dest_sharepoint": ("failed", 1)}
+    assert sp.statuses("AddUsingPath") == [400]
+    assert "HTTP 400" in str(sharepoint_delivery(relay).last_error)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_sets_the_next_attempt_at_least_that_far_out(
+    make_relay: Callable[..., Relay], sp: Emulator, status: int
+) -> None:
+    # Longer than the in-attempt wait limit, so the attempt ends and the engine reschedules; far longer
+    # than the workspace's backoff (at most 2 s), so only the header can explain the delay.
+    retry_after = INLINE_WAIT_MAX + 90
+    relay = make_relay(config_for=config(sp, max_retries=2))
+    sp.inject(status, times=1, match="AddUsingPath", retry_after=retry_after)
+    relay.start("worker", "worker", "--queues", "sharepoint")
+    assert relay.sap.create("SLOW", "data", b"%PDF slow", "application/pdf").status == 201
+    wait_until(lambda: sharepoint_delivery(relay).status == "retrying", timeout=120, what="retrying")
+
+    delivery = sharepoint_delivery(relay)
+    with session_scope(relay.runtime.sessions) as session:
+        finished_at = session.scalars(
+            select(DeliveryAttempt.finished_at).where(DeliveryAttempt.delivery_id == delivery.id)
+        ).one()
+    assert delivery.next_attempt_at is not None
+    assert finished_at is not None
+    assert (delivery.next_attempt_at - finished_at).total_seconds() >= retry_after
+    assert f"HTTP {status}" in str(delivery.last_error)
+
+
+def test_a_missing_column_fails_the_delivery_for_good_naming_it(make_relay: Callable[..., Relay], sp: Emulator) -> None:
+    relay = make_relay(config_for=config(sp, columns="{DocId: doc_id, Kunde: repo_id}"))
+    relay.start("worker", "worker", "--queues", "sharepoint")
+    relay.start("sweeper", "sweeper")
+    assert relay.sap.create("NOCOL", "data", b"%PDF", "application/pdf").status == 201
+    wait_until(lambda: document_status(relay) == "failed", timeout=120, what="failed")
+
+    assert delivery_states(relay) == {"dest_sharepoint": ("failed", 1)}
+    error = str(sharepoint_delivery(relay).last_error)
+    assert "did not set the columns Kunde" in error
+    assert "Column 'Kunde' does not exist" in error

@@ -16,8 +16,10 @@ Usage::
         sp.inject(429, match="continueUpload", retry_after=1)   # next continueUpload is throttled
 
 State is kept in memory and may be read (and seeded) directly: ``files`` (bytes per server-relative
-path), ``folders`` (server-relative paths; the site root and ``Shared Documents`` exist from the
-start), ``list_items`` (the columns set on each file's list item, keyed by file path) and ``requests``
+path), ``versions`` (earlier contents per path, oldest first), ``folders`` (server-relative paths; the
+site root and ``Shared Documents`` exist from the start), ``libraries`` (:class:`Library` per root
+folder; ``library()`` / ``add_library()`` to configure columns, read-only columns and versioning),
+``list_items`` (the columns set on each file's list item, keyed by file path) and ``requests``
 (method, decoded path without query, status) in arrival order; ``statuses(match)`` filters that log and
 ``file_id(path)`` gives a file's UniqueId.
 
@@ -27,9 +29,24 @@ an old digest fail with 403 -2130575251 (the library refreshes and resends once)
 and ``heal()`` model a site that is down. Setting ``refuse_special_in_legacy_urls`` makes the string-URL
 forms refuse names with ``#`` or ``%`` (SharePoint documents them as unsupported there).
 
-Names SharePoint refuses (``" * : < > ? / \\ |``, leading/trailing spaces, ``_vti_``, a ``~$`` prefix,
-reserved names such as ``CON`` or ``desktop.ini``) and decoded paths longer than 400 characters are
-answered with 400, as SharePoint Online does.
+What SharePoint Online refuses, refused the same way:
+
+* Lists: ``lists/GetByTitle('…')`` matches the list's Title only (the default library is titled
+  ``Documents``; ``GetByTitle('Shared Documents')`` is 404 ``-1, System.ArgumentException`` "List '…' does
+  not exist at site with URL '…'."); ``getList('/sites/x/Shared Documents')`` finds it by its URL.
+* Names (Microsoft Learn, "Restrictions and limitations in OneDrive and SharePoint"): ``" * : < > ? / \\ |``,
+  leading/trailing spaces, ``_vti_`` anywhere, a ``~$`` prefix, the names ``.lock``, ``CON``, ``PRN``,
+  ``AUX``, ``NUL``, ``COM0``-``COM9``, ``LPT0``-``LPT9``, ``desktop.ini``, a folder ``forms`` directly in a
+  library: 400 ``-2130575245, Microsoft.SharePoint.SPException``. Decoded paths over 400 characters: 400.
+* ``ValidateUpdateListItem`` answers 200 with a result per field; a column the library does not have, or
+  a read-only one, reports ``HasException: true`` with ``ErrorCode``/``ErrorMessage``, and then none of
+  the fields is saved. MERGE of an unknown property is 400.
+* Upload sessions (``File.StartUpload``/``ContinueUpload``/``FinishUpload``/``CancelUpload``): the uploadId
+  must be a GUID, the file must exist, a session belongs to its file, ``fileOffset`` must equal the bytes
+  received so far, StartUpload is idempotent for the same id and fragment, the content changes only at
+  FinishUpload, CancelUpload ends the session (and removes an empty stub that held nothing before).
+* With versioning on (the default), an overwrite keeps the previous content in ``versions`` and bumps
+  ``MajorVersion``.
 """
 
 from __future__ import annotations
@@ -58,14 +75,46 @@ INVALID_NAME = "-2130575245, Microsoft.SharePoint.SPException"
 ACCESS_DENIED = "-2147024891, System.UnauthorizedAccessException"
 INVALID_QUERY = "-1, Microsoft.SharePoint.Client.InvalidClientQueryException"
 ARGUMENT = "-2147024809, System.ArgumentException"
+# GetByTitle of a missing list: 404 with this code (not FileNotFoundException).
+LIST_MISSING = "-1, System.ArgumentException"
 GENERIC = "-2146233088, System.Exception"
+# Per-field ErrorCode values of ValidateUpdateListItem (ints, as SharePoint reports them).
+FIELD_MISSING_CODE = -2147024809  # ArgumentException: "Column 'X' does not exist. ..."
+FIELD_READ_ONLY_CODE = -2146232832  # SPFieldValidationException-style refusal
 
 DOCUMENTS_LIBRARY = "Shared Documents"
+DOCUMENTS_TITLE = "Documents"
 MAX_PATH = 400
+# "Restrictions and limitations in OneDrive and SharePoint" (Microsoft Learn), "Invalid file names
+# and file types": these characters anywhere, these whole names (case-insensitive), "_vti_" anywhere,
+# a "~$" prefix, leading or trailing spaces, and a folder "forms" at the root of a library.
 _INVALID_CHARS = set('"*:<>?/\\|')
 _RESERVED_NAMES = {".lock", "con", "prn", "aux", "nul", "desktop.ini"} | {
     f"{p}{n}" for p in ("com", "lpt") for n in range(10)
 }
+# Columns every document library has that a client may set through ValidateUpdateListItem
+# (Author/Editor/Created/Modified included: SharePoint lets app-only callers set them this way).
+BUILTIN_COLUMNS = frozenset({"Title", "FileLeafRef", "Author", "Editor", "Created", "Modified", "ContentTypeId"})
+# Columns SharePoint computes; setting one reports HasException with "This field cannot be updated."
+READ_ONLY_COLUMNS = frozenset(
+    {
+        "ID",
+        "Id",
+        "GUID",
+        "UniqueId",
+        "FileRef",
+        "FileDirRef",
+        "FSObjType",
+        "File_x0020_Size",
+        "_UIVersionString",
+        "Created_x0020_Date",
+        "Last_x0020_Modified",
+        "DocIcon",
+        "EncodedAbsUrl",
+        "ServerUrl",
+        "LinkFilename",
+    }
+)
 
 
 class SharePointError(Exception):
@@ -98,7 +147,26 @@ class _FileMeta:
 @dataclass
 class _Upload:
     path: str
+    first: bytes  # StartUpload's fragment: a repeat with the same id and bytes is idempotent
     data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class Library:
+    """A document library. ``url`` is its root folder (server-relative; the URL name, such as
+    ``Shared Documents``), ``title`` what ``GetByTitle`` matches (``Documents`` for the default one).
+    ``columns`` are the custom columns ValidateUpdateListItem and MERGE accept besides the built-in
+    ones; ``read_only`` are refused with "This field cannot be updated."; with ``versioning`` on
+    (SharePoint Online's default) an overwrite keeps the old content as a version."""
+
+    url: str
+    title: str
+    columns: set[str] = field(default_factory=set)
+    read_only: set[str] = field(default_factory=lambda: set(READ_ONLY_COLUMNS))
+    versioning: bool = True
+
+    def entity_type(self) -> str:
+        return _entity_type(self.url.rsplit("/", 1)[-1])
 
 
 # Resolved targets of an /_api/ path.
@@ -114,7 +182,7 @@ class _Lists:
 
 @dataclass(frozen=True)
 class _List:
-    path: str  # root folder of the library
+    path: str  # root folder of an existing library
 
 
 @dataclass(frozen=True)
@@ -296,16 +364,21 @@ def parse_segment(segment: str, aliases: dict[str, str]) -> tuple[str, dict[str,
     return name.lower(), args
 
 
-def _check_name(name: str) -> None:
-    refused = (
+def refused_name(name: str, *, library_root_folder: bool = False) -> bool:
+    """Whether SharePoint Online refuses ``name`` for a file or folder (Microsoft's documented rules)."""
+    return (
         not name
         or any(c in _INVALID_CHARS for c in name)
-        or name != name.strip()
+        or name != name.strip(" ")
         or "_vti_" in name.lower()
         or name.startswith("~$")
         or name.lower() in _RESERVED_NAMES
+        or (library_root_folder and name.lower() == "forms")
     )
-    if refused:
+
+
+def _check_name(name: str, *, library_root_folder: bool = False) -> None:
+    if refused_name(name, library_root_folder=library_root_folder):
         raise SharePointError(
             400,
             INVALID_NAME,
@@ -324,13 +397,17 @@ class Emulator:
         self.site_path = f"/sites/{site}"
         self.token = token
         self.base_url = ""  # set when the server is bound
+        self._lock = threading.RLock()
         self.files: dict[str, bytes] = {}
-        self.folders: set[str] = {self.site_path, f"{self.site_path}/{DOCUMENTS_LIBRARY}"}
+        self.folders: set[str] = {self.site_path}
+        self.libraries: dict[str, Library] = {}
+        self.add_library(DOCUMENTS_LIBRARY, DOCUMENTS_TITLE)
         self.list_items: dict[str, dict[str, object]] = {}
+        # Earlier contents of each file, oldest first, kept when its library has versioning on.
+        self.versions: dict[str, list[bytes]] = {}
         self.requests: list[tuple[str, str, int]] = []
         # time.monotonic() of each entry in `requests`, to check waits such as Retry-After.
         self.request_times: list[float] = []
-        self._lock = threading.RLock()
         self._digests: set[str] = set()
         self._faults: list[_Fault] = []
         self._always: tuple[int, float | None] | None = None
@@ -349,6 +426,27 @@ class Emulator:
     @property
     def site_url(self) -> str:
         return f"{self.base_url}{self.site_path}"
+
+    def add_library(
+        self,
+        url_name: str,
+        title: str | None = None,
+        *,
+        columns: tuple[str, ...] = (),
+        read_only: tuple[str, ...] = (),
+        versioning: bool = True,
+    ) -> Library:
+        """Create a document library at ``/sites/<site>/<url_name>`` titled ``title`` (default: the URL name)."""
+        with self._lock:
+            url = f"{self.site_path}/{url_name}"
+            library = Library(url, title or url_name, set(columns), set(READ_ONLY_COLUMNS) | set(read_only), versioning)
+            self.libraries[url] = library
+            self.folders.add(url)
+            return library
+
+    def library(self, url_name: str = DOCUMENTS_LIBRARY) -> Library:
+        """A library by its URL name, to configure columns or versioning."""
+        return self.libraries[f"{self.site_path}/{url_name}"]
 
     def inject(self, status: int, times: int = 1, match: str = "", retry_after: float | None = None) -> None:
         """Answer the next ``times`` requests whose decoded path contains ``match`` (case-insensitive;
@@ -473,7 +571,7 @@ class Emulator:
     def _server_relative(self, url: object) -> str:
         if not isinstance(url, str):
             raise SharePointError(400, ARGUMENT, "A server-relative URL is required.")
-        url = url.strip()
+        # No trimming: a name with a trailing blank must reach the name check and be refused.
         if url.lower().startswith(("http://", "https://")):
             url = "/" + url.split("/", 3)[3] if url.count("/") >= 3 else "/"
         if not url.startswith("/"):
@@ -518,9 +616,20 @@ class Emulator:
             self.list_items.setdefault(path, {})
         return meta
 
-    def _library_of(self, path: str) -> str:
-        rest = path[len(self.site_path) :].strip("/")
-        return f"{self.site_path}/{rest.split('/', 1)[0]}" if rest else self.site_path
+    def _library_at(self, url: str) -> Library | None:
+        lowered = url.rstrip("/").lower()
+        return next((lib for url_, lib in self.libraries.items() if url_.lower() == lowered), None)
+
+    def _library_of(self, path: str) -> Library | None:
+        """The library whose root folder holds ``path`` (files outside libraries have no list item)."""
+        lowered = path.lower()
+        return next((lib for url, lib in self.libraries.items() if lowered.startswith(url.lower() + "/")), None)
+
+    def _existing_library_of(self, path: str) -> Library:
+        library = self._library_of(path)
+        if library is None:
+            raise SharePointError(404, FILE_NOT_FOUND, "File Not Found.")
+        return library
 
     def _argument(self, args: dict[str, object], *names: str) -> object:
         for name in names:
@@ -577,12 +686,25 @@ class Emulator:
                 return _File(found)
             if name == "lists" and args is None:
                 return _Lists()
+            if name in ("getlist", "getlistusingpath") and args is not None:
+                url = self._server_relative(self._argument(a, "decodedurl", "0"))
+                library = self._library_at(url)
+                if library is None:
+                    raise SharePointError(404, FILE_NOT_FOUND, "File Not Found.")
+                return _List(library.url)
             if name == "folders":
                 return _Folders(self.site_path) if args is None else _Folder(self._child(self.site_path, a))
             return None
         if isinstance(target, _Lists) and name == "getbytitle" and args is not None:
+            # The Title only: the default library is titled "Documents", its URL name "Shared Documents"
+            # does not find it.
             title = str(self._argument(a, "0"))
-            return _List(f"{self.site_path}/{DOCUMENTS_LIBRARY if title.lower() == 'documents' else title}")
+            titled = next((lib for lib in self.libraries.values() if lib.title.lower() == title.lower()), None)
+            if titled is None:
+                raise SharePointError(
+                    404, LIST_MISSING, f"List '{title}' does not exist at site with URL '{self.site_url}'."
+                )
+            return _List(titled.url)
         if isinstance(target, _List) and name == "rootfolder":
             return _Folder(target.path)
         if isinstance(target, _Folder):
@@ -604,12 +726,14 @@ class Emulator:
                 return _Item(target.path)
             if name == "parentfolder" and args is None:
                 return _Folder(target.path.rsplit("/", 1)[0])
-            if name in ("startupload", "continueupload", "finishupload", "cancelupload") and args is not None:
+            if name in ("startupload", "continueupload", "finishupload") and args is not None:
+                return _Operation(target, name, a)
+            if name == "cancelupload":  # the library sends uploadId in the JSON body
                 return _Operation(target, name, a)
             return None
         if isinstance(target, _Item):
             if name == "parentlist" and args is None:
-                return _List(self._library_of(target.path))
+                return _List(self._existing_library_of(target.path).url)
             if name == "validateupdatelistitem":
                 return _Operation(target, name, a)
         return None
@@ -632,17 +756,14 @@ class Emulator:
         if isinstance(target, _Item) and method == "MERGE":
             return self._merge_item(target.path, body)
         if isinstance(target, _File) and method == "DELETE":
-            path = self._existing_file(target.path)
-            del self.files[path]
-            self._file_meta.pop(path, None)
-            self.list_items.pop(path, None)
+            self._forget(self._existing_file(target.path))
             return _Answer(200, b"")
         if isinstance(target, _Folder) and method == "DELETE":
             path = self._existing_folder(target.path)
             for p in [f for f in self.folders if f == path or f.startswith(path + "/")]:
                 self.folders.discard(p)
             for p in [f for f in self.files if f.startswith(path + "/")]:
-                del self.files[p]
+                self._forget(p)
             return _Answer(200, b"")
         if isinstance(target, _Value) and method == "PUT":
             path = self._existing_file(target.path)
@@ -671,7 +792,9 @@ class Emulator:
         if isinstance(target, _Item):
             return _json(200, {"d": self._item_entity(self._existing_file(target.path))})
         if isinstance(target, _List):
-            return _json(200, {"d": self._list_entity(self._existing_folder(target.path))})
+            return _json(200, {"d": self._list_entity(self.libraries[target.path])})
+        if isinstance(target, _Lists):
+            return _json(200, {"d": {"results": [self._list_entity(lib) for lib in self.libraries.values()]}})
         raise SharePointError(400, INVALID_QUERY, "This resource cannot be read.")
 
     def _operation(self, op: _Operation, body: bytes) -> _Answer:
@@ -683,7 +806,11 @@ class Emulator:
             overwrite = op.args.get("overwrite", False) is True
             return self._add_file(op.target.folder, name, overwrite, body)
         if isinstance(op.target, _File):
-            return self._upload_step(op, self._existing_file(op.target.path), body)
+            path = self._existing_file(op.target.path)
+            if op.name == "cancelupload" and "uploadid" not in op.args:
+                params = {k.lower(): v for k, v in self._json_body(body).items()}
+                op = _Operation(op.target, op.name, {**op.args, **params})
+            return self._upload_step(op, path, body)
         if isinstance(op.target, _Item) and op.name == "validateupdatelistitem":
             return self._validate_update(self._existing_file(op.target.path), body)
         raise SharePointError(400, INVALID_QUERY, f"Operation {op.name} is not supported.")
@@ -696,7 +823,7 @@ class Emulator:
             parent_path, leaf = path.rsplit("/", 1)
             if self._find_folder(parent_path) is None:
                 raise SharePointError(404, FILE_NOT_FOUND, "File Not Found.")
-            _check_name(leaf)
+            _check_name(leaf, library_root_folder=self._library_at(parent_path) is not None)
             self._check_length(path)
             if self._find_file(path) is not None:
                 raise SharePointError(400, FILE_EXISTS, f"A file with the name {path} already exists.")
@@ -723,29 +850,55 @@ class Emulator:
         return _json(200, {"d": self._file_entity(path)})
 
     def _store(self, path: str, data: bytes) -> None:
-        new = path not in self.files
+        previous = self.files.get(path)
         self.files[path] = data
         meta = self._meta(path)
-        if not new:
+        library = self._library_of(path)
+        if previous is not None and (library is None or library.versioning):
+            # An overwrite in a versioned library is a new major version; the old content stays.
+            self.versions.setdefault(path, []).append(previous)
             meta.version += 1
         meta.modified = _now()
+
+    def _forget(self, path: str) -> None:
+        del self.files[path]
+        self._file_meta.pop(path, None)
+        self.list_items.pop(path, None)
+        self.versions.pop(path, None)
+        for upload_id in [u for u, session in self._uploads.items() if session.path == path]:
+            del self._uploads[upload_id]
 
     def _check_length(self, path: str) -> None:
         if len(path) > MAX_PATH:
             raise SharePointError(400, ARGUMENT, f"The URL is too long ({len(path)} > {MAX_PATH} characters).")
 
     def _upload_step(self, op: _Operation, path: str, body: bytes) -> _Answer:
-        upload_id = str(self._argument(op.args, "uploadid")).lower()
-        if op.name == "startupload":
-            if upload_id in self._uploads:
-                raise SharePointError(400, ARGUMENT, f"Upload session {upload_id} already exists.")
-            self._uploads[upload_id] = _Upload(path, bytearray(body))
-            return _json(200, {"d": {"StartUpload": str(len(body))}})
+        """File.StartUpload/ContinueUpload/FinishUpload/CancelUpload (Microsoft.SharePoint.Client.File):
+        the session is keyed by the uploadId GUID and bound to its file (which must exist); the file's
+        content changes only at FinishUpload; StartUpload is idempotent for the same id and fragment;
+        CancelUpload drops the session and deletes a file that held nothing before it."""
+        raw_id = str(self._argument(op.args, "uploadid"))
+        try:
+            upload_id = str(uuid.UUID(raw_id.strip("{}")))
+        except ValueError:
+            raise SharePointError(
+                400, INVALID_QUERY, f"The value '{raw_id}' of parameter 'uploadId' is not a valid Edm.Guid."
+            ) from None
         session = self._uploads.get(upload_id)
+        if op.name == "startupload":
+            if session is not None and (session.path != path or session.first != body):
+                raise SharePointError(400, ARGUMENT, f"Upload session {upload_id} already exists.")
+            if session is None:
+                self._uploads[upload_id] = _Upload(path, body, bytearray(body))
+            return _json(200, {"d": {"StartUpload": str(len(body))}})
         if session is None or session.path != path:
             raise SharePointError(404, FILE_NOT_FOUND, f"Upload session {upload_id} was not found.")
         if op.name == "cancelupload":
             del self._uploads[upload_id]
+            if not self.files[path] and self._meta(path).version == 1:
+                # "If the file doesn't already exist in the library, the partially updated file will be
+                # deleted": the empty stub a client adds to open the session goes too.
+                self._forget(path)
             return _json(200, {"d": {"CancelUpload": None}})
         offset = self._argument(op.args, "fileoffset")
         if offset != len(session.data):
@@ -762,36 +915,61 @@ class Emulator:
 
     def _merge_item(self, path: str, body: bytes) -> _Answer:
         path = self._existing_file(path)
-        values = self._json_body(body)
+        library = self._existing_library_of(path)
+        values = {k: v for k, v in self._json_body(body).items() if k != "__metadata"}
+        for name in values:
+            if name not in library.columns and name not in BUILTIN_COLUMNS and name not in library.read_only:
+                raise SharePointError(
+                    400,
+                    INVALID_QUERY,
+                    f"The property '{name}' does not exist on type '{library.entity_type()}'. "
+                    "Make sure to only use property names that are defined by the type.",
+                )
         self._meta(path)
-        self.list_items.setdefault(path, {}).update({k: v for k, v in values.items() if k != "__metadata"})
+        self.list_items.setdefault(path, {}).update(values)
         return _Answer(204)
 
     def _validate_update(self, path: str, body: bytes) -> _Answer:
+        """ListItem.ValidateUpdateListItem: HTTP 200 and one result per field, each with HasException,
+        ErrorCode and ErrorMessage; a field SharePoint cannot set fails alone in its result, and when any
+        field fails the item is left unchanged."""
         payload = self._json_body(body)
         form_values = payload.get("formValues")
         if isinstance(form_values, dict):  # {"results": [...]} in verbose JSON
             form_values = form_values.get("results")
         if not isinstance(form_values, list):
             raise SharePointError(400, ARGUMENT, "formValues is required.")
+        library = self._existing_library_of(path)
         item_id = self._meta(path).item_id
-        fields = self.list_items.setdefault(path, {})
+        updates: dict[str, object] = {}
         results = []
         for value in form_values:
             if not isinstance(value, dict) or "FieldName" not in value:
                 raise SharePointError(400, ARGUMENT, "Each form value needs a FieldName.")
-            fields[str(value["FieldName"])] = value.get("FieldValue")
+            name = str(value["FieldName"])
+            error: tuple[int, str] | None = None
+            if name in library.read_only:
+                error = (FIELD_READ_ONLY_CODE, "This field cannot be updated.")
+            elif name not in library.columns and name not in BUILTIN_COLUMNS:
+                error = (
+                    FIELD_MISSING_CODE,
+                    f"Column '{name}' does not exist. It may have been deleted by another user.  {library.url}",
+                )
+            else:
+                updates[name] = value.get("FieldValue")
             results.append(
                 {
                     "__metadata": {"type": "SP.ListItemFormUpdateValue"},
-                    "ErrorCode": 0,
-                    "ErrorMessage": None,
-                    "FieldName": value["FieldName"],
+                    "ErrorCode": error[0] if error else 0,
+                    "ErrorMessage": error[1] if error else None,
+                    "FieldName": name,
                     "FieldValue": value.get("FieldValue"),
-                    "HasException": False,
+                    "HasException": error is not None,
                     "ItemId": item_id,
                 }
             )
+        if len(updates) == len(form_values):
+            self.list_items.setdefault(path, {}).update(updates)
         return _json(200, {"d": {"ValidateUpdateListItem": {"results": results}}})
 
     @staticmethod
@@ -867,7 +1045,7 @@ class Emulator:
         fields = self.list_items.setdefault(path, {})
         entity: dict[str, object] = {
             "__metadata": {
-                "type": _entity_type(self._library_of(path).rsplit("/", 1)[-1]),
+                "type": self._existing_library_of(path).entity_type(),
                 "etag": f'"{meta.version}"',
             },
             "FileSystemObjectType": 0,
@@ -881,14 +1059,15 @@ class Emulator:
         entity.update(fields)
         return entity
 
-    def _list_entity(self, path: str) -> dict[str, object]:
-        name = path.rsplit("/", 1)[-1]
+    def _list_entity(self, library: Library) -> dict[str, object]:
         return {
-            "__metadata": {"type": "SP.List"},
-            "Id": str(uuid.uuid5(uuid.NAMESPACE_URL, path)),
-            "Title": "Documents" if name == DOCUMENTS_LIBRARY else name,
+            "__metadata": {"type": "SP.DocumentLibrary"},
+            "Id": str(uuid.uuid5(uuid.NAMESPACE_URL, library.url)),
+            "Title": library.title,
             "BaseTemplate": 101,
-            "ListItemEntityTypeFullName": _entity_type(name),
+            "EnableVersioning": library.versioning,
+            "ListItemEntityTypeFullName": library.entity_type(),
+            "ParentWebUrl": self.site_path,
         }
 
 

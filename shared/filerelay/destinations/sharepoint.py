@@ -3,7 +3,10 @@
 
 Uploads use the path-based API (`Files/AddUsingPath`), so names with `#` or `%` work; content larger
 than one chunk goes through an upload session, one chunk at a time from staging, each request
-retried by the library with `Retry-After` honoured (a throttled chunk is re-sent, not the file).
+retried by the library with `Retry-After` honoured (a throttled chunk is re-sent, not the file); a
+Retry-After longer than INLINE_WAIT_MAX ends the attempt and is handed to the delivery engine. Names
+are made acceptable to SharePoint before they are sent (`clean_name`), and the per-column results of
+ValidateUpdateListItem are checked, since SharePoint reports a refused column with HTTP 200.
 """
 
 from __future__ import annotations
@@ -22,10 +25,19 @@ from filerelay.destinations.base import DestinationError, DestinationKind, Paylo
 CHUNK_SIZE = 8 * 1024 * 1024
 # Requests per step, each waiting as long as SharePoint's Retry-After asks.
 STEP_RETRIES = 5
+# The longest Retry-After waited out inside an attempt. A longer one ends the attempt at once and the
+# delivery engine schedules the next no sooner than asked, instead of a worker sleeping on its lease.
+INLINE_WAIT_MAX = 30
 # Characters SharePoint refuses in file and folder names.
 _REFUSED = re.compile(r'["*:<>?/\\|\x00-\x1f]')
 # In folder names also '#' and '%': folders are created through the string-URL API.
 _REFUSED_IN_FOLDERS = re.compile(r'["*:<>?/\\|#%\x00-\x1f]')
+# Whole names SharePoint refuses for files and folders, case-insensitively ("Restrictions and
+# limitations in OneDrive and SharePoint"); ".lock" cannot survive the leading-dot strip.
+_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", "desktop.ini"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
+)
+_VTI = re.compile(r"_vti_", re.IGNORECASE)
 _COLUMN_SOURCE = re.compile(r"^(doc_id|repo_id|comp_id|content_type|meta\.[A-Za-z0-9_.-]+)$")
 
 
@@ -59,19 +71,35 @@ class SharePointSettings(Schema):
             raise ValidationError(f"certificate auth needs {', '.join(missing)} (or access_token for an emulator)")
 
 
-def clean_name(segment: str, *, folder: bool = False) -> str:
-    """SharePoint's naming rules: refused characters become '_', no leading/trailing blanks or dots."""
+def clean_name(segment: str, *, folder: bool = False, library_root: bool = False) -> str:
+    """One path segment made acceptable to SharePoint Online, the same way every time so a redelivery
+    overwrites: refused characters become '_', no leading/trailing blanks or dots, "_vti_" becomes
+    "_vti-", a "~$" prefix becomes "_$", a reserved name (CON, LPT1, desktop.ini, ...) gets '_' before
+    its extension, and a folder "forms" directly in the library (its system folder) becomes "forms_"."""
     cleaned = (_REFUSED_IN_FOLDERS if folder else _REFUSED).sub("_", segment).strip(" .")
+    while _VTI.search(cleaned):
+        cleaned = _VTI.sub(lambda m: m.group(0)[:-1] + "-", cleaned)
+    if cleaned.startswith("~$"):
+        cleaned = "_" + cleaned[1:]
+    if cleaned.lower() in _RESERVED or (folder and library_root and cleaned.lower() == "forms"):
+        stem, dot, extension = cleaned.rpartition(".")
+        cleaned = f"{stem}_.{extension}" if dot else f"{cleaned}_"
     return cleaned or "_"
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """Seconds from a throttled answer's Retry-After (SharePoint sends whole seconds)."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    header = response.headers.get("Retry-After", "").strip()
+    return float(header) if header.replace(".", "", 1).isdigit() else None
 
 
 def _error(exc: Exception, what: str) -> DestinationError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
-    retry_after = None
-    if response is not None:
-        header = response.headers.get("Retry-After", "")
-        retry_after = float(header) if header.replace(".", "", 1).isdigit() else None
+    retry_after = _retry_after(exc)
     # 400/404 on our own requests mean the library or path is wrong: a retry will not fix that.
     retryable = status not in (400, 404)
     detail = f"HTTP {status}" if status else type(exc).__name__
@@ -108,14 +136,27 @@ class SharePointDestination:
     def _server_path(self, path: str, *, folder_only: bool = False) -> tuple[str, str]:
         """(server-relative folder, file name) for a template path like /Z1/2026/x.pdf."""
         segments = [s for s in path.split("/") if s]
-        folders = [clean_name(s, folder=True) for s in segments[:-1]]
+        folders = [clean_name(s, folder=True, library_root=i == 0) for i, s in enumerate(segments[:-1])]
         name = clean_name(segments[-1]) if segments else "_"
         folder = "/".join([self.site_path, self.library, *folders])
         return folder, name
 
     def _run(self, ctx: Any, what: str) -> None:
+        """Run the queued request, retrying throttling (429/503, Retry-After honoured) and transient
+        errors up to STEP_RETRIES times; anything else, or the last failure, is a DestinationError."""
+
+        def after_failure(attempt: int, exc: Exception) -> float | None:
+            wait = _retry_after(exc)
+            # The library sleeps after every failure, the last one too: give up before that sleep,
+            # and before a wait too long to spend holding this delivery's lease.
+            if attempt >= STEP_RETRIES or (wait is not None and wait > INLINE_WAIT_MAX):
+                raise _error(exc, what) from exc
+            return wait
+
         try:
-            ctx.execute_query_with_incremental_retry(max_retry=STEP_RETRIES)
+            ctx.execute_query_retry(max_retry=STEP_RETRIES, failure_callback=after_failure)
+        except DestinationError:
+            raise
         except Exception as exc:
             raise _error(exc, what) from exc
 
@@ -171,8 +212,20 @@ class SharePointDestination:
         if not columns:
             return
         values = {column: _column_value(source, payload) for column, source in columns.items()}
-        target.listItemAllFields.validate_update_list_item({k: v for k, v in values.items() if v is not None})
+        result = target.listItemAllFields.validate_update_list_item({k: v for k, v in values.items() if v is not None})
         self._run(ctx, "cannot set the metadata columns")
+        # SharePoint answers 200 even when fields fail and then saves none of them: each field's
+        # outcome is in the result. A missing or read-only column is the configuration's fault, and a
+        # value the column refuses comes back the same on a retry, so neither is retried.
+        failed = [value for value in result.value if value.HasException]
+        if failed:
+            details = "; ".join(f"{v.FieldName}: {v.ErrorMessage or f'error {v.ErrorCode}'}" for v in failed)
+            names = ", ".join(str(v.FieldName) for v in failed)
+            raise DestinationError(
+                f"SharePoint did not set the columns {names} on {payload.path} ({details}); "
+                "check the destination's columns against the library",
+                retryable=False,
+            )
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
         folder_path, name = self._server_path(path)
@@ -189,9 +242,21 @@ class SharePointDestination:
         return _range(spool, start, length)
 
     def check(self) -> None:
+        # By URL, as deliveries address it: a library's title differs from its URL name (the default
+        # "Shared Documents" library is titled "Documents"), so a lookup by title fails for it.
+        url = f"{self.site_path}/{self.library}"
         ctx = self._context()
-        ctx.web.lists.get_by_title(self.library).get()
-        self._run(ctx, f"library {self.library!r} on {self.site_url} is not usable")
+        ctx.web.get_list(url).get()
+        try:
+            self._run(ctx, f"library {self.library!r} on {self.site_url} is not usable")
+        except DestinationError as exc:
+            if "HTTP 404" in str(exc):
+                raise DestinationError(
+                    f"no document library at {url} on {self.site_url}: 'library' must be the library's "
+                    "URL name (as in its address, e.g. 'Shared Documents'), not its title",
+                    retryable=False,
+                ) from exc
+            raise
 
 
 def _column_value(source: str, payload: Payload) -> str | None:
