@@ -3,14 +3,19 @@ destination that has the current content (ARCHITECTURE.md §3, "Staging store").
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from filerelay.db.models import Document
-from filerelay.delivery.service import read_back
+from filerelay.db.models import DeliveryStatus, Document
+from filerelay.delivery.paths import path_for
+from filerelay.destinations.base import DestinationError, build_client
 from filerelay.staging import CHUNK_SIZE, StagingError, StagingStore
+
+log = logging.getLogger(__name__)
 
 
 class FileRange:
@@ -48,3 +53,23 @@ def open_content(
         except StagingError:
             pass  # purged between reading the row and opening the file
     return read_back(session, document, start, length)
+
+
+def read_back(session: Session, document: Document, start: int, length: int) -> Iterator[bytes] | None:
+    """The document's bytes from the first destination that delivered its current content and can
+    be read (staging was purged). None when no destination can give them back."""
+    if length == 0:
+        return iter(())
+    for delivery in document.deliveries:
+        if delivery.status != DeliveryStatus.DELIVERED or delivery.delivered_generation != document.generation:
+            continue
+        destination = delivery.destination
+        try:
+            client = build_client(destination.kind, destination.settings, destination.secrets)
+            chunks = client.read(delivery.path or path_for(document, destination), start, length)
+            first = next(chunks, b"")
+        except (DestinationError, NotImplementedError) as exc:
+            log.warning("cannot read %s back from %s: %s", document.id, destination.public_id, exc)
+            continue
+        return itertools.chain([first], chunks)
+    return None

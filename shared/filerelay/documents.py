@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session, selectinload
 from filerelay.db.models import (
     ArchiveDocument,
     Delivery,
-    DeliveryStatus,
     Destination,
     Document,
     DocumentStatus,
@@ -26,8 +25,8 @@ from filerelay.db.models import (
     Workspace,
     new_id,
 )
-from filerelay.delivery.rules import policy_for, rollup, start_cycle
-from filerelay.destinations import pull
+from filerelay.delivery import transitions
+from filerelay.delivery.rules import policy_for
 from filerelay.staging import StagedObject
 
 
@@ -119,17 +118,10 @@ def _wire(
                 id=new_id("dlv"), document=document, destination=destination, attempts=0, created_at=now
             )
             session.add(delivery)
-        elif delivery.status == DeliveryStatus.DELIVERING:
-            # An upload of the previous content is running; its finish sees the new generation and
-            # sends the new content after it, so the two can never land out of order.
-            continue
-        start_cycle(delivery, policy_for(workspace, destination), status=DeliveryStatus.PENDING, now=now)
-        delivery.enqueued_at = now
-        delivery.delivered_at = None
-        delivery.last_error = None
-        if destination.kind != pull.NAME:  # the integration fetches it; no worker ever will
-            outcome.enqueue.append((delivery.id, destination.kind))
-    document.status = rollup(d.status for d in document.deliveries)
+        policy = policy_for(workspace, destination)
+        outcome.enqueue += transitions.wired(delivery, kind=destination.kind, policy=policy, now=now)
+    # The caller holds this row: new in this transaction, or locked by put_component.
+    transitions.rolled_up(document, now=now)
     if document.status == DocumentStatus.DISCARDED and document.staging_key:
         # Nothing will ever read these bytes: no destination is wired (ARCHITECTURE.md §2, rule 1).
         outcome.delete_staged.append(document.staging_key)
@@ -210,6 +202,9 @@ def put_component(
         outcome = _wire(session, repository, document, destinations, now)
         session.flush()
         return outcome
+    # Locked before its deliveries are read: a worker finishing an attempt on the old content holds the
+    # same lock, so one of the two sees the other's outcome, never a stale view.
+    transitions.locked(session, [existing.id])
     outcome = Outcome()
     if existing.staging_key:
         outcome.delete_staged.append(existing.staging_key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +17,11 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from filerelay import documents
-from filerelay.db.models import Delivery, DeliveryStatus, Document, DocumentStatus
-from filerelay.delivery.paths import extension_for
-from filerelay.delivery.rules import policy_for, rollup, start_cycle
-from filerelay.delivery.service import path_for
+from filerelay.db.models import DeliveryStatus, Document, DocumentStatus
+from filerelay.delivery import transitions
+from filerelay.delivery.paths import extension_for, path_for
+from filerelay.delivery.rules import policy_for
+from filerelay.delivery.transitions import ExportStatus
 from filerelay.destinations import pull
 
 
@@ -30,15 +31,6 @@ class FileStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     DELETED = "deleted"
-
-
-class ExportStatus(enum.StrEnum):
-    """What an integration reports with PATCH /files/{id} (seed 000)."""
-
-    ERROR = "error"
-    COMPLETED = "completed"
-    EXPORTING = "exporting"
-    EMPTY = "empty"
 
 
 # SAP metadata keys that name what kind of document this is (e.g. an AR_OBJECT such as ZINVOICE).
@@ -191,46 +183,6 @@ def find(session: Session, *, workspace_id: int, file_id: str, lock: bool = Fals
     return session.scalars(query).one_or_none()
 
 
-def _exporting(delivery: Delivery, document: Document, messages: Sequence[str], now: dt.datetime) -> None:
-    # No lease: only a worker's claim takes one, so the sweeper's lease recovery never touches an export.
-    delivery.status = DeliveryStatus.DELIVERING
-    delivery.lease_until = None
-
-
-def _completed(delivery: Delivery, document: Document, messages: Sequence[str], now: dt.datetime) -> None:
-    delivery.status = DeliveryStatus.DELIVERED
-    delivery.delivered_at = now
-    delivery.delivered_generation = document.generation
-    delivery.path = path_for(document, delivery.destination)
-    delivery.sha256 = document.sha256
-    delivery.last_error = None
-
-
-def _error(delivery: Delivery, document: Document, messages: Sequence[str], now: dt.datetime) -> None:
-    delivery.status = DeliveryStatus.FAILED
-    delivery.last_error = "; ".join(messages) or "the integration reported an error"
-
-
-def _empty(delivery: Delivery, document: Document, messages: Sequence[str], now: dt.datetime) -> None:
-    # Waiting for the integration again: a fresh cycle, so the TTL counts from the reset.
-    start_cycle(
-        delivery,
-        policy_for(document.repository.workspace, delivery.destination),
-        status=DeliveryStatus.PENDING,
-        now=now,
-    )
-    delivery.delivered_at = None
-    delivery.last_error = None
-
-
-_PULL_MOVES: dict[ExportStatus, Callable[[Delivery, Document, Sequence[str], dt.datetime], None]] = {
-    ExportStatus.EXPORTING: _exporting,
-    ExportStatus.COMPLETED: _completed,
-    ExportStatus.ERROR: _error,
-    ExportStatus.EMPTY: _empty,
-}
-
-
 def report_export(
     session: Session, document: Document, *, status: ExportStatus, messages: Sequence[str], now: dt.datetime
 ) -> None:
@@ -239,13 +191,21 @@ def report_export(
     document.export_status = status.value
     document.export_messages = list(messages)
     document.export_updated_at = now
-    document.updated_at = now  # pollers of the change feed see the report
     for delivery in document.deliveries:
         if delivery.destination.kind == pull.NAME:
-            _PULL_MOVES[status](delivery, document, messages, now)
-            delivery.next_attempt_at = None
-            delivery.updated_at = now
-    document.status = rollup(d.status for d in document.deliveries)
+            transitions.export_reported(
+                delivery,
+                status,
+                kind=pull.NAME,
+                messages=messages,
+                content=transitions.Delivered(
+                    document.generation, path_for(document, delivery.destination), document.sha256
+                ),
+                policy=policy_for(document.repository.workspace, delivery.destination),
+                now=now,
+            )
+    # Stamps updated_at too: pollers of the change feed see the report.
+    transitions.rolled_up(document, now=now)
     session.flush()
 
 

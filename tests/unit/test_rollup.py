@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from filerelay.db.models import DeliveryStatus, DocumentStatus
-from filerelay.delivery.rules import rollup
+from filerelay.delivery.rollup import rollup
 
 PENDING = DeliveryStatus.PENDING
 DELIVERING = DeliveryStatus.DELIVERING

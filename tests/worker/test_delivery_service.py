@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from filerelay import documents
+from filerelay import content, documents
 from filerelay.clock import FrozenClock
 from filerelay.db.models import Delivery, DeliveryAttempt, Document, new_id
 from filerelay.db.session import session_scope
@@ -322,7 +322,7 @@ def test_content_replaced_while_delivering_is_sent_again_after_the_old_upload(
     result = service.perform(taken, configured.staging)
     assert result.ok
     with session_scope(configured.sessions) as session:
-        wake = service.finish(session, taken, result, now=configured.clock.now(), rand=half)
+        wake = service.finish(session, taken, result, now=configured.clock.now(), rand=half).wake
 
     assert wake == [(created.folder, "folder")]
     row = delivery(configured, created.folder)
@@ -358,7 +358,7 @@ def test_content_replaced_while_delivering_survives_the_old_bytes_being_released
 
     result = service.perform(taken, configured.staging)
     with session_scope(configured.sessions) as session:
-        wake = service.finish(session, taken, result, now=configured.clock.now(), rand=half)
+        wake = service.finish(session, taken, result, now=configured.clock.now(), rand=half).wake
 
     assert wake == [(created.folder, "folder")]
     assert delivery(configured, created.folder).status == "pending"
@@ -379,13 +379,13 @@ def test_read_back_serves_the_delivered_bytes_once_staging_is_released(configure
 
     with session_scope(configured.sessions) as session:
         row = session.get_one(Document, created.document_id)
-        whole = service.read_back(session, row, 0, len(PDF))
+        whole = content.read_back(session, row, 0, len(PDF))
         assert whole is not None
         assert b"".join(whole) == PDF
-        part = service.read_back(session, row, 100, 50)
+        part = content.read_back(session, row, 100, 50)
         assert part is not None
         assert b"".join(part) == PDF[100:150]
-        empty = service.read_back(session, row, 10, 0)
+        empty = content.read_back(session, row, 10, 0)
         assert empty is not None
         assert b"".join(empty) == b""
 
@@ -396,7 +396,7 @@ def test_read_back_is_none_when_nothing_was_delivered(configured: Runtime) -> No
 
     with session_scope(configured.sessions) as session:
         row = session.get_one(Document, created.document_id)
-        assert service.read_back(session, row, 0, len(PDF)) is None
+        assert content.read_back(session, row, 0, len(PDF)) is None
 
 
 def test_read_back_does_not_serve_a_copy_of_replaced_content(configured: Runtime) -> None:
@@ -406,4 +406,4 @@ def test_read_back_does_not_serve_a_copy_of_replaced_content(configured: Runtime
 
     with session_scope(configured.sessions) as session:
         row = session.get_one(Document, created.document_id)
-        assert service.read_back(session, row, 0, len(PDF)) is None
+        assert content.read_back(session, row, 0, len(PDF)) is None

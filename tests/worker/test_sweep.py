@@ -206,7 +206,7 @@ def test_a_worker_finishing_after_its_lease_was_recovered_is_superseded(
 
     result = service.perform(taken, configured.staging)
     with session_scope(configured.sessions) as session:
-        assert service.finish(session, taken, result, now=clock.now(), rand=half) == []
+        assert service.finish(session, taken, result, now=clock.now(), rand=half).verdict is None  # superseded
 
     row = delivery(configured, created.folder)
     assert (row.status, row.attempts) == ("retrying", 1)

@@ -45,6 +45,16 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class AttemptOutcome(enum.StrEnum):
+    RUNNING = "running"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    # The lease ran out while the attempt ran, and the delivery moved on without it.
+    SUPERSEDED = "superseded"
+    # The worker stopped mid-attempt (its lease expired); the sweeper closed the attempt.
+    ABANDONED = "abandoned"
+
+
 class Role(enum.StrEnum):
     VIEWER = "viewer"
     MEMBER = "member"

@@ -7,7 +7,10 @@ import mimetypes
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from filerelay.db.models import Destination, Document
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SIMPLE = frozenset({"doc_id", "repo_id", "comp_id", "ext"})
@@ -91,3 +94,18 @@ def render(template: str, fields: PathFields) -> str:
     if not segments:
         raise TemplateError(f"path template {template!r} expanded to an empty path")
     return "/" + "/".join(segments)
+
+
+def path_for(document: Document, destination: Destination) -> str:
+    """Where the destination keeps the document: its path template rendered for this document."""
+    return render(
+        destination.path_template,
+        PathFields(
+            doc_id=document.doc_id,
+            repo_id=document.repository.repo_id,
+            comp_id=document.comp_id,
+            content_type=document.content_type,
+            received_at=document.received_at,
+            metadata=document.metadata_,
+        ),
+    )

@@ -1,29 +1,12 @@
-"""Pure delivery rules: status roll-up and the retry schedule. No database, clock or network."""
+"""Pure delivery rules: the retry policy and schedule. No database, clock or network."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from filerelay.db.models import Delivery, DeliveryStatus, Destination, DocumentStatus, Workspace
-
-
-def rollup(delivery_statuses: Iterable[str]) -> DocumentStatus:
-    """The document status, by the order of ARCHITECTURE.md §2 (first rule that matches wins)."""
-    statuses = set(delivery_statuses)
-    unknown = statuses - set(DeliveryStatus)
-    if unknown:
-        raise ValueError(f"unknown delivery statuses {sorted(unknown)}")
-    if not statuses:
-        return DocumentStatus.DISCARDED
-    if DeliveryStatus.RETRYING in statuses:
-        return DocumentStatus.RETRYING
-    if DeliveryStatus.FAILED in statuses:
-        return DocumentStatus.FAILED
-    if statuses & {DeliveryStatus.PENDING, DeliveryStatus.DELIVERING}:
-        return DocumentStatus.PENDING
-    return DocumentStatus.DELIVERED
+from filerelay.db.models import DeliveryStatus, Destination, Workspace
 
 
 @dataclass(frozen=True)
@@ -60,18 +43,6 @@ def backoff_seconds(
     if retry_after is not None and retry_after > delay:
         delay = retry_after
     return delay
-
-
-def start_cycle(delivery: Delivery, policy: RetryPolicy, *, status: DeliveryStatus, now: dt.datetime) -> None:
-    """A fresh retry cycle, due now: the attempts counted against max_retries and the TTL start again,
-    while the cumulative `attempts` keeps counting. Whether to send a wake-up is the caller's call."""
-    delivery.status = status
-    delivery.cycle_attempts = 0
-    delivery.cycle_started_at = now
-    delivery.expires_at = now + dt.timedelta(seconds=policy.ttl_seconds)
-    delivery.next_attempt_at = now
-    delivery.lease_until = None
-    delivery.updated_at = now
 
 
 @dataclass(frozen=True)

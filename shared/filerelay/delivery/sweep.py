@@ -12,25 +12,18 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from filerelay.db.models import (
-    Delivery,
-    DeliveryAttempt,
-    DeliveryStatus,
-    Destination,
-    Document,
-    DocumentStatus,
-)
+from filerelay.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document, DocumentStatus
 from filerelay.db.session import session_scope
-from filerelay.delivery.rules import after_failure, policy_for, rollup
+from filerelay.delivery import transitions
+from filerelay.delivery.rules import policy_for
+from filerelay.delivery.transitions import WAITING, Wake
 from filerelay.destinations import pull
 from filerelay.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-WAITING = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
 
-
-def enqueue_due(session: Session, *, now: dt.datetime, grace_seconds: int, limit: int) -> list[tuple[str, str]]:
+def enqueue_due(session: Session, *, now: dt.datetime, grace_seconds: int, limit: int) -> list[Wake]:
     """Due deliveries without a recent wake-up (lost message, flushed Redis, or a retry now due)."""
     rows = session.execute(
         select(Delivery, Destination.kind)
@@ -49,15 +42,9 @@ def enqueue_due(session: Session, *, now: dt.datetime, grace_seconds: int, limit
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
     ).all()
-    for delivery, _kind in rows:
-        delivery.enqueued_at = now
+    for delivery, kind in rows:
+        transitions.woken(delivery, kind=kind, now=now)
     return [(delivery.id, kind) for delivery, kind in rows]
-
-
-def _settle(session: Session, document_ids: set[str], now: dt.datetime) -> None:
-    for document in session.scalars(select(Document).where(Document.id.in_(document_ids)).with_for_update()):
-        document.status = rollup(d.status for d in document.deliveries)
-        document.updated_at = now
 
 
 def recover_expired_leases(
@@ -77,26 +64,9 @@ def recover_expired_leases(
                 DeliveryAttempt.delivery_id == delivery.id, DeliveryAttempt.number == delivery.attempts
             )
         ).one_or_none()
-        if attempt is not None and attempt.outcome == "running":
-            attempt.outcome = "abandoned"
-            attempt.finished_at = now
-            attempt.error_message = "the worker stopped before finishing (lease expired)"
-        verdict = after_failure(
-            policy_for(delivery.document.repository.workspace, delivery.destination),
-            cycle_attempts=delivery.cycle_attempts,
-            expires_at=delivery.expires_at,
-            now=now,
-            retryable=True,
-            retry_after=None,
-            rand=rand,
-        )
-        delivery.status = verdict.status
-        delivery.next_attempt_at = verdict.next_attempt_at
-        delivery.lease_until = None
-        delivery.enqueued_at = None
-        delivery.last_error = "the worker stopped before finishing (lease expired)"
-        delivery.updated_at = now
-    _settle(session, {d.document_id for d in deliveries}, now)
+        policy = policy_for(delivery.document.repository.workspace, delivery.destination)
+        transitions.lease_expired(delivery, attempt, policy=policy, now=now, rand=rand)
+    transitions.settle(session, {d.document_id for d in deliveries}, now=now)
     return len(deliveries)
 
 
@@ -117,11 +87,8 @@ def expire(session: Session, *, now: dt.datetime, limit: int) -> int:
         .with_for_update(skip_locked=True)
     ).all()
     for delivery in deliveries:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.next_attempt_at = None
-        delivery.last_error = (delivery.last_error or "not delivered") + "; retry TTL expired"
-        delivery.updated_at = now
-    _settle(session, {d.document_id for d in deliveries}, now)
+        transitions.ttl_expired(delivery, now=now)
+    transitions.settle(session, {d.document_id for d in deliveries}, now=now)
     return len(deliveries)
 
 

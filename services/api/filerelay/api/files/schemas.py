@@ -11,7 +11,8 @@ from marshmallow import fields, validate
 
 from filerelay.api.rest import DateBound, UtcDateTime
 from filerelay.clock import as_utc
-from filerelay.files import CURSOR_PATTERN, BadCursor, Cursor, ExportStatus, FileStatus
+from filerelay.delivery.transitions import ExportStatus
+from filerelay.files import CURSOR_PATTERN, BadCursor, Cursor, FileStatus
 
 MAX_MESSAGES = 100
 MAX_MESSAGE_LENGTH = 2000

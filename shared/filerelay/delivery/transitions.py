@@ -1,0 +1,361 @@
+"""The delivery state machine: the only code that changes a delivery's state, its attempt log, or a
+document's rolled-up status.
+
+One function per event. Each takes the rows it changes and `now`, refuses an event the state does
+not allow (IllegalTransition: never silently applied), and returns the wake-ups to send after commit
+as (delivery id, kind). `settle` then rolls the touched documents up under a row lock.
+
+    pending ──claimed──▶ delivering ──delivered──▶ delivered
+    retrying ─┘               │ └──failed / lease expired──▶ retrying (later) | failed
+    pending, retrying ──TTL expired──▶ failed ──retried (manual)──▶ retrying, due now
+    any but delivering ──wired (new or replaced content)──▶ pending, fresh cycle
+    pull deliveries: moved by the integration's export reports (ARCHITECTURE.md §2)
+
+Nothing here talks to a network or reads a clock; the database is touched only by `settle`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Document
+from filerelay.delivery.rollup import rollup
+from filerelay.delivery.rules import RetryPolicy, Verdict, after_failure
+from filerelay.destinations import pull
+
+Wake = tuple[str, str]
+
+# Waiting for an attempt: a worker may claim these once due, and the sweeper wakes them.
+WAITING = frozenset({DeliveryStatus.PENDING, DeliveryStatus.RETRYING})
+LEASE_EXPIRED = "the worker stopped before finishing (lease expired)"
+
+
+class IllegalTransition(Exception):
+    """The event is not allowed in the delivery's state; nothing was changed."""
+
+
+class Superseded(IllegalTransition):
+    """An attempt finished after its lease ran out and the delivery moved on without it."""
+
+
+class ExportStatus(enum.StrEnum):
+    """What a pull integration reports (seed 000)."""
+
+    EXPORTING = "exporting"
+    COMPLETED = "completed"
+    ERROR = "error"
+    EMPTY = "empty"
+
+
+class Finished(enum.StrEnum):
+    """What an attempt's finish decided."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # another attempt follows, later
+    FAILED = "failed"  # given up
+    RESTARTED = "restarted"  # the content was replaced meanwhile: the new content goes out now
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    ok: bool
+    error: str | None = None
+    error_class: str | None = None
+    retryable: bool = True
+    retry_after: float | None = None
+    size: int | None = None
+
+
+def _require(delivery: Delivery, event: str, allowed: Iterable[str | None]) -> None:
+    if delivery.status not in allowed:
+        raise IllegalTransition(f"{event}: delivery {delivery.id} is {delivery.status}")
+
+
+def _fresh_cycle(delivery: Delivery, policy: RetryPolicy, status: DeliveryStatus, now: dt.datetime) -> None:
+    """A fresh retry cycle, due now: the attempts counted against max_retries and the TTL start again,
+    while the cumulative `attempts` keeps counting."""
+    delivery.status = status
+    delivery.cycle_attempts = 0
+    delivery.cycle_started_at = now
+    delivery.expires_at = now + dt.timedelta(seconds=policy.ttl_seconds)
+    delivery.next_attempt_at = now
+    delivery.lease_until = None
+    delivery.updated_at = now
+
+
+def _wake(delivery: Delivery, kind: str, now: dt.datetime) -> list[Wake]:
+    if kind == pull.NAME:  # its integration fetches it; no worker ever will
+        return []
+    delivery.enqueued_at = now
+    return [(delivery.id, kind)]
+
+
+def _mark_delivered(delivery: Delivery, *, generation: int, path: str, sha256: str, now: dt.datetime) -> None:
+    delivery.status = DeliveryStatus.DELIVERED
+    delivery.delivered_at = now
+    delivery.delivered_generation = generation
+    delivery.path = path
+    delivery.sha256 = sha256
+    delivery.next_attempt_at = None
+    delivery.lease_until = None
+    delivery.last_error = None
+    delivery.updated_at = now
+
+
+def _apply_verdict(delivery: Delivery, verdict: Verdict, error: str | None, now: dt.datetime) -> None:
+    delivery.status = verdict.status
+    delivery.next_attempt_at = verdict.next_attempt_at
+    delivery.lease_until = None
+    delivery.enqueued_at = None
+    delivery.last_error = error
+    delivery.updated_at = now
+
+
+# --- events -------------------------------------------------------------------------------------------
+
+
+def wired(delivery: Delivery, *, kind: str, policy: RetryPolicy, now: dt.datetime) -> list[Wake]:
+    """New content for the destination: a new delivery row, or the document's content replaced.
+
+    A running upload of the previous content is left alone: its finish sees the new generation and
+    sends the new content after it, so the two never land out of order."""
+    if delivery.status == DeliveryStatus.DELIVERING:
+        return []
+    _fresh_cycle(delivery, policy, DeliveryStatus.PENDING, now)
+    delivery.delivered_at = None
+    delivery.last_error = None
+    return _wake(delivery, kind, now)
+
+
+def claim_changes(*, now: dt.datetime, lease_seconds: int, attempts: Any, cycle_attempts: Any) -> dict[str, Any]:
+    """The claim's new values. With a row's numbers they apply to the row (`claimed`); with the
+    columns themselves they are the SET of the conditional UPDATE that claims in one statement."""
+    return {
+        "status": DeliveryStatus.DELIVERING,
+        "lease_until": now + dt.timedelta(seconds=lease_seconds),
+        "attempts": attempts + 1,
+        "cycle_attempts": cycle_attempts + 1,
+        "updated_at": now,
+    }
+
+
+def _pushed(delivery: Delivery, event: str, kind: str) -> None:
+    if kind == pull.NAME:
+        raise IllegalTransition(f"{event}: delivery {delivery.id} is fetched by its integration, never by a worker")
+
+
+def claimed(delivery: Delivery, *, kind: str, now: dt.datetime, lease_seconds: int) -> None:
+    """A worker takes a due delivery, with a lease."""
+    _pushed(delivery, "claimed", kind)
+    _require(delivery, "claimed", WAITING)
+    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
+        raise IllegalTransition(f"claimed: delivery {delivery.id} is not due until {delivery.next_attempt_at}")
+    for name, value in claim_changes(
+        now=now, lease_seconds=lease_seconds, attempts=delivery.attempts, cycle_attempts=delivery.cycle_attempts
+    ).items():
+        setattr(delivery, name, value)
+
+
+def attempt_started(delivery: Delivery, *, generation: int, now: dt.datetime) -> DeliveryAttempt:
+    """The attempt log's row for the claim just made; the caller adds it to the session."""
+    _require(delivery, "attempt started", {DeliveryStatus.DELIVERING})
+    return DeliveryAttempt(
+        delivery_id=delivery.id,
+        number=delivery.attempts,
+        generation=generation,
+        started_at=now,
+        outcome=AttemptOutcome.RUNNING,
+    )
+
+
+def _close_attempt(attempt: DeliveryAttempt, result: AttemptResult, now: dt.datetime) -> None:
+    attempt.finished_at = now
+    attempt.outcome = AttemptOutcome.DELIVERED if result.ok else AttemptOutcome.FAILED
+    attempt.error_class, attempt.error_message = result.error_class, result.error
+    attempt.bytes_sent = result.size if result.ok else None
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where the attempt put the content: recorded on the delivery once it succeeded."""
+
+    generation: int
+    path: str
+    sha256: str
+
+
+def finished(
+    delivery: Delivery,
+    attempt: DeliveryAttempt,
+    result: AttemptResult,
+    *,
+    content: Delivered,
+    current_generation: int,
+    kind: str,
+    policy: RetryPolicy,
+    now: dt.datetime,
+    rand: Callable[[], float],
+) -> tuple[Finished, list[Wake]]:
+    """An attempt ended: delivered, or failed (retried later or given up), or, when SAP replaced the
+    content meanwhile, restarted for the new content whatever the upload did. Raises Superseded (the
+    attempt row marked so) when the lease ran out and the delivery moved on without this attempt."""
+    _pushed(delivery, "finished", kind)
+    _close_attempt(attempt, result, now)
+    if delivery.status != DeliveryStatus.DELIVERING or delivery.attempts != attempt.number:
+        attempt.outcome = AttemptOutcome.SUPERSEDED
+        raise Superseded(f"attempt {attempt.number} of {delivery.id} finished after its lease ran out")
+    if current_generation != content.generation:
+        _fresh_cycle(delivery, policy, DeliveryStatus.PENDING, now)
+        return Finished.RESTARTED, _wake(delivery, kind, now)
+    if result.ok:
+        _mark_delivered(delivery, generation=content.generation, path=content.path, sha256=content.sha256, now=now)
+        return Finished.DELIVERED, []
+    return _failed(delivery, result, policy, now, rand), []
+
+
+def _failed(
+    delivery: Delivery, result: AttemptResult, policy: RetryPolicy, now: dt.datetime, rand: Callable[[], float]
+) -> Finished:
+    verdict = after_failure(
+        policy,
+        cycle_attempts=delivery.cycle_attempts,
+        expires_at=delivery.expires_at,
+        now=now,
+        retryable=result.retryable,
+        retry_after=result.retry_after,
+        rand=rand,
+    )
+    _apply_verdict(delivery, verdict, result.error, now)
+    return Finished.FAILED if verdict.status == DeliveryStatus.FAILED else Finished.RETRY
+
+
+def lease_expired(
+    delivery: Delivery,
+    attempt: DeliveryAttempt | None,
+    *,
+    policy: RetryPolicy,
+    now: dt.datetime,
+    rand: Callable[[], float],
+) -> None:
+    """The worker died mid-attempt: the attempt counts, the retry rules decide what follows."""
+    _require(delivery, "lease expired", {DeliveryStatus.DELIVERING})
+    if delivery.lease_until is None or delivery.lease_until >= now:
+        raise IllegalTransition(f"lease expired: delivery {delivery.id} holds a lease until {delivery.lease_until}")
+    if attempt is not None and attempt.outcome == AttemptOutcome.RUNNING:
+        attempt.outcome = AttemptOutcome.ABANDONED
+        attempt.finished_at = now
+        attempt.error_message = LEASE_EXPIRED
+    verdict = after_failure(
+        policy,
+        cycle_attempts=delivery.cycle_attempts,
+        expires_at=delivery.expires_at,
+        now=now,
+        retryable=True,
+        retry_after=None,
+        rand=rand,
+    )
+    _apply_verdict(delivery, verdict, LEASE_EXPIRED, now)
+
+
+def ttl_expired(delivery: Delivery, *, now: dt.datetime) -> None:
+    """A waiting delivery, or a pull delivery its integration left exporting (no lease), ran out of time."""
+    exporting = delivery.status == DeliveryStatus.DELIVERING and delivery.lease_until is None
+    if not exporting:
+        _require(delivery, "TTL expired", WAITING)
+    if delivery.expires_at > now:
+        raise IllegalTransition(f"TTL expired: delivery {delivery.id} has until {delivery.expires_at}")
+    delivery.status = DeliveryStatus.FAILED
+    delivery.next_attempt_at = None
+    delivery.last_error = (delivery.last_error or "not delivered") + "; retry TTL expired"
+    delivery.updated_at = now
+
+
+def retried(delivery: Delivery, *, kind: str, policy: RetryPolicy, now: dt.datetime) -> list[Wake]:
+    """A manual retry of a failed delivery: a fresh cycle under today's settings, due now (its TTL
+    counts from the retry); `attempts` keeps counting. A pull delivery waits for its integration."""
+    _require(delivery, "retried", {DeliveryStatus.FAILED})
+    if kind == pull.NAME:
+        _fresh_cycle(delivery, policy, DeliveryStatus.PENDING, now)
+        return []
+    _fresh_cycle(delivery, policy, DeliveryStatus.RETRYING, now)
+    return _wake(delivery, kind, now)
+
+
+def woken(delivery: Delivery, *, kind: str, now: dt.datetime) -> None:
+    """The sweeper sent a wake-up for a due delivery: none is sent again within the grace."""
+    _pushed(delivery, "woken", kind)
+    _require(delivery, "woken", WAITING)
+    delivery.enqueued_at = now
+
+
+def export_reported(
+    delivery: Delivery,
+    status: ExportStatus,
+    *,
+    kind: str,
+    messages: Sequence[str],
+    content: Delivered,
+    policy: RetryPolicy,
+    now: dt.datetime,
+) -> None:
+    """A pull integration's report moves its delivery: exporting → delivering (without a lease, so
+    lease recovery never touches it), completed → delivered, error → failed, empty → waiting again.
+    The integration is the authority on its copy, so a report is taken in any state."""
+    if kind != pull.NAME:
+        raise IllegalTransition(f"export reported: delivery {delivery.id} is pushed by a worker ({kind})")
+    if status == ExportStatus.EMPTY:  # waiting for the integration again; the TTL counts from now
+        _fresh_cycle(delivery, policy, DeliveryStatus.PENDING, now)
+        delivery.delivered_at = None
+        delivery.last_error = None
+        return
+    if status == ExportStatus.EXPORTING:
+        delivery.status = DeliveryStatus.DELIVERING
+        delivery.lease_until = None
+    elif status == ExportStatus.COMPLETED:
+        _mark_delivered(delivery, generation=content.generation, path=content.path, sha256=content.sha256, now=now)
+    else:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.last_error = "; ".join(messages) or "the integration reported an error"
+    delivery.next_attempt_at = None
+    delivery.updated_at = now
+
+
+# --- documents ----------------------------------------------------------------------------------------
+
+
+def rolled_up(document: Document, *, now: dt.datetime) -> None:
+    """A document's status from its deliveries, on a row the caller holds (locked, or new)."""
+    document.status = rollup(d.status for d in document.deliveries)
+    document.updated_at = now
+
+
+def locked(session: Session, document_ids: Iterable[str]) -> list[Document]:
+    """The documents, row-locked in id order (so two callers never deadlock) and freshly read: two
+    deliveries of one document finishing at once must not roll up from stale views."""
+    wanted = sorted(set(document_ids))
+    if not wanted:
+        return []
+    return list(
+        session.scalars(
+            select(Document)
+            .where(Document.id.in_(wanted))
+            .order_by(Document.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def settle(session: Session, document_ids: Iterable[str], *, now: dt.datetime) -> list[Document]:
+    """Lock each document and roll its status up from its deliveries."""
+    documents = locked(session, document_ids)
+    for document in documents:
+        rolled_up(document, now=now)
+    return documents
