@@ -70,11 +70,6 @@ CHANGES = (
         "a manual retry keeps cycle_attempts and expires_at",
         (
             Site(
-                "shared/filerelay/delivery/retry.py",
-                "        start_cycle(delivery, policy, status=DeliveryStatus.RETRYING, now=now)\n",
-                f"        delivery.status, delivery.next_attempt_at = DeliveryStatus.RETRYING, now  {MARK}\n",
-            ),
-            Site(
                 "shared/filerelay/delivery/transitions.py",
                 "    _fresh_cycle(delivery, policy, DeliveryStatus.RETRYING, now)\n"
                 "    return _wake(delivery, kind, now)\n",
@@ -88,11 +83,6 @@ CHANGES = (
         "retry-after",
         "finishing a failed attempt ignores the destination's Retry-After",
         (
-            Site(
-                "shared/filerelay/delivery/service.py",
-                "            retry_after=result.retry_after,\n",
-                f"            retry_after=None,  {MARK}\n",
-            ),
             Site(
                 "shared/filerelay/delivery/transitions.py",
                 "        retry_after=result.retry_after,\n",
