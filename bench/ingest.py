@@ -18,6 +18,8 @@ access log on) and gets the same load: wrk, 2 threads, 16 connections, 100 KiB `
 - FileRelay embedded `filerelay api` on its embedded defaults (FILERELAY_HOME only: SQLite, filesystem broker)
 
 Runs are interleaved (A B C A B C ...) and each figure is the median over runs; docs/s counts 201s only.
+CPU ms is the server processes' own CPU time per 201 (gunicorn master + workers; not PostgreSQL or Redis):
+steadier than docs/s when other work shares the machine.
 Before the load, each server's single-request latency: median of 20 sequential creates on one connection.
 Figures only, no pass/fail; on a busy machine they are noisy (compare ratios, and note `uptime`).
 """
@@ -39,6 +41,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import redis
 from sqlalchemy import create_engine, text
 
@@ -80,6 +83,7 @@ BENCH_LINE = re.compile(r"^BENCH (.*)$", re.MULTILINE)
 class Server:
     key: str
     port: int
+    pid: int
     # How many deliveries (or files) the server has recorded: checked against the 201s it gave.
     stored: Callable[[], int]
     runs: list[dict[str, int]] = field(default_factory=list)
@@ -145,8 +149,8 @@ def reference(key: str, work: Path, database_url: str, redis_url: str) -> Iterat
             stored = lambda: reference_app.count_sqlite(path)  # noqa: E731
         factory = {"bare": "bare", "pg": "postgres", "sqlite": "sqlite"}[key]
         url = f"http://127.0.0.1:{port}"
-        stack.enter_context(started(gunicorn_command(factory, port), env, work / f"{key}.log", ready_url=url))
-        yield Server(key, port, stored)
+        proc = stack.enter_context(started(gunicorn_command(factory, port), env, work / f"{key}.log", ready_url=url))
+        yield Server(key, port, proc.pid, stored)
 
 
 @contextmanager
@@ -169,8 +173,8 @@ def filerelay_api(key: str, work: Path, database_url: str, redis_url: str) -> It
         run_command(filerelay_command("config", "apply", str(config)), env, log)
         args = filerelay_command("api", "--host", "127.0.0.1", "--port", str(port))
         args += ["--workers", str(WORKERS), "--threads", str(THREADS)]
-        stack.enter_context(started(args, env, log, ready_url=f"http://127.0.0.1:{port}"))
-        yield Server(key, port, lambda: count_rows(url))
+        proc = stack.enter_context(started(args, env, log, ready_url=f"http://127.0.0.1:{port}"))
+        yield Server(key, port, proc.pid, lambda: count_rows(url))
 
 
 def create_path(doc_id: str) -> str:
@@ -197,7 +201,22 @@ def idle_latency(server: Server, body: bytes) -> float:
     return statistics.median(timings)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server: gunicorn's master and its workers (not the database or Redis)."""
+    total = 0.0
+    master = psutil.Process(pid)
+    for process in (master, *master.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def run_wrk(server: Server, tag: str, duration: int) -> dict[str, int]:
+    """One load run; wrk's figures plus the server's CPU time (ms) in `cpu_ms`."""
+    cpu_before = cpu_seconds(server.pid)
     args = [
         "wrk",
         f"-t{WRK_THREADS}",
@@ -218,7 +237,15 @@ def run_wrk(server: Server, tag: str, duration: int) -> dict[str, int]:
     found = BENCH_LINE.search(out)
     if found is None:
         raise RuntimeError(f"wrk printed no BENCH line:\n{out}")
-    return {k: int(v) for k, v in (pair.split("=") for pair in found.group(1).split())}
+    figures = {k: int(v) for k, v in (pair.split("=") for pair in found.group(1).split())}
+    # CPU per document is steadier than docs/s on a machine others are using too.
+    figures["cpu_ms"] = round((cpu_seconds(server.pid) - cpu_before) * 1000)
+    return figures
+
+
+def cpu_ms_per_doc(run: dict[str, int]) -> float:
+    ok = run["requests"] - run["non201"]
+    return run["cpu_ms"] / ok if ok else float("nan")
 
 
 def docs_per_second(run: dict[str, int]) -> float:
@@ -233,26 +260,33 @@ def median_of(server: Server, pick: Callable[[dict[str, int]], float]) -> float:
     return statistics.median(pick(run) for run in server.runs) if server.runs else float("nan")
 
 
+def print_row(s: Server) -> None:
+    ok = sum(r["requests"] - r["non201"] for r in s.runs)
+    each = " ".join(f"{docs_per_second(r):.0f}" for r in s.runs)
+    first_bad = next((r["first_bad"] for r in s.runs if r["first_bad"]), None)
+    bad = sum(r["non201"] for r in s.runs)
+    print(
+        f"{s.label:24} {median_of(s, docs_per_second):8.1f} {median_of(s, lambda r: r['p50_us'] / 1000):8.1f} "
+        f"{median_of(s, lambda r: r['p99_us'] / 1000):8.1f} {median_of(s, cpu_ms_per_doc):8.1f} {bad:8d} "
+        f"{sum(socket_errors(r) for r in s.runs):8d} {s.idle_ms:8.1f} {ok:7d} {s.stored():7d}  {each}"
+        + (f"  (first non-201: {first_bad})" if bad else "")
+    )
+
+
 def print_table(servers: list[Server]) -> None:
     print()
-    head = f"{'server':24} {'docs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-201':>8} {'sock err':>8}"
+    head = f"{'server':24} {'docs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>8} {'non-201':>8} {'sock err':>8}"
     print(f"{head} {'idle ms':>8} {'201s':>7} {'stored':>7}  docs/s per run")
-    for s in servers:
-        ok = sum(r["requests"] - r["non201"] for r in s.runs)
-        each = " ".join(f"{docs_per_second(r):.0f}" for r in s.runs)
-        first_bad = next((r["first_bad"] for r in s.runs if r["first_bad"]), None)
-        bad = sum(r["non201"] for r in s.runs)
-        print(
-            f"{s.label:24} {median_of(s, docs_per_second):8.1f} {median_of(s, lambda r: r['p50_us'] / 1000):8.1f} "
-            f"{median_of(s, lambda r: r['p99_us'] / 1000):8.1f} {bad:8d} {sum(socket_errors(r) for r in s.runs):8d} "
-            f"{s.idle_ms:8.1f} {ok:7d} {s.stored():7d}  {each}" + (f"  (first non-201: {first_bad})" if bad else "")
-        )
-    by_key = {s.key: median_of(s, docs_per_second) for s in servers}
+    for server in servers:
+        print_row(server)
     print()
-    for top, bottom in (("filerelay", "pg"), ("embedded", "sqlite"), ("filerelay", "bare"), ("embedded", "bare")):
-        if top in by_key and bottom in by_key and by_key[bottom] > 0:
-            print(f"ratio {SERVERS[top]} / {SERVERS[bottom]}: {by_key[top] / by_key[bottom]:.2f}")
+    for pick, unit in ((docs_per_second, "docs/s"), (cpu_ms_per_doc, "CPU ms per document")):
+        by_key = {s.key: median_of(s, pick) for s in servers}
+        for top, bottom in (("filerelay", "pg"), ("embedded", "sqlite"), ("filerelay", "bare"), ("embedded", "bare")):
+            if top in by_key and bottom in by_key and by_key[bottom] > 0:
+                print(f"ratio of {unit}, {SERVERS[top]} / {SERVERS[bottom]}: {by_key[top] / by_key[bottom]:.2f}")
     print(
+        "CPU ms = the server's own processes' CPU per 201 (not PostgreSQL's or Redis's).\n"
         f"stored = deliveries (or files) recorded: the 201s + {IDLE_WARMUP + IDLE_SAMPLES} idle creates"
         f" + up to {CONNECTIONS} per run still in flight when wrk stopped"
     )
