@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from filerelay.db.models import Certificate, Repository
+from filerelay.repositories import RepositoryContext
 
 MAX_CERTIFICATE_BYTES = 64 * 1024
 
@@ -51,7 +52,9 @@ def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def store(session: Session, *, repository: Repository, auth_id: str, body: bytes, now: dt.datetime) -> Certificate:
+def store(
+    session: Session, *, repository: RepositoryContext, auth_id: str, body: bytes, now: dt.datetime
+) -> Certificate:
     """Keep a received certificate, inactive; sending the same one again changes nothing."""
     certificate = parse(body)
     print_ = fingerprint(certificate)

@@ -14,19 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from filerelay.db.models import (
-    ArchiveDocument,
-    Delivery,
-    Destination,
-    Document,
-    DocumentStatus,
-    Repository,
-    Route,
-    Workspace,
-    new_id,
-)
+from filerelay import repositories
+from filerelay.db.models import ArchiveDocument, Delivery, Document, DocumentStatus, Workspace, new_id
 from filerelay.delivery import transitions
-from filerelay.delivery.rules import policy_for
+from filerelay.repositories import RepositoryContext, WiredDestination
 from filerelay.staging import StagedObject
 
 
@@ -57,19 +48,15 @@ class Outcome:
         self.delete_staged += other.delete_staged
 
 
-def find_repository(session: Session, *, owner: str, slug: str, repo_id: str) -> Repository | None:
-    return session.scalar(
-        select(Repository)
-        .join(Workspace)
-        .where(Workspace.owner_slug == owner, Workspace.slug == slug, Repository.repo_id == repo_id)
-    )
+def find_repository(session: Session, *, owner: str, slug: str, repo_id: str) -> RepositoryContext | None:
+    return repositories.find(session, owner=owner, slug=slug, repo_id=repo_id)
 
 
 def find_workspace(session: Session, *, owner: str, slug: str) -> Workspace | None:
     return session.scalar(select(Workspace).where(Workspace.owner_slug == owner, Workspace.slug == slug))
 
 
-def find_document(session: Session, *, repository: Repository, doc_id: str) -> ArchiveDocument | None:
+def find_document(session: Session, *, repository: RepositoryContext, doc_id: str) -> ArchiveDocument | None:
     return session.scalar(
         select(ArchiveDocument)
         .where(
@@ -89,37 +76,18 @@ def component(document: ArchiveDocument, comp_id: str | None) -> Document | None
     return by_id.get("data") or by_id.get("data1")
 
 
-def _wired(session: Session, repository: Repository) -> list[Destination]:
-    return list(
-        session.scalars(
-            select(Destination)
-            .join(Route, Route.destination_id == Destination.id)
-            .where(Route.repository_id == repository.id, Destination.enabled.is_(True))
-            .order_by(Destination.id)
-        )
-    )
-
-
-def _wire(
-    session: Session,
-    repository: Repository,
-    document: Document,
-    destinations: Sequence[Destination],
-    now: dt.datetime,
-) -> Outcome:
+def _wire(session: Session, document: Document, destinations: Sequence[WiredDestination], now: dt.datetime) -> Outcome:
     """Give the document a fresh retry cycle per wired destination (reusing delivery rows it has)."""
     outcome = Outcome(documents=[document])
     existing = {d.destination_id: d for d in document.deliveries}
-    workspace = repository.workspace
     for destination in destinations:
         delivery = existing.get(destination.id)
         if delivery is None:
             delivery = Delivery(
-                id=new_id("dlv"), document=document, destination=destination, attempts=0, created_at=now
+                id=new_id("dlv"), document=document, destination_id=destination.id, attempts=0, created_at=now
             )
             session.add(delivery)
-        policy = policy_for(workspace, destination)
-        outcome.enqueue += transitions.wired(delivery, kind=destination.kind, policy=policy, now=now)
+        outcome.enqueue += transitions.wired(delivery, kind=destination.kind, policy=destination.policy, now=now)
     # The caller holds this row: new in this transaction, or locked by put_component.
     transitions.rolled_up(document, now=now)
     if document.status == DocumentStatus.DISCARDED and document.staging_key:
@@ -130,7 +98,7 @@ def _wire(
 
 
 def _new_document(
-    repository: Repository, archive_document: ArchiveDocument, new: NewComponent, now: dt.datetime
+    repository: RepositoryContext, archive_document: ArchiveDocument, new: NewComponent, now: dt.datetime
 ) -> Document:
     return Document(
         id=new.staged.key,
@@ -157,29 +125,27 @@ def _new_document(
 def create(
     session: Session,
     *,
-    repository: Repository,
+    repository: RepositoryContext,
     doc_id: str,
     doc_prot: str | None,
     components: Sequence[NewComponent],
     now: dt.datetime,
 ) -> Outcome:
-    """Accept a new SAP document with its components, atomically (the caller's transaction)."""
-    if find_document(session, repository=repository, doc_id=doc_id) is not None:
-        raise DocumentExists(f"document {doc_id} already exists in {repository.repo_id}")
+    """Accept a new SAP document with its components, atomically (the caller's transaction). An
+    existing docId is found by the unique index on insert, not by reading first: DocumentExists."""
     archive_document = ArchiveDocument(
         repository_id=repository.id, doc_id=doc_id, doc_prot=doc_prot, created_at=now, updated_at=now
     )
     session.add(archive_document)
     try:
         session.flush()
-    except IntegrityError as exc:  # a concurrent create of the same docId won the race
-        raise DocumentExists(f"document {doc_id} already exists in {repository.repo_id}") from exc
-    destinations = _wired(session, repository)
+    except IntegrityError as exc:
+        raise DocumentExists(f"document {doc_id} already exists") from exc
     outcome = Outcome()
     for new in components:
         document = _new_document(repository, archive_document, new, now)
         session.add(document)
-        outcome.merge(_wire(session, repository, document, destinations, now))
+        outcome.merge(_wire(session, document, repository.destinations, now))
     session.flush()
     return outcome
 
@@ -187,19 +153,19 @@ def create(
 def put_component(
     session: Session,
     *,
-    repository: Repository,
+    repository: RepositoryContext,
     archive_document: ArchiveDocument,
     new: NewComponent,
     now: dt.datetime,
 ) -> Outcome:
     """Create the component, or replace its content; either way it is delivered (again)."""
-    destinations = _wired(session, repository)
+    destinations = repository.destinations
     existing = component(archive_document, new.comp_id)
     archive_document.updated_at = now
     if existing is None:
         document = _new_document(repository, archive_document, new, now)
         session.add(document)
-        outcome = _wire(session, repository, document, destinations, now)
+        outcome = _wire(session, document, destinations, now)
         session.flush()
         return outcome
     # Locked before its deliveries are read: a worker finishing an attempt on the old content holds the
@@ -216,7 +182,7 @@ def put_component(
     existing.charset = new.charset
     existing.content_version = new.version
     existing.updated_at = now
-    outcome.merge(_wire(session, repository, existing, destinations, now))
+    outcome.merge(_wire(session, existing, destinations, now))
     session.flush()
     return outcome
 

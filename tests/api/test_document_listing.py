@@ -85,7 +85,9 @@ def test_filters_apply_to_cursor_pages(seven: list[str], client: FlaskClient) ->
     first = get(client, "per_page=2&repo_id=Z1")
     second = get(client, f"per_page=2&repo_id=Z1&cursor={first['meta']['next_cursor']}")
     ids = [d["attributes"]["doc_id"] for d in first["data"] + second["data"]]
-    assert ids == ["DOC006", "DOC005", "DOC004", "DOC003"]
+    # DOC003 and DOC004 share an instant: their order is their (random) ids', whichever it is.
+    assert ids[:2] == ["DOC006", "DOC005"]
+    assert sorted(ids[2:]) == ["DOC003", "DOC004"]
 
 
 def test_doc_id_filter_finds_every_repository_s_copy(seven: list[str], client: FlaskClient) -> None:

@@ -11,6 +11,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+READ_ONLY = "filerelay_read_only"
+
 
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
@@ -28,8 +30,10 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
-        # failing with "database is locked" when a reader upgrades.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # failing with "database is locked" when a reader upgrades. A read-only unit of work (read_scope)
+        # begins deferred: in WAL mode it reads a snapshot and never waits for, or blocks, a writer.
+        deferred = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -60,3 +64,13 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work that only reads: on SQLite it takes no write lock, so a request's lookups never
+    queue behind another request's commit. Writing in it is a bug, and SQLite refuses a write that
+    races another writer's ("database is locked"); PostgreSQL treats it as any session."""
+    with session_scope(factory) as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Response, request
 from sqlalchemy.orm import Session
 
-from filerelay import certificates, documents, metrics
+from filerelay import certificates, documents, metrics, repositories
 from filerelay.api.archivelink.multipart import MultipartWriter
 from filerelay.api.archivelink.protocol import (
     ArchiveLinkRequest,
@@ -30,10 +30,11 @@ from filerelay.api.archivelink.security import read_put_cert_body
 from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, replacement_key, stage_body
 from filerelay.api.context import runtime
 from filerelay.content import open_content
-from filerelay.db.models import ArchiveDocument, Document, Repository, new_id
-from filerelay.db.session import session_scope
+from filerelay.db.models import ArchiveDocument, Document, new_id
+from filerelay.db.session import read_scope, session_scope
 from filerelay.documents import DocumentExists, NewComponent, Outcome
 from filerelay.logs import log_context
+from filerelay.repositories import Lookup, RepositoryContext
 from filerelay.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,13 @@ SERVER_VENDOR = "FileRelay"
 SERVER_VERSION = "0.1.0"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
     owner: str
     slug: str
     req: ArchiveLinkRequest
     p_version: str
+    _lookup: Lookup | None = field(default=None, repr=False)
 
     def cont_rep(self) -> str:
         return validate_id("contRep", self.req.require("contRep"), 32)
@@ -63,17 +65,25 @@ class Call:
             return None
         return validate_id("compId", value, MAX_ID_LENGTH)
 
-    def repository(self, session: Session) -> Repository:
-        if documents.find_workspace(session, owner=self.owner, slug=self.slug) is None:
-            raise ProtocolError(f"no content server at /archivelink/{self.owner}/{self.slug}", status=404)
-        repo_id = self.cont_rep()
-        repository = documents.find_repository(session, owner=self.owner, slug=self.slug, repo_id=repo_id)
-        if repository is None:
-            raise ProtocolError(f"unknown content repository {repo_id}")
-        return repository
+    def lookup(self) -> Lookup:
+        """The workspace and repository this request names: one query, the request's first, made once
+        (the security check and the handler share it) and before any body is read."""
+        if self._lookup is None:
+            repo_id = self.cont_rep()
+            with read_scope(runtime().sessions) as session:
+                self._lookup = repositories.lookup(session, owner=self.owner, slug=self.slug, repo_id=repo_id)
+        return self._lookup
 
-    def document(self, session: Session) -> tuple[Repository, ArchiveDocument]:
-        repository = self.repository(session)
+    def repository(self) -> RepositoryContext:
+        found = self.lookup()
+        if found.workspace_id is None:
+            raise ProtocolError(f"no content server at /archivelink/{self.owner}/{self.slug}", status=404)
+        if found.repository is None:
+            raise ProtocolError(f"unknown content repository {self.cont_rep()}")
+        return found.repository
+
+    def document(self, session: Session) -> tuple[RepositoryContext, ArchiveDocument]:
+        repository = self.repository()
         doc_id = self.doc_id()
         document = documents.find_document(session, repository=repository, doc_id=doc_id)
         if document is None:
@@ -158,14 +168,14 @@ def _held(component: Document) -> str:
 def server_info(call: Call) -> Response:
     rt = runtime()
     now = rt.clock.now()
-    with session_scope(rt.sessions) as session:
+    with read_scope(rt.sessions) as session:
         if call.req.get("contRep"):
-            repositories = [call.repository(session)]
+            listed = [(r.repo_id, r.description) for r in [call.repository()]]
         else:
             workspace = documents.find_workspace(session, owner=call.owner, slug=call.slug)
             if workspace is None:
                 raise ProtocolError(f"no content server at /archivelink/{call.owner}/{call.slug}", status=404)
-            repositories = sorted(workspace.repositories, key=lambda r: r.repo_id)
+            listed = sorted((r.repo_id, r.description) for r in workspace.repositories)
         records = [
             [
                 ("serverStatus", "running"),
@@ -179,13 +189,13 @@ def server_info(call: Call) -> Response:
             ]
         ] + [
             [
-                ("contRep", r.repo_id),
-                ("contRepDescription", r.description),
+                ("contRep", repo_id),
+                ("contRepDescription", description),
                 ("contRepStatus", "running"),
                 ("contRepStatusDescription", ""),
                 ("pVersion", call.p_version),
             ]
-            for r in repositories
+            for repo_id, description in listed
         ]
     return Response(format_records(records), status=200, mimetype="text/plain")
 
@@ -196,8 +206,8 @@ def put_cert(call: Call) -> Response:
     rt = runtime()
     auth_id = call.req.require("authId")
     body = read_put_cert_body()
+    repository = call.repository()
     with session_scope(rt.sessions) as session:
-        repository = call.repository(session)
         try:
             certificates.store(session, repository=repository, auth_id=auth_id, body=body, now=rt.clock.now())
         except certificates.UnreadableCertificate as exc:
@@ -210,10 +220,7 @@ def create_single(call: Call) -> Response:
     rt = runtime()
     doc_id, comp_id = call.doc_id(), call.comp_id(required=True)
     assert comp_id is not None
-    with session_scope(rt.sessions) as session:
-        repository = call.repository(session)
-        if documents.find_document(session, repository=repository, doc_id=doc_id):
-            raise ProtocolError(f"document {doc_id} already exists", status=403)
+    call.repository()  # an unknown repository is refused before the body is read
     content_type = parse_content_type(request.headers.get("Content-Type"))
     staged = stage_body(rt.staging, new_id("doc"), rt.settings.max_document_bytes)
     component = NewComponent(comp_id, content_type.mime, content_type.charset, content_type.version, staged)
@@ -229,7 +236,7 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
             with session_scope(rt.sessions) as session:
                 outcome = documents.create(
                     session,
-                    repository=call.repository(session),
+                    repository=call.repository(),
                     doc_id=doc_id,
                     doc_prot=call.req.get("docProt"),
                     components=components,
@@ -253,10 +260,7 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
 def create_multipart(call: Call) -> Response:
     rt = runtime()
     doc_id = call.doc_id()
-    with session_scope(rt.sessions) as session:
-        repository = call.repository(session)
-        if documents.find_document(session, repository=repository, doc_id=doc_id):
-            raise ProtocolError(f"document {doc_id} already exists", status=403)
+    call.repository()  # an unknown repository is refused before the body is read
     parts = StagedParts(rt.staging, rt.settings.max_document_bytes)
     parts.read()
     _create(call, doc_id, [c for _, c in parts.components])
@@ -271,8 +275,7 @@ def m_create(call: Call) -> Response:
     400 that stored nothing, rather than a 400 for a call that quietly kept some documents.
     """
     rt = runtime()
-    with session_scope(rt.sessions) as session:
-        call.repository(session)
+    call.repository()
     parts = StagedParts(rt.staging, rt.settings.max_document_bytes, with_doc_id=True)
     parts.read()
     results: list[tuple[str, int, str]] = []
@@ -297,7 +300,7 @@ def m_create(call: Call) -> Response:
 @command("get", "GET", "HEAD")
 def get(call: Call) -> Response:
     rt = runtime()
-    with session_scope(rt.sessions) as session:
+    with read_scope(rt.sessions) as session:
         _, document = call.document(session)
         component = documents.component(document, call.comp_id(required=False))
         if component is None:
@@ -330,7 +333,7 @@ def _content(rt: Runtime, session: Session, component: Document, start: int, len
 @command("info", "GET")
 def info(call: Call) -> Response:
     rt = runtime()
-    with session_scope(rt.sessions) as session:
+    with read_scope(rt.sessions) as session:
         repository, document = call.document(session)
         comp_id = call.comp_id(required=False)
         components = list(document.components)
@@ -354,7 +357,7 @@ def info(call: Call) -> Response:
 @command("docGet", "GET")
 def doc_get(call: Call) -> Response:
     rt = runtime()
-    with session_scope(rt.sessions) as session:
+    with read_scope(rt.sessions) as session:
         repository, document = call.document(session)
         components = list(document.components)
         contents = [_content(rt, session, c, 0, c.size_bytes) for c in components]
@@ -416,7 +419,7 @@ def update_single(call: Call) -> Response:
     rt = runtime()
     comp_id = call.comp_id(required=True)
     assert comp_id is not None
-    with session_scope(rt.sessions) as session:
+    with read_scope(rt.sessions) as session:
         _, document = call.document(session)
         existing = documents.component(document, comp_id)
         key = replacement_key(existing.id) if existing else new_id("doc")
@@ -433,7 +436,7 @@ def update_single(call: Call) -> Response:
 @command("update", "POST")
 def update_multipart(call: Call) -> Response:
     rt = runtime()
-    with session_scope(rt.sessions) as session:
+    with read_scope(rt.sessions) as session:
         call.document(session)
     parts = StagedParts(rt.staging, rt.settings.max_document_bytes)
     parts.read()
@@ -445,7 +448,7 @@ def update_multipart(call: Call) -> Response:
 def append(call: Call) -> Response:
     rt = runtime()
     comp_id = call.comp_id(required=True)
-    with session_scope(rt.sessions) as session:
+    with read_scope(rt.sessions) as session:
         _, document = call.document(session)
         existing = documents.component(document, comp_id)
         if existing is None:
@@ -462,7 +465,7 @@ def search_command(call: Call) -> Response:
     rt = runtime()
     comp_id = call.comp_id(required=True)
     pattern = call.req.require("pattern")
-    with session_scope(rt.sessions) as session:
+    with read_scope(rt.sessions) as session:
         _, document = call.document(session)
         component = documents.component(document, comp_id)
         if component is None:

@@ -3,6 +3,8 @@ when signed, the secKey (archivelink.md §2.4-2.5). Runs before any handler read
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import request
 from sqlalchemy.orm import Session
 
@@ -11,42 +13,47 @@ from filerelay.api.archivelink import signatures
 from filerelay.api.archivelink.protocol import ArchiveLinkRequest, ProtocolError
 from filerelay.api.archivelink.upload import read_request
 from filerelay.api.context import runtime
-from filerelay.db.models import Repository, SignatureMode
-from filerelay.db.session import session_scope
+from filerelay.db.models import SignatureMode
+from filerelay.db.session import read_scope
+from filerelay.repositories import RepositoryContext
 from filerelay.staging import IncompleteBody
+
+if TYPE_CHECKING:
+    from filerelay.api.archivelink.commands import Call
 
 DEFAULT_DOC_PROT = "rcud"
 
 
-def authorize(owner: str, slug: str, command: str, req: ArchiveLinkRequest) -> None:
-    """Raise SignatureError (401) unless the request may proceed. Unsigned commands pass."""
+def authorize(call: Call, command: str) -> None:
+    """Raise SignatureError (401) unless the request may proceed. Unsigned commands pass. Uses the
+    request's repository lookup; only the modes that need more (a signer's certificates, a document's
+    docProt) read anything else."""
     needed = signatures.ACCESS.get(command)
     if needed is None:
         return  # serverInfo and putCert are never signed
-    repo_id = req.get("contRep")
-    if not repo_id:
+    if not call.req.get("contRep"):
         return  # the handler answers the missing parameter
+    repository = call.lookup().repository
+    if repository is None:
+        return  # the handler answers the unknown repository
+    signed = signatures.read_signed_request(call.req)
+    mode = repository.signature
+    if mode is SignatureMode.NONE:
+        return
     rt = runtime()
     now = rt.clock.now()
-    with session_scope(rt.sessions) as session:
-        repository = documents.find_repository(session, owner=owner, slug=slug, repo_id=repo_id)
-        if repository is None:
-            return  # the handler answers the unknown repository
-        signed = signatures.read_signed_request(req)
-        mode = SignatureMode(repository.signature)
-        if mode is SignatureMode.NONE:
-            return
+    with read_scope(rt.sessions) as session:
         if signed is None:
-            if mode is SignatureMode.REQUIRED or _protected(session, repository, req, needed):
+            if mode is SignatureMode.REQUIRED or _protected(session, repository, call.req, needed):
                 raise signatures.SignatureError(f"repository {repository.repo_id} accepts only signed URLs (secKey)")
             return
         signatures.check_fresh(signed, now=now, skew_seconds=rt.settings.signature_clock_skew_seconds)
         signatures.check_access(signed, command)
         trusted = certificates.trusted(session, repository_id=repository.id, auth_id=signed.auth_id, now=now)
-        signatures.verify(req, command, signed, trusted)
+    signatures.verify(call.req, command, signed, trusted)
 
 
-def _protected(session: Session, repository: Repository, req: ArchiveLinkRequest, letter: str) -> bool:
+def _protected(session: Session, repository: RepositoryContext, req: ArchiveLinkRequest, letter: str) -> bool:
     """`optional` mode: a signature is needed where the document's docProt protects the operation."""
     doc_id = req.get("docId")
     if not doc_id:

@@ -46,8 +46,9 @@ def endpoint(owner: str, slug: str) -> ResponseReturnValue:
         p_version = req.require("pVersion")
         if p_version not in SUPPORTED_VERSIONS:
             raise ProtocolError(f"pVersion {p_version} is not supported; use 0045, 0046 or 0047")
-        security.authorize(owner, slug, command, req)
-        response = handler(commands.Call(owner=owner, slug=slug, req=req, p_version=p_version))
+        call = commands.Call(owner=owner, slug=slug, req=req, p_version=p_version)
+        security.authorize(call, command)
+        response = handler(call)
     except ProtocolError as exc:
         if exc.status >= 500:
             log.error("archivelink %s failed: %s", request.method, exc.description)
