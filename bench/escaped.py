@@ -109,7 +109,7 @@ CHANGES = (
         (
             Site(
                 "shared/filerelay/destinations/s3.py",
-                "                        ChecksumSHA256=base64.b64encode(bytes.fromhex(payload.sha256)).decode(),\n",
+                "                        ChecksumSHA256=_b64(bytes.fromhex(payload.sha256)),\n",
                 f"                        {MARK}: ChecksumSHA256 dropped\n",
             ),
         ),
@@ -124,8 +124,8 @@ CHANGES = (
         (
             Site(
                 "shared/filerelay/destinations/s3.py",
-                '            "Metadata": {**payload.metadata, "sha256": payload.sha256},\n',
-                f'            "Metadata": {{**payload.metadata}},  {MARK}\n',
+                '"Metadata": {**payload.metadata, "sha256": payload.sha256}}\n',
+                f'"Metadata": {{**payload.metadata}}}}  {MARK}\n',
             ),
         ),
         (
@@ -139,8 +139,8 @@ CHANGES = (
         (
             Site(
                 "shared/filerelay/destinations/s3.py",
-                '                        ExtraArgs={**extra, "ChecksumAlgorithm": "SHA256"},\n',
-                f"                        ExtraArgs={{**extra}},  {MARK}\n",
+                "PartNumber=number, Body=data, ChecksumSHA256=checksum\n",
+                f"PartNumber=number, Body=data  {MARK}\n",
             ),
         ),
         (f"{S3_TEST}::test_multipart_parts_carry_sha256_checksums_and_the_metadata",),

@@ -1,14 +1,15 @@
-"""What every process builds once from its settings: engine, sessions, staging, producer, clock."""
+"""What every process builds once from its settings: engine, sessions, staging, producer, clock, clients."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from filerelay.clock import Clock, SystemClock
 from filerelay.db.session import make_engine, make_session_factory
+from filerelay.destinations.base import Clients
 from filerelay.queue import Enqueuer, make_celery
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
@@ -22,6 +23,8 @@ class Runtime:
     staging: StagingStore
     enqueuer: Enqueuer
     clock: Clock
+    # Destination clients, reused across deliveries (and threads) of this process.
+    clients: Clients = field(default_factory=Clients)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -12,19 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.processes import environment, free_port, wait_ready
+from tests.support.processes import environment, filerelay_command, free_port, wait_ready
 from tests.support.sapclient import SapClient
 
 pytestmark = pytest.mark.slow
-
-
-def filerelay_command(process: psutil.Process) -> str | None:
-    """The `filerelay` subcommand a process runs; None for others, and for one that exited meanwhile."""
-    try:
-        args = process.cmdline()
-    except psutil.Error:
-        return None
-    return args[args.index("filerelay.cli") + 1] if "filerelay.cli" in args[:-1] else None
 
 
 def test_up_relays_on_embedded_defaults_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

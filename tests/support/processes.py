@@ -93,12 +93,26 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.05)
 
 
-def _is_api(process: psutil.Process) -> bool:
+# With setproctitle installed (mutmut brings it), gunicorn and Celery retitle their processes, which
+# replaces what cmdline() reads: "gunicorn: worker [filerelay-api]", "[celeryd: filerelay-s3@host:...]".
+_TITLES = {"api": "[filerelay-api]", "worker": "[celeryd: filerelay-"}
+
+
+def filerelay_command(process: psutil.Process) -> str | None:
+    """The `filerelay` subcommand a process runs (api, worker, sweeper, ...), by its arguments or by the
+    title its server gave it; None for other processes, and for one that exited meanwhile."""
     try:
         args = process.cmdline()
     except psutil.Error:
-        return False
-    return "filerelay.cli" in args and "api" in args[args.index("filerelay.cli") :]
+        return None
+    if "filerelay.cli" in args[:-1]:
+        return args[args.index("filerelay.cli") + 1]
+    title = " ".join(args)
+    return next((command for command, mark in _TITLES.items() if mark in title), None)
+
+
+def _is_api(process: psutil.Process) -> bool:
+    return filerelay_command(process) == "api"
 
 
 def gunicorn_workers(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:

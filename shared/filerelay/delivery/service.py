@@ -27,7 +27,7 @@ from filerelay.delivery.paths import path_for
 from filerelay.delivery.rules import policy_for
 from filerelay.delivery.transitions import AttemptResult, Finished, Wake
 from filerelay.destinations import pull
-from filerelay.destinations.base import DestinationError, Payload, build_client
+from filerelay.destinations.base import Clients, DestinationError, Payload
 from filerelay.logs import log_context
 from filerelay.runtime import Runtime
 from filerelay.staging import StagingStore
@@ -115,8 +115,9 @@ def _claim_of(delivery: Delivery, document: Document) -> Claim:
     )
 
 
-def perform(claim: Claim, staging: StagingStore) -> Result:
-    """Upload the staged bytes; every failure becomes a Result, never an exception."""
+def perform(claim: Claim, staging: StagingStore, clients: Clients | None = None) -> Result:
+    """Upload the staged bytes; every failure becomes a Result, never an exception. `clients` reuses
+    the destination's client across deliveries; without it one is built for this delivery."""
     key = claim.staging_key
     if key is None or not staging.exists(key):
         return Result(False, "the staged bytes are gone", "StagingError", retryable=False)
@@ -130,7 +131,8 @@ def perform(claim: Claim, staging: StagingStore) -> Result:
         identity=claim.identity,
     )
     try:
-        build_client(claim.kind, claim.settings, claim.secrets).deliver(payload)
+        client = (clients or Clients(size=1)).get(claim.kind, claim.settings, claim.secrets)
+        client.deliver(payload)
     except DestinationError as exc:
         return Result(False, str(exc), type(exc).__name__, exc.retryable, exc.retry_after)
     except Exception as exc:  # a bug or an unexpected library error: counted and retried, not lost
@@ -194,7 +196,7 @@ def run(runtime: Runtime, delivery_id: str, *, rand: Callable[[], float] = rando
 
 def _attempt(runtime: Runtime, taken: Claim, rand: Callable[[], float]) -> None:
     started = time.perf_counter()  # a duration: the monotonic clock, not the (injectable) wall clock
-    result = perform(taken, runtime.staging)
+    result = perform(taken, runtime.staging, runtime.clients)
     metrics.ATTEMPT_SECONDS.labels(kind=taken.kind).observe(time.perf_counter() - started)
     with session_scope(runtime.sessions) as session:
         done = finish(session, taken, result, now=runtime.clock.now(), rand=rand)

@@ -6,6 +6,10 @@ secrets, and a client that can deliver a staged object to a path, read it back, 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -85,3 +89,32 @@ def get_kind(name: str) -> DestinationKind:
 
 def build_client(kind: str, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> Client:
     return get_kind(kind).build(settings, secrets)
+
+
+class Clients:
+    """Destination clients built once per configuration and reused by every delivery in the process.
+
+    Building one is costly (a boto3 client takes tens of milliseconds and keeps its connection pool), so
+    a worker reuses it; a changed setting or rotated secret makes a new key, hence a new client. Clients
+    are shared between the threads of a worker: a kind's client keeps no per-delivery state (SharePoint
+    builds a fresh request context in each `deliver`, because a failed request leaves state in it)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[str, Client] = OrderedDict()
+
+    def get(self, kind: str, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> Client:
+        # A digest, not the JSON itself, so the cache keeps no second copy of the secrets.
+        material = json.dumps([kind, settings, secrets], sort_keys=True, default=str).encode()
+        key = hashlib.sha256(material).hexdigest()
+        # Built under the lock: the threads of a starting worker all want the same client at once, and
+        # one build (tens of milliseconds, once per configuration) beats eight that are thrown away.
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = build_client(kind, settings, secrets)
+                while len(self._clients) > self._size:
+                    self._clients.popitem(last=False)
+            self._clients.move_to_end(key)
+            return client

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from marshmallow import Schema, fields, validate
 
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 # Up to this size one PUT carries the whole object with its full-object SHA-256; above it, a
 # multipart upload whose parts each carry their own SHA-256 (S3 then reports a composite checksum).
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
-PART_SIZE = 16 * 1024 * 1024
+# One part is held in memory while it is sent (its checksum is computed before it goes out), one
+# upload at a time per delivery: a worker running N deliveries holds at most N parts.
+PART_SIZE = 8 * 1024 * 1024
 CHUNK = 1024 * 1024
 
 
@@ -49,27 +52,6 @@ def _error(exc: Exception, what: str) -> DestinationError:
     return DestinationError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-class _Verified:
-    """The staged bytes of a multipart upload, refused as their last byte is read if they are not the
-    document's: each part's SHA-256 is computed from what is read, so S3 cannot tell. Raising before the
-    upload completes makes the transfer abort it. Only `read`, so the transfer reads it in order."""
-
-    def __init__(self, raw: BinaryIO, size: int, sha256: str) -> None:
-        self._raw, self._size, self._sha256 = raw, size, sha256
-        self._digest = hashlib.sha256()
-        self._seen = 0
-
-    def read(self, n: int = -1) -> bytes:
-        chunk = self._raw.read(n)
-        self._digest.update(chunk)
-        self._seen += len(chunk)
-        if self._seen > self._size or (self._seen == self._size and self._digest.hexdigest() != self._sha256):
-            raise DestinationError("staged bytes do not match their sha256", retryable=False)
-        if not chunk and n != 0 and self._seen < self._size:
-            raise DestinationError(f"staging ended at {self._seen} of {self._size} bytes", retryable=False)
-        return chunk
-
-
 class S3Destination:
     def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
         import boto3
@@ -97,40 +79,62 @@ class S3Destination:
         return path.lstrip("/")
 
     def deliver(self, payload: Payload) -> None:
-        from boto3.s3.transfer import TransferConfig
-
-        extra: dict[str, Any] = {
-            "ContentType": payload.content_type,
-            "Metadata": {**payload.metadata, "sha256": payload.sha256},
-        }
+        key = self.key(payload.path)
         try:
             with payload.open() as body:
                 if payload.size <= MULTIPART_THRESHOLD:
                     self.client.put_object(
                         Bucket=self.bucket,
-                        Key=self.key(payload.path),
+                        Key=key,
                         Body=body,
                         ContentLength=payload.size,
-                        ChecksumSHA256=base64.b64encode(bytes.fromhex(payload.sha256)).decode(),
-                        **extra,
+                        ChecksumSHA256=_b64(bytes.fromhex(payload.sha256)),
+                        **_extra(payload),
                     )
                 else:
-                    self.client.upload_fileobj(
-                        # Duck-typed: a file object the transfer can only read, never seek.
-                        cast(BinaryIO, _Verified(body, payload.size, payload.sha256)),
-                        self.bucket,
-                        self.key(payload.path),
-                        ExtraArgs={**extra, "ChecksumAlgorithm": "SHA256"},
-                        Config=TransferConfig(
-                            multipart_threshold=MULTIPART_THRESHOLD,
-                            multipart_chunksize=PART_SIZE,
-                            max_concurrency=4,
-                        ),
-                    )
+                    self._multipart(key, body, payload)
         except DestinationError:
             raise
         except Exception as exc:
-            raise _error(exc, f"upload to s3://{self.bucket}/{self.key(payload.path)} failed") from exc
+            raise _error(exc, f"upload to s3://{self.bucket}/{key} failed") from exc
+
+    def _multipart(self, key: str, body: BinaryIO, payload: Payload) -> None:
+        """Part by part, each with its SHA-256; the object appears only when completed, and an upload
+        that fails is aborted, so neither a partial object nor orphaned parts are left behind."""
+        upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **_extra(payload)
+        )["UploadId"]
+        try:
+            parts = self._parts(key, upload_id, body, payload)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the failure that got us here is the one to report
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+
+    def _parts(self, key: str, upload_id: str, body: BinaryIO, payload: Payload) -> list[Any]:
+        parts: list[Any] = []
+        whole = hashlib.sha256()
+        sent = 0
+        while sent < payload.size:
+            data = body.read(min(PART_SIZE, payload.size - sent))
+            if not data:
+                raise DestinationError(f"staging ended at {sent} of {payload.size} bytes", retryable=False)
+            whole.update(data)
+            sent += len(data)
+            checksum = _b64(hashlib.sha256(data).digest())
+            number = len(parts) + 1
+            reply = self.client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, ChecksumSHA256=checksum
+            )
+            parts.append({"PartNumber": number, "ETag": reply["ETag"], "ChecksumSHA256": checksum})
+        # Each part's checksum was computed from what was read, so S3 cannot tell wrong staged bytes:
+        # check the whole before completing, and the object never appears.
+        if whole.hexdigest() != payload.sha256:
+            raise DestinationError("staged bytes do not match their sha256", retryable=False)
+        return parts
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(path)}
@@ -148,6 +152,14 @@ class S3Destination:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
             raise _error(exc, f"bucket {self.bucket} is not usable") from exc
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _extra(payload: Payload) -> dict[str, Any]:
+    return {"ContentType": payload.content_type, "Metadata": {**payload.metadata, "sha256": payload.sha256}}
 
 
 def build(settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> S3Destination:

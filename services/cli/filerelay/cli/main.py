@@ -99,14 +99,22 @@ def _queues(value: str) -> list[str]:
     show_default=True,
     help="Destination kinds this worker delivers to, comma-separated.",
 )
-@click.option("--concurrency", default=2, show_default=True, type=int, help="Deliveries in parallel.")
+@click.option("--concurrency", default=8, show_default=True, type=int, help="Deliveries in parallel.")
+@click.option(
+    "--pool",
+    type=click.Choice(["threads", "prefork"]),
+    default="threads",
+    show_default=True,
+    help="threads: the deliveries run in threads of one process (network-bound uploads, one set of "
+    "clients and connections); prefork: one process per delivery.",
+)
 @click.option(
     "--metrics-port",
     type=int,
     default=None,
     help="Serve this worker's delivery counters at :PORT/metrics (for a worker pod's Prometheus scrape).",
 )
-def worker(queues: str, concurrency: int, metrics_port: int | None) -> None:
+def worker(queues: str, concurrency: int, pool: str, metrics_port: int | None) -> None:
     """Run a delivery worker for the given destination kinds (one Celery queue per kind)."""
     from filerelay.metrics_dir import own_multiprocess_dir
     from filerelay.queue import queue_name
@@ -129,6 +137,8 @@ def worker(queues: str, concurrency: int, metrics_port: int | None) -> None:
                 names,
                 "--concurrency",
                 str(concurrency),
+                "--pool",
+                pool,
                 "--loglevel",
                 "INFO",
                 "--without-gossip",

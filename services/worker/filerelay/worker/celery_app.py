@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 
 from celery import Celery, signals
 
@@ -13,17 +14,20 @@ from filerelay.worker import tasks
 
 
 class ProcessRuntime:
-    """One Runtime per worker process, built on first use: engines and connection pools must not
-    cross a fork, so each pool process builds its own after it starts."""
+    """One Runtime per worker process, built on first use and shared by its threads (the threads pool
+    runs several deliveries in one process). Engines and connection pools must not cross a fork, so
+    each prefork pool process builds its own after it starts."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._runtime: Runtime | None = None
+        self._lock = threading.Lock()
 
     def get(self) -> Runtime:
-        if self._runtime is None:
-            self._runtime = build_runtime(self._settings)
-        return self._runtime
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = build_runtime(self._settings)
+            return self._runtime
 
     def forget(self) -> None:
         # The parent's runtime (if any) belongs to the parent; the child drops it without closing it.
