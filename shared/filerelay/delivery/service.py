@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from filerelay import metrics
-from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
+from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, Destination, Document, Repository
 from filerelay.db.session import session_scope
 from filerelay.delivery import transitions
 from filerelay.delivery.paths import path_for
@@ -57,9 +57,10 @@ class Claim:
     identity: Mapping[str, str] = field(default_factory=dict)
 
 
-def _take(session: Session, delivery_id: str, now: dt.datetime, lease_seconds: int) -> bool:
-    """The claim in one conditional UPDATE: only a due, unheld delivery of an enabled push destination."""
-    taken = session.execute(
+def _take(session: Session, delivery_id: str, now: dt.datetime, lease_seconds: int) -> Delivery | None:
+    """The claim in one conditional UPDATE … RETURNING: only a due, unheld delivery of an enabled push
+    destination is taken, and the row comes back with it."""
+    return session.scalars(
         update(Delivery)
         .where(
             Delivery.id == delivery_id,
@@ -76,19 +77,39 @@ def _take(session: Session, delivery_id: str, now: dt.datetime, lease_seconds: i
                 now=now, lease_seconds=lease_seconds, attempts=Delivery.attempts, cycle_attempts=Delivery.cycle_attempts
             )
         )
-        .execution_options(synchronize_session=False)
+        .returning(Delivery),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).one_or_none()
+
+
+def _document(session: Session, document_id: str) -> Document:
+    """The document, row-locked, with everything a claim or a finish reads (its deliveries and their
+    destinations, its repository and workspace), fresh.
+
+    The lock comes first, in a statement of its own: a statement that waits for the lock reads the
+    other tables as they were when it started, so a sibling delivery finished meanwhile would look
+    unfinished and the roll-up would be stale (PostgreSQL, READ COMMITTED). The read after it sees
+    everything committed before the lock was granted."""
+    transitions.locked(session, [document_id])
+    query = (
+        select(Document)
+        .where(Document.id == document_id)
+        .options(
+            joinedload(Document.deliveries).joinedload(Delivery.destination),
+            joinedload(Document.repository).joinedload(Repository.workspace),
+        )
+        .execution_options(populate_existing=True)
     )
-    return taken.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+    return session.scalars(query).unique().one()
 
 
 def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds: int) -> Claim | None:
     """Take the delivery if it is due and nobody holds it; None means there is nothing to do."""
-    if not _take(session, delivery_id, now, lease_seconds):
+    delivery = _take(session, delivery_id, now, lease_seconds)
+    if delivery is None:
         return None
-    delivery = session.scalars(
-        select(Delivery).where(Delivery.id == delivery_id).execution_options(populate_existing=True)
-    ).one()
-    (document,) = transitions.settle(session, [delivery.document_id], now=now)
+    document = _document(session, delivery.document_id)
+    transitions.rolled_up(document, now=now)
     session.add(transitions.attempt_started(delivery, generation=document.generation, now=now))
     session.flush()
     return _claim_of(delivery, document)
@@ -151,15 +172,10 @@ class Finish:
 
 def finish(session: Session, claim: Claim, result: Result, *, now: dt.datetime, rand: Callable[[], float]) -> Finish:
     """Record the attempt and the verdict, roll the document up; one transaction, no read-back."""
-    delivery = session.scalars(
-        select(Delivery).where(Delivery.id == claim.delivery_id).execution_options(populate_existing=True)
-    ).one()
-    (document,) = transitions.locked(session, [delivery.document_id])
-    attempt = session.scalars(
-        select(DeliveryAttempt).where(
-            DeliveryAttempt.delivery_id == delivery.id, DeliveryAttempt.number == claim.attempt
-        )
-    ).one()
+    document = _document(session, claim.document_id)
+    delivery = next(d for d in document.deliveries if d.id == claim.delivery_id)
+    # The attempt row is written, never read: its number is the claim's.
+    attempt = DeliveryAttempt(delivery_id=delivery.id, number=claim.attempt, outcome=AttemptOutcome.RUNNING)
     try:
         verdict, wake = transitions.finished(
             delivery,
@@ -173,10 +189,20 @@ def finish(session: Session, claim: Claim, result: Result, *, now: dt.datetime, 
             rand=rand,
         )
     except transitions.Superseded:
-        return Finish(None, [])
-    transitions.rolled_up(document, now=now)
+        verdict, wake = None, []
+    else:
+        transitions.rolled_up(document, now=now)
+    session.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id == delivery.id, DeliveryAttempt.number == claim.attempt)
+        .values({name: getattr(attempt, name) for name in _ATTEMPT_RESULT})
+    )
     session.flush()
     return Finish(verdict, wake)
+
+
+# What finishing an attempt sets on its row.
+_ATTEMPT_RESULT = ("finished_at", "outcome", "error_class", "error_message", "bytes_sent")
 
 
 def run(runtime: Runtime, delivery_id: str, *, rand: Callable[[], float] = random.random) -> bool:
