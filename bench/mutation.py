@@ -1,10 +1,16 @@
 """Mutation testing of the core with mutmut: which changes to the code do the fast tests notice?
 
-    python -m bench.mutation                       # every core module, re-testing last run's survivors
+    python -m bench.mutation                       # every core module; resumes, keeps cached verdicts
+    python -m bench.mutation --recheck             # ... and re-tests last run's survivors (new tests)
     python -m bench.mutation delivery              # one area: delivery, documents, staging, destinations, archivelink
     python -m bench.mutation filerelay.delivery.rules filerelay.staging.local   # or single modules
     python -m bench.mutation --fresh               # from scratch (deletes the work directory first)
     python -m bench.mutation --report              # only print the table of the last run
+    python -m bench.mutation --with tests/unit/test_new.py   # add uncommitted files to the snapshot
+
+The tree tested is a snapshot of git HEAD (colleagues commit during a run; a working tree caught
+mid-edit fails mutmut's clean run), plus the files given with --with; `--ref worktree` takes the
+working tree as it is.
 
 mutmut 3 names a mutant after its file path and puts `mutants/`, `mutants/src` first on sys.path, so
 it cannot see through our PEP 420 slices (services/api/filerelay/api, shared/filerelay, ...): a path
@@ -29,6 +35,7 @@ reason, in bench/mutation-survivors.md; the table says how many of the survivors
 from __future__ import annotations
 
 import argparse
+import ast
 import filecmp
 import json
 import os
@@ -157,7 +164,7 @@ def reset_unkilled(globs: list[str]) -> int:
     """Forget last run's verdict for mutants that were not killed, so the current tests re-try them.
 
     Killed mutants keep their verdict (tests are added, not weakened, and a changed function gets
-    new mutants anyway); with module arguments mutmut re-tests everything named, so nothing to do.
+    new mutants anyway); with module arguments mutmut re-tests everything named anyway.
     """
     count = 0
     for meta in metas():
@@ -267,11 +274,47 @@ def report(globs: list[str]) -> list[str]:
     return unlisted
 
 
+def mutant_spans(path: str) -> list[tuple[int, int]]:
+    """Line spans of the mutated copies (`x_f__mutmut_3`) in one of mutmut's files."""
+    tree = ast.parse(Path(path).read_text())
+    return [
+        (node.lineno, node.end_lineno or node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and re.search(r"__mutmut_\d+$", node.name)
+    ]
+
+
+def type_check(command: list[str]) -> int:
+    """mutmut's type_check_command: mypy's JSON lines, keeping only errors inside a mutant.
+
+    The original code type-checks (CI), so any other error is an artefact of mutmut's rewriting:
+    its trampoline decorator hides a method's type from mypy (`build` no longer returns a
+    DestinationClient), and mutmut aborts the run on an error it cannot pin on a mutant.
+    """
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    spans: dict[str, list[tuple[int, int]]] = {}
+    dropped = 0
+    for line in out.stdout.splitlines():
+        if not line.strip():
+            continue
+        error = json.loads(line)
+        if error["file"] not in spans:
+            spans[error["file"]] = mutant_spans(error["file"])
+        inside = spans[error["file"]]
+        if any(start <= error["line"] <= end for start, end in inside):
+            print(line)
+        else:
+            dropped += 1
+    print(f"dropped {dropped} mypy errors outside mutants", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", help=f"areas ({', '.join(AREAS)}) or dotted modules; default: all")
     parser.add_argument("--fresh", action="store_true", help="delete .mutation/ and start from scratch")
     parser.add_argument("--report", action="store_true", help="only print the last run's table")
+    parser.add_argument("--recheck", action="store_true", help="re-test last run's survivors (tests were added)")
     parser.add_argument("--ref", default="HEAD", help="git commit to test, or 'worktree' (default HEAD)")
     parser.add_argument("--with", dest="overlay", nargs="+", default=[], metavar="FILE", help="worktree files to add")
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutants (default 2: a shared machine)")
@@ -281,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.fresh:
             shutil.rmtree(WORK, ignore_errors=True)
         prepare(args.ref, args.overlay)
-        if not globs:
+        if args.recheck and not globs:
             reset = reset_unkilled(globs)
             if reset:
                 print(f"re-testing {reset} mutants that were not killed last time")
@@ -291,4 +334,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["typecheck"]:
+        raise SystemExit(type_check(sys.argv[2:]))
     main()

@@ -1,0 +1,84 @@
+"""A bulk retry hands `retry_deliveries` a batch read a moment earlier; by the time it runs, some of
+those deliveries may have moved on (delivered, or retried by someone else). Those are left alone,
+and every still-failed delivery after them in the batch is retried all the same."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from filerelay import documents
+from filerelay.clock import FrozenClock
+from filerelay.db.models import Delivery, Destination, Document, new_id
+from filerelay.db.session import session_scope
+from filerelay.delivery.retry import retry_deliveries
+from filerelay.documents import NewComponent
+from filerelay.runtime import Runtime
+
+PDF = b"%PDF-1.4\n%%EOF\n"
+
+
+def create_document(runtime: Runtime, doc_id: str) -> str:
+    with runtime.staging.writer(new_id("doc")) as writer:
+        writer.write(PDF)
+        staged = writer.commit()
+    with session_scope(runtime.sessions) as session:
+        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
+        assert repository is not None
+        outcome = documents.create(
+            session,
+            repository=repository,
+            doc_id=doc_id,
+            doc_prot=None,
+            components=[NewComponent("data", "application/pdf", None, None, staged)],
+            now=runtime.clock.now(),
+        )
+        return outcome.documents[0].id
+
+
+def s3_delivery_id(runtime: Runtime, document_id: str) -> str:
+    with session_scope(runtime.sessions) as session:
+        return session.scalars(
+            select(Delivery.id)
+            .join(Destination, Destination.id == Delivery.destination_id)
+            .where(Delivery.document_id == document_id, Destination.public_id == "dest_s3prod")
+        ).one()
+
+
+def set_status(runtime: Runtime, delivery_id: str, status: str) -> None:
+    with session_scope(runtime.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(status=status))
+
+
+def test_deliveries_that_moved_on_are_skipped_and_the_rest_of_the_batch_is_retried(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    first, second, third = (create_document(configured, f"DOC{n}") for n in (1, 2, 3))
+    batch = [s3_delivery_id(configured, d) for d in (first, second, third)]
+    set_status(configured, batch[0], "delivered")  # delivered since the batch was read
+    set_status(configured, batch[1], "failed")
+    set_status(configured, batch[2], "failed")
+    clock.advance(60)
+
+    with session_scope(configured.sessions) as session:
+        rows = [session.get_one(Delivery, delivery_id) for delivery_id in batch]
+        wake = retry_deliveries(session, rows, now=clock.now())
+
+    assert wake == [(batch[1], "s3"), (batch[2], "s3")]
+    with session_scope(configured.sessions) as session:
+        statuses = [session.get_one(Delivery, delivery_id).status for delivery_id in batch]
+        retried = session.get_one(Delivery, batch[2])
+        assert (retried.next_attempt_at, retried.enqueued_at) == (clock.now(), clock.now())
+        # Only the documents of retried deliveries are rolled up again.
+        updated = {d.id: d.updated_at for d in session.scalars(select(Document))}
+    assert statuses == ["delivered", "retrying", "retrying"]
+    assert updated[second] == updated[third] == clock.now()
+    assert updated[first] < clock.now()
+
+
+def test_a_batch_with_nothing_failed_left_changes_nothing(configured: Runtime, clock: FrozenClock) -> None:
+    delivery_id = s3_delivery_id(configured, create_document(configured, "DOC1"))
+    set_status(configured, delivery_id, "delivered")
+    with session_scope(configured.sessions) as session:
+        assert retry_deliveries(session, [session.get_one(Delivery, delivery_id)], now=clock.now()) == []
+    with session_scope(configured.sessions) as session:
+        assert session.get_one(Delivery, delivery_id).status == "delivered"
