@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import InstanceState, Session, object_session, selectinload
 
 from filerelay import repositories
 from filerelay.db.models import ArchiveDocument, Delivery, Document, DocumentStatus, Workspace, new_id
@@ -76,17 +77,24 @@ def component(document: ArchiveDocument, comp_id: str | None) -> Document | None
     return by_id.get("data") or by_id.get("data1")
 
 
-def _wire(session: Session, document: Document, destinations: Sequence[WiredDestination], now: dt.datetime) -> Outcome:
-    """Give the document a fresh retry cycle per wired destination (reusing delivery rows it has)."""
+def _wire(document: Document, destinations: Sequence[WiredDestination], now: dt.datetime) -> Outcome:
+    """Give the document a fresh retry cycle per wired destination (reusing delivery rows it has; a new
+    one joins the document's, and so its session when the document is in one)."""
     outcome = Outcome(documents=[document])
     existing = {d.destination_id: d for d in document.deliveries}
     for destination in destinations:
         delivery = existing.get(destination.id)
         if delivery is None:
             delivery = Delivery(
-                id=new_id("dlv"), document=document, destination_id=destination.id, attempts=0, created_at=now
+                id=new_id("dlv"),
+                document=document,
+                document_id=document.id,  # what the relationship sets only on flush, and create does not flush
+                destination_id=destination.id,
+                attempts=0,
+                created_at=now,
             )
-            session.add(delivery)
+            if (session := object_session(document)) is not None:
+                session.add(delivery)
         outcome.enqueue += transitions.wired(delivery, kind=destination.kind, policy=destination.policy, now=now)
     # The caller holds this row: new in this transaction, or locked by put_component.
     transitions.rolled_up(document, now=now)
@@ -98,14 +106,14 @@ def _wire(session: Session, document: Document, destinations: Sequence[WiredDest
 
 
 def _new_document(
-    repository: RepositoryContext, archive_document: ArchiveDocument, new: NewComponent, now: dt.datetime
+    repository: RepositoryContext, archive_document_id: int, doc_id: str, new: NewComponent, now: dt.datetime
 ) -> Document:
     return Document(
         id=new.staged.key,
-        archive_document=archive_document,
+        archive_document_id=archive_document_id,
         workspace_id=repository.workspace_id,
         repository_id=repository.id,
-        doc_id=archive_document.doc_id,
+        doc_id=doc_id,
         comp_id=new.comp_id,
         content_type=new.mime,
         charset=new.charset,
@@ -122,6 +130,12 @@ def _new_document(
     )
 
 
+def _columns(row: Document | Delivery) -> dict[str, Any]:
+    """The column values set on a row built in memory, by attribute name (what a bulk INSERT takes)."""
+    state: InstanceState[Any] = inspect(row)
+    return {key: value for key, value in state.dict.items() if key in state.mapper.column_attrs}
+
+
 def create(
     session: Session,
     *,
@@ -132,21 +146,30 @@ def create(
     now: dt.datetime,
 ) -> Outcome:
     """Accept a new SAP document with its components, atomically (the caller's transaction). An
-    existing docId is found by the unique index on insert, not by reading first: DocumentExists."""
-    archive_document = ArchiveDocument(
-        repository_id=repository.id, doc_id=doc_id, doc_prot=doc_prot, created_at=now, updated_at=now
-    )
-    session.add(archive_document)
+    existing docId is found by the unique index on insert, not by reading first: DocumentExists.
+
+    The rows are built in memory (the state machine wires the deliveries and rolls the document up on
+    them) and written with one INSERT per table: this runs for every document SAP sends, and the ORM's
+    unit of work cost more than the database did."""
     try:
-        session.flush()
+        archive_id = session.scalars(
+            insert(ArchiveDocument)
+            .values(repository_id=repository.id, doc_id=doc_id, doc_prot=doc_prot, created_at=now, updated_at=now)
+            .returning(ArchiveDocument.id)
+        ).one()
     except IntegrityError as exc:
         raise DocumentExists(f"document {doc_id} already exists") from exc
     outcome = Outcome()
     for new in components:
-        document = _new_document(repository, archive_document, new, now)
-        session.add(document)
-        outcome.merge(_wire(session, document, repository.destinations, now))
-    session.flush()
+        document = _new_document(repository, archive_id, doc_id, new, now)
+        outcome.merge(_wire(document, repository.destinations, now))
+    # An empty list would be one INSERT of defaults, not none: SAP may create a document without components.
+    for model, rows in (
+        (Document, [_columns(d) for d in outcome.documents]),
+        (Delivery, [_columns(d) for document in outcome.documents for d in document.deliveries]),
+    ):
+        if rows:
+            session.execute(insert(model), rows)
     return outcome
 
 
@@ -163,9 +186,9 @@ def put_component(
     existing = component(archive_document, new.comp_id)
     archive_document.updated_at = now
     if existing is None:
-        document = _new_document(repository, archive_document, new, now)
+        document = _new_document(repository, archive_document.id, archive_document.doc_id, new, now)
         session.add(document)
-        outcome = _wire(session, document, destinations, now)
+        outcome = _wire(document, destinations, now)
         session.flush()
         return outcome
     # Locked before its deliveries are read: a worker finishing an attempt on the old content holds the
@@ -182,7 +205,7 @@ def put_component(
     existing.charset = new.charset
     existing.content_version = new.version
     existing.updated_at = now
-    outcome.merge(_wire(session, existing, destinations, now))
+    outcome.merge(_wire(existing, destinations, now))
     session.flush()
     return outcome
 

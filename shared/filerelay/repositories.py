@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from filerelay.db.models import Destination, Repository, Route, SignatureMode, Workspace
-from filerelay.delivery.rules import RetryPolicy, policy_for
+from filerelay.delivery.rules import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -44,33 +44,58 @@ class Lookup:
     repository: RepositoryContext | None
 
 
+_LOOKUP = (
+    select(
+        Workspace.id,
+        Workspace.max_retries,
+        Workspace.retry_ttl_seconds,
+        Workspace.backoff_base_seconds,
+        Workspace.backoff_max_seconds,
+        Repository.id,
+        Repository.repo_id,
+        Repository.description,
+        Repository.signature,
+        Destination.id,
+        Destination.public_id,
+        Destination.kind,
+        Destination.max_retries,
+        Destination.retry_ttl_seconds,
+    )
+    .select_from(Workspace)
+    .outerjoin(Repository, and_(Repository.workspace_id == Workspace.id, Repository.repo_id == bindparam("repo_id")))
+    .outerjoin(Route, Route.repository_id == Repository.id)
+    .outerjoin(Destination, and_(Destination.id == Route.destination_id, Destination.enabled.is_(True)))
+    .where(Workspace.owner_slug == bindparam("owner"), Workspace.slug == bindparam("slug"))
+    .order_by(Destination.id)
+)
+
+
 def lookup(session: Session, *, owner: str, slug: str, repo_id: str) -> Lookup:
-    rows = session.execute(
-        select(Workspace, Repository, Destination)
-        .select_from(Workspace)
-        .outerjoin(Repository, and_(Repository.workspace_id == Workspace.id, Repository.repo_id == repo_id))
-        .outerjoin(Route, Route.repository_id == Repository.id)
-        .outerjoin(Destination, and_(Destination.id == Route.destination_id, Destination.enabled.is_(True)))
-        .where(Workspace.owner_slug == owner, Workspace.slug == slug)
-        .order_by(Destination.id)
-    ).all()
+    # Plain columns, not entities: this runs on every request, and building ORM objects for a snapshot
+    # that is thrown away at the end of it costs more than the query.
+    rows = session.execute(_LOOKUP, {"owner": owner, "slug": slug, "repo_id": repo_id}).all()
     if not rows:
         return Lookup(None, None)
-    workspace, repository, _ = rows[0]
-    if repository is None:
-        return Lookup(workspace.id, None)
+    first = rows[0]
+    if first[5] is None:
+        return Lookup(first[0], None)
+    retry = RetryPolicy(
+        max_retries=first[1], ttl_seconds=first[2], backoff_base_seconds=first[3], backoff_max_seconds=first[4]
+    )
     wired = tuple(
-        WiredDestination(d.id, d.public_id, d.kind, policy_for(workspace, d)) for _, _, d in rows if d is not None
+        WiredDestination(row[9], row[10], row[11], retry.overridden(row[12], row[13]))
+        for row in rows
+        if row[9] is not None
     )
     context = RepositoryContext(
-        workspace_id=workspace.id,
-        id=repository.id,
-        repo_id=repository.repo_id,
-        description=repository.description,
-        signature=SignatureMode(repository.signature),
+        workspace_id=first[0],
+        id=first[5],
+        repo_id=first[6],
+        description=first[7],
+        signature=SignatureMode(first[8]),
         destinations=wired,
     )
-    return Lookup(workspace.id, context)
+    return Lookup(first[0], context)
 
 
 def find(session: Session, *, owner: str, slug: str, repo_id: str) -> RepositoryContext | None:

@@ -18,15 +18,24 @@ class RetryPolicy:
     backoff_base_seconds: int
     backoff_max_seconds: int
 
+    def overridden(self, max_retries: int | None, ttl_seconds: int | None) -> RetryPolicy:
+        """These settings where a destination sets none of its own."""
+        return RetryPolicy(
+            max_retries=self.max_retries if max_retries is None else max_retries,
+            ttl_seconds=ttl_seconds or self.ttl_seconds,
+            backoff_base_seconds=self.backoff_base_seconds,
+            backoff_max_seconds=self.backoff_max_seconds,
+        )
+
 
 def policy_for(workspace: Workspace, destination: Destination) -> RetryPolicy:
     """The workspace's settings, overridden where the destination sets its own."""
     return RetryPolicy(
-        max_retries=destination.max_retries if destination.max_retries is not None else workspace.max_retries,
-        ttl_seconds=destination.retry_ttl_seconds or workspace.retry_ttl_seconds,
+        max_retries=workspace.max_retries,
+        ttl_seconds=workspace.retry_ttl_seconds,
         backoff_base_seconds=workspace.backoff_base_seconds,
         backoff_max_seconds=workspace.backoff_max_seconds,
-    )
+    ).overridden(destination.max_retries, destination.retry_ttl_seconds)
 
 
 def backoff_seconds(
