@@ -193,7 +193,10 @@ def run_mutmut(globs: list[str], max_children: int) -> float:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     log = WORK / "mutmut.log"
-    cmd = [str(Path(sys.executable).with_name("mutmut")), "run", "--max-children", str(max_children), *globs]
+    mutmut = Path(sys.executable).with_name("mutmut")
+    if not mutmut.exists():
+        raise SystemExit(f"mutmut is not installed beside {sys.executable}: pip install -e '.[test,mutation]'")
+    cmd = [str(mutmut), "run", "--max-children", str(max_children), *globs]
     print(f"$ (cd {WORK.relative_to(ROOT)} && {' '.join(cmd[1:])})  > {log.relative_to(ROOT)}", flush=True)
     start = time.monotonic()
     with log.open("w") as out:
