@@ -20,16 +20,15 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
-from filerelay import documents
 from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
-from filerelay.db.models import Delivery, DeliveryAttempt, new_id
+from filerelay.db.models import Delivery, DeliveryAttempt
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations.s3 import MULTIPART_THRESHOLD, PART_SIZE
-from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
 from filerelay.staging.local import LocalStagingStore
+from tests.support.documents import accept
 from tests.support.s3server import S3Server
 from tests.support.s3stub import refusing_s3
 
@@ -68,21 +67,7 @@ def configure(runtime: Runtime, endpoint: str, bucket: str, access_key: str, sec
 
 
 def create_document(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> Created:
-    with runtime.staging.writer(new_id("doc")) as writer:
-        for start in range(0, len(data), 1 << 20):
-            writer.write(data[start : start + (1 << 20)])
-        staged = writer.commit()
-    with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
-        outcome = documents.create(
-            session,
-            repository=repository,
-            doc_id=doc_id,
-            doc_prot=None,
-            components=[NewComponent("data", "application/pdf", None, None, staged)],
-            now=runtime.clock.now(),
-        )
+    outcome, staged = accept(runtime, doc_id, data)
     [(delivery_id, kind)] = outcome.enqueue
     assert kind == "s3"
     return Created(delivery_id, staged.key, f"Z1/{doc_id}.pdf")

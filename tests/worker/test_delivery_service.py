@@ -15,12 +15,12 @@ from sqlalchemy import select
 
 from filerelay import content, documents
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Delivery, DeliveryAttempt, Document, new_id
+from filerelay.db.models import Delivery, DeliveryAttempt, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
-from filerelay.staging import StagedObject
+from tests.support.documents import accept, stage
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 16 + b"\n%%EOF\n"
 PDF_V2 = b"%PDF-1.7\n" + bytes(reversed(range(256))) * 9 + b"\n%%EOF\n"
@@ -38,26 +38,9 @@ class Created:
     s3: str
 
 
-def stage(runtime: Runtime, data: bytes) -> StagedObject:
-    with runtime.staging.writer(new_id("doc")) as writer:
-        writer.write(data)
-        return writer.commit()
-
-
 def create_document(runtime: Runtime, *, doc_id: str = "DOC", data: bytes = PDF) -> Created:
-    staged = stage(runtime, data)
-    with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
-        outcome = documents.create(
-            session,
-            repository=repository,
-            doc_id=doc_id,
-            doc_prot=None,
-            components=[NewComponent("data", "application/pdf", None, None, staged)],
-            now=runtime.clock.now(),
-        )
-        document_id = outcome.documents[0].id
+    outcome, staged = accept(runtime, doc_id, data)
+    document_id = outcome.documents[0].id
     by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
     assert sorted(by_kind) == ["folder", "s3"]
     return Created(document_id, staged.key, by_kind["folder"], by_kind["s3"])

@@ -6,33 +6,19 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from filerelay import documents
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Delivery, Destination, Document, new_id
+from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery.retry import retry_deliveries
-from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
+from tests.support.documents import accept
 
 PDF = b"%PDF-1.4\n%%EOF\n"
 
 
 def create_document(runtime: Runtime, doc_id: str) -> str:
-    with runtime.staging.writer(new_id("doc")) as writer:
-        writer.write(PDF)
-        staged = writer.commit()
-    with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
-        outcome = documents.create(
-            session,
-            repository=repository,
-            doc_id=doc_id,
-            doc_prot=None,
-            components=[NewComponent("data", "application/pdf", None, None, staged)],
-            now=runtime.clock.now(),
-        )
-        return outcome.documents[0].id
+    outcome, _ = accept(runtime, doc_id, PDF)
+    return outcome.documents[0].id
 
 
 def s3_delivery_id(runtime: Runtime, document_id: str) -> str:

@@ -8,34 +8,21 @@ import datetime as dt
 
 from sqlalchemy import update
 
-from filerelay import documents
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Document, new_id
+from filerelay.db.models import Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import sweep
-from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
+from tests.support.documents import accept
 
 PDF = b"%PDF-1.4\n%%EOF\n"
 
 
 def delivered_document(runtime: Runtime, doc_id: str) -> tuple[str, str]:
     """A document delivered everywhere now (its rows set so: delivery itself is tested elsewhere)."""
-    with runtime.staging.writer(new_id("doc")) as writer:
-        writer.write(PDF)
-        staged = writer.commit()
+    outcome, staged = accept(runtime, doc_id, PDF)
+    document_id = outcome.documents[0].id
     with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
-        outcome = documents.create(
-            session,
-            repository=repository,
-            doc_id=doc_id,
-            doc_prot=None,
-            components=[NewComponent("data", "application/pdf", None, None, staged)],
-            now=runtime.clock.now(),
-        )
-        document_id = outcome.documents[0].id
         session.execute(
             update(Document)
             .where(Document.id == document_id)

@@ -16,13 +16,12 @@ import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
-from filerelay import documents
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document, new_id
+from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
-from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
+from tests.support.documents import accept
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 GRACE = 30
@@ -41,23 +40,9 @@ class Created:
 
 
 def create_document(runtime: Runtime, doc_id: str) -> Created:
-    with runtime.staging.writer(new_id("doc")) as writer:
-        writer.write(PDF)
-        staged = writer.commit()
-    with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
-        outcome = documents.create(
-            session,
-            repository=repository,
-            doc_id=doc_id,
-            doc_prot=None,
-            components=[NewComponent("data", "application/pdf", None, None, staged)],
-            now=runtime.clock.now(),
-        )
-        document_id = outcome.documents[0].id
+    outcome, staged = accept(runtime, doc_id, PDF)
     by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
-    return Created(document_id, staged.key, by_kind["folder"], by_kind.get("s3"))
+    return Created(outcome.documents[0].id, staged.key, by_kind["folder"], by_kind.get("s3"))
 
 
 def set_s3(runtime: Runtime, **values: Any) -> None:
