@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from filerelay.api.archivelink.protocol import (
     ContentType,
     ProtocolError,
     byte_range,
+    content_disposition,
     format_records,
     format_search_result,
     parse_content_type,
@@ -38,6 +40,9 @@ from filerelay.repositories import Lookup, RepositoryContext
 from filerelay.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# A component id that reads as a file name: a name, a dot and a short extension.
+_FILE_NAME = re.compile(r"[^/\\]+\.[A-Za-z0-9]{1,8}")
 
 SERVER_VENDOR = "FileRelay"
 SERVER_VERSION = "0.1.0"
@@ -319,6 +324,10 @@ def get(call: Call) -> Response:
     if doc_prot is not None:
         response.headers["X-docProt"] = doc_prot
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if _FILE_NAME.fullmatch(component.comp_id):
+        # GOS attachments are components named like files (scan.tif); SAP's handler names the download
+        # after them, and a browser opening a signed URL saves it under that name.
+        response.headers["Content-Disposition"] = content_disposition(component.comp_id)
     return response
 
 
@@ -348,7 +357,8 @@ def info(call: Call) -> Response:
         for c in components
     )
     response = Response(body + writer.closing(), status=200, content_type=writer.content_type)
-    headers = _document_headers(document, len(document.components))
+    # SAP's handler counts the components it describes: with compId, that one.
+    headers = _document_headers(document, len(components))
     headers |= {"X-contentRep": repository.repo_id, "X-contRep": repository.repo_id}
     response.headers.update(headers)
     return response

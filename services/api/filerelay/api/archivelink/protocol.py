@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -324,3 +325,14 @@ def search(
 
 def format_search_result(offsets: Sequence[int]) -> bytes:
     return "".join(f"{value};" for value in (len(offsets), *offsets)).encode("ascii")
+
+
+def content_disposition(file_name: str) -> str:
+    """`attachment` with the name as a quoted string (RFC 6266), and as RFC 8187 `filename*` when it is not
+    plain ASCII: a name with a quote or a backslash stays one parameter."""
+    ascii_name = "".join(c if 0x20 <= ord(c) < 0x7F else "_" for c in file_name)
+    quoted = ascii_name.replace("\\", "\\\\").replace('"', '\\"')
+    value = f'attachment; filename="{quoted}"'
+    if ascii_name != file_name:
+        value += f"; filename*=UTF-8''{urllib.parse.quote(file_name, safe='')}"
+    return value

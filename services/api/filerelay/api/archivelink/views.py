@@ -46,6 +46,11 @@ def endpoint(owner: str, slug: str) -> ResponseReturnValue:
         p_version = req.require("pVersion")
         if p_version not in SUPPORTED_VERSIONS:
             raise ProtocolError(f"pVersion {p_version} is not supported; use 0045, 0046 or 0047")
+        result_as = req.get("resultAs")
+        if result_as is not None and result_as.lower() != "ascii":
+            # The specification leaves the html layout open; answering ascii to a client that asked for
+            # html would hand it a layout it does not parse.
+            raise ProtocolError(f"resultAs={result_as} is not supported; FileRelay answers resultAs=ascii")
         call = commands.Call(owner=owner, slug=slug, req=req, p_version=p_version)
         security.authorize(call, command)
         response = handler(call)
