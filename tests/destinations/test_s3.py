@@ -18,17 +18,15 @@ import textwrap
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import select
 
 from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
-from filerelay.db.models import Delivery, DeliveryAttempt
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations.s3 import MULTIPART_THRESHOLD, PART_SIZE
 from filerelay.runtime import Runtime
 from filerelay.staging.local import LocalStagingStore
-from tests.support.documents import accept
+from tests.support.documents import accept, attempts, delivery
 from tests.support.s3server import S3Server
 from tests.support.s3stub import refusing_s3
 
@@ -81,22 +79,6 @@ def corrupt_staged(runtime: Runtime, key: str, at: int) -> None:
         byte = fp.read(1)
         fp.seek(at)
         fp.write(bytes([byte[0] ^ 0xFF]))
-
-
-def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
-    with session_scope(runtime.sessions) as session:
-        return session.get_one(Delivery, delivery_id)
-
-
-def attempts(runtime: Runtime, delivery_id: str) -> list[DeliveryAttempt]:
-    with session_scope(runtime.sessions) as session:
-        return list(
-            session.scalars(
-                select(DeliveryAttempt)
-                .where(DeliveryAttempt.delivery_id == delivery_id)
-                .order_by(DeliveryAttempt.number)
-            )
-        )
 
 
 def half() -> float:

@@ -3,8 +3,10 @@ without HTTP: for the tests of what happens to a document after SAP got its 201.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from filerelay import documents
-from filerelay.db.models import new_id
+from filerelay.db.models import Delivery, DeliveryAttempt, Document, new_id
 from filerelay.db.session import session_scope
 from filerelay.documents import NewComponent, Outcome
 from filerelay.runtime import Runtime
@@ -36,3 +38,26 @@ def accept(runtime: Runtime, doc_id: str, data: bytes, *, repo_id: str = "Z1") -
             now=runtime.clock.now(),
         )
     return outcome, staged
+
+
+def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
+    """The delivery row as committed, read in a session of its own."""
+    with session_scope(runtime.sessions) as session:
+        return session.get_one(Delivery, delivery_id)
+
+
+def document(runtime: Runtime, document_id: str) -> Document:
+    with session_scope(runtime.sessions) as session:
+        return session.get_one(Document, document_id)
+
+
+def attempts(runtime: Runtime, delivery_id: str) -> list[DeliveryAttempt]:
+    """The delivery's attempt log, oldest first."""
+    with session_scope(runtime.sessions) as session:
+        return list(
+            session.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id == delivery_id)
+                .order_by(DeliveryAttempt.number)
+            )
+        )

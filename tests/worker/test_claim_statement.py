@@ -11,7 +11,8 @@ from filerelay.db.models import Delivery
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, transitions
 from filerelay.runtime import Runtime
-from tests.worker.test_delivery_service import create_document, delivery
+from tests.support.documents import delivery
+from tests.worker.test_delivery_service import create_document
 
 LEASE = 300
 

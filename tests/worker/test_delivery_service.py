@@ -11,16 +11,14 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from filerelay import content, documents
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Delivery, DeliveryAttempt, Document
+from filerelay.db.models import Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
-from tests.support.documents import accept, stage
+from tests.support.documents import accept, attempts, delivery, document, stage
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 16 + b"\n%%EOF\n"
 PDF_V2 = b"%PDF-1.7\n" + bytes(reversed(range(256))) * 9 + b"\n%%EOF\n"
@@ -59,27 +57,6 @@ def replace_content(runtime: Runtime, *, doc_id: str, data: bytes) -> documents.
             archive_document=archive_document,
             new=NewComponent("data", "application/pdf", None, None, staged),
             now=runtime.clock.now(),
-        )
-
-
-def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
-    with session_scope(runtime.sessions) as session:
-        return session.get_one(Delivery, delivery_id)
-
-
-def document(runtime: Runtime, document_id: str) -> Document:
-    with session_scope(runtime.sessions) as session:
-        return session.get_one(Document, document_id)
-
-
-def attempts(runtime: Runtime, delivery_id: str) -> list[DeliveryAttempt]:
-    with session_scope(runtime.sessions) as session:
-        return list(
-            session.scalars(
-                select(DeliveryAttempt)
-                .where(DeliveryAttempt.delivery_id == delivery_id)
-                .order_by(DeliveryAttempt.number)
-            )
         )
 
 

@@ -17,11 +17,11 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
+from filerelay.db.models import DeliveryAttempt, Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
-from tests.support.documents import accept
+from tests.support.documents import accept, delivery, document
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 GRACE = 30
@@ -48,16 +48,6 @@ def create_document(runtime: Runtime, doc_id: str) -> Created:
 def set_s3(runtime: Runtime, **values: Any) -> None:
     with session_scope(runtime.sessions) as session:
         session.execute(update(Destination).where(Destination.public_id == "dest_s3prod").values(**values))
-
-
-def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
-    with session_scope(runtime.sessions) as session:
-        return session.get_one(Delivery, delivery_id)
-
-
-def document(runtime: Runtime, document_id: str) -> Document:
-    with session_scope(runtime.sessions) as session:
-        return session.get_one(Document, document_id)
 
 
 def claim(runtime: Runtime, delivery_id: str, *, lease_seconds: int) -> None:
