@@ -24,7 +24,6 @@ from filerelay.runtime import Runtime
 from tests.api.test_archivelink import broker_messages, staged_files
 from tests.support.sapclient import Part, Reply, SapClient
 from tests.support.signing import (
-    KeyKind,
     Signer,
     SigningSap,
     cached_signer,
@@ -32,6 +31,7 @@ from tests.support.signing import (
     drop_param,
     make_signer,
     replace_param,
+    ripemd160_signer,
     signed_message,
     url_encode_sec_key,
 )
@@ -224,14 +224,23 @@ def test_activation_lifecycle_received_active_revoked(server: str, configured: R
 
 # --- every command, signed ---------------------------------------------------------------------
 
-SIGNERS: list[tuple[KeyKind, bool]] = [("dsa", False), ("dsa", True), ("rsa", False), ("rsa", True), ("ecdsa", True)]
+# SAP's own algorithms, and RSA over RIPEMD-160 (the specification's other digest besides MD5/SHA).
+SIGNERS: list[tuple[str, bool]] = [
+    ("dsa", False),
+    ("dsa", True),
+    ("rsa", False),
+    ("rsa", True),
+    ("ecdsa", True),
+    ("rsa-ripemd160", False),
+    ("rsa-ripemd160", True),
+]
 
 
 @pytest.mark.parametrize(
     ("kind", "attributes"), SIGNERS, ids=[f"{k}-{'attrs' if a else 'noattrs'}" for k, a in SIGNERS]
 )
-def test_every_command_with_sap_signed_urls(server: str, configured: Runtime, kind: KeyKind, attributes: bool) -> None:
-    signer = cached_signer(kind)
+def test_every_command_with_sap_signed_urls(server: str, configured: Runtime, kind: str, attributes: bool) -> None:
+    signer = ripemd160_signer() if kind == "rsa-ripemd160" else cached_signer(kind)
     trust(server, configured, "S1", signer)
     sap = client(server, configured, "S1", signer, attributes=attributes)
 

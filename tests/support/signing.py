@@ -11,6 +11,7 @@ differently from SAP.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -64,6 +65,9 @@ ALGORITHMS: dict[KeyKind, tuple[str, str]] = {
     "ecdsa": ("sha256", "sha256_ecdsa"),
 }
 _HASH = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
+# RIPEMD-160 with RSA (archivelink.md: "MD5 or RIPEMD-160"), as `openssl cms -sign -md ripemd160`
+# makes it: digestAlgorithm by OID (asn1crypto has no name for it), signatureAlgorithm rsaEncryption.
+RIPEMD160_OID = "1.3.36.3.2.1"
 VALID_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 VALID_UNTIL = dt.datetime(2036, 1, 1, tzinfo=dt.UTC)
 
@@ -75,14 +79,19 @@ class Signer:
     kind: KeyKind
     key: PrivateKey
     certificate: x509.Certificate
+    ripemd160: bool = False  # RSA only: sign RIPEMD-160 digests instead of SHA-256
 
     @property
     def digest(self) -> str:
-        return ALGORITHMS[self.kind][0]
+        return "ripemd160" if self.ripemd160 else ALGORITHMS[self.kind][0]
+
+    @property
+    def digest_oid(self) -> str:
+        return RIPEMD160_OID if self.ripemd160 else self.digest
 
     @property
     def signature_algorithm(self) -> str:
-        return ALGORITHMS[self.kind][1]
+        return "rsassa_pkcs1v15" if self.ripemd160 else ALGORITHMS[self.kind][1]
 
     @property
     def der(self) -> bytes:
@@ -101,13 +110,29 @@ class Signer:
         return hashlib.sha256(self.der).hexdigest()
 
     def raw_signature(self, data: bytes) -> bytes:
-        algorithm = _HASH[self.digest]()
         key = self.key
+        if self.ripemd160:
+            assert isinstance(key, rsa.RSAPrivateKey), "OpenSSL signs RIPEMD-160 CMS with RSA only"
+            return rsa_pkcs1_v15(key, RIPEMD160_DIGEST_INFO + hashlib.new("ripemd160", data).digest())
+        algorithm = _HASH[self.digest]()
         if isinstance(key, dsa.DSAPrivateKey):
             return key.sign(data, algorithm)
         if isinstance(key, rsa.RSAPrivateKey):
             return key.sign(data, padding.PKCS1v15(), algorithm)
         return key.sign(data, ec.ECDSA(algorithm))
+
+
+# DER of DigestInfo{ripemd160, NULL} up to the 20 digest bytes (RFC 8017 §9.2: the encoding T).
+RIPEMD160_DIGEST_INFO = bytes.fromhex("3021300906052b2403020105000414")
+
+
+def rsa_pkcs1_v15(key: rsa.RSAPrivateKey, digest_info: bytes) -> bytes:
+    """RSASSA-PKCS1-v1_5 by the textbook (RFC 8017 §8.2.1): `cryptography` has no RIPEMD-160 to sign with."""
+    numbers = key.private_numbers()
+    size = (key.key_size + 7) // 8
+    encoded = b"\x00\x01" + b"\xff" * (size - len(digest_info) - 3) + b"\x00" + digest_info
+    signature = pow(int.from_bytes(encoded, "big"), numbers.d, numbers.public_numbers.n)
+    return signature.to_bytes(size, "big")
 
 
 def generate_key(kind: KeyKind) -> PrivateKey:
@@ -150,6 +175,12 @@ def cached_signer(kind: KeyKind, label: str = "main") -> Signer:
     return make_signer(kind)
 
 
+@functools.cache
+def ripemd160_signer(label: str = "main") -> Signer:
+    """The RSA signer of `cached_signer("rsa", label)`, signing RIPEMD-160 digests."""
+    return dataclasses.replace(cached_signer("rsa", label), ripemd160=True)
+
+
 # --- the message and the CMS ---------------------------------------------------------------------
 
 
@@ -179,7 +210,7 @@ def cms_signature(
     RFC 5652 §5.4 says. `message_digest` overrides the digest attribute (to forge a mismatch).
     """
     certificate = asn1_x509.Certificate.load(signer.der)
-    digest_algorithm = algos.DigestAlgorithm({"algorithm": signer.digest})
+    digest_algorithm = algos.DigestAlgorithm({"algorithm": signer.digest_oid})
     signer_info: dict[str, object] = {
         "version": "v1",
         "sid": cms.SignerIdentifier(

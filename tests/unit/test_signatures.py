@@ -5,12 +5,16 @@ test client and by OpenSSL itself."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms as asn1_cms
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +30,14 @@ from filerelay.api.archivelink.signatures import (
     verify,
 )
 from tests.support import signing
-from tests.support.signing import KeyKind, cached_signer, cms_signature, signed_query, url_encode_sec_key
+from tests.support.signing import (
+    KeyKind,
+    cached_signer,
+    cms_signature,
+    ripemd160_signer,
+    signed_query,
+    url_encode_sec_key,
+)
 
 SAP_EXAMPLE = (
     "get&pVersion=0046&contRep=K1&docId=361A524A3ECB5459E0000800099245EC"
@@ -239,6 +250,12 @@ def test_check_access(access_mode: str, command: str, allowed: bool) -> None:
 # --- verify ---------------------------------------------------------------------------------------
 
 KINDS: list[KeyKind] = ["dsa", "rsa", "ecdsa"]
+# The key kinds with SAP's digests, plus RSA over RIPEMD-160 (which OpenSSL signs with RSA only).
+SIGNERS = [*KINDS, "rsa-ripemd160"]
+
+
+def signer_named(name: str, label: str = "main") -> signing.Signer:
+    return ripemd160_signer(label) if name == "rsa-ripemd160" else cached_signer(name, label)
 
 
 def _params(doc_id: str = "D1") -> list[tuple[str, str]]:
@@ -261,9 +278,9 @@ def _verify(query: str, *certificates: bytes) -> None:
 
 @pytest.mark.parametrize("embed", [False, True])
 @pytest.mark.parametrize("attributes", [False, True])
-@pytest.mark.parametrize("kind", KINDS)
-def test_verify_accepts_each_algorithm_and_layout(kind: KeyKind, attributes: bool, embed: bool) -> None:
-    signer = cached_signer(kind)
+@pytest.mark.parametrize("kind", SIGNERS)
+def test_verify_accepts_each_algorithm_and_layout(kind: str, attributes: bool, embed: bool) -> None:
+    signer = signer_named(kind)
     query = signed_query("get", _params(), signer, attributes=attributes, embed_certificate=embed)
     _verify(query, signer.der)
     # Another trusted certificate first does not hide the right one.
@@ -271,14 +288,54 @@ def test_verify_accepts_each_algorithm_and_layout(kind: KeyKind, attributes: boo
 
 
 @pytest.mark.parametrize("attributes", [False, True])
-@pytest.mark.parametrize("kind", KINDS)
-def test_verify_rejects_a_changed_message_and_a_wrong_certificate(kind: KeyKind, attributes: bool) -> None:
-    signer = cached_signer(kind)
+@pytest.mark.parametrize("kind", SIGNERS)
+def test_verify_rejects_a_changed_message_and_a_wrong_certificate(kind: str, attributes: bool) -> None:
+    signer = signer_named(kind)
     query = signed_query("get", _params(), signer, attributes=attributes)
     with pytest.raises(SignatureError, match="does not match"):
         _verify(query.replace("docId=D1", "docId=D2"), signer.der)
     with pytest.raises(SignatureError, match="does not match"):
-        _verify(query, cached_signer(kind, "other").der)
+        _verify(query, signer_named(kind, "other").der)
+
+
+RIPEMD160_INFO = signing.RIPEMD160_DIGEST_INFO
+
+
+@pytest.mark.parametrize(
+    ("encoding", "accepted"),
+    [
+        (lambda d: RIPEMD160_INFO + d, True),
+        (lambda d: bytes.fromhex("301f300706052b240302010414") + d, True),  # parameters absent (RFC 8017)
+        (lambda d: bytes.fromhex("3021300906052b0e03021a05000414") + d, False),  # says SHA-1, also 20 bytes
+        (lambda d: RIPEMD160_INFO + hashlib.new("ripemd160", b"other").digest(), False),
+        (lambda d: bytes.fromhex("3022300906052b2403020105000415") + d + b"\0", False),  # 21-byte digest
+        (lambda d: d, False),  # the bare digest, no DigestInfo
+    ],
+    ids=["null-parameters", "absent-parameters", "names-sha1", "other-digest", "longer-digest", "bare-digest"],
+)
+def test_ripemd160_checks_the_recovered_digest_info(encoding: Callable[[bytes], bytes], accepted: bool) -> None:
+    """The RSA signature must recover a DigestInfo that names RIPEMD-160 and holds the message's digest."""
+    signer = ripemd160_signer()
+    assert isinstance(signer.key, rsa.RSAPrivateKey)
+    params = _params()
+    message_bytes = signing.signed_message("get", params)
+    content = asn1_cms.ContentInfo.load(cms_signature(message_bytes, signer, attributes=False))
+    raw = signing.rsa_pkcs1_v15(signer.key, encoding(hashlib.new("ripemd160", message_bytes).digest()))
+    content["content"]["signer_infos"][0]["signature"] = raw
+    query = "get" + "".join(f"&{k}={v}" for k, v in params) + "&secKey=" + url_encode_sec_key(content.dump(force=True))
+    if accepted:
+        _verify(query, signer.der)
+    else:
+        with pytest.raises(SignatureError, match="does not match"):
+            _verify(query, signer.der)
+
+
+def test_ripemd160_needs_an_rsa_certificate() -> None:
+    """OpenSSL makes RIPEMD-160 CMS only with RSA; a DSA certificate named for it is refused clearly."""
+    signer = ripemd160_signer()
+    query = signed_query("get", _params(), signer, attributes=False)
+    with pytest.raises(SignatureError, match="RIPEMD-160 is supported with RSA keys only, not"):
+        _verify(query, cached_signer("dsa").der)
 
 
 def test_verify_never_trusts_an_embedded_certificate() -> None:
@@ -311,15 +368,15 @@ _OPENSSL = shutil.which("openssl")
 
 
 @pytest.mark.skipif(_OPENSSL is None, reason="needs the openssl command line tool")
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", SIGNERS)
 @pytest.mark.parametrize("attributes", [False, True])
 def test_openssl_and_the_server_agree_on_the_test_clients_signatures(
-    tmp_path: Path, kind: KeyKind, attributes: bool
+    tmp_path: Path, kind: str, attributes: bool
 ) -> None:
     """Both directions: OpenSSL verifies what the test client builds, and the server verifies what
-    `openssl cms -sign -binary [-noattr] -md sha1|sha256` builds (the L1 check of archivelink.md)."""
+    `openssl cms -sign -binary [-noattr] -md sha1|sha256|ripemd160` builds (the L1 check of archivelink.md)."""
     assert _OPENSSL is not None
-    signer = cached_signer(kind)
+    signer = signer_named(kind)
     (tmp_path / "cert.pem").write_bytes(signer.pem)
     key_pem = signer.key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

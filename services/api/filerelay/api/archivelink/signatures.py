@@ -2,8 +2,9 @@
 
 The signed message is the concatenation of the signed parameters' values, raw (still %-encoded) and in
 the order they appear in the URL. secKey is a detached PKCS#7/CMS SignedData over that message, made by
-DSA, RSA or ECDSA, with or without signed attributes. It is verified only against a certificate SAP
-sent with putCert and an admin activated, never against one embedded in the signature.
+DSA, RSA or ECDSA, with or without signed attributes, over MD5, SHA-1, SHA-2 or RIPEMD-160 digests.
+It is verified only against a certificate SAP sent with putCert and an admin activated, never against
+one embedded in the signature.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from asn1crypto import cms
+from asn1crypto import algos, cms
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -59,6 +60,9 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+# RIPEMD-160 (archivelink.md allows "MD5 or RIPEMD-160"): asn1crypto knows it only by OID and
+# `cryptography` has no such hash, but OpenSSL's default provider does (hashlib.new("ripemd160")).
+RIPEMD160 = "1.3.36.3.2.1"
 
 
 class SignatureError(ProtocolError):
@@ -128,12 +132,33 @@ def _public_key_verify(
         raise SignatureError(f"unsupported key type {type(key).__name__} in the certificate")
 
 
+def _ripemd160_verify(certificate: x509.Certificate, signature: bytes, data: bytes) -> None:
+    """RSA PKCS#1 v1.5 over RIPEMD-160, checked by hand: recover the DigestInfo and compare.
+
+    OpenSSL signs RIPEMD-160 CMS only with RSA, and the recovery checks the padding; the DigestInfo
+    must name RIPEMD-160 (NULL or absent parameters, RFC 8017 §9.2 note 1) and carry the digest.
+    """
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise SignatureError(f"RIPEMD-160 is supported with RSA keys only, not {type(key).__name__}")
+    recovered = key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
+    try:
+        info = algos.DigestInfo.load(recovered, strict=True)
+        named = info["digest_algorithm"]["algorithm"].dotted
+        parameters = info["digest_algorithm"]["parameters"].native
+        digest = info["digest"].native
+    except (ValueError, TypeError):
+        raise InvalidSignature from None
+    expected = hashlib.new("ripemd160", data).digest()
+    if named != RIPEMD160 or parameters is not None or not hmac.compare_digest(digest, expected):
+        raise InvalidSignature
+
+
 def _verify_one(signer: cms.SignerInfo, message: bytes, certificate: x509.Certificate) -> None:
-    digest_name = signer["digest_algorithm"]["algorithm"].native
-    algorithm_class = _HASHES.get(digest_name)
-    if algorithm_class is None:
+    digest_oid = signer["digest_algorithm"]["algorithm"]
+    digest_name = "ripemd160" if digest_oid.dotted == RIPEMD160 else digest_oid.native
+    if digest_name not in _HASHES and digest_name != "ripemd160":
         raise SignatureError(f"unsupported digest algorithm {digest_name}")
-    algorithm = algorithm_class()
     signature = signer["signature"].native
     signed_attrs = signer["signed_attrs"]
     if signed_attrs.native:
@@ -147,7 +172,10 @@ def _verify_one(signer: cms.SignerInfo, message: bytes, certificate: x509.Certif
     else:
         data = message
     try:
-        _public_key_verify(certificate, signature, data, algorithm)
+        if digest_name == "ripemd160":
+            _ripemd160_verify(certificate, signature, data)
+        else:
+            _public_key_verify(certificate, signature, data, _HASHES[digest_name]())
     except InvalidSignature:
         raise SignatureError("the signature does not match the URL") from None
     except UnsupportedAlgorithm as exc:
