@@ -33,6 +33,7 @@ class NewComponent:
     charset: str | None
     version: str | None
     staged: StagedObject
+    sent_type: str | None = None  # the Content-Type header as sent, when there was one
 
 
 @dataclass
@@ -118,6 +119,7 @@ def _new_document(
         content_type=new.mime,
         charset=new.charset,
         content_version=new.version,
+        content_type_sent=new.sent_type,
         size_bytes=new.staged.size,
         sha256=new.staged.sha256,
         staging_key=new.staged.key,
@@ -204,6 +206,7 @@ def put_component(
     existing.content_type = new.mime
     existing.charset = new.charset
     existing.content_version = new.version
+    existing.content_type_sent = new.sent_type
     existing.updated_at = now
     outcome.merge(_wire(existing, destinations, now))
     session.flush()

@@ -90,7 +90,7 @@ def test_get_returns_the_component_with_its_headers(sap: SapClient) -> None:
     reply = sap.get(DOC, "data")
     assert reply.status == 200
     assert reply.body == PDF
-    assert reply.headers["Content-Type"] == "application/pdf; version=1.4"
+    assert reply.headers["Content-Type"] == "application/pdf; charset=; version=1.4"  # as sent, like SAP's handler
     assert reply.headers["Content-Length"] == str(len(PDF))
     assert reply.headers["X-compId"] == "data"
     assert reply.headers["X-Content-Length"] == str(len(PDF))
@@ -207,13 +207,14 @@ def test_an_empty_document_is_allowed(sap: SapClient, configured: Runtime) -> No
 
 
 def test_multipart_create_is_atomic(sap: SapClient, configured: Runtime) -> None:
+    """One truncated part (fewer bytes than its Content-Length) refuses the whole document."""
     body = (
         b"--B\r\nX-compId: data1\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
-        b"--B\r\nContent-Type: text/plain\r\n\r\nno compId here\r\n--B--\r\n"
+        b"--B\r\nX-compId: data2\r\nContent-Length: 100\r\n\r\ncut short\r\n--B--\r\n"
     )
     reply = sap.raw("POST", sap.query("create", docId=DOC), body, {"Content-Type": "multipart/form-data; boundary=B"})
     assert reply.status == 400
-    assert reply.error == "part 2 has no X-compId header"
+    assert reply.error == "part data2 announced 100 bytes but carried 9"
     assert count(configured, ArchiveDocument) == 0
     assert count(configured, Document) == 0
     assert staged_files(configured) == []

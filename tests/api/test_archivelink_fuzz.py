@@ -354,7 +354,6 @@ def test_fuzz_multipart_bodies(configured: Runtime, seeded: str) -> None:
         ("GET", b"info&pVersion=0047&contRep=Z1&docId=" + b"A" * 20000, [], b"", 400),
         ("GET", b"info&pVersion=0047&pVersion=0047&contRep=Z1&docId=X", [], b"", 400),
         ("PUT", b"create&pVersion=0047&contRep=Z1&docId=N&compId=data", [(b"Content-Length", b"100")], b"short", 400),
-        ("PUT", b"create&pVersion=0047&contRep=Z1&docId=N&compId=data", [(b"Content-Type", b"\xe9/\xe9")], b"", 400),
         (
             "POST",
             b"create&pVersion=0047&contRep=Z1&docId=N",
@@ -426,7 +425,7 @@ def test_m_create_rejected_mid_body_stores_nothing(configured: Runtime, seeded: 
     body = (
         b"--B\r\nX-docId: M1\r\nX-compId: data\r\n\r\none\r\n"
         b"--B\r\nX-docId: M2\r\nX-compId: data\r\n\r\ntwo\r\n"
-        b"--B\r\nX-docId: M3\r\n\r\nno compId\r\n--B--\r\n"
+        b"--B\r\nX-docId: M3\r\nX-compId: data\r\nContent-Length: 50\r\n\r\ncut short\r\n--B--\r\n"
     )
     before = state(configured)
     reply = sap.raw("POST", sap.query("mCreate", docId="M1"), body, {"Content-Type": "multipart/form-data; boundary=B"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filerelay.api.archivelink.protocol import (
+    MAX_CONTENT_TYPE_LENGTH,
     ArchiveLinkRequest,
     ContentType,
     Param,
@@ -217,16 +219,38 @@ def test_records_round_trip(records: list[dict[str, str]]) -> None:
         ("text/plain; boundary=x; foo; charset=UTF-8", ContentType("text/plain", "UTF-8")),
         ("text/plain; charset=a; charset=b", ContentType("text/plain", "a")),
         (" text/plain ;", ContentType("text/plain")),
+        # What clients send that is not a media type: read what can be read, never refuse.
+        ("Content-Type: application/pdf", ContentType("application/pdf")),
+        ("content-type:image/tiff; charset=x", ContentType("image/tiff", "x")),
+        ("pdf", ContentType("application/pdf")),
+        ("TIF", ContentType("image/tiff")),
+        ("text", ContentType("text/plain")),
+        ("invoice", ContentType("application/octet-stream")),
+        ("/plain", ContentType("application/octet-stream")),
+        ("text/", ContentType("application/octet-stream")),
+        ("text/pl ain", ContentType("application/octet-stream")),
+        (";charset=x", ContentType("application/octet-stream")),
+        ("a/b/c", ContentType("application/octet-stream")),
+        ("\xe9/\xe9", ContentType("application/octet-stream")),
     ],
 )
 def test_parse_content_type(header: str | None, expected: ContentType) -> None:
-    assert parse_content_type(header) == expected
+    parsed = parse_content_type(header)
+    assert dataclasses.replace(parsed, sent=None) == expected
+    # The header itself is kept as sent, to be served back on get/info.
+    assert parsed.sent == ((header or "").strip().encode("ascii", "replace").decode() or None)
+    assert parsed.header() == (parsed.sent or "application/octet-stream")
 
 
-@pytest.mark.parametrize("header", ["pdf", "text", "/plain", "text/", "text/pl ain", ";charset=x", "a/b/c"])
-def test_parse_content_type_rejects(header: str) -> None:
-    with pytest.raises(ProtocolError, match="invalid Content-Type"):
-        parse_content_type(header)
+def test_a_sent_content_type_loses_control_characters_and_is_bounded() -> None:
+    parsed = parse_content_type("application/pdf;\x01 version=\x7f1.4")
+    assert (parsed.sent, parsed.mime, parsed.version) == ("application/pdf; version=1.4", "application/pdf", "1.4")
+    long = "application/" + "x" * 300
+    kept = parse_content_type(long)
+    assert kept.sent == long[:MAX_CONTENT_TYPE_LENGTH]
+    assert len(kept.sent) == 255
+    assert kept.mime == long[:255]
+    assert parse_content_type("text/plain; charset=" + "u" * 100).charset == "u" * 64  # the column's size
 
 
 @pytest.mark.parametrize(
@@ -239,8 +263,10 @@ def test_parse_content_type_rejects(header: str) -> None:
     ],
 )
 def test_content_type_header(content_type: ContentType, header: str) -> None:
+    """Without the header as sent (documents stored before it was kept), the parsed type is served."""
     assert content_type.header() == header
-    assert parse_content_type(header) == content_type
+    assert dataclasses.replace(parse_content_type(header), sent=None) == content_type
+    assert dataclasses.replace(content_type, sent="pdf").header() == "pdf"
 
 
 # --- dates, offsets, ids -------------------------------------------------------------------------------

@@ -261,6 +261,9 @@ class Document(Base):
     charset: Mapped[str | None] = mapped_column(String(64))
     # The ArchiveLink "version" parameter of the component's content type, not a revision number.
     content_version: Mapped[str | None] = mapped_column(String(64))
+    # The Content-Type header as SAP sent it, served back on get/info; content_type is its parsed
+    # media type (application/octet-stream when it does not parse), for destinations and {ext}.
+    content_type_sent: Mapped[str | None] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     # Where the bytes sit in staging; None once purged (or never kept, when discarded).

@@ -29,7 +29,7 @@ from filerelay.api.archivelink.protocol import (
     validate_id,
 )
 from filerelay.api.archivelink.security import read_put_cert_body
-from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, replacement_key, stage_body
+from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, new_component, replacement_key, stage_body
 from filerelay.api.context import runtime
 from filerelay.content import open_content
 from filerelay.db.models import ArchiveDocument, Document, new_id
@@ -125,7 +125,8 @@ def _empty(status: int, **headers: str) -> Response:
 
 
 def _content_type(component: Document) -> str:
-    return ContentType(component.content_type, component.charset, component.content_version).header()
+    sent = component.content_type_sent
+    return ContentType(component.content_type, component.charset, component.content_version, sent).header()
 
 
 def _component_headers(component: Document, p_version: str) -> list[tuple[str, str]]:
@@ -228,7 +229,7 @@ def create_single(call: Call) -> Response:
     call.repository()  # an unknown repository is refused before the body is read
     content_type = parse_content_type(request.headers.get("Content-Type"))
     staged = stage_body(rt.staging, new_id("doc"), rt.settings.max_document_bytes)
-    component = NewComponent(comp_id, content_type.mime, content_type.charset, content_type.version, staged)
+    component = new_component(comp_id, content_type, staged)
     _create(call, doc_id, [component])
     return _empty(201, X_docId=doc_id)
 
@@ -437,7 +438,7 @@ def update_single(call: Call) -> Response:
     staged = stage_body(rt.staging, key, rt.settings.max_document_bytes)
     _put(
         call,
-        [NewComponent(comp_id, content_type.mime, content_type.charset, content_type.version, staged)],
+        [new_component(comp_id, content_type, staged)],
         replace_all=False,
     )
     return _empty(200)
@@ -465,7 +466,14 @@ def append(call: Call) -> Response:
             raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", status=404)
         old = _content(rt, session, existing, 0, existing.size_bytes)
     staged = stage_body(rt.staging, replacement_key(existing.id), rt.settings.max_document_bytes, prefix=old)
-    new = NewComponent(existing.comp_id, existing.content_type, existing.charset, existing.content_version, staged)
+    new = NewComponent(
+        existing.comp_id,
+        existing.content_type,
+        existing.charset,
+        existing.content_version,
+        staged,
+        existing.content_type_sent,
+    )
     _put(call, [new], replace_all=False)
     return _empty(200)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import mimetypes
 import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
@@ -146,13 +147,25 @@ def parse_records(body: bytes) -> list[dict[str, str]]:
     return records
 
 
+# What is kept of a Content-Type as SAP sent it: the column's length, and no control characters.
+MAX_CONTENT_TYPE_LENGTH = 255
+_HEADER_NAME = re.compile(r"content-type\s*:", re.IGNORECASE)
+OCTET_STREAM = "application/octet-stream"
+
+
 @dataclass(frozen=True)
 class ContentType:
+    """A component's type: `mime` (+ charset, version) parsed for destinations and `{ext}`; `sent`, the
+    header as the client sent it, served back on get/info the way SAP's own handler does."""
+
     mime: str
     charset: str | None = None
     version: str | None = None
+    sent: str | None = None
 
     def header(self) -> str:
+        if self.sent:
+            return self.sent
         parts = [self.mime]
         for name, value in (("charset", self.charset), ("version", self.version)):
             if value is not None:
@@ -167,13 +180,33 @@ def _header_value(value: str) -> str:
     return f'"{escaped}"'
 
 
+def _media_type(text: str) -> str | None:
+    """`type/subtype` lower-cased, or the type a bare extension names (`pdf`, `TIF`), or None."""
+    mime = text.strip().lower()
+    if _MIME.fullmatch(mime):
+        return mime
+    if _TOKEN.fullmatch(mime):
+        guessed, _ = mimetypes.guess_type(f"x.{mime}", strict=False)
+        return guessed
+    return None
+
+
 def parse_content_type(header: str | None) -> ContentType:
-    if header is None or not header.strip():
-        return ContentType("application/octet-stream")
-    mime, *params = header.split(";")
-    mime = mime.strip().lower()
-    if not _MIME.fullmatch(mime):
-        raise ProtocolError(f"invalid Content-Type {_shown(mime)!r}")
+    """Never refuses: SAP must not lose an archiving over a label (SAP's handler stores any type).
+
+    The header is kept as sent (control characters dropped, non-ASCII as "?", cut at 255 characters). What parses gives
+    the media type, charset and version; a value that repeats the header's name (`Content-Type:
+    application/pdf`) is read past it, and a bare extension (`pdf`) names its type. Anything else is
+    `application/octet-stream` for destinations.
+    """
+    # Non-ASCII becomes "?": servers disagree on how to put it back into a header (Latin-1, UTF-8).
+    sent = _NOT_PRINTABLE.sub("?", _CONTROL.sub("", header or "")).strip()[:MAX_CONTENT_TYPE_LENGTH] or None
+    if sent is None:
+        return ContentType(OCTET_STREAM)
+    mime_text, *params = _HEADER_NAME.sub("", sent, count=1).split(";")
+    mime = _media_type(mime_text)
+    if mime is None:
+        return ContentType(OCTET_STREAM, sent=sent)
     found: dict[str, str | None] = {}
     for param in params:
         name, sep, value = param.partition("=")
@@ -181,8 +214,8 @@ def parse_content_type(header: str | None) -> ContentType:
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = re.sub(r"\\(.)", r"\1", value[1:-1])
         if sep and name in ("charset", "version") and name not in found:
-            found[name] = value or None
-    return ContentType(mime, found.get("charset"), found.get("version"))
+            found[name] = value[:64] or None
+    return ContentType(mime, found.get("charset"), found.get("version"), sent=sent)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from flask import request
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.http import parse_options_header
 
 from filerelay.api.archivelink.multipart import read_parts
-from filerelay.api.archivelink.protocol import ProtocolError, parse_content_type, validate_id
+from filerelay.api.archivelink.protocol import ContentType, ProtocolError, parse_content_type, validate_id
 from filerelay.db.models import new_id
 from filerelay.documents import NewComponent
 from filerelay.staging import (
@@ -22,6 +25,7 @@ from filerelay.staging import (
 )
 
 MAX_ID_LENGTH = 128
+log = logging.getLogger(__name__)
 
 
 def replacement_key(document_id: str) -> str:
@@ -68,8 +72,30 @@ def stage_body(staging: StagingStore, key: str, limit: int, *, prefix: Iterable[
             close()
 
 
+def new_component(comp_id: str, content_type: ContentType, staged: StagedObject) -> NewComponent:
+    mime, charset, version, sent = content_type.mime, content_type.charset, content_type.version, content_type.sent
+    return NewComponent(comp_id, mime, charset, version, staged, sent_type=sent)
+
+
+@dataclass(frozen=True)
+class _Part:
+    comp_id: str
+    doc_id: str | None
+    content_type: ContentType
+    declared: int | None
+
+
+def _filename(headers: dict[str, str]) -> str | None:
+    _, options = parse_options_header(headers.get("content-disposition", ""))
+    return options.get("filename") or None
+
+
 class StagedParts:
-    """Part handler that stages each multipart component; `discard()` undoes everything staged."""
+    """Part handler that stages each multipart component; `discard()` undoes everything staged.
+
+    A part without X-compId is named after its Content-Disposition filename when it has one (as some
+    clients send GOS attachments), and otherwise skipped and logged, as SAP's own handler does.
+    """
 
     def __init__(self, staging: StagingStore, limit: int, *, with_doc_id: bool = False) -> None:
         self.staging = staging
@@ -77,58 +103,55 @@ class StagedParts:
         self.with_doc_id = with_doc_id
         self.total = 0
         self.components: list[tuple[str | None, NewComponent]] = []
+        self.skipped = 0
         self._writer: StagingWriter | None = None
-        self._current: dict[str, str | None] = {}
+        self._current: _Part | None = None
         self._part_size = 0
+        self._number = 0
 
     def start_part(self, headers: dict[str, str]) -> None:
-        for header in ("x-compid", "x-docid") if self.with_doc_id else ("x-compid",):
-            if header not in headers:
-                name = "X-compId" if header == "x-compid" else "X-docId"
-                raise ProtocolError(f"part {len(self.components) + 1} has no {name} header")
-        comp_id = validate_id("X-compId", headers["x-compid"], MAX_ID_LENGTH)
+        self._number += 1
+        self._part_size = 0
+        if self.with_doc_id and "x-docid" not in headers:
+            raise ProtocolError(f"part {self._number} has no X-docId header")
         doc_id = validate_id("X-docId", headers["x-docid"], MAX_ID_LENGTH) if self.with_doc_id else None
+        named = headers.get("x-compid") or _filename(headers)
+        if named is None:
+            log.warning("skipped multipart part %d: it has no X-compId and no filename", self._number)
+            self.skipped += 1
+            self._current = None
+            return
+        comp_id = validate_id("X-compId", named, MAX_ID_LENGTH)
         if not self.with_doc_id and any(c.comp_id == comp_id for _, c in self.components):
             raise ProtocolError(f"component {comp_id} appears twice in one request")
-        content_type = parse_content_type(headers.get("content-type"))
         declared = headers.get("content-length")
         if declared is not None and not declared.isdigit():
             raise ProtocolError(f"part {comp_id} has an invalid Content-Length {declared!r}")
-        self._current = {
-            "comp_id": comp_id,
-            "doc_id": doc_id,
-            "mime": content_type.mime,
-            "charset": content_type.charset,
-            "version": content_type.version,
-            "declared": declared,
-        }
-        self._part_size = 0
+        content_type = parse_content_type(headers.get("content-type"))
+        self._current = _Part(comp_id, doc_id, content_type, int(declared) if declared is not None else None)
         self._writer = self.staging.writer(new_id("doc"), limit=self.limit)
 
     def part_data(self, data: bytes) -> None:
-        assert self._writer is not None
         self.total += len(data)
         if self.total > self.limit:
             raise ProtocolError(f"the body exceeds the limit of {self.limit} bytes", status=413)
         self._part_size += len(data)
-        self._writer.write(data)
+        if self._writer is not None:
+            self._writer.write(data)
 
     def end_part(self) -> None:
-        assert self._writer is not None
         current = self._current
-        declared = current["declared"]
-        if declared is not None and int(declared) != self._part_size:
-            raise ProtocolError(f"part {current['comp_id']} announced {declared} bytes but carried {self._part_size}")
+        if current is None:
+            return
+        assert self._writer is not None
+        if current.declared is not None and current.declared != self._part_size:
+            raise ProtocolError(
+                f"part {current.comp_id} announced {current.declared} bytes but carried {self._part_size}"
+            )
         staged = self._writer.commit()
         self._writer = None
-        component = NewComponent(
-            comp_id=str(current["comp_id"]),
-            mime=str(current["mime"]),
-            charset=current["charset"],
-            version=current["version"],
-            staged=staged,
-        )
-        self.components.append((current["doc_id"], component))
+        self._current = None
+        self.components.append((current.doc_id, new_component(current.comp_id, current.content_type, staged)))
 
     def read(self) -> None:
         try:
