@@ -3,16 +3,16 @@ destination that has the current content (ARCHITECTURE.md §3, "Staging store").
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterator
-from typing import BinaryIO
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import IO, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from filerelay.db.models import DeliveryStatus, Document
+from filerelay.db.models import Delivery, DeliveryStatus, Document
 from filerelay.delivery.paths import path_for
-from filerelay.destinations.base import DestinationError, build_client
+from filerelay.destinations.base import DestinationError, build_client, get_kind
 from filerelay.staging import CHUNK_SIZE, StagingError, StagingStore
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,54 @@ def open_content(
     return read_back(session, document, start, length)
 
 
+def readable(document: Document) -> bool:
+    """Whether the bytes can be read: staging holds them, or a destination that can give them back
+    has the current content. SAP sees such a component `online`, whichever copy serves it."""
+    return document.staging_key is not None or any(
+        _current_copy(document, delivery) and get_kind(delivery.destination.kind).readable
+        for delivery in document.deliveries
+    )
+
+
+def _current_copy(document: Document, delivery: Delivery) -> bool:
+    return delivery.status == DeliveryStatus.DELIVERED and delivery.delivered_generation == document.generation
+
+
+class Window:
+    """A range of a document spooled to a temporary file (on disk past one chunk), read with the
+    document's own offsets: what a search needs when the bytes come back from a destination."""
+
+    def __init__(self, chunks: Iterable[bytes], start: int) -> None:
+        self._start = start
+        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE)  # noqa: SIM115 - closed by close()
+        for chunk in chunks:
+            self._file.write(chunk)
+
+    def seek(self, offset: int) -> None:
+        if offset < self._start:
+            raise ValueError(f"offset {offset} is before the spooled range, which starts at {self._start}")
+        self._file.seek(offset - self._start)
+
+    def read(self, size: int) -> bytes:
+        return self._file.read(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Window:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 def read_back(session: Session, document: Document, start: int, length: int) -> Iterator[bytes] | None:
     """The document's bytes from the first destination that delivered its current content and can
     be read (staging was purged). None when no destination can give them back."""
     if length == 0:
         return iter(())
     for delivery in document.deliveries:
-        if delivery.status != DeliveryStatus.DELIVERED or delivery.delivered_generation != document.generation:
+        if not _current_copy(document, delivery):
             continue
         destination = delivery.destination
         try:
@@ -71,5 +112,22 @@ def read_back(session: Session, document: Document, start: int, length: int) -> 
         except (DestinationError, NotImplementedError) as exc:
             log.warning("cannot read %s back from %s: %s", document.id, destination.public_id, exc)
             continue
-        return itertools.chain([first], chunks)
+        return _resumed(first, chunks)
     return None
+
+
+def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    """`first`, then the rest; closing it closes the destination's stream (a generator's close)."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        release(rest)
+
+
+def release(chunks: Iterator[bytes]) -> None:
+    """Let go of what a body holds (a staged file, a destination's response) when it is not read to
+    the end: a search that stops at its last hit, a client that went away."""
+    close = getattr(chunks, "close", None)
+    if callable(close):
+        close()

@@ -408,12 +408,6 @@ def test_a_repository_with_no_destination_discards(configured: Runtime, server: 
             "pVersion 0031 is not supported; use 0045, 0046 or 0047",
         ),
         ("GET", "frobnicate&pVersion=0047&contRep=Z1", 400, "unknown command 'frobnicate'"),
-        (
-            "GET",
-            "attrSearch&pVersion=0047&contRep=Z1&docId=X",
-            400,
-            "FileRelay does not offer the attrSearch command",
-        ),
         ("GET", "getCert&pVersion=0047&contRep=Z1", 400, "FileRelay does not offer the getCert command"),
         (
             "GET",

@@ -4,13 +4,18 @@ the exact request shapes, over real HTTP."""
 from __future__ import annotations
 
 import logging
+import textwrap
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from filerelay.api import create_app
 from filerelay.api.archivelink.protocol import content_disposition
+from filerelay.config_file import apply, load
 from filerelay.db.models import Destination, Document
 from filerelay.db.session import session_scope
+from filerelay.delivery import service, sweep
 from filerelay.delivery.paths import path_for
 from filerelay.runtime import Runtime
 from tests.api.test_archivelink import staged_files
@@ -168,3 +173,138 @@ def test_a_filename_that_is_no_valid_comp_id_is_refused_clearly(sap: SapClient, 
     assert reply.status == 400
     assert reply.error == "invalid X-compId: leading or trailing blanks are not allowed"
     assert staged_files(configured) == []
+
+
+# --- item 4: a component a destination can give back is online, and searchable --------------------
+
+NEEDLES = b"%PDF-1.4 total: 100 EUR\n" + b"x" * 3000 + b"\ntotal: 200 EUR\n%%EOF\n"
+HOLDERS = textwrap.dedent(
+    """
+    workspaces:
+      - owner: acme
+        slug: production
+        api_keys:
+          - {name: erp, role: member, key: "%s"}
+        destinations:
+          - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
+             path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
+          - {id: dest_erp, name: ERP, kind: pull, path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
+        repositories:
+          - {id: F1, description: Folder only, signature: none, destinations: [dest_folder]}
+          - {id: P1, description: Pulled by the ERP, signature: none, destinations: [dest_erp]}
+    """
+)
+ERP_KEY = "fr_live_interop_erp_0123456789"
+
+
+@pytest.fixture
+def holders(configured: Runtime, tmp_path: Path) -> Runtime:
+    """conftest's workspace plus F1 (the folder alone) and P1 (a pull integration alone)."""
+    with session_scope(configured.sessions) as session:
+        apply(session, load(HOLDERS % ERP_KEY, {"OUT_DIR": str(tmp_path / "out")}), now=configured.clock.now())
+    return configured
+
+
+def _stored(runtime: Runtime, sap: SapClient, repo: str, content: bytes) -> tuple[str, list[str]]:
+    """Create the document as SAP does: its file id and its deliveries' ids."""
+    sap.cont_rep = repo
+    assert sap.create(DOC, "data", content, "application/pdf").status == 201
+    with session_scope(runtime.sessions) as session:
+        document = session.scalars(select(Document).where(Document.doc_id == DOC)).one()
+        return document.id, [d.id for d in document.deliveries]
+
+
+def _purge(runtime: Runtime) -> None:
+    """What the sweeper does past the retention: release the staged bytes of delivered documents."""
+    with session_scope(runtime.sessions) as session:
+        keys = sweep.purgeable(session, now=runtime.clock.now(), retention_seconds=0, limit=10)
+    assert len(keys) == 1
+    runtime.staging.delete(keys[0])
+
+
+def test_a_purged_component_a_destination_holds_is_online_and_searchable(
+    holders: Runtime, sap: SapClient, tmp_path: Path
+) -> None:
+    _, [folder] = _stored(holders, sap, "F1", NEEDLES)
+    assert service.run(holders, folder, rand=lambda: 0.5)
+    _purge(holders)
+
+    got = sap.get(DOC, "data")
+    assert (got.status, got.body, got.headers["X-compStatus"]) == (200, NEEDLES, "online")
+    [(headers, _)] = sap.info(DOC).parts()
+    assert headers["X-compStatus"] == "online"
+    first, second = NEEDLES.index(b"total:"), NEEDLES.rindex(b"total:")
+    # Forward, backward (fromOffset > toOffset), case-folded, and within a range that excludes one hit.
+    assert sap.search(DOC, "data", "total:", numResults="5").body == f"2;{first};{second};".encode()
+    backward = sap.search(DOC, "data", "TOTAL:", fromOffset="-1", toOffset="0", numResults="5")
+    assert (backward.status, backward.body) == (200, f"2;{second};{first};".encode())
+    assert sap.search(DOC, "data", "total:", fromOffset="10", numResults="5").body == f"1;{second};".encode()
+    assert sap.search(DOC, "data", "absent").body == b"0;"
+
+    (tmp_path / "out" / "F1" / f"{DOC}_data.pdf").unlink()  # the only copy, gone behind FileRelay's back
+    gone = sap.search(DOC, "data", "total:")
+    assert (gone.status, gone.error) == (409, "the content of component data is no longer held by FileRelay")
+
+
+def test_a_purged_component_only_an_integration_holds_is_offline(holders: Runtime, sap: SapClient) -> None:
+    file_id, _ = _stored(holders, sap, "P1", NEEDLES)
+    client = create_app(runtime=holders).test_client()
+    body = {"integrationExportStatus": "completed", "integrationExportMessages": []}
+    patched = client.patch(f"/api/acme/production/files/{file_id}", json=body, headers={"x-api-key": ERP_KEY})
+    assert patched.status_code == 200
+    [(before, _)] = sap.info(DOC).parts()
+    assert before["X-compStatus"] == "online"  # staging still holds it
+    _purge(holders)
+    [(after, _)] = sap.info(DOC).parts()
+    assert after["X-compStatus"] == "offline"  # the ERP keeps its copy; FileRelay cannot read it
+    assert sap.get(DOC, "data").status == 409
+    assert sap.search(DOC, "data", "total:").status == 409
+
+
+# --- item 8: attrSearch over a print list's description ----------------------------------------------
+
+PRINT_LIST = b"".join(f"{i:05d} invoice line {i}\n".encode() for i in range(40))
+ALF_DESCR = (
+    b"0 0 DPRLV0200\n"
+    b"0 0 DKEYcompany_code" + b" " * 28 + b"000004\n"
+    b"0 25 DAIN10000000004711Acme plc\n"
+    b"25 50 DAIN20000000004712Globex\r\n"
+    b"75 25 DAIN10000000004713Acme plc\n"
+)
+
+
+def test_attr_search_finds_the_print_list_lines_by_attribute(sap: SapClient) -> None:
+    parts = [Part("data", PRINT_LIST, "text/plain"), Part("descr", ALF_DESCR, "application/x-alf-descr")]
+    assert sap.create_multipart(DOC, parts).status == 201
+    found = sap.attr_search(DOC, "0+4+1000")
+    assert (found.status, found.body, found.headers["Content-Type"]) == (200, b"1;0;25;", "text/plain; charset=utf-8")
+    assert sap.attr_search(DOC, "0+4+1000", numResults="9").body == b"2;0;25;75;25;"
+    assert sap.attr_search(DOC, "0+4+1000%234+10+4713", numResults="9").body == b"1;75;25;"
+    assert sap.attr_search(DOC, "14+20+ACME%20PLC", numResults="9").body == b"2;0;25;75;25;"
+    assert sap.attr_search(DOC, "14+20+ACME%20PLC", caseSensitive="y").body == b"0;"
+    assert sap.attr_search(DOC, "1+3+000", fromOffset="80", toOffset="0", numResults="2").body == b"2;75;25;25;50;"
+    # compId names another description component; the default is descr.
+    assert sap.attr_search(DOC, "0+4+1000", compId="data").body == b"0;"
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "error"),
+    [
+        ({"pattern": None}, 400, "missing mandatory parameter pattern"),
+        ({"pattern": "1000"}, 400, "invalid attrSearch pattern part '1000': expected position+length+value"),
+        ({"pattern": "0+4+1000", "caseSensitive": "x"}, 400, "caseSensitive must be y or n"),
+        ({"pattern": "0+4+1000", "numResults": "0"}, 400, "numResults must be a positive integer"),
+        ({"pattern": "0+4+1000", "compId": "descr2"}, 404, f"document {DOC} has no descr2 component to search"),
+    ],
+)
+def test_attr_search_errors_are_clear(sap: SapClient, params: dict[str, str | None], status: int, error: str) -> None:
+    assert sap.create_multipart(DOC, [Part("descr", ALF_DESCR, "application/x-alf-descr")]).status == 201
+    reply = sap.raw("GET", sap.query("attrSearch", docId=DOC, **params))
+    assert (reply.status, reply.error) == (status, error)
+
+
+def test_attr_search_of_a_document_without_descr_is_404(sap: SapClient) -> None:
+    assert sap.create(DOC, "data", PRINT_LIST, "text/plain").status == 201
+    reply = sap.attr_search(DOC, "0+4+1000")
+    assert (reply.status, reply.error) == (404, f"document {DOC} has no descr component to search")
+    assert sap.attr_search("MISSING", "0+4+1000").status == 404

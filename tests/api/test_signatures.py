@@ -39,6 +39,7 @@ from tests.support.signing import (
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 DOC = "361A524A3ECB5459E0000800099245EC"
 DOC2 = "361A524A3ECB5459E0000800099245ED"
+DOC3 = "361A524A3ECB5459E0000800099245EE"
 NEW = "5B0E4C8B1C2A11EFA0000800099245EC"
 NEW2 = "5B0E4C8B1C2A11EFA0000800099245ED"
 AUTH_ID = "CN%3DS4H"  # raw, as SAP sends it; the certificate is stored under the decoded "CN=S4H"
@@ -259,6 +260,9 @@ def test_every_command_with_sap_signed_urls(server: str, configured: Runtime, ki
     assert [(h["X-compId"], body) for h, body in doc_get.parts()] == [("data", PDF)]
     found = sap.search(DOC, "data", "EOF")
     assert (found.status, found.body) == (200, f"1;{PDF.index(b'EOF')};".encode())
+    assert sap.create(DOC3, "descr", b"73 138 DAIN1000 4711\n", "application/x-alf-descr").status == 201
+    found = sap.attr_search(DOC3, "0+4+1000")
+    assert (found.status, found.body) == (200, b"1;73;138;")
     # update (PUT), append
     assert sap.update(DOC, "data", b"hello ", "text/plain").status == 200
     assert sap.append(DOC, "data", b"world").status == 200

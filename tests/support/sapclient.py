@@ -141,3 +141,8 @@ class SapClient:
 
     def search(self, doc_id: str, comp_id: str, pattern: str, **params: str | None) -> Reply:
         return self.raw("GET", self.query("search", docId=doc_id, compId=comp_id, pattern=pattern, **params))
+
+    def attr_search(self, doc_id: str, pattern: str, **params: str | None) -> Reply:
+        """`pattern` raw, as it goes into the URL: `position+length+value` parts joined by `%23` (a
+        literal `#` would start the URL's fragment), each value %-encoded."""
+        return self.raw("GET", self.query("attrSearch", docId=doc_id, pattern=pattern, **params))

@@ -386,3 +386,6 @@ class SigningSap:
 
     def search(self, doc_id: str, comp_id: str, pattern: str, **params: str | None) -> Reply:
         return self.send("GET", self.query("search", docId=doc_id, compId=comp_id, pattern=pattern, **params))
+
+    def attr_search(self, doc_id: str, pattern: str, **params: str | None) -> Reply:
+        return self.send("GET", self.query("attrSearch", docId=doc_id, pattern=pattern, **params))

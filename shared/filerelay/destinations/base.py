@@ -62,6 +62,8 @@ class DestinationKind:
     schema: type[Schema]
     build: Callable[[Mapping[str, Any], Mapping[str, Any]], Client]
     secret_fields: frozenset[str] = frozenset()
+    # Whether FileRelay can read a delivered copy back (for get/search once staging was purged).
+    readable: bool = True
 
     def validate(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Check a kind's settings; return (settings, secrets), split so secrets are stored apart."""

@@ -37,4 +37,4 @@ def build(_settings: Mapping[str, Any], _secrets: Mapping[str, Any]) -> PullClie
     return PullClient()
 
 
-KIND = register(DestinationKind(name=NAME, schema=PullSettings, build=build))
+KIND = register(DestinationKind(name=NAME, schema=PullSettings, build=build, readable=False))

@@ -7,25 +7,31 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from flask import Response, request
 from sqlalchemy.orm import Session
 
-from filerelay import certificates, documents, metrics, repositories
+from filerelay import certificates, content, documents, metrics, repositories
 from filerelay.api.archivelink.multipart import MultipartWriter
 from filerelay.api.archivelink.protocol import (
     ArchiveLinkRequest,
     ContentType,
     ProtocolError,
+    attr_search,
     byte_range,
     content_disposition,
+    descr_lines,
+    format_attr_search_result,
     format_records,
     format_search_result,
+    parse_attr_patterns,
     parse_content_type,
     parse_offset,
     sap_date,
     sap_time,
     search,
+    search_span,
     validate_id,
 )
 from filerelay.api.archivelink.security import read_put_cert_body
@@ -38,6 +44,7 @@ from filerelay.documents import DocumentExists, NewComponent, Outcome
 from filerelay.logs import log_context
 from filerelay.repositories import Lookup, RepositoryContext
 from filerelay.runtime import Runtime
+from filerelay.staging import StagingError
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +144,7 @@ def _component_headers(component: Document, p_version: str) -> list[tuple[str, s
         ("X-compTimeC", sap_time(component.received_at)),
         ("X-compDateM", sap_date(component.updated_at)),
         ("X-compTimeM", sap_time(component.updated_at)),
-        ("X-compStatus", "online" if component.staging_key else "offline"),
+        ("X-compStatus", "online" if content.readable(component) else "offline"),
         ("X-pVersion", p_version),
     ]
 
@@ -162,12 +169,6 @@ def _document_headers(document: ArchiveDocument, count: int) -> dict[str, str]:
         "X-docId": document.doc_id,
         "X-docStatus": "online",
     }
-
-
-def _held(component: Document) -> str:
-    if component.staging_key is None:
-        raise ProtocolError(f"the content of component {component.comp_id} is no longer held by FileRelay", status=409)
-    return component.staging_key
 
 
 @command("serverInfo", "GET")
@@ -318,9 +319,10 @@ def get(call: Call) -> Response:
         )
         body = _content(rt, session, component, start, length)
         doc_prot = document.doc_prot
+        headers = _component_headers(component, call.p_version)
     response = Response(body, status=200, content_type=_content_type(component))
     response.headers["Content-Length"] = str(length)
-    for name, value in _component_headers(component, call.p_version):
+    for name, value in headers:
         response.headers[name] = value
     if doc_prot is not None:
         response.headers["X-docProt"] = doc_prot
@@ -351,12 +353,10 @@ def info(call: Call) -> Response:
             components = [c for c in components if c.comp_id == comp_id]
             if not components:
                 raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", 404)
-    writer = MultipartWriter()
-    body = b"".join(
         # info describes components without their content: Content-Length 0, the size in X-Content-Length.
-        writer.part_head(_part_headers(c, call.p_version, content_length=0)) + writer.part_tail()
-        for c in components
-    )
+        heads = [_part_headers(c, call.p_version, content_length=0) for c in components]
+    writer = MultipartWriter()
+    body = b"".join(writer.part_head(head) + writer.part_tail() for head in heads)
     response = Response(body + writer.closing(), status=200, content_type=writer.content_type)
     # SAP's handler counts the components it describes: with compId, that one.
     headers = _document_headers(document, len(components))
@@ -372,12 +372,13 @@ def doc_get(call: Call) -> Response:
         repository, document = call.document(session)
         components = list(document.components)
         contents = [_content(rt, session, c, 0, c.size_bytes) for c in components]
+        heads = [_part_headers(c, call.p_version, content_length=c.size_bytes) for c in components]
     writer = MultipartWriter()
 
     def body() -> Iterator[bytes]:
-        for component, content in zip(components, contents, strict=True):
-            yield writer.part_head(_part_headers(component, call.p_version, content_length=component.size_bytes))
-            yield from content
+        for head, chunks in zip(heads, contents, strict=True):
+            yield writer.part_head(head)
+            yield from chunks
             yield writer.part_tail()
         yield writer.closing()
 
@@ -478,29 +479,90 @@ def append(call: Call) -> Response:
     return _empty(200)
 
 
+@command("attrSearch", "GET")
+def attr_search_command(call: Call) -> Response:
+    """Attribute values in a print list: the DAIN lines of its description component (`descr`, or the
+    compId given) whose columns hold every value of the pattern; `count;offset;length;…;`."""
+    rt = runtime()
+    comp_id = call.comp_id(required=False) or "descr"
+    call.req.require("pattern")
+    patterns = parse_attr_patterns(call.req.raw("pattern") or "")
+    options = _search_options(call)
+    with read_scope(rt.sessions) as session:
+        _, document = call.document(session)
+        component = documents.component(document, comp_id)
+        if component is None:
+            raise ProtocolError(f"document {document.doc_id} has no {comp_id} component to search", status=404)
+        chunks = _content(rt, session, component, 0, component.size_bytes)
+    try:
+        hits = attr_search(
+            descr_lines(chunks),
+            patterns,
+            case_sensitive=options.case_sensitive,
+            from_offset=options.from_offset,
+            to_offset=options.to_offset,
+            num_results=options.num_results,
+        )
+    finally:
+        content.release(chunks)
+    return Response(format_attr_search_result(hits), status=200, mimetype="text/plain")
+
+
+@dataclass(frozen=True)
+class _SearchOptions:
+    case_sensitive: bool
+    from_offset: int
+    to_offset: int
+    num_results: int
+
+
+def _search_options(call: Call) -> _SearchOptions:
+    """caseSensitive (y/n, default n), fromOffset (0), toOffset (-1) and numResults (1), as search and
+    attrSearch share them."""
+    case = (call.req.get("caseSensitive") or "n").lower()
+    if case not in ("y", "n"):
+        raise ProtocolError("caseSensitive must be y or n")
+    return _SearchOptions(
+        case_sensitive=case == "y",
+        from_offset=parse_offset("fromOffset", call.req.get("fromOffset"), 0),
+        to_offset=parse_offset("toOffset", call.req.get("toOffset"), -1),
+        num_results=parse_offset("numResults", call.req.get("numResults"), 1),
+    )
+
+
 @command("search", "GET")
 def search_command(call: Call) -> Response:
     rt = runtime()
     comp_id = call.comp_id(required=True)
     pattern = call.req.require("pattern")
+    options = _search_options(call)
     with read_scope(rt.sessions) as session:
         _, document = call.document(session)
         component = documents.component(document, comp_id)
         if component is None:
             raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", status=404)
-        key = _held(component)
-    num_results = parse_offset("numResults", call.req.get("numResults"), 1)
-    case = (call.req.get("caseSensitive") or "n").lower()
-    if case not in ("y", "n"):
-        raise ProtocolError("caseSensitive must be y or n")
-    with rt.staging.open(key) as fp:
+        size = component.size_bytes
+        fp = _searchable(rt, session, component, *search_span(size, options.from_offset, options.to_offset))
+    with fp:
         offsets = search(
             fp,
-            component.size_bytes,
+            size,
             pattern.encode("latin-1", errors="replace"),
-            case_sensitive=case == "y",
-            from_offset=parse_offset("fromOffset", call.req.get("fromOffset"), 0),
-            to_offset=parse_offset("toOffset", call.req.get("toOffset"), -1),
-            num_results=num_results,
+            case_sensitive=options.case_sensitive,
+            from_offset=options.from_offset,
+            to_offset=options.to_offset,
+            num_results=options.num_results,
         )
     return Response(format_search_result(offsets), status=200, mimetype="text/plain")
+
+
+def _searchable(rt: Runtime, session: Session, component: Document, first: int, last: int) -> BinaryIO | content.Window:
+    """The staged file while staging holds it; else the searched range, read back from a destination
+    into a temporary file (search may run backwards, which a stream cannot)."""
+    if component.staging_key is not None:
+        try:
+            return rt.staging.open(component.staging_key)
+        except StagingError:
+            pass  # purged since the row was read: read it back like get does
+    length = last - first + 1 if component.size_bytes else 0
+    return content.Window(_content(rt, session, component, first, length), first)

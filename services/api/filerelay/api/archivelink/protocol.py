@@ -6,9 +6,10 @@ import datetime as dt
 import mimetypes
 import re
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 from urllib.parse import unquote
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -279,7 +280,21 @@ def validate_id(kind: str, value: str, max_length: int) -> str:
     raise ProtocolError(f"invalid {kind}: {reason}")
 
 
-def _read_at(fp: BinaryIO, offset: int, length: int) -> bytes:
+class Seekable(Protocol):
+    """What a search reads from: a staged file, or a range spooled back from a destination."""
+
+    def seek(self, offset: int, /) -> object: ...
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def search_span(size: int, from_offset: int, to_offset: int) -> tuple[int, int]:
+    """The bytes a search looks at, as (first, last) offsets, whichever way it runs."""
+    start, end = _clamp(from_offset, size), _clamp(to_offset, size)
+    return min(start, end), max(start, end)
+
+
+def _read_at(fp: Seekable, offset: int, length: int) -> bytes:
     fp.seek(offset)
     parts: list[bytes] = []
     missing = length
@@ -292,7 +307,7 @@ def _read_at(fp: BinaryIO, offset: int, length: int) -> bytes:
     return b"".join(parts)
 
 
-def _forward(fp: BinaryIO, lo: int, hi: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
+def _forward(fp: Seekable, lo: int, hi: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
     hits: list[int] = []
     keep = len(pattern) - 1
     buf, buf_start, pos, resume = b"", lo, lo, lo
@@ -311,7 +326,7 @@ def _forward(fp: BinaryIO, lo: int, hi: int, pattern: bytes, fold: bool, limit: 
     return hits
 
 
-def _backward(fp: BinaryIO, lo: int, hi: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
+def _backward(fp: Seekable, lo: int, hi: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
     hits: list[int] = []
     keep = len(pattern) - 1
     buf, pos, bound = b"", hi, hi
@@ -330,7 +345,7 @@ def _backward(fp: BinaryIO, lo: int, hi: int, pattern: bytes, fold: bool, limit:
 
 
 def search(
-    fp: BinaryIO,
+    fp: Seekable,
     size: int,
     pattern: bytes,
     *,
@@ -369,3 +384,100 @@ def content_disposition(file_name: str) -> str:
     if ascii_name != file_name:
         value += f"; filename*=UTF-8''{urllib.parse.quote(file_name, safe='')}"
     return value
+
+
+# --- attrSearch: attribute values in a print list's description component (archivelink.md §1.4) ---
+
+# A description line longer than this is not an ALF line; it is skipped rather than buffered whole.
+MAX_DESCR_LINE = 64 * 1024
+_PART_SEPARATOR = re.compile("#|%23", re.IGNORECASE)
+_DESCR_LINE = re.compile(rb"\s*([0-9]+)\s+([0-9]+)\s*DAIN(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class AttrPattern:
+    """`position+length+value`: `value` must occur in columns [position, position+length) of a DAIN
+    line's attribute text (counted from the first byte after `DAIN`, as ARCHIVELINK_DEFINE_KEY does)."""
+
+    position: int
+    length: int
+    value: bytes
+
+
+def parse_attr_patterns(raw: str) -> list[AttrPattern]:
+    """The raw (still %-encoded) pattern: parts joined by `#`, each `position+length+value`.
+
+    Split before decoding, as SAP's handler does; the value keeps any further `+` (the third field is
+    the rest of the part) and is then %-decoded to bytes. The `#` may also come as `%23`: a literal
+    one starts a URL's fragment, which HTTP servers such as gunicorn cut off before the application.
+    """
+    patterns: list[AttrPattern] = []
+    for part in _PART_SEPARATOR.split(raw):
+        position, sep1, rest = part.partition("+")
+        length, sep2, value = rest.partition("+")
+        if not (sep1 and sep2 and position.isdigit() and length.isdigit()):
+            raise ProtocolError(f"invalid attrSearch pattern part {_shown(part)!r}: expected position+length+value")
+        decoded = urllib.parse.unquote_to_bytes(value)
+        if int(length) == 0 or not decoded:
+            raise ProtocolError(f"attrSearch pattern part {_shown(part)!r} has an empty column range or value")
+        patterns.append(AttrPattern(int(position), int(length), decoded))
+    return patterns
+
+
+def descr_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines (LF or CRLF) of a description component streamed in chunks; over-long lines are dropped."""
+    buf = b""
+    skipping = False
+    for chunk in chunks:
+        buf += chunk
+        while True:
+            end = buf.find(b"\n")
+            if end < 0:
+                break
+            line, buf = buf[:end], buf[end + 1 :]
+            if not skipping:
+                yield line.removesuffix(b"\r")
+            skipping = False
+        if len(buf) > MAX_DESCR_LINE:
+            buf, skipping = b"", True
+    if buf and not skipping:
+        yield buf.removesuffix(b"\r")
+
+
+def attr_search(
+    lines: Iterable[bytes],
+    patterns: Sequence[AttrPattern],
+    *,
+    case_sensitive: bool,
+    from_offset: int,
+    to_offset: int,
+    num_results: int,
+) -> list[tuple[int, int]]:
+    """(offset, length) in the data component of each DAIN line whose attribute text holds every
+    pattern's value in its columns. Lines are taken by their data offset within [fromOffset, toOffset]
+    (toOffset -1: no end); fromOffset > toOffset reports them last first, like a backward search."""
+    if num_results <= 0:
+        raise ProtocolError("numResults must be a positive integer")
+    backward = 0 <= to_offset < from_offset
+    lo, hi = (to_offset, from_offset) if backward else (from_offset, to_offset)
+    wanted = [(p.position, p.position + p.length, p.value if case_sensitive else p.value.lower()) for p in patterns]
+    # Backwards, the last num_results lines in range are the answer: keep only those.
+    hits: deque[tuple[int, int]] = deque(maxlen=num_results if backward else None)
+    for line in lines:
+        match = _DESCR_LINE.fullmatch(line)
+        if match is None:
+            continue  # DKEY, DPRL, DEPL and anything that is not an attribute line
+        offset, length, text = int(match[1]), int(match[2]), match[3]
+        if offset < lo or (hi >= 0 and offset > hi):
+            continue
+        text = text if case_sensitive else text.lower()
+        if all(value in text[start:end] for start, end, value in wanted):
+            hits.append((offset, length))
+            if not backward and len(hits) == num_results:
+                break
+    return list(reversed(hits)) if backward else list(hits)
+
+
+def format_attr_search_result(hits: Sequence[tuple[int, int]]) -> bytes:
+    """`count;offset;length;offset;length;…;` (`0;` when nothing matched)."""
+    return "".join(f"{value};" for value in (len(hits), *(v for hit in hits for v in hit))).encode("ascii")

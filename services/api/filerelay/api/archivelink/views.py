@@ -17,7 +17,7 @@ blueprint = Blueprint("archivelink", __name__)
 
 SUPPORTED_VERSIONS = frozenset({"0045", "0046", "0047"})
 # Part of the protocol, but not (yet) offered by FileRelay: answered 400 with a clear reason.
-NOT_OFFERED = frozenset({"attrsearch", "getcert", "admincontrep"})
+NOT_OFFERED = frozenset({"getcert", "admincontrep"})
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
