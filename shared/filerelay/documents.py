@@ -70,6 +70,14 @@ def find_document(session: Session, *, repository: RepositoryContext, doc_id: st
     )
 
 
+def holds_identical(document: ArchiveDocument, components: Sequence[NewComponent]) -> bool:
+    """Whether the stored document already is exactly this one: the same components with the same
+    bytes (size and sha256). SAP repeats a `create` whose answer it never got; that is no conflict."""
+    stored = {c.comp_id: (c.size_bytes, c.sha256) for c in document.components}
+    sent = {c.comp_id: (c.staged.size, c.staged.sha256) for c in components}
+    return len(sent) == len(components) and stored == sent
+
+
 def component(document: ArchiveDocument, comp_id: str | None) -> Document | None:
     """The named component; without a name, `data`, else `data1` (archivelink.md: get)."""
     by_id = {c.comp_id: c for c in document.components}

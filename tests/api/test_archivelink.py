@@ -143,6 +143,29 @@ def test_create_of_an_existing_document_is_403_and_changes_nothing(sap: SapClien
     assert sap.get(DOC).body == PDF
 
 
+def test_a_repeated_create_of_identical_content_is_201_and_changes_nothing(sap: SapClient, configured: Runtime) -> None:
+    """SAP repeats a create whose answer it never got. The same components with the same bytes are no
+    conflict: 201, nothing stored twice, nothing delivered again. Any difference is still 403."""
+    parts = [Part("data1", b"one", "text/plain"), Part("data2", b"two", "text/plain")]
+    assert sap.create_multipart(DOC, parts).status == 201
+    before = (count(configured, Document), count(configured, Delivery), staged_files(configured))
+    messages = broker_messages(configured)
+    again = sap.create_multipart(DOC, parts)
+    assert (again.status, again.headers["X-docId"]) == (201, DOC)
+    assert (count(configured, Document), count(configured, Delivery), staged_files(configured)) == before
+    assert broker_messages(configured) == messages  # nothing woken twice
+    # Different in any way: other bytes, a component fewer, a component more, another name.
+    for different in (
+        [Part("data1", b"one", "text/plain"), Part("data2", b"TWO", "text/plain")],
+        [Part("data1", b"one", "text/plain")],
+        [*parts, Part("data3", b"three")],
+        [Part("data1", b"one", "text/plain"), Part("data9", b"two", "text/plain")],
+    ):
+        refused = sap.create_multipart(DOC, different)
+        assert (refused.status, refused.error) == (403, f"document {DOC} already exists")
+    assert (count(configured, Document), count(configured, Delivery), staged_files(configured)) == before
+
+
 def test_create_multipart_stores_every_component(sap: SapClient, configured: Runtime) -> None:
     parts = [
         Part("data1", b"page one", "image/tiff"),
@@ -202,7 +225,8 @@ def test_an_empty_document_is_allowed(sap: SapClient, configured: Runtime) -> No
     assert info.status == 200
     assert info.headers["X-numberComps"] == "0"
     assert info.parts() == []
-    assert sap.create_multipart(DOC, []).status == 403
+    assert sap.create_multipart(DOC, []).status == 201  # the same (empty) content again: SAP's retry
+    assert sap.create_multipart(DOC, [Part("data", b"x")]).status == 403
     assert sap.get(DOC).status == 404
 
 
@@ -282,6 +306,16 @@ def test_m_create_creates_each_document_and_reports_per_document(sap: SapClient,
     assert [h["X-compId"] for h, _ in sap.info("DOC3").parts()] == ["data1", "data2"]
     assert count(configured, Document) == 4
     assert len(staged_files(configured)) == 4
+
+
+def test_m_create_repeated_with_identical_content_reports_201(sap: SapClient) -> None:
+    parts = [Part("data", b"a", doc_id="N1"), Part("data", b"b", doc_id="N2")]
+    assert sap.m_create(parts).status == 201
+    again = sap.m_create([*parts, Part("data", b"c", doc_id="N3")])
+    assert again.status == 201
+    assert [(r["docId"], r["retCode"]) for r in again.records()] == [("N1", "201"), ("N2", "201"), ("N3", "201")]
+    changed = sap.m_create([Part("data", b"A", doc_id="N1")])
+    assert (changed.status, [r["retCode"] for r in changed.records()]) == (250, ["403"])
 
 
 def test_m_create_all_new_is_201(sap: SapClient) -> None:

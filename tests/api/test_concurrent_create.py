@@ -1,5 +1,6 @@
 """Two SAP work processes creating the same docId at the same instant: one wins (201), the other is
-told the document exists (403), never a 5xx; the database and staging hold exactly the winner's copy."""
+told the document exists (403), never a 5xx; the database and staging hold exactly the winner's copy.
+Byte-identical creates both get 201 (the second is SAP's retry of the first), and one copy is kept."""
 
 from __future__ import annotations
 
@@ -57,4 +58,15 @@ def test_racing_creates_of_one_doc_id_end_201_and_403(sap: SapClient, configured
         doc_id: hashlib.sha256(body).hexdigest() for doc_id, body in winners.items()
     }
     # Exactly the winners' bytes are staged: the losers left nothing behind.
+    assert staged(configured) == {key: sha for sha, key in rows.values() if key is not None}
+
+
+def test_racing_identical_creates_both_end_201_with_one_copy(sap: SapClient, configured: Runtime) -> None:
+    for n in range(PAIRS):
+        body = f"%PDF same {n}".encode() * 50
+        replies = race(sap, f"SAME{n:03d}", (body, body))
+        assert [r.status for r in replies] == [201, 201], [(r.status, r.error) for r in replies]
+    with session_scope(configured.sessions) as session:
+        rows = {d.doc_id: (d.sha256, d.staging_key) for d in session.scalars(select(Document))}
+    assert len(rows) == PAIRS
     assert staged(configured) == {key: sha for sha, key in rows.values() if key is not None}

@@ -253,6 +253,9 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
             for component in components:
                 rt.staging.delete(component.staged.key)
             if isinstance(exc, DocumentExists):
+                if _already_stored(call, doc_id, components):
+                    log.info("create repeated with identical content: answered 201, nothing changed")
+                    return
                 raise ProtocolError(str(exc), status=403) from None
             raise
         metrics.DOCUMENTS_RECEIVED.labels(workspace=f"{call.owner}/{call.slug}", repo_id=call.cont_rep()).inc()
@@ -261,6 +264,14 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
             with log_context(document_id=accepted.id):
                 log.info("accepted component %s: %d bytes", accepted.comp_id, accepted.size_bytes)
         _finish(outcome)
+
+
+def _already_stored(call: Call, doc_id: str, components: list[NewComponent]) -> bool:
+    """A create of a docId that exists with byte-identical content: SAP's retry after an answer it
+    never got (a lost connection, a lost COMMIT answer). It gets 201; different content gets 403."""
+    with read_scope(runtime().sessions) as session:
+        existing = documents.find_document(session, repository=call.repository(), doc_id=doc_id)
+        return existing is not None and documents.holds_identical(existing, components)
 
 
 @command("create", "POST")
