@@ -70,6 +70,11 @@ def find_document(session: Session, *, repository: RepositoryContext, doc_id: st
     )
 
 
+def existing_ids(session: Session, ids: Sequence[str]) -> set[str]:
+    """Which of these component rows exist (a component's id is its first staging key)."""
+    return set(session.scalars(select(Document.id).where(Document.id.in_(ids))))
+
+
 def holds_identical(document: ArchiveDocument, components: Sequence[NewComponent]) -> bool:
     """Whether the stored document already is exactly this one: the same components with the same
     bytes (size and sha256). SAP repeats a `create` whose answer it never got; that is no conflict."""

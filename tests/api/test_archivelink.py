@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from filerelay.db.models import ArchiveDocument, Delivery, Document
-from filerelay.db.session import session_scope
+from filerelay.db.session import READ_ONLY, session_scope
 from filerelay.runtime import Runtime
 from tests.support.sapclient import Part, SapClient
 
@@ -164,6 +167,43 @@ def test_a_repeated_create_of_identical_content_is_201_and_changes_nothing(sap: 
         refused = sap.create_multipart(DOC, different)
         assert (refused.status, refused.error) == (403, f"document {DOC} already exists")
     assert (count(configured, Document), count(configured, Delivery), staged_files(configured)) == before
+
+
+@pytest.fixture
+def lost_commit_answer(configured: Runtime) -> Iterator[list[int]]:
+    """The database commits the next write, and then its answer is lost (a dropped connection, a
+    failover): the session's commit raises after the rows are durable. Yields the count of such losses."""
+    lost: list[int] = []
+
+    def note_writer(session: Session) -> None:
+        options = session.connection().get_execution_options()
+        session.info["writes"] = not options.get(READ_ONLY, False)
+
+    def drop_answer(session: Session) -> None:
+        if session.info.pop("writes", False) and not lost:
+            lost.append(1)
+            raise OperationalError("COMMIT", {}, ConnectionResetError("server closed the connection"))
+
+    event.listen(configured.sessions, "before_commit", note_writer)
+    event.listen(configured.sessions, "after_commit", drop_answer)
+    yield lost
+    event.remove(configured.sessions, "after_commit", drop_answer)
+    event.remove(configured.sessions, "before_commit", note_writer)
+
+
+def test_a_lost_commit_answer_still_stores_and_acknowledges_the_document(
+    sap: SapClient, configured: Runtime, lost_commit_answer: list[int]
+) -> None:
+    reply = sap.create(DOC, "data", PDF)
+    assert lost_commit_answer == [1]
+    assert reply.status == 201, reply.error
+    with session_scope(configured.sessions) as session:
+        document = session.scalars(select(Document)).one()
+        assert document.staging_key is not None
+    assert [p.read_bytes() for p in staged_files(configured)] == [PDF]  # the row's bytes were kept
+    assert len(broker_messages(configured)) == 2  # and its deliveries woken
+    assert sap.get(DOC).body == PDF
+    assert sap.create(DOC, "data", PDF).status == 201  # SAP's retry, had it seen an error
 
 
 def test_create_multipart_stores_every_component(sap: SapClient, configured: Runtime) -> None:

@@ -236,7 +236,8 @@ def create_single(call: Call) -> Response:
 
 
 def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
-    """Commit a new document whose components are staged; on any failure, unstage them."""
+    """Commit a new document whose components are staged; on a failure, unstage them unless the
+    document was stored after all (its COMMIT went through, its answer did not)."""
     rt = runtime()
     with log_context(repo_id=call.req.get("contRep"), doc_id=doc_id):
         try:
@@ -249,21 +250,46 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
                     components=components,
                     now=rt.clock.now(),
                 )
-        except BaseException as exc:
-            for component in components:
-                rt.staging.delete(component.staged.key)
-            if isinstance(exc, DocumentExists):
-                if _already_stored(call, doc_id, components):
-                    log.info("create repeated with identical content: answered 201, nothing changed")
-                    return
-                raise ProtocolError(str(exc), status=403) from None
-            raise
+        except DocumentExists as exc:
+            _unstage(components)
+            if _already_stored(call, doc_id, components):
+                log.info("create repeated with identical content: answered 201, nothing changed")
+                return
+            raise ProtocolError(str(exc), status=403) from None
+        except BaseException:
+            # The error may have come with the COMMIT (a lost answer, a failover): then the rows exist
+            # and the bytes are theirs. Only bytes known to be nobody's are deleted.
+            committed = _committed(components)
+            if committed is not True:
+                if committed is False:
+                    _unstage(components)
+                raise
+            log.warning("the database's answer to COMMIT was lost, but the document is stored")
         metrics.DOCUMENTS_RECEIVED.labels(workspace=f"{call.owner}/{call.slug}", repo_id=call.cont_rep()).inc()
         for accepted in outcome.documents:
             # The line that ties SAP's docId to our document_id, which the worker's lines carry.
             with log_context(document_id=accepted.id):
                 log.info("accepted component %s: %d bytes", accepted.comp_id, accepted.size_bytes)
         _finish(outcome)
+
+
+def _unstage(components: list[NewComponent]) -> None:
+    for component in components:
+        runtime().staging.delete(component.staged.key)
+
+
+def _committed(components: list[NewComponent]) -> bool | None:
+    """After a failed create: are its rows there (True), not (False), or can nobody tell (None: the
+    database is unreachable; the bytes stay, and SAP's retry finds them stored or stores them anew)?"""
+    if not components:
+        return False
+    keys = [c.staged.key for c in components]
+    try:
+        with read_scope(runtime().sessions) as session:
+            return len(documents.existing_ids(session, keys)) == len(keys)
+    except Exception:
+        log.exception("cannot tell whether a failed create was committed; its staged bytes are kept")
+        return None
 
 
 def _already_stored(call: Call, doc_id: str, components: list[NewComponent]) -> bool:
