@@ -3,14 +3,17 @@ recovery, reading back, checks. The real office365 client makes every request.""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import re
 from collections.abc import Iterator
 
 import pytest
+import requests
 from marshmallow import ValidationError
 
-from filerelay.destinations import get_kind
+from filerelay.destinations import get_kind, sharepoint
 from filerelay.destinations.base import DestinationError, Payload
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
 from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
@@ -75,6 +78,64 @@ def test_columns_are_set_from_the_document(sp: Emulator) -> None:
     target = destination(sp, columns={"DocId": "doc_id", "Repo": "repo_id", "Kind": "content_type"})
     target.deliver(payload(b"x", "/Z1/x.pdf", doc_id="D-1", repo_id="Z1", comp_id="data"))
     assert sp.list_items[f"{LIBRARY}/Z1/x.pdf"] == {"DocId": "D-1", "Repo": "Z1", "Kind": "application/pdf"}
+
+
+def test_columns_from_sap_metadata(sp: Emulator) -> None:
+    sp.library().columns |= {"CompanyCode", "FiscalYear"}
+    target = destination(sp, columns={"CompanyCode": "meta.bukrs", "FiscalYear": "meta.gjahr"})
+    delivered = payload(b"x", "/Z1/x.pdf", doc_id="D-1")
+    delivered = dataclasses.replace(delivered, metadata={"bukrs": "1000", "gjahr": "2026", "other": "no"})
+    target.deliver(delivered)
+    assert sp.list_items[f"{LIBRARY}/Z1/x.pdf"] == {"CompanyCode": "1000", "FiscalYear": "2026"}
+
+
+def test_the_registered_kind_builds_a_working_client(sp: Emulator) -> None:
+    """What the worker builds from stored settings and secrets, with a trailing slash on the site URL."""
+    settings, secrets = get_kind("sharepoint").validate({"site_url": sp.site_url + "/", "access_token": sp.token})
+    client = get_kind("sharepoint").build(settings, secrets)
+    client.deliver(payload(b"built", "/Z1/built.pdf"))
+    assert sp.files[f"{LIBRARY}/Z1/built.pdf"] == b"built"
+
+
+class _Response:
+    def __init__(self, status_code: int, retry_after: str | None = None) -> None:
+        self.status_code = status_code
+        self.headers = requests.structures.CaseInsensitiveDict({"Retry-After": retry_after} if retry_after else {})
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, retry_after: str | None = None) -> None:
+        super().__init__(f"HTTP error {status}")
+        self.response = _Response(status, retry_after)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (" 12 ", 12.0), ("1.5", 1.5), ("1.2.3", None), ("soon", None), ("", None), (None, None)],
+)
+def test_retry_after_reads_seconds_and_ignores_the_rest(header: str | None, seconds: float | None) -> None:
+    assert sharepoint._retry_after(_HTTPError(429, header)) == seconds
+
+
+def test_errors_say_what_failed_and_whether_a_retry_can_help() -> None:
+    """The classification every failed request goes through (the emulator tests reach it by HTTP)."""
+    for status, retryable in ((400, False), (404, False), (405, True), (409, True), (429, True), (503, True)):
+        error = sharepoint._error(_HTTPError(status, "3"), "cannot add x.pdf")
+        assert (str(error), error.retryable, error.retry_after) == (
+            f"cannot add x.pdf: HTTP {status}: HTTP error {status}",
+            retryable,
+            3.0,
+        )
+    # No HTTP answer at all (a refused connection, a library error): the exception's kind, retryable.
+    refused = sharepoint._error(ConnectionRefusedError("refused"), "cannot create folder Z1")
+    assert (str(refused), refused.retryable, refused.retry_after) == (
+        "cannot create folder Z1: ConnectionRefusedError: refused",
+        True,
+        None,
+    )
+    assert sharepoint._retry_after(ValueError("no response attribute")) is None
+    long = sharepoint._error(ValueError("x" * 500), "w")
+    assert str(long) == "w: ValueError: " + "x" * 300
 
 
 def test_a_missing_column_fails_for_good_and_names_the_column(sp: Emulator) -> None:
@@ -158,6 +219,8 @@ def test_read_back_ranges(sp: Emulator) -> None:
     target = destination(sp)
     target.deliver(payload(data, "/Z1/x.pdf"))
     assert b"".join(target.read("/Z1/x.pdf", 10, 20)) == data[10:30]
+    assert b"".join(target.read("/Z1/x.pdf", 7, 1)) == data[7:8]
+    assert b"".join(target.read("/Z1/x.pdf", len(data) - 3)) == data[-3:]
     assert b"".join(target.read("/Z1/x.pdf")) == data
     with pytest.raises(DestinationError, match="HTTP 404"):
         list(target.read("/Z1/missing.pdf"))
@@ -196,3 +259,69 @@ def test_settings_need_certificate_auth_unless_a_static_token_is_given() -> None
     assert secrets == {"certificate": "-----BEGIN PRIVATE KEY-----...", "access_token": None}
     _, secrets = kind.validate({"site_url": "http://127.0.0.1:1/sites/t", "access_token": "tok"})
     assert secrets["access_token"] == "tok"
+
+
+# --- upload sessions: documents larger than one chunk (a small chunk here, the same code path) --------
+
+CHUNK = 1024
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(sharepoint, "CHUNK_SIZE", CHUNK)
+    return CHUNK
+
+
+@pytest.mark.parametrize(
+    ("size", "steps"),
+    [
+        (CHUNK, {"AddUsingPath": 1}),  # one chunk: one request, the content with it
+        (CHUNK + 1, {"AddUsingPath": 1, "StartUpload": 1, "FinishUpload": 1}),
+        (2 * CHUNK, {"AddUsingPath": 1, "StartUpload": 1, "FinishUpload": 1}),
+        (3 * CHUNK, {"AddUsingPath": 1, "StartUpload": 1, "ContinueUpload": 1, "FinishUpload": 1}),
+        (3 * CHUNK + CHUNK // 2, {"AddUsingPath": 1, "StartUpload": 1, "ContinueUpload": 2, "FinishUpload": 1}),
+    ],
+)
+def test_a_document_larger_than_a_chunk_goes_up_in_one_upload_session(
+    sp: Emulator, small_chunks: int, size: int, steps: dict[str, int]
+) -> None:
+    data = bytes(i % 251 for i in range(size))
+    destination(sp).deliver(payload(data, "/Z1/big.pdf"))
+    assert sp.files[f"{LIBRARY}/Z1/big.pdf"] == data
+    counted = {step: len(sp.statuses(step, method="POST")) for step in ("AddUsingPath", *UPLOAD_STEPS)}
+    assert counted == {step: steps.get(step, 0) for step in counted}
+    assert all(status == 200 for status in sp.statuses(method="POST"))
+
+
+UPLOAD_STEPS = ("StartUpload", "ContinueUpload", "FinishUpload")
+
+
+def test_each_upload_session_has_its_own_id(sp: Emulator, small_chunks: int) -> None:
+    """The uploadId is a fresh GUID per delivery: SharePoint refuses a second StartUpload of a live id."""
+    target = destination(sp)
+    target.deliver(payload(b"a" * (3 * CHUNK), "/Z1/one.pdf"))
+    target.deliver(payload(b"b" * (3 * CHUNK), "/Z1/two.pdf"))
+    started = [re.search(r"startUpload\(uploadID='([^']+)'\)", path) for _, path, _ in sp.requests]
+    ids = [match[1] for match in started if match]
+    assert len(ids) == len(set(ids)) == 2
+
+
+def test_staging_shorter_than_its_size_fails_for_good(sp: Emulator, small_chunks: int) -> None:
+    cut = Payload(
+        open=lambda: io.BytesIO(b"x" * (2 * CHUNK)),
+        size=4 * CHUNK,
+        sha256="0" * 64,
+        content_type="application/pdf",
+        path="/Z1/cut.pdf",
+    )
+    with pytest.raises(DestinationError) as info:
+        destination(sp).deliver(cut)
+    assert str(info.value) == f"staging ended at {2 * CHUNK} of {4 * CHUNK} bytes"
+    assert info.value.retryable is False
+
+
+def test_a_refused_chunk_names_the_file_and_the_byte(sp: Emulator, small_chunks: int) -> None:
+    sp.inject(400, times=1, match="ContinueUpload")
+    with pytest.raises(DestinationError, match=r"^upload of big\.pdf failed at byte 1024: .*HTTP 400") as info:
+        destination(sp).deliver(payload(b"z" * (4 * CHUNK), "/Z1/big.pdf"))
+    assert info.value.retryable is False

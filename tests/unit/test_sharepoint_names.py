@@ -61,6 +61,7 @@ def test_forms_is_only_changed_as_a_folder_directly_in_the_library() -> None:
     assert clean_name("Forms", folder=True, library_root=True) == "Forms_"
     assert clean_name("forms", folder=True, library_root=False) == "forms"
     assert clean_name("forms", folder=False, library_root=True) == "forms"
+    assert clean_name("forms", folder=True) == "forms"  # deeper than the library root unless told
 
 
 @pytest.mark.parametrize(
