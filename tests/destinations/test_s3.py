@@ -23,7 +23,7 @@ from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
-from filerelay.destinations.s3 import MULTIPART_THRESHOLD, PART_SIZE
+from filerelay.destinations import s3 as s3_destination
 from filerelay.runtime import Runtime
 from filerelay.staging.local import LocalStagingStore
 from tests.support.documents import accept, attempts, delivery
@@ -197,11 +197,23 @@ def large_body(size: int) -> bytes:
     return (block * (size // len(block) + 1))[:size]
 
 
-@pytest.mark.slow
+MIB = 1024 * 1024
+
+
+@pytest.fixture(params=["smallest parts", pytest.param("production sizes", marks=pytest.mark.slow)])
+def part_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Multipart with S3's smallest part (5 MiB, above a 5 MiB threshold) in the fast suite, and with
+    the production sizes (16 MiB threshold, 8 MiB parts) in the slow one: the same code either way."""
+    if request.param == "smallest parts":
+        monkeypatch.setattr(s3_destination, "MULTIPART_THRESHOLD", 5 * MIB)
+        monkeypatch.setattr(s3_destination, "PART_SIZE", 5 * MIB)
+    return s3_destination.PART_SIZE
+
+
 def test_multipart_parts_carry_sha256_checksums_and_the_metadata(
-    to_seaweedfs: Runtime, s3: S3Server, bucket: str
+    to_seaweedfs: Runtime, s3: S3Server, bucket: str, part_size: int
 ) -> None:
-    data = large_body(MULTIPART_THRESHOLD + 5 * 1024 * 1024 + 7)
+    data = large_body(s3_destination.MULTIPART_THRESHOLD + part_size + 7)  # a part and 7 bytes past the threshold
     created = create_document(to_seaweedfs, data)
 
     assert service.run(to_seaweedfs, created.delivery_id, rand=half) is True
@@ -210,17 +222,16 @@ def test_multipart_parts_carry_sha256_checksums_and_the_metadata(
     head = s3.client().head_object(Bucket=bucket, Key=created.key, ChecksumMode="ENABLED")
     assert head["Metadata"] == {"sha256": hashlib.sha256(data).hexdigest()}
     # A composite SHA-256 is what S3 keeps only when every part was sent with its own SHA-256.
-    assert head["ChecksumSHA256"] == composite_sha256(data, PART_SIZE)
+    assert head["ChecksumSHA256"] == composite_sha256(data, part_size)
     assert head.get("ChecksumType") == "COMPOSITE"
     body = s3.client().get_object(Bucket=bucket, Key=created.key)["Body"].read()
     assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
 
 
-@pytest.mark.slow
 def test_multipart_staged_bytes_not_matching_the_sha256_fail_and_leave_nothing(
-    to_seaweedfs: Runtime, s3: S3Server, bucket: str
+    to_seaweedfs: Runtime, s3: S3Server, bucket: str, part_size: int
 ) -> None:
-    data = large_body(MULTIPART_THRESHOLD + 5 * 1024 * 1024 + 7)
+    data = large_body(s3_destination.MULTIPART_THRESHOLD + part_size + 7)
     created = create_document(to_seaweedfs, data)
     corrupt_staged(to_seaweedfs, created.staging_key, at=len(data) - 3)  # in the last part
 
