@@ -325,3 +325,57 @@ def test_a_refused_chunk_names_the_file_and_the_byte(sp: Emulator, small_chunks:
     with pytest.raises(DestinationError, match=r"^upload of big\.pdf failed at byte 1024: .*HTTP 400") as info:
         destination(sp).deliver(payload(b"z" * (4 * CHUNK), "/Z1/big.pdf"))
     assert info.value.retryable is False
+
+
+# --- a re-delivery never makes the copy in SharePoint worse ------------------------------------------
+
+
+def test_a_failed_large_redelivery_leaves_the_delivered_copy_intact(sp: Emulator, small_chunks: int) -> None:
+    path = f"{LIBRARY}/Z1/big.pdf"
+    first = b"1" * (3 * CHUNK)
+    target = destination(sp)
+    target.deliver(payload(first, "/Z1/big.pdf"))
+    item = sp.file_id(path)
+    versions = list(sp.versions.get(path, []))
+
+    sp.inject(400, times=1, match="ContinueUpload")
+    with pytest.raises(DestinationError, match="failed at byte 1024"):
+        target.deliver(payload(b"2" * (3 * CHUNK), "/Z1/big.pdf"))
+
+    assert sp.files[path] == first  # never emptied, never half-written
+    assert (sp.file_id(path), sp.versions.get(path, [])) == (item, versions)
+    assert sp.statuses("CancelUpload") == [200]  # the abandoned session was closed
+    assert sp.statuses("AddUsingPath") == [200]  # only the first delivery's: no overwrite of an existing file
+
+
+def test_a_large_redelivery_becomes_a_new_version_of_the_same_item(sp: Emulator, small_chunks: int) -> None:
+    path = f"{LIBRARY}/Z1/big.pdf"
+    target = destination(sp)
+    target.deliver(payload(b"1" * (3 * CHUNK), "/Z1/big.pdf"))
+    item = sp.file_id(path)
+    target.deliver(payload(b"2" * (3 * CHUNK + 5), "/Z1/big.pdf"))
+    assert sp.files[path] == b"2" * (3 * CHUNK + 5)
+    assert sp.file_id(path) == item  # the same list item: its links and columns stay
+    assert sp.versions[path][-1] == b"1" * (3 * CHUNK)  # and the old content is in its history
+
+
+def test_a_failed_first_large_delivery_leaves_no_empty_file(sp: Emulator, small_chunks: int) -> None:
+    sp.inject(503, times=STEP_RETRIES, match="FinishUpload", retry_after=0)
+    with pytest.raises(DestinationError, match="HTTP 503") as info:
+        destination(sp).deliver(payload(b"x" * (2 * CHUNK + 1), "/Z1/new.pdf"))
+    assert info.value.retryable
+    assert f"{LIBRARY}/Z1/new.pdf" not in sp.files
+    assert sp.statuses("CancelUpload") == [200]
+    # The next attempt starts afresh and lands.
+    destination(sp).deliver(payload(b"x" * (2 * CHUNK + 1), "/Z1/new.pdf"))
+    assert sp.files[f"{LIBRARY}/Z1/new.pdf"] == b"x" * (2 * CHUNK + 1)
+
+
+def test_a_small_redelivery_replaces_the_content_in_one_request(sp: Emulator) -> None:
+    """Up to one chunk, AddUsingPath carries the content: the file is never empty in between."""
+    path = f"{LIBRARY}/Z1/small.pdf"
+    target = destination(sp)
+    target.deliver(payload(b"one", "/Z1/small.pdf"))
+    target.deliver(payload(b"two", "/Z1/small.pdf"))
+    assert (sp.files[path], sp.versions[path]) == (b"two", [b"one"])
+    assert sp.statuses("StartUpload") == []

@@ -2,7 +2,9 @@
 (office365-rest-python-client), app-only with an Entra ID certificate (destinations.md §2).
 
 Uploads use the path-based API (`Files/AddUsingPath`), so names with `#` or `%` work; content larger
-than one chunk goes through an upload session, one chunk at a time from staging, each request
+than one chunk goes through an upload session on the file itself (never an empty overwrite first: the
+new content becomes current at the last chunk, and a failed session is cancelled), one chunk at a
+time from staging, each request
 retried by the library with `Retry-After` honoured (a throttled chunk is re-sent, not the file); a
 Retry-After longer than INLINE_WAIT_MAX ends the attempt and is handed to the delivery engine. Names
 are made acceptable to SharePoint before they are sent (`clean_name`), and the per-column results of
@@ -11,6 +13,7 @@ ValidateUpdateListItem are checked, since SharePoint reports a refused column wi
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 import uuid
@@ -21,6 +24,8 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024
 # Requests per step, each waiting as long as SharePoint's Retry-After asks.
@@ -96,14 +101,23 @@ def _retry_after(exc: Exception) -> float | None:
     return float(header) if header.replace(".", "", 1).isdigit() else None
 
 
-def _error(exc: Exception, what: str) -> DestinationError:
+class SharePointError(DestinationError):
+    """A failed SharePoint request, with the HTTP status when there was an answer."""
+
+    def __init__(self, message: str, *, status: int | None, retryable: bool, retry_after: float | None) -> None:
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
+        self.status = status
+
+
+def _error(exc: Exception, what: str) -> SharePointError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     retry_after = _retry_after(exc)
     # 400/404 on our own requests mean the library or path is wrong: a retry will not fix that.
     retryable = status not in (400, 404)
     detail = f"HTTP {status}" if status else type(exc).__name__
-    return DestinationError(f"{what}: {detail}: {str(exc)[:300]}", retryable=retryable, retry_after=retry_after)
+    message = f"{what}: {detail}: {str(exc)[:300]}"
+    return SharePointError(message, status=status, retryable=retryable, retry_after=retry_after)
 
 
 class SharePointDestination:
@@ -170,29 +184,69 @@ class SharePointDestination:
             self._deliver(payload, self._context())
 
     def _deliver(self, payload: Payload, ctx: Any) -> None:
-        from office365.runtime.queries.service_operation import ServiceOperationQuery
-        from office365.sharepoint.files.file import File
-
         folder_path, name = self._server_path(payload.path)
         relative_folder = folder_path[len(self.site_path) + 1 :]
         ctx.web.ensure_folder_path(relative_folder)
         self._run(ctx, f"cannot create folder {relative_folder}")
-        folder = ctx.web.get_folder_by_server_relative_path(folder_path)
         with payload.open() as source:
-            first = source.read(CHUNK_SIZE) if payload.size <= CHUNK_SIZE else b""
-            target = File(ctx)
-            ctx.add_query(
-                ServiceOperationQuery(
-                    folder.files, "AddUsingPath", {"DecodedUrl": name, "Overwrite": True}, first, None, target
-                )
-            )
-            self._run(ctx, f"cannot add {name}")
-            if payload.size > CHUNK_SIZE:
-                self._upload_session(ctx, target, source, payload.size, name)
+            if payload.size <= CHUNK_SIZE:
+                # One request that replaces the content whole: a new version, never a partial file.
+                target = self._add(ctx, folder_path, name, source.read(CHUNK_SIZE), overwrite=True)
+            else:
+                target = self._upload_large(ctx, folder_path, name, source, payload.size)
         self._set_columns(ctx, target, payload)
 
-    def _upload_session(self, ctx: Any, target: Any, source: BinaryIO, size: int, name: str) -> None:
+    def _add(self, ctx: Any, folder_path: str, name: str, content: bytes, *, overwrite: bool) -> Any:
+        from office365.runtime.queries.service_operation import ServiceOperationQuery
+        from office365.sharepoint.files.file import File
+
+        folder = ctx.web.get_folder_by_server_relative_path(folder_path)
+        target = File(ctx)
+        ctx.add_query(
+            ServiceOperationQuery(
+                folder.files, "AddUsingPath", {"DecodedUrl": name, "Overwrite": overwrite}, content, None, target
+            )
+        )
+        self._run(ctx, f"cannot add {name}")
+        return target
+
+    def _upload_large(self, ctx: Any, folder_path: str, name: str, source: BinaryIO, size: int) -> Any:
+        """An upload session whose content becomes current only at its last chunk. An existing file
+        keeps its content, list item, versions and links until then; a new one starts as an empty
+        stub. A session that fails is cancelled: the existing file stays as it was, and SharePoint
+        deletes a stub the session created ("If the file doesn't already exist ... it will be deleted")."""
+        target = ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}")
+        if not self._exists(ctx, target, name):
+            # Overwrite=False: a file that appeared meanwhile is never emptied.
+            target = self._add(ctx, folder_path, name, b"", overwrite=False)
         upload_id = str(uuid.uuid4())
+        try:
+            self._upload_session(ctx, target, upload_id, source, size, name)
+        except BaseException:
+            self._cancel(ctx, target, upload_id, name)
+            raise
+        return target
+
+    def _exists(self, ctx: Any, target: Any, name: str) -> bool:
+        target.get()
+        try:
+            self._run(ctx, f"cannot look up {name}")
+        except SharePointError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _cancel(self, ctx: Any, target: Any, upload_id: str, name: str) -> None:
+        try:
+            target.cancel_upload(upload_id)
+            self._run(ctx, f"cannot cancel the upload of {name}")
+        except DestinationError as exc:
+            # SharePoint drops an abandoned session on its own after a while; the delivery's own error
+            # is the one to report.
+            log.warning("%s", exc)
+
+    def _upload_session(self, ctx: Any, target: Any, upload_id: str, source: BinaryIO, size: int, name: str) -> None:
         offset = 0
         while offset < size:
             chunk = source.read(CHUNK_SIZE)
