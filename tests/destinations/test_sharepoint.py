@@ -53,6 +53,25 @@ def test_refused_characters_are_replaced_and_hash_percent_names_work(sp: Emulato
     assert b"".join(target.read("/Z1/Rechnung #5 100%.pdf")) == b"one"
 
 
+@pytest.mark.parametrize(
+    ("path", "landed"),
+    [
+        ("/Z1/x.pdf", "/Z1/x.pdf"),
+        ("/Z1/scan:1*.tif", "/Z1/scan_1_.tif"),
+        ("/forms/CON/~$a b .pdf", "/forms_/CON_/_$a b .pdf"),
+        ("/Z1/Rechnung #5 100%.pdf", "/Z1/Rechnung #5 100%.pdf"),
+    ],
+)
+def test_delivery_reports_where_the_file_landed_and_reads_it_back_from_there(
+    sp: Emulator, path: str, landed: str
+) -> None:
+    target = destination(sp)
+    assert target.deliver(payload(b"content", path)) == landed
+    assert sp.files[f"{LIBRARY}{landed}"] == b"content"
+    assert b"".join(target.read(landed)) == b"content"  # the recorded path reads back as the template did
+    assert target.landed(landed) == landed
+
+
 def test_redelivery_overwrites_the_same_path(sp: Emulator) -> None:
     target = destination(sp)
     target.deliver(payload(b"first", "/Z1/x.pdf"))

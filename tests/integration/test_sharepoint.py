@@ -192,6 +192,9 @@ def test_reserved_names_are_delivered_under_sanitised_names(make_relay: Callable
     assert sp.list_items[f"{LIBRARY}/Z1/CON_/_$scan_CON.pdf"]["DocId"] == "CON"
     assert 400 not in sp.statuses()
     assert delivery_states(relay) == {"dest_sharepoint": ("delivered", 1)}
+    # The path the REST API reports is where the file is, not the template's expansion.
+    with session_scope(relay.runtime.sessions) as session:
+        assert session.scalars(select(Delivery.path)).one() == "/Z1/CON_/_$scan_CON.pdf"
 
 
 def test_a_400_from_sharepoint_fails_the_delivery_without_retry(make_relay: Callable[..., Relay], sp: Emulator) -> None:

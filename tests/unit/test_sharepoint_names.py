@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from filerelay.destinations.sharepoint import clean_name
 from tests.support.sharepoint_emulator import refused_name
@@ -99,3 +101,11 @@ def test_cleaning_is_stable() -> None:
     for name in ("CON", "~$x.pdf", "_vti_", "a:b", " desktop.ini ", "Forms"):
         once = clean_name(name, folder=True, library_root=True)
         assert clean_name(once, folder=True, library_root=True) == once
+
+
+@settings(max_examples=300, database=None, deadline=None)
+@given(st.text(max_size=40), st.booleans(), st.booleans())
+def test_cleaning_a_clean_name_changes_nothing(segment: str, folder: bool, library_root: bool) -> None:
+    """A delivery records where it landed and reads back from there: that path must clean to itself."""
+    once = clean_name(segment, folder=folder, library_root=library_root)
+    assert clean_name(once, folder=folder, library_root=library_root) == once

@@ -153,13 +153,13 @@ def perform(claim: Claim, staging: StagingStore, clients: Clients | None = None)
     )
     try:
         client = (clients or Clients(size=1)).get(claim.kind, claim.settings, claim.secrets)
-        client.deliver(payload)
+        landed = client.deliver(payload)
     except DestinationError as exc:
         return Result(False, str(exc), type(exc).__name__, exc.retryable, exc.retry_after)
     except Exception as exc:  # a bug or an unexpected library error: counted and retried, not lost
         log.exception("delivery %s raised unexpectedly", claim.delivery_id)
         return Result(False, f"{type(exc).__name__}: {exc}", type(exc).__name__)
-    return Result(True, size=claim.size)
+    return Result(True, size=claim.size, path=landed)
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def finish(session: Session, claim: Claim, result: Result, *, now: dt.datetime, 
             delivery,
             attempt,
             result,
-            content=transitions.Delivered(claim.generation, claim.path, claim.sha256),
+            content=transitions.Delivered(claim.generation, result.path or claim.path, claim.sha256),
             current_generation=document.generation,
             kind=claim.kind,
             policy=policy_for(document.repository.workspace, delivery.destination),

@@ -71,6 +71,9 @@ class AttemptResult:
     retryable: bool = True
     retry_after: float | None = None
     size: int | None = None
+    # Where the content landed, when the destination put it elsewhere than the template said (a
+    # SharePoint name made acceptable); recorded as the delivery's path.
+    path: str | None = None
 
 
 def _require(delivery: Delivery, event: str, allowed: Iterable[str | None]) -> None:

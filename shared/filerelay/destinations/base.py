@@ -41,8 +41,9 @@ class Payload:
 
 
 class Client(Protocol):
-    def deliver(self, payload: Payload) -> None:
-        """Write the payload at its path, overwriting what is there; raise DestinationError."""
+    def deliver(self, payload: Payload) -> str | None:
+        """Write the payload at its path, overwriting what is there; raise DestinationError. Returns
+        where it landed when that is not `payload.path` (a name the service would refuse, changed)."""
         ...
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:

@@ -31,7 +31,7 @@ class FolderClient:
             raise DestinationError(f"path {path!r} leaves the folder {self.root}", retryable=False)
         return target
 
-    def deliver(self, payload: Payload) -> None:
+    def deliver(self, payload: Payload) -> str | None:
         target = self._target(payload.path)
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         digest = hashlib.sha256()
@@ -56,6 +56,7 @@ class FolderClient:
             raise DestinationError(f"cannot write {target}: {exc.strerror or exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
+        return None  # at the template's path
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
         target = self._target(path)

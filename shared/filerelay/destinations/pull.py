@@ -22,7 +22,7 @@ class PullSettings(Schema):
 
 
 class PullClient:
-    def deliver(self, payload: Payload) -> None:
+    def deliver(self, payload: Payload) -> str | None:
         # Reaching this is a bug (workers never claim pull deliveries); failing for good says so loudly.
         raise DestinationError("a pull destination is fetched by its integration, never pushed to", retryable=False)
 

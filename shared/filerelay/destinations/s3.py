@@ -78,7 +78,7 @@ class S3Destination:
     def key(path: str) -> str:
         return path.lstrip("/")
 
-    def deliver(self, payload: Payload) -> None:
+    def deliver(self, payload: Payload) -> str | None:
         key = self.key(payload.path)
         try:
             with payload.open() as body:
@@ -97,6 +97,7 @@ class S3Destination:
             raise
         except Exception as exc:
             raise _error(exc, f"upload to s3://{self.bucket}/{key} failed") from exc
+        return None  # at the template's path
 
     def _multipart(self, key: str, body: BinaryIO, payload: Payload) -> None:
         """Part by part, each with its SHA-256; the object appears only when completed, and an upload

@@ -174,7 +174,7 @@ class SharePointDestination:
         except Exception as exc:
             raise _error(exc, what) from exc
 
-    def deliver(self, payload: Payload) -> None:
+    def deliver(self, payload: Payload) -> str | None:
         try:
             self._deliver(payload, self._context())
         except DestinationError as exc:
@@ -182,6 +182,14 @@ class SharePointDestination:
                 raise
             # A token the site no longer accepts: rebuild context and token once, then start over.
             self._deliver(payload, self._context())
+        return self.landed(payload.path)
+
+    def landed(self, path: str) -> str:
+        """The path within the library where a template path lands, names made acceptable; `read`
+        takes it as it takes the template path (cleaning a clean name changes nothing)."""
+        folder_path, name = self._server_path(path)
+        library_root = f"{self.site_path}/{self.library}"
+        return f"{folder_path.removeprefix(library_root)}/{name}"
 
     def _deliver(self, payload: Payload, ctx: Any) -> None:
         folder_path, name = self._server_path(payload.path)
