@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 from pathlib import Path
@@ -18,6 +19,7 @@ from filerelay.staging import (
     copy_stream,
     open_staging,
 )
+from filerelay.staging.local import ORPHAN_GRACE_SECONDS
 
 
 @pytest.fixture
@@ -171,6 +173,18 @@ def test_purge_orphans_removes_part_left_by_dead_writer(store: LocalStagingStore
     assert list(store.tmp_dir.iterdir()) == []
 
 
+def test_a_file_never_locked_is_purged_only_once_it_is_old(store: LocalStagingStore) -> None:
+    """A writer killed between creating its file and locking it leaves a `.new`; a live one in that
+    instant has one too, so only an old one goes."""
+    born = store.tmp_dir / "doc_born.0123456789ab.new"
+    born.write_bytes(b"")
+    mtime = born.stat().st_mtime
+    assert store.purge_orphans() == 0
+    assert store.purge_orphans(now=mtime + ORPHAN_GRACE_SECONDS - 1) == 0
+    assert store.purge_orphans(now=mtime + ORPHAN_GRACE_SECONDS + 1) == 1
+    assert list(store.tmp_dir.iterdir()) == []
+
+
 def test_purge_orphans_removes_handmade_part(store: LocalStagingStore) -> None:
     (store.tmp_dir / "doc_x.abcdef123456.part").write_bytes(b"junk")
     keep = store.tmp_dir / "not-a-part-file"
@@ -189,6 +203,30 @@ def test_purge_orphans_spares_live_writer(store: LocalStagingStore) -> None:
         staged = writer.commit()
     assert read_all(store, "doc_alive") == b"still streaming and more"
     assert staged.size == len(b"still streaming and more")
+
+
+def test_a_sweep_between_creating_and_locking_a_part_never_takes_it(
+    store: LocalStagingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the sweeper lost to uploads: it locked (and deleted) a writer's file in the instant
+    between the writer creating it and locking it. Forced here by sweeping inside that instant."""
+    real_flock = fcntl.flock
+    swept: list[int] = []
+    sweeping = False
+
+    def flock_after_a_sweep(fd: int, operation: int) -> None:
+        nonlocal sweeping
+        if not sweeping:  # the writer's own lock: sweep first (the sweep's locks pass straight through)
+            sweeping = True
+            swept.append(store.purge_orphans())
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_sweep)
+    with store.writer("doc_racing") as writer:
+        writer.write(b"whole")
+        staged = writer.commit()
+    assert swept == [0]
+    assert read_all(store, staged.key) == b"whole"
 
 
 def test_purge_orphans_with_nothing_to_do(store: LocalStagingStore) -> None:

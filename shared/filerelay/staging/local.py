@@ -12,12 +12,16 @@ import fcntl
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
 from filerelay.staging.base import StagedObject, StagingError, TooLarge, check_key
+
+# How long a temporary file that was never locked must be untouched before it counts as a dead writer's.
+ORPHAN_GRACE_SECONDS = 60
 
 
 def _fsync_dir(path: Path) -> None:
@@ -33,10 +37,15 @@ class _LocalWriter:
         self._final = store.path_for(key)
         self._key = key
         self._limit = limit
-        self._tmp = store.tmp_dir / f"{key}.{secrets.token_hex(6)}.part"
-        self._file: BinaryIO = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+        name = f"{key}.{secrets.token_hex(6)}"
+        self._tmp = store.tmp_dir / f"{name}.part"
+        # Born under another name and locked before it becomes a .part: purge_orphans takes unlocked
+        # .part files, and a file between its creation and its lock is unlocked too.
+        born = store.tmp_dir / f"{name}.new"
+        self._file: BinaryIO = open(born, "xb")  # noqa: SIM115 - closed in commit/abort
         # Held until commit or abort: a live lock tells purge_orphans this writer is still running.
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(born, self._tmp)
         self._hash = hashlib.sha256()
         self._size = 0
         self._done = False
@@ -110,12 +119,19 @@ class LocalStagingStore:
         with contextlib.suppress(FileNotFoundError):
             self.path_for(key).unlink()
 
-    def purge_orphans(self) -> int:
-        """Remove temporary files whose writer has died; return how many."""
+    def purge_orphans(self, *, now: float | None = None) -> int:
+        """Remove temporary files whose writer has died; return how many.
+
+        A `.part` is always locked by a live writer, so an unlocked one is dead. A `.new` is a file
+        not locked yet: it is taken only once untouched for ORPHAN_GRACE_SECONDS (its writer was killed
+        in the instant between creating and locking it).
+        """
+        # File times are wall-clock: so is the cutoff.
+        cutoff = (time.time() if now is None else now) - ORPHAN_GRACE_SECONDS
         removed = 0
-        for part in self.tmp_dir.glob("*.part"):
+        for path in [*self.tmp_dir.glob("*.part"), *self.tmp_dir.glob("*.new")]:
             try:
-                fd = os.open(part, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 continue
             try:
@@ -123,8 +139,10 @@ class LocalStagingStore:
             except BlockingIOError:
                 continue  # a live writer holds it
             else:
+                if path.suffix == ".new" and os.fstat(fd).st_mtime > cutoff:
+                    continue  # perhaps being born right now
                 with contextlib.suppress(FileNotFoundError):
-                    part.unlink()
+                    path.unlink()
                 removed += 1
             finally:
                 os.close(fd)
