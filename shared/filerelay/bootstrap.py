@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import logging
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from filerelay import documents
 from filerelay.clock import SystemClock
 from filerelay.config_file import Summary, apply_file
 from filerelay.db.migrate import upgrade
 from filerelay.db.models import Repository, SignatureMode
 from filerelay.db.session import make_engine, make_session_factory, session_scope
 from filerelay.settings import Settings
+from filerelay.staging import StagingStore
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +31,38 @@ def apply_config(settings: Settings, path: Path) -> Summary:
         engine.dispose()
 
 
+# A create renames its staged object into place and commits its row a moment later: an object older
+# than this without a row was left by a process killed in between, never one still on its way.
+UNREFERENCED_GRACE = dt.timedelta(minutes=10)
+
+
+def release_unreferenced(session: Session, staging: StagingStore, *, batch: int = 500) -> int:
+    """Delete staged objects no component points at (written before UNREFERENCED_GRACE)."""
+    released = 0
+    stale = staging.stale_keys(older_than=UNREFERENCED_GRACE)
+    while keys := list(itertools.islice(stale, batch)):
+        held = documents.staged_keys_in_use(session, keys)
+        for key in keys:
+            if key not in held:
+                staging.delete(key)
+                released += 1
+    return released
+
+
 def prepare(settings: Settings) -> Summary | None:
     """Migrate, apply FILERELAY_CONFIG if set, and clear uploads left by killed processes."""
     upgrade(settings.database_url)
     summary = apply_config(settings, settings.config_file) if settings.config_file else None
-    removed = settings.open_staging().purge_orphans()
+    staging = settings.open_staging()
+    removed = staging.purge_orphans()
     if removed:
         log.info("removed %d partial upload(s) left by a stopped process", removed)
     engine = make_engine(settings.database_url)
     try:
+        with session_scope(make_session_factory(engine)) as session:
+            released = release_unreferenced(session, staging)
+        if released:
+            log.info("removed %d staged object(s) no document holds, left by a stopped process", released)
         with session_scope(make_session_factory(engine)) as session:
             signed = session.scalars(
                 select(Repository.repo_id).where(Repository.signature == SignatureMode.REQUIRED.value)

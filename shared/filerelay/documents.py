@@ -248,6 +248,7 @@ def delete(session: Session, *, archive_document: ArchiveDocument, comp_id: str 
 
 
 def staged_keys_in_use(session: Session, keys: Iterable[str]) -> set[str]:
+    """Which of these staging keys a component row still points at."""
     wanted = list(keys)
     if not wanted:
         return set()

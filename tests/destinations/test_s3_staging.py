@@ -99,3 +99,14 @@ def test_delete_exists_check(store: S3StagingStore, s3: S3Server) -> None:
     missing = open_staging("s3://no-such-bucket-here/x", endpoint_url=s3.endpoint)
     with pytest.raises(StagingError, match="not usable"):
         missing.check()
+
+
+def test_stale_keys_are_the_objects_not_written_for_a_while(store: S3StagingStore) -> None:
+    for key in ("doc_one", "doc_two"):
+        with store.writer(key) as writer:
+            writer.write(b"x")
+            writer.commit()
+    now = dt.datetime.now(dt.UTC)  # noqa: TID251 - S3's clock is the wall clock
+    assert list(store.stale_keys(older_than=dt.timedelta(minutes=10), now=now)) == []
+    later = now + dt.timedelta(minutes=11)
+    assert sorted(store.stale_keys(older_than=dt.timedelta(minutes=10), now=later)) == ["doc_one", "doc_two"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
@@ -49,6 +50,10 @@ class StagingStore(Protocol):
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def purge_orphans(self) -> int: ...
+    def stale_keys(self, *, older_than: dt.timedelta) -> Iterator[str]:
+        """Keys of committed objects not written for `older_than`: candidates for a row-less sweep."""
+        ...
+
     def check(self) -> None: ...
 
 

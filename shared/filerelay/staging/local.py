@@ -8,6 +8,7 @@ whose lock died with it; `purge_orphans` removes exactly those.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import hashlib
 import os
@@ -155,3 +156,11 @@ class LocalStagingStore:
     def keys(self) -> Iterator[str]:
         for path in self.objects_dir.glob("*/*"):
             yield path.name
+
+    def stale_keys(self, *, older_than: dt.timedelta, now: float | None = None) -> Iterator[str]:
+        # File times are wall-clock: so is the cutoff.
+        cutoff = (time.time() if now is None else now) - older_than.total_seconds()
+        for path in self.objects_dir.glob("*/*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    yield path.name

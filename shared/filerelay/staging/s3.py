@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import io
+from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
@@ -211,6 +212,14 @@ class S3StagingStore:
                     )
                     removed += 1
         return removed
+
+    def stale_keys(self, *, older_than: dt.timedelta, now: dt.datetime | None = None) -> Iterator[str]:
+        cutoff = (now or dt.datetime.now(dt.UTC)) - older_than  # noqa: TID251 - S3 dates are wall-clock
+        prefix = f"{self.prefix}objects/"
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                if entry["LastModified"] < cutoff:
+                    yield entry["Key"].removeprefix(prefix)
 
     def check(self) -> None:
         try:
