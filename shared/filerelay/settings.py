@@ -61,6 +61,9 @@ class Settings:
     staging_retention_seconds: int = 3600
     # How often the sweeper runs.
     sweep_interval_seconds: float = 5.0
+    # How long a woken delivery may wait for its worker before the sweeper wakes it again (its message
+    # may be lost: a flushed or restarted Redis). A second message is harmless: the claim takes one.
+    wake_grace_seconds: int = 10
     # For s3:// staging: an S3-compatible endpoint (MinIO, SeaweedFS…) and region; credentials come from
     # the standard AWS variables or the pod's role.
     staging_s3_endpoint_url: str | None = None
@@ -86,6 +89,7 @@ class Settings:
             lease_seconds=_int(env, "FILERELAY_LEASE_SECONDS", 900),
             staging_retention_seconds=_int(env, "FILERELAY_STAGING_RETENTION_SECONDS", 3600),
             sweep_interval_seconds=_float(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5.0),
+            wake_grace_seconds=_int(env, "FILERELAY_WAKE_GRACE_SECONDS", 10),
             signature_clock_skew_seconds=_int(env, "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS", 300),
             staging_s3_endpoint_url=env.get("FILERELAY_STAGING_S3_ENDPOINT_URL") or None,
             staging_s3_region=env.get("FILERELAY_STAGING_S3_REGION") or None,
@@ -119,6 +123,7 @@ class Settings:
             "FILERELAY_LEASE_SECONDS": str(self.lease_seconds),
             "FILERELAY_STAGING_RETENTION_SECONDS": str(self.staging_retention_seconds),
             "FILERELAY_SWEEP_INTERVAL_SECONDS": repr(self.sweep_interval_seconds),
+            "FILERELAY_WAKE_GRACE_SECONDS": str(self.wake_grace_seconds),
             "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS": str(self.signature_clock_skew_seconds),
         }
         if self.staging_s3_endpoint_url:

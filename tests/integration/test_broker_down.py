@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 100 + b"\n%%EOF\n"
 # What the sweeper waits before it re-sends a wake-up that may still be on its way.
-GRACE_SECONDS = 30
+GRACE_SECONDS = 10  # FILERELAY_WAKE_GRACE_SECONDS' default
 
 
 @contextmanager
@@ -82,7 +82,7 @@ def test_create_with_the_broker_down_answers_201_and_the_sweeper_delivers_it_lat
     later = SystemClock().now() + dt.timedelta(seconds=GRACE_SECONDS + 1)
     sweeper = build_runtime(relay.runtime.settings, clock=FrozenClock(later))
     try:
-        report = sweep.sweep(sweeper, grace_seconds=GRACE_SECONDS)
+        report = sweep.sweep(sweeper)
     finally:
         sweeper.close()
     assert report.enqueued == 2

@@ -72,6 +72,7 @@ def test_empty_values_mean_default(tmp_path: Path) -> None:
         ("FILERELAY_LEASE_SECONDS", "60", "lease_seconds", 60),
         ("FILERELAY_STAGING_RETENTION_SECONDS", "7", "staging_retention_seconds", 7),
         ("FILERELAY_SWEEP_INTERVAL_SECONDS", "30", "sweep_interval_seconds", 30.0),
+        ("FILERELAY_WAKE_GRACE_SECONDS", "3", "wake_grace_seconds", 3),
     ],
 )
 def test_each_variable_is_honoured(tmp_path: Path, name: str, value: str, attribute: str, expected: object) -> None:
@@ -113,7 +114,13 @@ def test_bad_max_document_bytes_raises(tmp_path: Path, value: str, message: str)
 
 
 @pytest.mark.parametrize(
-    "name", ["FILERELAY_LEASE_SECONDS", "FILERELAY_STAGING_RETENTION_SECONDS", "FILERELAY_SWEEP_INTERVAL_SECONDS"]
+    "name",
+    [
+        "FILERELAY_LEASE_SECONDS",
+        "FILERELAY_STAGING_RETENTION_SECONDS",
+        "FILERELAY_SWEEP_INTERVAL_SECONDS",
+        "FILERELAY_WAKE_GRACE_SECONDS",
+    ],
 )
 def test_bad_integer_variables_name_the_variable(tmp_path: Path, name: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -138,6 +145,7 @@ def test_settings_error_is_a_value_error() -> None:
             "FILERELAY_LEASE_SECONDS": "30",
             "FILERELAY_STAGING_RETENTION_SECONDS": "1",
             "FILERELAY_SWEEP_INTERVAL_SECONDS": "2",
+            "FILERELAY_WAKE_GRACE_SECONDS": "4",
         },
     ],
 )

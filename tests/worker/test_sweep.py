@@ -114,16 +114,20 @@ def test_enqueue_due_wakes_a_retrying_delivery_only_once_due(configured: Runtime
 
 
 def test_sweep_sends_the_wake_up_to_the_broker(configured: Runtime, clock: FrozenClock) -> None:
+    """A wake-up waits FILERELAY_WAKE_GRACE_SECONDS (default 10) before the sweeper sends another."""
+    assert configured.settings.wake_grace_seconds == 10
     create_document(configured, "DOC")
     before = broker_messages(configured)
-    assert sweep.sweep(configured, grace_seconds=GRACE).enqueued == 0
+    assert sweep.sweep(configured).enqueued == 0
+    clock.advance(9)
+    assert sweep.sweep(configured).enqueued == 0
 
-    clock.advance(GRACE + 1)
-    report = sweep.sweep(configured, grace_seconds=GRACE)
+    clock.advance(1)
+    report = sweep.sweep(configured)
 
     assert report.enqueued == 2
     assert broker_messages(configured) == before + 2
-    assert sweep.sweep(configured, grace_seconds=GRACE).enqueued == 0
+    assert sweep.sweep(configured).enqueued == 0
     assert broker_messages(configured) == before + 2
 
 
@@ -293,7 +297,7 @@ def test_sweep_report_counts_what_one_pass_did(configured: Runtime, clock: Froze
     assert clock.now() == start + dt.timedelta(hours=1)
     before = broker_messages(configured)
 
-    report = sweep.sweep(configured, grace_seconds=GRACE)
+    report = sweep.sweep(configured)
 
     assert (report.recovered, report.expired, report.enqueued, report.purged) == (1, 1, 1, 1)
     assert report.errors == []
@@ -306,7 +310,7 @@ def test_sweep_report_counts_what_one_pass_did(configured: Runtime, clock: Froze
     assert document(configured, purge.document_id).staging_key is None
     assert document(configured, expired.document_id).staging_key == expired.staging_key
 
-    again = sweep.sweep(configured, grace_seconds=GRACE)
+    again = sweep.sweep(configured)
     assert (again.recovered, again.expired, again.enqueued, again.purged) == (0, 0, 0, 0)
     assert not again.busy
     assert broker_messages(configured) == before + 1

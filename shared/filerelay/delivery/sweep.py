@@ -128,7 +128,7 @@ class SweepReport:
         return any((self.enqueued, self.recovered, self.expired, self.purged))
 
 
-def sweep(runtime: Runtime, *, batch: int = 500, grace_seconds: int = 30) -> SweepReport:
+def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
     """One pass: recover, expire, wake due deliveries, purge staging. Each step its own transaction."""
     report = SweepReport()
     settings = runtime.settings
@@ -137,7 +137,8 @@ def sweep(runtime: Runtime, *, batch: int = 500, grace_seconds: int = 30) -> Swe
     with session_scope(runtime.sessions) as session:
         report.expired = expire(session, now=runtime.clock.now(), limit=batch)
     with session_scope(runtime.sessions) as session:
-        due = enqueue_due(session, now=runtime.clock.now(), grace_seconds=grace_seconds, limit=batch)
+        grace = runtime.settings.wake_grace_seconds
+        due = enqueue_due(session, now=runtime.clock.now(), grace_seconds=grace, limit=batch)
     report.enqueued = runtime.enqueuer.enqueue(due)
     with session_scope(runtime.sessions) as session:
         keys = purgeable(
