@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import io
 import secrets
 import textwrap
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from filerelay.config_file import apply, load
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations import s3 as s3_destination
+from filerelay.destinations.base import Payload
 from filerelay.runtime import Runtime
 from filerelay.staging.local import LocalStagingStore
 from tests.support.documents import accept, attempts, delivery
@@ -190,6 +192,23 @@ def test_staged_bytes_not_matching_the_sha256_are_refused_by_the_server(
     assert "BadDigest" in (row.last_error or "")
     assert row.delivered_at is None
     assert listing(s3, bucket) == []
+
+
+def test_holds_tells_an_identical_object_from_another(s3: S3Server, bucket: str) -> None:
+    target = s3_destination.S3Destination(
+        {"bucket": bucket, "endpoint_url": s3.endpoint, "access_key_id": s3.access_key},
+        {"secret_access_key": s3.secret_key},
+    )
+    sha = hashlib.sha256(PDF).hexdigest()
+    assert not target.holds("/held/x.pdf", sha256=sha, size=len(PDF))  # nothing there
+    target.deliver(
+        Payload(
+            open=lambda: io.BytesIO(PDF), size=len(PDF), sha256=sha, content_type="application/pdf", path="/held/x.pdf"
+        )
+    )
+    assert target.holds("/held/x.pdf", sha256=sha, size=len(PDF))
+    assert not target.holds("/held/x.pdf", sha256="0" * 64, size=len(PDF))
+    assert not target.holds("/held/x.pdf", sha256=sha, size=len(PDF) + 1)
 
 
 def large_body(size: int) -> bytes:

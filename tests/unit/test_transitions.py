@@ -131,6 +131,7 @@ EVENTS: dict[str, Callable[[Delivery, DeliveryAttempt, str], Any]] = {
     "wired": lambda d, a, k: transitions.wired(d, kind=k, policy=POLICY, now=NOW),
     "claimed": lambda d, a, k: transitions.claimed(d, kind=k, now=NOW, lease_seconds=LEASE),
     "delivered": _finish(AttemptResult(True, size=10)),
+    "found identical": _finish(AttemptResult(True, size=10, found=True)),
     "failed, retryable": _finish(AttemptResult(False, "HTTP 503", "DestinationError", retry_after=120)),
     "failed, for good": _finish(AttemptResult(False, "HTTP 403", "DestinationError", retryable=False)),
     "finished after a content change": _finish(AttemptResult(True, size=10), generation=2),
@@ -158,6 +159,7 @@ ALLOWED: dict[tuple[str, str], tuple[DeliveryStatus, list[tuple[str, str]]]] = {
     **{("wired", s): (PENDING, []) for s in ["pull pending", "pull delivered", "pull failed"]},
     **{("claimed", s): (DELIVERING, []) for s in ["pending", "retrying, due"]},
     **{("delivered", s): (DELIVERED, []) for s in WORKER_HOLDS},
+    **{("found identical", s): (DELIVERED, []) for s in WORKER_HOLDS},
     **{("failed, retryable", s): (RETRYING, []) for s in WORKER_HOLDS},
     **{("failed, for good", s): (FAILED, []) for s in WORKER_HOLDS},
     **{("finished after a content change", s): (PENDING, WAKE) for s in WORKER_HOLDS},
@@ -274,6 +276,22 @@ def test_a_late_finish_is_superseded_and_marks_only_its_attempt() -> None:
     with pytest.raises(transitions.Superseded):
         _finish(AttemptResult(True, size=10))(holder, old, "folder")
     assert holder.status == DELIVERING
+
+
+def test_found_identical_is_delivered_with_nothing_sent() -> None:
+    delivery, attempt = row(STATES["delivering"])
+    _finish(AttemptResult(True, size=10, found=True))(delivery, attempt, "folder")
+    assert (attempt.outcome, attempt.bytes_sent, delivery.status) == ("found", 0, DELIVERED)
+
+
+def test_only_a_lease_taken_back_leaves_the_outcome_unknown() -> None:
+    expired, attempt = row(STATES["delivering, lease ran out"])
+    transitions.lease_expired(expired, attempt, policy=POLICY, now=NOW, rand=half)
+    assert transitions.outcome_unknown(expired)
+    failed, attempt = row(STATES["delivering"])
+    _finish(AttemptResult(False, "HTTP 503", "DestinationError"))(failed, attempt, "folder")
+    assert not transitions.outcome_unknown(failed)
+    assert not transitions.outcome_unknown(row(STATES["pending"])[0])
 
 
 def test_lease_expiry_closes_a_running_attempt_as_abandoned() -> None:

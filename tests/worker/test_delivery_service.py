@@ -15,7 +15,7 @@ from filerelay import content, documents
 from filerelay.clock import FrozenClock
 from filerelay.db.models import Document
 from filerelay.db.session import session_scope
-from filerelay.delivery import service
+from filerelay.delivery import service, sweep
 from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
 from tests.support.documents import accept, attempts, delivery, document, stage
@@ -367,3 +367,71 @@ def test_read_back_does_not_serve_a_copy_of_replaced_content(configured: Runtime
     with session_scope(configured.sessions) as session:
         row = session.get_one(Document, created.document_id)
         assert content.read_back(session, row, 0, len(PDF)) is None
+
+
+# --- an attempt nobody saw end: ask the destination before sending again ------------------------------
+
+
+def worker_dies_after_upload(runtime: Runtime, clock: FrozenClock, delivery_id: str) -> None:
+    """The upload lands, then the worker dies before recording it; the sweeper takes the lease back."""
+    taken = claim(runtime, delivery_id, lease_seconds=60)
+    assert taken is not None
+    assert not taken.unsure
+    assert service.perform(taken, runtime.staging).ok
+    clock.advance(61)
+    with session_scope(runtime.sessions) as session:
+        assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 1
+    advance_to_next_attempt(runtime, clock, delivery_id)
+
+
+def test_a_copy_that_landed_unseen_is_recorded_not_sent_again(
+    configured: Runtime, clock: FrozenClock, tmp_path: Path
+) -> None:
+    created = create_document(configured)
+    worker_dies_after_upload(configured, clock, created.folder)
+    landed = delivered_file(tmp_path).stat()
+
+    assert service.run(configured, created.folder, rand=half)
+
+    row = delivery(configured, created.folder)
+    assert (row.status, row.path, row.sha256, row.last_error) == (
+        "delivered",
+        "/Z1/DOC_data.pdf",
+        created_sha(PDF),
+        None,
+    )
+    assert [(a.outcome, a.bytes_sent) for a in attempts(configured, created.folder)] == [
+        ("abandoned", None),
+        ("found", 0),
+    ]
+    again = delivered_file(tmp_path).stat()
+    assert (again.st_ino, again.st_mtime_ns) == (landed.st_ino, landed.st_mtime_ns)  # not written twice
+
+
+def test_a_different_or_partial_copy_is_sent_again(configured: Runtime, clock: FrozenClock, tmp_path: Path) -> None:
+    created = create_document(configured)
+    worker_dies_after_upload(configured, clock, created.folder)
+    delivered_file(tmp_path).write_bytes(PDF[:100])  # what a crash mid-write elsewhere could leave
+
+    assert service.run(configured, created.folder, rand=half)
+
+    assert delivery(configured, created.folder).status == "delivered"
+    assert [a.outcome for a in attempts(configured, created.folder)] == ["abandoned", "delivered"]
+    assert delivered_file(tmp_path).read_bytes() == PDF
+
+
+def test_an_ordinary_retry_does_not_ask_first(configured: Runtime, clock: FrozenClock) -> None:
+    """Only an unseen outcome makes the next attempt ask: after a failure it simply sends."""
+    created = create_document(configured)
+    taken = claim(configured, created.s3)
+    assert taken is not None
+    with session_scope(configured.sessions) as session:
+        service.finish(session, taken, service.Result(False, "HTTP 503", retry_after=1), now=clock.now(), rand=half)
+    advance_to_next_attempt(configured, clock, created.s3)
+    again = claim(configured, created.s3)
+    assert again is not None
+    assert not again.unsure
+
+
+def created_sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -53,6 +53,9 @@ class AttemptOutcome(enum.StrEnum):
     SUPERSEDED = "superseded"
     # The worker stopped mid-attempt (its lease expired); the sweeper closed the attempt.
     ABANDONED = "abandoned"
+    # After an attempt whose outcome nobody saw, the destination already held the identical content:
+    # recorded as delivered, nothing sent again.
+    FOUND = "found"
 
 
 class Role(enum.StrEnum):

@@ -27,7 +27,7 @@ from filerelay.delivery.paths import path_for
 from filerelay.delivery.rules import policy_for
 from filerelay.delivery.transitions import AttemptResult, Finished, Wake
 from filerelay.destinations import pull
-from filerelay.destinations.base import Clients, DestinationError, Payload
+from filerelay.destinations.base import Client, Clients, DestinationError, Payload
 from filerelay.logs import log_context
 from filerelay.runtime import Runtime
 from filerelay.staging import StagingStore
@@ -55,6 +55,8 @@ class Claim:
     path: str
     metadata: Mapping[str, str] = field(default_factory=dict)
     identity: Mapping[str, str] = field(default_factory=dict)
+    # The previous attempt may have landed unseen: ask the destination before sending again.
+    unsure: bool = False
 
 
 def _take(session: Session, delivery_id: str, now: dt.datetime, lease_seconds: int) -> Delivery | None:
@@ -133,6 +135,7 @@ def _claim_of(delivery: Delivery, document: Document) -> Claim:
         path=path_for(document, destination),
         metadata={k: str(v) for k, v in document.metadata_.items()},
         identity={"doc_id": document.doc_id, "repo_id": document.repository.repo_id, "comp_id": document.comp_id},
+        unsure=transitions.outcome_unknown(delivery),
     )
 
 
@@ -153,6 +156,8 @@ def perform(claim: Claim, staging: StagingStore, clients: Clients | None = None)
     )
     try:
         client = (clients or Clients(size=1)).get(claim.kind, claim.settings, claim.secrets)
+        if claim.unsure and _already_there(client, claim):
+            return Result(True, size=claim.size, found=True)
         landed = client.deliver(payload)
     except DestinationError as exc:
         return Result(False, str(exc), type(exc).__name__, exc.retryable, exc.retry_after)
@@ -160,6 +165,19 @@ def perform(claim: Claim, staging: StagingStore, clients: Clients | None = None)
         log.exception("delivery %s raised unexpectedly", claim.delivery_id)
         return Result(False, f"{type(exc).__name__}: {exc}", type(exc).__name__)
     return Result(True, size=claim.size, path=landed)
+
+
+def _already_there(client: Client, claim: Claim) -> bool:
+    """After an attempt nobody saw end: does the destination hold exactly this content already? A
+    second upload would be harmless to the bytes, but not to what reacts to it (S3 events, versions)."""
+    try:
+        found = client.holds(claim.path, sha256=claim.sha256, size=claim.size)
+    except DestinationError as exc:
+        log.warning("cannot tell whether %s already holds %s: %s", claim.destination_id, claim.path, exc)
+        return False
+    if found:
+        log.info("%s already holds the identical content at %s: not sent again", claim.destination_id, claim.path)
+    return found
 
 
 @dataclass(frozen=True)

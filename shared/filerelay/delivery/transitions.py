@@ -74,6 +74,9 @@ class AttemptResult:
     # Where the content landed, when the destination put it elsewhere than the template said (a
     # SharePoint name made acceptable); recorded as the delivery's path.
     path: str | None = None
+    # The destination already held the identical content (after an attempt whose outcome was unknown):
+    # delivered, with nothing sent.
+    found: bool = False
 
 
 def _require(delivery: Delivery, event: str, allowed: Iterable[str | None]) -> None:
@@ -180,9 +183,18 @@ def attempt_started(delivery: Delivery, *, generation: int, now: dt.datetime) ->
 
 def _close_attempt(attempt: DeliveryAttempt, result: AttemptResult, now: dt.datetime) -> None:
     attempt.finished_at = now
-    attempt.outcome = AttemptOutcome.DELIVERED if result.ok else AttemptOutcome.FAILED
+    if result.found:
+        attempt.outcome, attempt.bytes_sent = AttemptOutcome.FOUND, 0
+    else:
+        attempt.outcome = AttemptOutcome.DELIVERED if result.ok else AttemptOutcome.FAILED
+        attempt.bytes_sent = result.size if result.ok else None
     attempt.error_class, attempt.error_message = result.error_class, result.error
-    attempt.bytes_sent = result.size if result.ok else None
+
+
+def outcome_unknown(delivery: Delivery) -> bool:
+    """Whether the last attempt may have landed although nobody saw it end: its worker stopped (or
+    lost the database) and the sweeper took the lease back. The next attempt asks first."""
+    return delivery.last_error == LEASE_EXPIRED
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,10 @@ class Client(Protocol):
         """Raise DestinationError unless credentials and reachability are fine."""
         ...
 
+    def holds(self, path: str, *, sha256: str, size: int) -> bool:
+        """Whether `path` already has exactly this content (False when the kind cannot tell cheaply)."""
+        ...
+
 
 @dataclass(frozen=True)
 class DestinationKind:

@@ -66,6 +66,22 @@ class FolderClient:
             raise DestinationError(f"cannot read {target}: {exc.strerror or exc}") from exc
         return _chunks(fp, start, length)
 
+    def holds(self, path: str, *, sha256: str, size: int) -> bool:
+        """The file there has this size and, read through, this sha256."""
+        target = self._target(path)
+        try:
+            if target.stat().st_size != size:
+                return False
+            digest = hashlib.sha256()
+            with open(target, "rb") as fp:
+                while chunk := fp.read(CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise DestinationError(f"cannot read {target}: {exc.strerror or exc}") from exc
+        return digest.hexdigest() == sha256
+
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)

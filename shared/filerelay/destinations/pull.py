@@ -32,6 +32,9 @@ class PullClient:
     def check(self) -> None:
         """Nothing to reach: the integration comes to FileRelay."""
 
+    def holds(self, path: str, *, sha256: str, size: int) -> bool:
+        return False  # the integration's copy is out of sight
+
 
 def build(_settings: Mapping[str, Any], _secrets: Mapping[str, Any]) -> PullClient:
     return PullClient()

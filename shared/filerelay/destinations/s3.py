@@ -154,6 +154,21 @@ class S3Destination:
         except Exception as exc:
             raise _error(exc, f"bucket {self.bucket} is not usable") from exc
 
+    def holds(self, path: str, *, sha256: str, size: int) -> bool:
+        """One HEAD: the object's size and the sha256 every upload stores in its metadata."""
+        from botocore.exceptions import ClientError
+
+        key = self.key(path)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise _error(exc, f"cannot look at s3://{self.bucket}/{key}") from exc
+        except Exception as exc:
+            raise _error(exc, f"cannot look at s3://{self.bucket}/{key}") from exc
+        return head.get("ContentLength") == size and head.get("Metadata", {}).get("sha256") == sha256
+
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
