@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import io
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -398,3 +399,20 @@ def test_a_small_redelivery_replaces_the_content_in_one_request(sp: Emulator) ->
     target.deliver(payload(b"two", "/Z1/small.pdf"))
     assert (sp.files[path], sp.versions[path]) == (b"two", [b"one"])
     assert sp.statuses("StartUpload") == []
+
+
+# --- an outage is FileRelay's to schedule, not the library's to sleep through --------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_an_outage_without_retry_after_ends_the_attempt_after_one_request(sp: Emulator, status: int) -> None:
+    """A failing request without Retry-After (an outage, not throttling) is not slept through: the
+    attempt ends, and the workspace's backoff schedules the next one."""
+    sp.inject(status, times=10, match="AddUsingPath")
+    started = time.monotonic()
+    with pytest.raises(DestinationError, match=f"HTTP {status}") as info:
+        destination(sp).deliver(payload(b"x", "/Z1/x.pdf"))
+    assert info.value.retryable
+    assert info.value.retry_after is None
+    assert sp.statuses("AddUsingPath") == [status]
+    assert time.monotonic() - started < 5  # the library's own backoff (5 s and up) was not slept

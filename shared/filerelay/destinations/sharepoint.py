@@ -156,14 +156,16 @@ class SharePointDestination:
         return folder, name
 
     def _run(self, ctx: Any, what: str) -> None:
-        """Run the queued request, retrying throttling (429/503, Retry-After honoured) and transient
-        errors up to STEP_RETRIES times; anything else, or the last failure, is a DestinationError."""
+        """Run the queued request, waiting out throttling (429/503 with a Retry-After of at most
+        INLINE_WAIT_MAX) up to STEP_RETRIES times, so a throttled chunk is sent again rather than the
+        file. Anything else ends the attempt at once as a DestinationError: an outage (no Retry-After,
+        a refused connection) becomes `retrying` on FileRelay's schedule, and the worker moves on."""
 
         def after_failure(attempt: int, exc: Exception) -> float | None:
             wait = _retry_after(exc)
             # The library sleeps after every failure, the last one too: give up before that sleep,
             # and before a wait too long to spend holding this delivery's lease.
-            if attempt >= STEP_RETRIES or (wait is not None and wait > INLINE_WAIT_MAX):
+            if wait is None or wait > INLINE_WAIT_MAX or attempt >= STEP_RETRIES:
                 raise _error(exc, what) from exc
             return wait
 
