@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from filerelay import documents
-from filerelay.db.models import DeliveryStatus, Document, DocumentStatus
+from filerelay.db.models import ChangeCounter, DeliveryStatus, Document, DocumentStatus
 from filerelay.delivery import transitions
 from filerelay.delivery.paths import extension_for, path_for
 from filerelay.delivery.rules import policy_for
@@ -35,11 +35,14 @@ class FileStatus(enum.StrEnum):
 
 # SAP metadata keys that name what kind of document this is (e.g. an AR_OBJECT such as ZINVOICE).
 TYPE_KEYS = ("document_type", "ar_object")
-# Microseconds since the epoch, then the id. Every string of this shape is a valid position, so the
-# OpenAPI pattern describes exactly what is accepted; 17 digits stay far below datetime's year 9999.
-CURSOR_PATTERN = r"^[0-9]{1,17}-[A-Za-z0-9_]{1,64}$"
+# `s` and the number of the last change seen. The earlier form, microseconds since the epoch and an
+# id, is still accepted (a poller upgraded mid-feed resumes at that time). Every string of either shape
+# is a valid position, so the OpenAPI pattern describes exactly what is accepted.
+CURSOR_PATTERN = r"^(s[0-9]{1,18}|[0-9]{1,17}-[A-Za-z0-9_]{1,64})$"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
+# Changes numbered per request at most: a feed nobody read for long catches up over a few polls.
+SEQUENCE_BATCH = 10_000
 
 
 class BadCursor(ValueError):
@@ -48,22 +51,57 @@ class BadCursor(ValueError):
 
 @dataclass(frozen=True)
 class Cursor:
-    """A position in the change feed: just after the change (updated_at, id). Ties on updated_at are
-    common (one SAP request creates many components at one instant), so the id breaks them. Exact to
-    the microsecond, the precision both databases store."""
+    """A position in the change feed: just past the change numbered `seq`.
 
-    updated_at: dt.datetime
-    id: str
+    Changes are numbered in the order they became visible (committed), not by their updated_at: a
+    transaction that stamps its time and commits after a later one would otherwise land behind a
+    poller's cursor and never be seen. `since` is the earlier (updated_at, id) form."""
+
+    seq: int | None = None
+    since: tuple[dt.datetime, str] | None = None
 
     def encode(self) -> str:
-        return f"{(self.updated_at - _EPOCH) // _MICROSECOND}-{self.id}"
+        return f"s{self.seq}"
 
     @classmethod
     def decode(cls, value: str) -> Cursor:
         if not re.fullmatch(CURSOR_PATTERN, value):
             raise BadCursor("not a cursor this API handed out; pass next_cursor back as it was returned")
+        if value.startswith("s"):
+            return cls(seq=int(value[1:]))
         micros, document_id = value.split("-", 1)
-        return cls(_EPOCH + int(micros) * _MICROSECOND, document_id)
+        return cls(since=(_EPOCH + int(micros) * _MICROSECOND, document_id))
+
+
+def sequence_changes(session: Session, *, limit: int = SEQUENCE_BATCH) -> int:
+    """Number the committed changes that have no number yet, oldest first; return how many.
+
+    The counter row's lock makes numbering one transaction at a time, and it is taken before the
+    changes are looked for: whatever was committed before is numbered now, whatever commits later
+    gets a higher number later. Called by the feed (in its own request's transaction) and the sweeper.
+    """
+    counter = update(ChangeCounter).where(ChangeCounter.id == 1)
+    base = session.scalar(counter.values(value=ChangeCounter.value).returning(ChangeCounter.value))
+    if base is None:  # the counter row is gone (a test emptied the tables): start past every number given
+        highest = session.scalar(select(func.max(Document.change_seq))) or 0
+        session.execute(insert(ChangeCounter).values(id=1, value=highest))
+        base = highest
+    ids = session.scalars(
+        select(Document.id).where(Document.change_seq.is_(None)).order_by(Document.updated_at, Document.id).limit(limit)
+    ).all()
+    if not ids:
+        return 0
+    session.execute(counter.values(value=base + len(ids)))
+    # Core on the session's connection, not the ORM: one executemany by id, and no before_update hook
+    # clearing the number it sets.
+    table = Document.metadata.tables["documents"]
+    session.connection().execute(
+        update(table)
+        .where(table.c.id == bindparam("doc"), table.c.change_seq.is_(None))
+        .values(change_seq=bindparam("seq")),
+        [{"doc": doc, "seq": base + n} for n, doc in enumerate(ids, start=1)],
+    )
+    return len(ids)
 
 
 @dataclass(frozen=True)
@@ -155,24 +193,24 @@ def describe(document: Document) -> FileInfo:
 def changes(
     session: Session, *, workspace_id: int, updated_after: dt.datetime | None, after: Cursor | None, limit: int
 ) -> tuple[list[FileInfo], Cursor | None]:
-    """Documents changed after the time and the cursor, oldest change first, deleted ones included
-    (so pollers learn of deletions); and the cursor just past the page (the one given, if empty)."""
-    query = select(Document).where(Document.workspace_id == workspace_id)
+    """Documents changed after the time and the cursor, in the order the changes were committed,
+    deleted ones included (so pollers learn of deletions); and the cursor just past the page (the one
+    given, if empty). A document changed again comes again, further on."""
+    sequence_changes(session)
+    query = select(Document).where(Document.workspace_id == workspace_id, Document.change_seq.is_not(None))
     if updated_after is not None:
         query = query.where(Document.updated_at > updated_after)
-    if after is not None:
-        query = query.where(
-            or_(
-                Document.updated_at > after.updated_at,
-                and_(Document.updated_at == after.updated_at, Document.id > after.id),
-            )
-        )
+    if after is not None and after.seq is not None:
+        query = query.where(Document.change_seq > after.seq)
+    elif after is not None and after.since is not None:
+        at, document_id = after.since
+        query = query.where(or_(Document.updated_at > at, and_(Document.updated_at == at, Document.id > document_id)))
     page = session.scalars(
-        query.order_by(Document.updated_at, Document.id).limit(limit).options(selectinload(Document.deliveries))
+        query.order_by(Document.change_seq).limit(limit).options(selectinload(Document.deliveries))
     ).all()
     if not page:
         return [], after
-    return [describe(d) for d in page], Cursor(page[-1].updated_at, page[-1].id)
+    return [describe(d) for d in page], Cursor(seq=page[-1].change_seq)
 
 
 def find(session: Session, *, workspace_id: int, file_id: str, lock: bool = False) -> Document | None:

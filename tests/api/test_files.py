@@ -15,12 +15,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from filerelay import files
 from filerelay.api import create_app
 from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
 from filerelay.db.models import Delivery, Destination, Document, DocumentStatus
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
+from filerelay.delivery.transitions import ExportStatus
 from filerelay.files import CURSOR_PATTERN, Cursor, FileStatus, file_status
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
@@ -291,6 +293,51 @@ def test_feed_is_oldest_change_first_and_updated_after_is_exclusive(
     assert poll(client, cursor=cursor or "", updatedAfter="2026-04-04T10:30:00Z")[0] == [first]
 
 
+def test_a_change_committed_after_a_later_stamped_one_is_not_skipped(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    """A transaction stamps updated_at when it writes and becomes visible when it commits: a change
+    stamped earlier but committed later must not fall behind a poller's cursor (issue 12)."""
+    early, late = create(archive, relay, "Z2", "EARLY"), create(archive, relay, "Z2", "LATE")
+    _, cursor = poll(client)
+    clock.advance(10)
+    assert report(client, late, "exporting").status_code == 200  # stamped t+10, committed first
+    seen, cursor = poll(client, cursor=cursor or "")
+    assert seen == [late]
+    clock.advance(-5)
+    assert report(client, early, "exporting").status_code == 200  # stamped t+5, committed after
+    assert document(relay, early).updated_at < document(relay, late).updated_at
+    assert poll(client, cursor=cursor or "")[0] == [early]
+
+
+def test_interleaved_transactions_are_both_seen(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    """The same on a database where two writers really overlap: the first stamps its change, the
+    second stamps a later one and commits, a poller reads, and only then the first commits."""
+    if relay.settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writer at a time: the test above covers it by the clock")
+    first, second = create(archive, relay, "Z2", "FIRST"), create(archive, relay, "Z2", "SECOND")
+    _, cursor = poll(client)
+    with session_scope(relay.sessions) as slow:
+        clock.advance(1)
+        held = files.find(slow, workspace_id=workspace_id(relay), file_id=first, lock=True)
+        assert held is not None
+        files.report_export(slow, held, status=ExportStatus.EXPORTING, messages=[], now=clock.now())
+        slow.flush()  # written, not committed
+        clock.advance(1)
+        assert report(client, second, "exporting").status_code == 200  # a later stamp, committed now
+        seen, cursor = poll(client, cursor=cursor or "")
+        assert seen == [second]
+    # `slow` committed on leaving the block: its earlier-stamped change comes next.
+    assert poll(client, cursor=cursor or "")[0] == [first]
+
+
+def workspace_id(runtime: Runtime) -> int:
+    with session_scope(runtime.sessions) as session:
+        return session.scalars(select(Document.workspace_id)).first() or 0
+
+
 def test_feed_defaults_to_fifty_and_accepts_a_hundred(client: FlaskClient, relay: Runtime, archive: SapClient) -> None:
     archive.cont_rep = "Z2"
     for n in range(51):
@@ -498,11 +545,15 @@ def test_a_retrying_document_is_processing(client: FlaskClient, archive: SapClie
     assert info(client, document_id)["status"] == "processing"
 
 
-def test_cursor_round_trips() -> None:
-    cursor = Cursor(dt.datetime(2026, 4, 4, 10, 30, 0, 123456, tzinfo=dt.UTC), "doc_0123456789abcdef0123")
-    assert cursor.encode() == "1775298600123456-doc_0123456789abcdef0123"
+def test_cursor_round_trips_and_the_earlier_form_still_decodes() -> None:
+    cursor = Cursor(seq=1234567)
+    assert cursor.encode() == "s1234567"
     assert Cursor.decode(cursor.encode()) == cursor
     assert re.fullmatch(CURSOR_PATTERN, cursor.encode())
+    earlier = "1775298600123456-doc_0123456789abcdef0123"  # (updated_at, id), as handed out before
+    assert re.fullmatch(CURSOR_PATTERN, earlier)
+    at = dt.datetime(2026, 4, 4, 10, 30, 0, 123456, tzinfo=dt.UTC)
+    assert Cursor.decode(earlier) == Cursor(since=(at, "doc_0123456789abcdef0123"))
 
 
 # --- roles, isolation, errors -----------------------------------------------------------------------

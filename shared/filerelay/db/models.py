@@ -18,9 +18,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
 
 from filerelay.db.types import UTCDateTime
 
@@ -244,6 +246,16 @@ class Document(Base):
             postgresql_where=text("deleted_at IS NULL"),
         ),
         Index("ix_documents_workspace_updated", "workspace_id", "updated_at"),
+        # The Files feed: each workspace's changes in the order they were sequenced (files.py).
+        Index("ix_documents_workspace_change_seq", "workspace_id", "change_seq"),
+        # Changes still to be sequenced.
+        Index(
+            "ix_documents_unsequenced",
+            "updated_at",
+            "id",
+            sqlite_where=text("change_seq IS NULL"),
+            postgresql_where=text("change_seq IS NULL"),
+        ),
         # The sweeper's purge question: whose staged bytes are no longer needed?
         Index(
             "ix_documents_staged_status_updated",
@@ -267,6 +279,9 @@ class Document(Base):
     # The Content-Type header as SAP sent it, served back on get/info; content_type is its parsed
     # media type (application/octet-stream when it does not parse), for destinations and {ext}.
     content_type_sent: Mapped[str | None] = mapped_column(String(255))
+    # The change's place in the Files feed, given to committed changes in commit order (files.py);
+    # None while a change waits for its number. Every change of updated_at clears it.
+    change_seq: Mapped[int | None] = mapped_column(BigInteger)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     # Where the bytes sit in staging; None once purged (or never kept, when discarded).
@@ -285,6 +300,24 @@ class Document(Base):
     archive_document: Mapped[ArchiveDocument] = relationship(back_populates="components")
     repository: Mapped[Repository] = relationship()
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="document", order_by="Delivery.created_at")
+
+
+class ChangeCounter(Base):
+    """The last number the Files feed gave a change: one row, whose lock also lets one transaction at a
+    time hand out numbers, so they follow the order in which changes became visible (files.py)."""
+
+    __tablename__ = "change_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+@event.listens_for(Document, "before_update")
+def _resequence(_mapper: Mapper[Document], _connection: Any, document: Document) -> None:
+    """A changed document goes to the end of the Files feed: its number is given again once this
+    change is committed (files.sequence_changes), so a poller past the old number sees it."""
+    if inspect(document).attrs.updated_at.history.has_changes():
+        document.change_seq = None
 
 
 class Delivery(Base):
