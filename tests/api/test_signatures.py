@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import http.client
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -192,14 +194,31 @@ def test_put_cert_parameter_errors(server: str, configured: Runtime, query: str,
 
 
 def test_put_cert_empty_and_oversized_bodies(server: str, configured: Runtime) -> None:
+    limit = certificates.MAX_CERTIFICATE_BYTES
     s1 = client(server, configured, "S1", None)
     empty = s1.put_cert(b"")
-    assert empty.status == 406
-    assert empty.error
-    huge = s1.put_cert(b"0" * (certificates.MAX_CERTIFICATE_BYTES + 1))
-    assert huge.status == 413
-    assert huge.error
+    assert (empty.status, empty.error) == (406, "putCert needs the certificate as the request body")
+    huge = s1.put_cert(b"0" * (limit + 1))
+    assert (huge.status, huge.error) == (413, f"a certificate is at most {limit} bytes")
+    # Exactly at the limit is read (and then refused as no certificate, not as too large).
+    at_limit = s1.put_cert(b"0" * limit)
+    assert at_limit.status == 406, at_limit.error
+    # Without a Content-Length (chunked), the body is read up to one byte past the limit and judged.
+    for size, status in ((limit + 1, 413), (limit, 406)):
+        assert put_cert_chunked(server, b"0" * size) == status
     assert listed(configured) == []
+
+
+def put_cert_chunked(server: str, body: bytes) -> int:
+    url = urlsplit(endpoint(server))
+    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=30)
+    try:
+        query = f"putCert&pVersion=0047&contRep=S1&authId={AUTH_ID}"
+        chunks = (body[i : i + 4096] for i in range(0, len(body), 4096))
+        conn.request("PUT", f"{url.path}?{query}", body=chunks, encode_chunked=True)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def test_activation_lifecycle_received_active_revoked(server: str, configured: Runtime) -> None:
@@ -552,6 +571,9 @@ def test_optional_mode_protects_what_doc_prot_names(server: str, configured: Run
     assert unsigned.append(DOC, "data", b"+").status == 200
     assert unsigned.get(DOC).body == b"v2+"
     assert signed.delete(DOC).status == 200
+    # No docId, no document to protect: the handler answers what is missing, not the signature check.
+    missing = unsigned.send("GET", "info&pVersion=0047&contRep=O1")
+    assert (missing.status, missing.error) == (400, "missing mandatory parameter docId")
 
 
 def test_optional_mode_always_verifies_a_present_signature(server: str, configured: Runtime) -> None:

@@ -368,6 +368,19 @@ def test_a_failed_large_redelivery_leaves_the_delivered_copy_intact(sp: Emulator
     assert sp.statuses("AddUsingPath") == [200]  # only the first delivery's: no overwrite of an existing file
 
 
+def test_a_file_that_appears_between_the_lookup_and_the_stub_is_never_emptied(sp: Emulator, small_chunks: int) -> None:
+    path = f"{LIBRARY}/Z1/big.pdf"
+    destination(sp).deliver(payload(b"1" * (3 * CHUNK), "/Z1/big.pdf"))
+    sp.inject(404, times=1, match="getFileByServerRelativePath")  # the lookup misses it...
+    sp.inject(400, times=1, match="ContinueUpload")  # ...and the upload then fails
+    with pytest.raises(DestinationError, match="failed at byte 1024"):
+        destination(sp).deliver(payload(b"2" * (3 * CHUNK), "/Z1/big.pdf"))
+    assert sp.files[path] == b"1" * (3 * CHUNK)  # the stub never replaced it
+    sp.inject(404, times=1, match="getFileByServerRelativePath")
+    destination(sp).deliver(payload(b"3" * (3 * CHUNK), "/Z1/big.pdf"))
+    assert sp.files[path] == b"3" * (3 * CHUNK)
+
+
 def test_a_large_redelivery_becomes_a_new_version_of_the_same_item(sp: Emulator, small_chunks: int) -> None:
     path = f"{LIBRARY}/Z1/big.pdf"
     target = destination(sp)

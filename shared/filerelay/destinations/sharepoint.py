@@ -227,8 +227,14 @@ class SharePointDestination:
         deletes a stub the session created ("If the file doesn't already exist ... it will be deleted")."""
         target = ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}")
         if not self._exists(ctx, target, name):
-            # Overwrite=False: a file that appeared meanwhile is never emptied.
-            target = self._add(ctx, folder_path, name, b"", overwrite=False)
+            try:
+                # Overwrite=False: a file that appeared meanwhile is never emptied...
+                target = self._add(ctx, folder_path, name, b"", overwrite=False)
+            except SharePointError as exc:
+                if exc.status != 400 or "already exists" not in str(exc):
+                    raise
+                # ...the session goes into it instead.
+                target = ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}")
         upload_id = str(uuid.uuid4())
         try:
             self._upload_session(ctx, target, upload_id, source, size, name)

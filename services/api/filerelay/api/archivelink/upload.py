@@ -86,7 +86,10 @@ class _Part:
 
 
 def _filename(headers: dict[str, str]) -> str | None:
-    _, options = parse_options_header(headers.get("content-disposition", ""))
+    disposition = headers.get("content-disposition")
+    if not disposition:
+        return None
+    _, options = parse_options_header(disposition)
     return options.get("filename") or None
 
 
@@ -103,7 +106,6 @@ class StagedParts:
         self.with_doc_id = with_doc_id
         self.total = 0
         self.components: list[tuple[str | None, NewComponent]] = []
-        self.skipped = 0
         self._writer: StagingWriter | None = None
         self._current: _Part | None = None
         self._part_size = 0
@@ -118,7 +120,6 @@ class StagedParts:
         named = headers.get("x-compid") or _filename(headers)
         if named is None:
             log.warning("skipped multipart part %d: it has no X-compId and no filename", self._number)
-            self.skipped += 1
             self._current = None
             return
         comp_id = validate_id("X-compId", named, MAX_ID_LENGTH)
