@@ -39,7 +39,7 @@ def test_a_declared_length_counts_every_chunk_of_the_part(parts: StagedParts) ->
     parts.end_part()
     parts.start_part({"x-compid": "b", "content-length": "3"})
     parts.part_data(b"xy")
-    with pytest.raises(ProtocolError, match="^part b announced 3 bytes but carried 2$"):
+    with pytest.raises(ProtocolError, match=r"^part b announced 3 bytes but carried 2$"):
         parts.end_part()
     parts.discard()
 
@@ -72,7 +72,7 @@ def test_names_come_from_x_comp_id_then_the_filename(parts: StagedParts, caplog:
 
 def test_m_create_parts_need_a_valid_doc_id(tmp_path: Path) -> None:
     parts = StagedParts(LocalStagingStore(tmp_path / "staging"), limit=10, with_doc_id=True)
-    with pytest.raises(ProtocolError, match="^part 1 has no X-docId header$"):
+    with pytest.raises(ProtocolError, match=r"^part 1 has no X-docId header$"):
         parts.start_part({"x-compid": "a"})
-    with pytest.raises(ProtocolError, match="^invalid X-docId: leading or trailing blanks are not allowed$"):
+    with pytest.raises(ProtocolError, match=r"^invalid X-docId: leading or trailing blanks are not allowed$"):
         parts.start_part({"x-compid": "a", "x-docid": " D1"})
