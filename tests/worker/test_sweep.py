@@ -131,6 +131,41 @@ def test_sweep_sends_the_wake_up_to_the_broker(configured: Runtime, clock: Froze
     assert broker_messages(configured) == before + 2
 
 
+def test_enqueue_due_leaves_disabled_destinations_and_settled_deliveries_alone(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    created = create_document(configured, "DOC")
+    assert service.run(configured, created.folder, rand=half)  # delivered: nothing more to wake
+    set_s3(configured, enabled=False)  # paused by an admin: its due delivery waits
+    clock.advance(GRACE + 1)
+    assert enqueue_due(configured) == []
+    set_s3(configured, enabled=True)
+    assert enqueue_due(configured) == [(created.s3, "s3")]
+
+
+def test_enqueue_due_takes_the_longest_waiting_first_and_at_most_the_limit(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    first = create_document(configured, "FIRST")
+    clock.advance(1)
+    second = create_document(configured, "SECOND")
+    set_s3(configured, enabled=False)
+    clock.advance(GRACE + 1)
+    with session_scope(configured.sessions) as session:
+        assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=GRACE, limit=1) == [(first.folder, "folder")]
+    with session_scope(configured.sessions) as session:
+        assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=GRACE, limit=1) == [(second.folder, "folder")]
+
+
+def test_enqueue_due_counts_the_grace_to_the_second(configured: Runtime, clock: FrozenClock) -> None:
+    create_document(configured, "DOC")
+    set_s3(configured, enabled=False)
+    clock.advance(GRACE - 0.001)
+    assert enqueue_due(configured) == []
+    clock.advance(0.001)  # exactly the grace: due
+    assert len(enqueue_due(configured)) == 1
+
+
 # --- recover_expired_leases -----------------------------------------------------------------------
 
 
@@ -194,6 +229,40 @@ def test_a_worker_finishing_after_its_lease_was_recovered_is_superseded(
         assert attempt.outcome == "superseded"
 
 
+def test_recovery_takes_a_lease_only_once_it_is_over_and_closes_only_the_running_attempt(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    created = create_document(configured, "DOC")
+    assert created.s3 is not None
+    assert service.run(configured, created.s3, rand=half)  # attempt 1 fails (the S3 here refuses)
+    clock.advance((delivery(configured, created.s3).next_attempt_at - clock.now()).total_seconds())  # type: ignore[operator]
+    claim(configured, created.s3, lease_seconds=5)  # attempt 2: its worker dies
+    clock.advance(5)
+    with session_scope(configured.sessions) as session:
+        assert sweep.recover_expired_leases(session, now=clock.now(), limit=100, rand=half) == 0  # lease ends now
+    clock.advance(0.001)
+    with session_scope(configured.sessions) as session:
+        assert sweep.recover_expired_leases(session, now=clock.now(), limit=100, rand=half) == 1
+    with session_scope(configured.sessions) as session:
+        attempts = session.scalars(
+            select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == created.s3).order_by(DeliveryAttempt.number)
+        ).all()
+        assert [(a.number, a.outcome) for a in attempts] == [(1, "failed"), (2, "abandoned")]
+
+
+def test_recovery_and_expiry_take_at_most_the_limit_oldest_first(configured: Runtime, clock: FrozenClock) -> None:
+    old, new = create_document(configured, "OLD"), create_document(configured, "NEW")
+    claim(configured, new.folder, lease_seconds=5)
+    claim(configured, old.folder, lease_seconds=3)
+    clock.advance(6)
+    with session_scope(configured.sessions) as session:
+        assert sweep.recover_expired_leases(session, now=clock.now(), limit=1, rand=half) == 1
+    assert (delivery(configured, old.folder).status, delivery(configured, new.folder).status) == (
+        "retrying",
+        "delivering",
+    )
+
+
 # --- expire -----------------------------------------------------------------------------------------
 
 
@@ -222,6 +291,17 @@ def test_expire_fails_a_waiting_delivery_once_its_ttl_ran_out(configured: Runtim
     assert document(configured, created.document_id).status == "failed"
     with session_scope(configured.sessions) as session:
         assert sweep.expire(session, now=clock.now(), limit=100) == 0
+
+
+def test_expire_leaves_a_delivery_a_worker_holds(configured: Runtime, clock: FrozenClock) -> None:
+    """Past its TTL, a delivery under a live lease is the worker's: its finish decides."""
+    created = create_document(configured, "DOC")
+    claim(configured, created.folder, lease_seconds=7200)
+    clock.advance(3601)
+    with session_scope(configured.sessions) as session:
+        expired = sweep.expire(session, now=clock.now(), limit=100)
+    assert delivery(configured, created.folder).status == "delivering"
+    assert expired == 1  # only the waiting S3 delivery
 
 
 # --- purging staged bytes ---------------------------------------------------------------------------

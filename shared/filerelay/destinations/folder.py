@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -55,7 +56,9 @@ class FolderClient:
         except OSError as exc:
             raise DestinationError(f"cannot write {target}: {exc.strerror or exc}") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            # Cleaning up must not hide why the write failed (a parent that is no directory fails both).
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         return None  # at the template's path
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:

@@ -1,0 +1,76 @@
+"""The folder destination on a real filesystem: where files land, what it refuses, reading back,
+`holds`, `check`, and the errors an admin reads."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+
+from filerelay.destinations.base import DestinationError, Payload
+from filerelay.destinations.folder import FolderClient
+
+DATA = bytes(range(256)) * 10
+
+
+def payload(path: str, data: bytes = DATA) -> Payload:
+    sha = hashlib.sha256(data).hexdigest()
+    return Payload(open=lambda: io.BytesIO(data), size=len(data), sha256=sha, content_type="x/y", path=path)
+
+
+def test_files_land_under_the_root_at_their_path(tmp_path: Path) -> None:
+    client = FolderClient(str(tmp_path / "out"))
+    assert client.deliver(payload("/X/Xfile.pdf")) is None  # at the template's path
+    assert (tmp_path / "out" / "X" / "Xfile.pdf").read_bytes() == DATA
+    assert [p.name for p in (tmp_path / "out" / "X").iterdir()] == ["Xfile.pdf"]  # no temporary left
+
+
+@pytest.mark.parametrize("path", ["/../escape.pdf", "/a/../../escape.pdf", "/", ""])
+def test_a_path_outside_the_root_or_the_root_itself_is_refused_for_good(tmp_path: Path, path: str) -> None:
+    client = FolderClient(str(tmp_path / "out"))
+    with pytest.raises(DestinationError) as info:
+        client.deliver(payload(path))
+    assert str(info.value) == f"path {path!r} leaves the folder {tmp_path / 'out'}"
+    assert info.value.retryable is False
+    assert not (tmp_path / "escape.pdf").exists()
+
+
+def test_reading_back_whole_and_by_range(tmp_path: Path) -> None:
+    client = FolderClient(str(tmp_path))
+    client.deliver(payload("/r.pdf"))
+    assert b"".join(client.read("/r.pdf")) == DATA
+    assert b"".join(client.read("/r.pdf", 7, 1)) == DATA[7:8]
+    assert b"".join(client.read("/r.pdf", 100, 50)) == DATA[100:150]
+    assert b"".join(client.read("/r.pdf", len(DATA) - 2)) == DATA[-2:]
+    with pytest.raises(DestinationError) as info:
+        client.read("/missing.pdf")
+    assert str(info.value) == f"cannot read {tmp_path / 'missing.pdf'}: No such file or directory"
+
+
+def test_holds_compares_size_and_sha256(tmp_path: Path) -> None:
+    client = FolderClient(str(tmp_path))
+    sha = hashlib.sha256(DATA).hexdigest()
+    assert not client.holds("/h.pdf", sha256=sha, size=len(DATA))
+    client.deliver(payload("/h.pdf"))
+    assert client.holds("/h.pdf", sha256=sha, size=len(DATA))
+    assert not client.holds("/h.pdf", sha256=sha, size=len(DATA) - 1)
+    (tmp_path / "h.pdf").write_bytes(DATA[:-1] + b"\0")  # same size, other bytes
+    assert not client.holds("/h.pdf", sha256=sha, size=len(DATA))
+
+
+def test_check_creates_a_missing_root_and_passes_again(tmp_path: Path) -> None:
+    client = FolderClient(str(tmp_path / "a" / "b" / "c"))
+    client.check()
+    client.check()
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+
+
+def test_write_errors_name_the_file_and_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_bytes(b"a file where a folder should be")
+    client = FolderClient(str(tmp_path))
+    with pytest.raises(DestinationError) as info:
+        client.deliver(payload("/blocked/x.pdf"))
+    assert str(info.value) == f"cannot write {tmp_path / 'blocked' / 'x.pdf'}: File exists"
+    assert info.value.retryable
