@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import os
 import secrets
 
 import pytest
 
 from filerelay.staging import StagingError, TooLarge, open_staging
-from filerelay.staging.s3 import PART_SIZE, S3StagingStore
+from filerelay.staging.s3 import ORPHAN_AGE, PART_SIZE, S3Reader, S3StagingStore
 from tests.support.s3server import S3Server
 
 
@@ -110,3 +111,72 @@ def test_stale_keys_are_the_objects_not_written_for_a_while(store: S3StagingStor
     assert list(store.stale_keys(older_than=dt.timedelta(minutes=10), now=now)) == []
     later = now + dt.timedelta(minutes=11)
     assert sorted(store.stale_keys(older_than=dt.timedelta(minutes=10), now=later)) == ["doc_one", "doc_two"]
+
+
+# --- the reader as a file, the writer's edges, the client it builds ------------------------------------
+
+
+def test_the_reader_behaves_as_a_seekable_binary_file(store: S3StagingStore) -> None:
+    data = bytes(range(256)) * 40
+    with store.writer("doc_file") as writer:
+        writer.write(data)
+        writer.commit()
+    with store.open("doc_file") as opened:
+        fp = opened
+        assert isinstance(fp, S3Reader)
+        assert fp.readable()  # what io and boto3 ask before they stream it
+        assert fp.seekable()
+        assert fp.read(0) == b""
+        assert fp.tell() == 0
+        assert fp.read(10) == data[:10]
+        assert fp.read(5) == data[10:15]
+        assert fp.tell() == 15
+        fp.seek(-3, os.SEEK_CUR)
+        assert fp.read(3) == data[12:15]
+        fp.seek(-100000)  # before the start: the start
+        assert fp.tell() == 0
+        buffer = bytearray(7)
+        assert fp.readinto(buffer) == 7
+        assert bytes(buffer) == data[:7]
+        assert fp.read(None) == data[7:]
+    with store.open("doc_file") as raw:
+        assert isinstance(raw, S3Reader)
+        assert io.BufferedReader(raw).read() == data
+
+
+def test_the_writer_takes_exactly_its_limit_and_aborts_once(store: S3StagingStore) -> None:
+    with store.writer("doc_limit", limit=10) as writer:
+        writer.write(b"x" * 10)
+        assert writer.commit().size == 10
+        writer.abort()  # after the commit: nothing to undo, the object stays
+    assert store.exists("doc_limit")
+    with store.writer("doc_twice") as writer:
+        writer.write(os.urandom(PART_SIZE))  # a multipart upload is open
+        writer.abort()
+        writer.abort()
+    assert uploads(store) == []
+
+
+def test_orphans_are_aborted_only_under_this_store_s_prefix_and_counted(store: S3StagingStore) -> None:
+    for key in ("doc_o1", "doc_o2"):
+        store.writer(key).write(os.urandom(PART_SIZE))  # writers that died after one part
+    foreign = store.client.create_multipart_upload(Bucket=store.bucket, Key="elsewhere/objects/x")["UploadId"]
+    started = min(u["Initiated"] for u in store.client.list_multipart_uploads(Bucket=store.bucket)["Uploads"])
+    assert store.purge_orphans(now=started + ORPHAN_AGE) == 0  # exactly ORPHAN_AGE old: not yet
+    later = dt.datetime.now(dt.UTC) + ORPHAN_AGE + dt.timedelta(minutes=1)  # noqa: TID251 - S3's clock
+    assert store.purge_orphans(now=later) == 2
+    assert uploads(store) == ["elsewhere/objects/x"]
+    store.client.abort_multipart_upload(Bucket=store.bucket, Key="elsewhere/objects/x", UploadId=foreign)
+
+
+def test_the_client_is_configured_for_s3_compatible_servers(s3: S3Server) -> None:
+    with_endpoint = S3StagingStore("b", "p", endpoint_url=s3.endpoint)
+    meta = with_endpoint.client.meta
+    assert meta.region_name == "us-east-1"  # a default region: botocore needs one to sign
+    assert getattr(meta.config, "s3") == {"addressing_style": "path"}  # noqa: B009 - MinIO, SeaweedFS
+    assert getattr(meta.config, "retries") == {"mode": "standard", "total_max_attempts": 6}  # noqa: B009
+    aws = S3StagingStore("b", "", region="eu-central-1")
+    assert aws.client.meta.region_name == "eu-central-1"
+    assert getattr(aws.client.meta.config, "s3") is None  # noqa: B009 - real S3: virtual-hosted buckets
+    assert (aws.prefix, with_endpoint.prefix) == ("", "p/")
+    assert aws.object_key("doc_x") == "objects/doc_x"
