@@ -11,6 +11,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from filerelay.config_file import apply, load
 from filerelay.db.models import ArchiveDocument, Delivery, Document
 from filerelay.db.session import READ_ONLY, session_scope
 from filerelay.runtime import Runtime
@@ -539,6 +540,15 @@ def test_bad_offsets_and_unknown_components(sap: SapClient) -> None:
     missing = sap.get(DOC, "nope")
     assert missing.status == 404
     assert missing.error == f"component not found in document {DOC}"
+
+
+def test_a_workspace_is_its_owner_and_its_slug_together(server: str, configured: Runtime) -> None:
+    more = "workspaces:\n  - {owner: globex, slug: production}\n  - {owner: acme, slug: staging}\n"
+    with session_scope(configured.sessions) as session:
+        apply(session, load(more, {}), now=configured.clock.now())
+    for owner, slug, status in [("acme", "staging", 200), ("globex", "production", 200), ("globex", "staging", 404)]:
+        reply = SapClient(f"{server}/archivelink/{owner}/{slug}").server_info(contRep=None)
+        assert reply.status == status, (owner, slug, reply.error)
 
 
 def test_unknown_workspace_is_404(server: str) -> None:

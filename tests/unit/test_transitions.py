@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -145,6 +146,12 @@ EVENTS: dict[str, Callable[[Delivery, DeliveryAttempt, str], Any]] = {
     "export empty": _export(ExportStatus.EMPTY),
 }
 
+# The event names transitions.py uses in its refusals, where the table's names are more specific.
+LABELS = {
+    **{name: "finished" for name in EVENTS if name.startswith(("delivered", "found", "failed", "finished"))},
+    **{name: "export reported" for name in EVENTS if name.startswith("export")},
+}
+
 WAITING_STATES = ["pending", "retrying, due", "retrying, not due"]
 WORKER_HOLDS = ["delivering", "delivering, lease ran out"]
 ALL_FOLDER = [name for name, s in STATES.items() if s.kind == "folder"]
@@ -198,8 +205,14 @@ def test_every_state_and_event(state: str, event: str) -> None:
     before = snapshot(delivery)
     expected = ALLOWED.get((event, state))
     if expected is None:
-        with pytest.raises(IllegalTransition):
+        with pytest.raises(IllegalTransition) as refused:
             EVENTS[event](delivery, attempt, kind)
+        # The refusal names the machine's event and the delivery, for the log line that reports it.
+        message = str(refused.value)
+        if isinstance(refused.value, transitions.Superseded):
+            assert message == "attempt 1 of dlv_t finished after its lease ran out"
+        else:
+            assert message.startswith(f"{LABELS.get(event, event)}: delivery dlv_t "), message
         after = snapshot(delivery)
         if event == "TTL expired":  # the event's own precondition, set by the test
             after["expires_at"] = before["expires_at"]
@@ -292,6 +305,33 @@ def test_only_a_lease_taken_back_leaves_the_outcome_unknown() -> None:
     _finish(AttemptResult(False, "HTTP 503", "DestinationError"))(failed, attempt, "folder")
     assert not transitions.outcome_unknown(failed)
     assert not transitions.outcome_unknown(row(STATES["pending"])[0])
+
+
+def test_a_lease_is_not_over_at_the_instant_it_ends() -> None:
+    delivery, attempt = row(STATES["delivering"])
+    delivery.lease_until = NOW
+    with pytest.raises(IllegalTransition, match=re.escape(f"holds a lease until {NOW}")):
+        transitions.lease_expired(delivery, attempt, policy=POLICY, now=NOW, rand=half)
+    transitions.lease_expired(delivery, attempt, policy=POLICY, now=NOW + dt.timedelta(microseconds=1), rand=half)
+    assert (attempt.outcome, attempt.error_message) == ("abandoned", transitions.LEASE_EXPIRED)
+
+
+def test_the_default_words_of_an_error_report_and_an_expired_ttl() -> None:
+    delivery, _ = row(STATES["pull exporting"])
+    transitions.export_reported(
+        delivery,
+        ExportStatus.ERROR,
+        kind="pull",
+        messages=[],
+        content=transitions.Delivered(1, "/erp/DOC.pdf", SHA),
+        policy=POLICY,
+        now=NOW,
+    )
+    assert delivery.last_error == "the integration reported an error"
+    waiting, _ = row(STATES["pending"])
+    waiting.last_error, waiting.expires_at = None, NOW
+    transitions.ttl_expired(waiting, now=NOW)
+    assert waiting.last_error == "not delivered; retry TTL expired"
 
 
 def test_lease_expiry_closes_a_running_attempt_as_abandoned() -> None:
