@@ -11,6 +11,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
 from filerelay.db.models import ArchiveDocument, Delivery, Document
 from filerelay.db.session import READ_ONLY, session_scope
@@ -205,6 +206,53 @@ def test_a_lost_commit_answer_still_stores_and_acknowledges_the_document(
     assert len(broker_messages(configured)) == 2  # and its deliveries woken
     assert sap.get(DOC).body == PDF
     assert sap.create(DOC, "data", PDF).status == 201  # SAP's retry, had it seen an error
+
+
+def test_a_lost_commit_answer_for_a_document_without_components_is_201(
+    sap: SapClient, configured: Runtime, lost_commit_answer: list[int]
+) -> None:
+    reply = sap.create_multipart(DOC, [])
+    assert lost_commit_answer == [1]
+    assert reply.status == 201, reply.error
+    assert count(configured, ArchiveDocument) == 1
+
+
+def test_info_sends_every_document_and_component_header(sap: SapClient, clock: FrozenClock) -> None:
+    assert sap.create(DOC, "data", PDF, "application/pdf").status == 201
+    clock.advance(3600 + 61)
+    assert sap.update(DOC, "data", b"v2", "text/plain").status == 200
+    info = sap.info(DOC)
+    document = {name: info.headers[name] for name in ("X-dateC", "X-timeC", "X-dateM", "X-timeM", "X-docId")}
+    assert document == {
+        "X-dateC": "2026-04-04",
+        "X-timeC": "10:30:00",
+        "X-dateM": "2026-04-04",
+        "X-timeM": "11:31:01",
+        "X-docId": DOC,
+    }
+    assert (info.headers["X-docStatus"], info.headers["X-numberComps"], info.headers["X-numComps"]) == (
+        "online",
+        "1",
+        "1",
+    )
+    [(part, _)] = info.parts()
+    names = ("X-compDateC", "X-compTimeC", "X-compDateM", "X-compTimeM", "X-pVersion", "X-compStatus")
+    assert {name: part[name] for name in names} == {
+        "X-compDateC": "2026-04-04",
+        "X-compTimeC": "10:30:00",
+        "X-compDateM": "2026-04-04",
+        "X-compTimeM": "11:31:01",
+        "X-pVersion": "0047",
+        "X-compStatus": "online",
+    }
+
+
+@pytest.mark.parametrize("name", ["fromOffset", "toOffset", "numResults"])
+def test_search_names_the_offset_it_cannot_read(sap: SapClient, name: str) -> None:
+    assert sap.create(DOC, "data", PDF).status == 201
+    reply = sap.search(DOC, "data", "EOF", **{name: "soon"})
+    assert reply.status == 400
+    assert reply.error == f"parameter {name} must be an integer >= -1"
 
 
 def test_create_multipart_stores_every_component(sap: SapClient, configured: Runtime) -> None:

@@ -259,7 +259,7 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
         except BaseException:
             # The error may have come with the COMMIT (a lost answer, a failover): then the rows exist
             # and the bytes are theirs. Only bytes known to be nobody's are deleted.
-            committed = _committed(components)
+            committed = _committed(call, doc_id, components)
             if committed is not True:
                 if committed is False:
                     _unstage(components)
@@ -278,14 +278,15 @@ def _unstage(components: list[NewComponent]) -> None:
         runtime().staging.delete(component.staged.key)
 
 
-def _committed(components: list[NewComponent]) -> bool | None:
+def _committed(call: Call, doc_id: str, components: list[NewComponent]) -> bool | None:
     """After a failed create: are its rows there (True), not (False), or can nobody tell (None: the
-    database is unreachable; the bytes stay, and SAP's retry finds them stored or stores them anew)?"""
-    if not components:
-        return False
+    database is unreachable; the bytes stay, and SAP's retry finds them stored or stores them anew)?
+    The components' rows carry their staging keys; a document without components is its header."""
     keys = [c.staged.key for c in components]
     try:
         with read_scope(runtime().sessions) as session:
+            if not keys:
+                return documents.find_document(session, repository=call.repository(), doc_id=doc_id) is not None
             return len(documents.existing_ids(session, keys)) == len(keys)
     except Exception:
         log.exception("cannot tell whether a failed create was committed; its staged bytes are kept")
