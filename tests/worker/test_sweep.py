@@ -390,8 +390,11 @@ def test_sweep_report_counts_what_one_pass_did(configured: Runtime, clock: Froze
     assert document(configured, purge.document_id).staging_key is None
     assert document(configured, expired.document_id).staging_key == expired.staging_key
 
+    # The Files feed's numbers, given last: every document, with this pass's own changes.
+    assert report.sequenced == 4
+
     again = sweep.sweep(configured)
-    assert (again.recovered, again.expired, again.enqueued, again.purged) == (0, 0, 0, 0)
+    assert (again.recovered, again.expired, again.enqueued, again.purged, again.sequenced) == (0, 0, 0, 0, 0)
     assert not again.busy
     assert broker_messages(configured) == before + 1
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from filerelay import files
 from filerelay.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document, DocumentStatus
 from filerelay.db.session import session_scope
 from filerelay.delivery import transitions
@@ -121,6 +122,7 @@ class SweepReport:
     expired: int = 0
     purged: int = 0
     orphans: int = 0
+    sequenced: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -129,7 +131,8 @@ class SweepReport:
 
 
 def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
-    """One pass: recover, expire, wake due deliveries, purge staging. Each step its own transaction."""
+    """One pass: recover, expire, wake due deliveries, purge staging, number the Files feed's changes.
+    Each step its own transaction."""
     report = SweepReport()
     settings = runtime.settings
     with session_scope(runtime.sessions) as session:
@@ -151,4 +154,7 @@ def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
         runtime.staging.delete(key)
     report.purged = len(keys)
     report.orphans = runtime.staging.purge_orphans()
+    with session_scope(runtime.sessions) as session:
+        # The Files feed's numbers, given here too: a feed nobody reads for a while has little to catch up.
+        report.sequenced = files.sequence_changes(session, limit=batch)
     return report
