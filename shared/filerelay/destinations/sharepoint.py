@@ -4,9 +4,9 @@
 Uploads use the path-based API (`Files/AddUsingPath`), so names with `#` or `%` work; content larger
 than one chunk goes through an upload session on the file itself (never an empty overwrite first: the
 new content becomes current at the last chunk, and a failed session is cancelled), one chunk at a
-time from staging, each request
-retried by the library with `Retry-After` honoured (a throttled chunk is re-sent, not the file); a
-Retry-After longer than INLINE_WAIT_MAX ends the attempt and is handed to the delivery engine. Names
+time from staging. A throttled request is sent again after its `Retry-After` (a chunk, not the file)
+when that is at most INLINE_WAIT_MAX; a longer one, or a failure without one (an outage), ends the
+attempt at once and the delivery engine schedules the next. Names
 are made acceptable to SharePoint before they are sent (`clean_name`), and the per-column results of
 ValidateUpdateListItem are checked, since SharePoint reports a refused column with HTTP 200.
 """
@@ -179,8 +179,8 @@ class SharePointDestination:
     def deliver(self, payload: Payload) -> str | None:
         try:
             self._deliver(payload, self._context())
-        except DestinationError as exc:
-            if "HTTP 401" not in str(exc):
+        except SharePointError as exc:
+            if exc.status != 401:
                 raise
             # A token the site no longer accepts: rebuild context and token once, then start over.
             self._deliver(payload, self._context())
