@@ -47,12 +47,20 @@ def open_content(
 ) -> Iterator[bytes] | None:
     """The bytes (or a range of them), streamed; None when no copy can be read any more."""
     length = document.size_bytes - start if length is None else length
-    if document.staging_key is not None:
-        try:
-            return FileRange(staging.open(document.staging_key), start, length)
-        except StagingError:
-            pass  # purged between reading the row and opening the file
+    staged = open_staged(staging, document)
+    if staged is not None:
+        return FileRange(staged, start, length)
     return read_back(session, document, start, length)
+
+
+def open_staged(staging: StagingStore, document: Document) -> BinaryIO | None:
+    """The staged file while staging holds it; None once it does not (purged, perhaps just now)."""
+    if document.staging_key is None:
+        return None
+    try:
+        return staging.open(document.staging_key)
+    except StagingError:
+        return None  # purged between reading the row and opening the file
 
 
 def readable(document: Document) -> bool:

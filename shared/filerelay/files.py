@@ -76,19 +76,20 @@ class Cursor:
 def sequence_changes(session: Session, *, limit: int = SEQUENCE_BATCH) -> int:
     """Number the committed changes that have no number yet, oldest first; return how many.
 
-    The counter row's lock makes numbering one transaction at a time, and it is taken before the
-    changes are looked for: whatever was committed before is numbered now, whatever commits later
+    The counter row's lock makes numbering one transaction at a time, and the changes are looked
+    for again once it is held: whatever was committed before is numbered now, whatever commits later
     gets a higher number later. Called by the feed (in its own request's transaction) and the sweeper.
     """
+    waiting = select(Document.id).where(Document.change_seq.is_(None))
+    if session.scalar(waiting.limit(1)) is None:
+        return 0  # an idle poll or sweep writes nothing; what commits later is numbered later
     counter = update(ChangeCounter).where(ChangeCounter.id == 1)
     base = session.scalar(counter.values(value=ChangeCounter.value).returning(ChangeCounter.value))
     if base is None:  # the counter row is gone (a test emptied the tables): start past every number given
         highest = session.scalar(select(func.max(Document.change_seq))) or 0
         session.execute(insert(ChangeCounter).values(id=1, value=highest))
         base = highest
-    ids = session.scalars(
-        select(Document.id).where(Document.change_seq.is_(None)).order_by(Document.updated_at, Document.id).limit(limit)
-    ).all()
+    ids = session.scalars(waiting.order_by(Document.updated_at, Document.id).limit(limit)).all()
     if not ids:
         return 0
     session.execute(counter.values(value=base + len(ids)))

@@ -140,8 +140,7 @@ def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
     with session_scope(runtime.sessions) as session:
         report.expired = expire(session, now=runtime.clock.now(), limit=batch)
     with session_scope(runtime.sessions) as session:
-        grace = runtime.settings.wake_grace_seconds
-        due = enqueue_due(session, now=runtime.clock.now(), grace_seconds=grace, limit=batch)
+        due = enqueue_due(session, now=runtime.clock.now(), grace_seconds=settings.wake_grace_seconds, limit=batch)
     report.enqueued = runtime.enqueuer.enqueue(due)
     with session_scope(runtime.sessions) as session:
         keys = purgeable(

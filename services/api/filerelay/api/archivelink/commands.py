@@ -44,7 +44,6 @@ from filerelay.documents import DocumentExists, NewComponent, Outcome
 from filerelay.logs import log_context
 from filerelay.repositories import Lookup, RepositoryContext
 from filerelay.runtime import Runtime
-from filerelay.staging import StagingError
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +130,13 @@ def _empty(status: int, **headers: str) -> Response:
     return response
 
 
-def _content_type(component: Document) -> str:
+def _stored_type(component: Document) -> ContentType:
     sent = component.content_type_sent
-    return ContentType(component.content_type, component.charset, component.content_version, sent).header()
+    return ContentType(component.content_type, component.charset, component.content_version, sent)
+
+
+def _content_type(component: Document) -> str:
+    return _stored_type(component).header()
 
 
 def _component_headers(component: Document, p_version: str) -> list[tuple[str, str]]:
@@ -505,15 +508,7 @@ def append(call: Call) -> Response:
             raise ProtocolError(f"component {comp_id} not found in document {document.doc_id}", status=404)
         old = _content(rt, session, existing, 0, existing.size_bytes)
     staged = stage_body(rt.staging, replacement_key(existing.id), rt.settings.max_document_bytes, prefix=old)
-    new = NewComponent(
-        existing.comp_id,
-        existing.content_type,
-        existing.charset,
-        existing.content_version,
-        staged,
-        existing.content_type_sent,
-    )
-    _put(call, [new], replace_all=False)
+    _put(call, [new_component(existing.comp_id, _stored_type(existing), staged)], replace_all=False)
     return _empty(200)
 
 
@@ -597,10 +592,8 @@ def search_command(call: Call) -> Response:
 def _searchable(rt: Runtime, session: Session, component: Document, first: int, last: int) -> BinaryIO | content.Window:
     """The staged file while staging holds it; else the searched range, read back from a destination
     into a temporary file (search may run backwards, which a stream cannot)."""
-    if component.staging_key is not None:
-        try:
-            return rt.staging.open(component.staging_key)
-        except StagingError:
-            pass  # purged since the row was read: read it back like get does
+    staged = content.open_staged(rt.staging, component)
+    if staged is not None:
+        return staged
     length = last - first + 1 if component.size_bytes else 0
     return content.Window(_content(rt, session, component, first, length), first)

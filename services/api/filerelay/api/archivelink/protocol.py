@@ -195,10 +195,10 @@ def _media_type(text: str) -> str | None:
 def parse_content_type(header: str | None) -> ContentType:
     """Never refuses: SAP must not lose an archiving over a label (SAP's handler stores any type).
 
-    The header is kept as sent (control characters dropped, non-ASCII as "?", cut at 255 characters). What parses gives
-    the media type, charset and version; a value that repeats the header's name (`Content-Type:
-    application/pdf`) is read past it, and a bare extension (`pdf`) names its type. Anything else is
-    `application/octet-stream` for destinations.
+    The header is kept as sent (control characters dropped, non-ASCII as "?", cut at 255 characters).
+    What parses gives the media type, charset and version; a value that repeats the header's name
+    (`Content-Type: application/pdf`) is read past it, and a bare extension (`pdf`) names its type.
+    Anything else is `application/octet-stream` for destinations.
     """
     # Non-ASCII becomes "?": servers disagree on how to put it back into a header (Latin-1, UTF-8).
     sent = _NOT_PRINTABLE.sub("?", _CONTROL.sub("", header or "")).strip()[:MAX_CONTENT_TYPE_LENGTH] or None
@@ -430,14 +430,14 @@ def descr_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     skipping = False
     for chunk in chunks:
         buf += chunk
-        while True:
-            end = buf.find(b"\n")
-            if end < 0:
-                break
-            line, buf = buf[:end], buf[end + 1 :]
+        # Walk the lines by index: cutting the buffer after each line would copy the rest every time.
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
             if not skipping:
-                yield line.removesuffix(b"\r")
+                yield buf[start:end].removesuffix(b"\r")
             skipping = False
+            start = end + 1
+        buf = buf[start:]
         if len(buf) > MAX_DESCR_LINE:
             buf, skipping = b"", True
     if buf and not skipping:
