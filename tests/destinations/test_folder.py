@@ -74,3 +74,14 @@ def test_write_errors_name_the_file_and_the_reason(tmp_path: Path) -> None:
         client.deliver(payload("/blocked/x.pdf"))
     assert str(info.value) == f"cannot write {tmp_path / 'blocked' / 'x.pdf'}: File exists"
     assert info.value.retryable
+
+
+def test_a_killed_attempt_s_temporary_file_is_cleared_by_the_next(tmp_path: Path) -> None:
+    client = FolderClient(str(tmp_path))
+    (tmp_path / "Z1").mkdir()
+    left = tmp_path / "Z1" / ".x[1].pdf.0badc0de.part"  # what SIGKILL mid-write leaves
+    left.write_bytes(b"half")
+    other = tmp_path / "Z1" / ".y.pdf.0badc0de.part"  # another path's: not this attempt's to clear
+    other.write_bytes(b"half")
+    client.deliver(payload("/Z1/x[1].pdf"))
+    assert sorted(p.name for p in (tmp_path / "Z1").iterdir()) == [".y.pdf.0badc0de.part", "x[1].pdf"]

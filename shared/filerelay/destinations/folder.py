@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import secrets
@@ -38,6 +39,10 @@ class FolderClient:
         digest = hashlib.sha256()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            # A worker killed mid-write leaves its temporary file: the next attempt at this path (one at a
+            # time, under the delivery's lease) clears it.
+            for stale in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+                stale.unlink(missing_ok=True)
             with payload.open() as source, open(tmp, "wb") as out:
                 while chunk := source.read(CHUNK):
                     digest.update(chunk)
