@@ -6,17 +6,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import logging
 import re
+import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
 from marshmallow import ValidationError
 
+from filerelay import documents, metrics
+from filerelay.clock import FrozenClock
+from filerelay.config_file import apply, load
+from filerelay.db.models import Document
+from filerelay.db.session import session_scope
+from filerelay.delivery import service, sweep
 from filerelay.destinations import get_kind, sharepoint
 from filerelay.destinations.base import DestinationError, Payload
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
+from filerelay.documents import NewComponent
+from filerelay.runtime import Runtime
+from tests.support.documents import accept, attempts, delivery, stage
 from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
 
 LIBRARY = "/sites/team/Shared Documents"
@@ -429,3 +440,138 @@ def test_an_outage_without_retry_after_ends_the_attempt_after_one_request(sp: Em
     assert info.value.retry_after is None
     assert sp.statuses("AddUsingPath") == [status]
     assert time.monotonic() - started < 5  # the library's own backoff (5 s and up) was not slept
+
+
+# --- through the delivery engine ------------------------------------------------------------------
+
+
+def wire(sp: Emulator, runtime: Runtime, columns: str = "{}") -> None:
+    """acme/production with Z1 wired to the emulator's default library alone."""
+    config = textwrap.dedent(
+        f"""
+        workspaces:
+          - owner: acme
+            slug: production
+            retry: {{max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}}
+            destinations:
+              - {{id: dest_sp, name: Team site, kind: sharepoint, site_url: "{sp.site_url}",
+                 access_token: "{sp.token}", path: "/{{repo_id}}/{{doc_id}}{{ext}}", columns: {columns}}}
+            repositories:
+              - {{id: Z1, description: Invoices, signature: none, destinations: [dest_sp]}}
+        """
+    )
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(config, {}), now=runtime.clock.now())
+
+
+def accepted(runtime: Runtime, doc_id: str, data: bytes) -> tuple[str, str]:
+    """(document id, delivery id) of a new one-component document of Z1."""
+    outcome, _ = accept(runtime, doc_id, data)
+    [(delivery_id, _kind)] = outcome.enqueue
+    return outcome.documents[0].id, delivery_id
+
+
+def deliveries_counted(outcome: str) -> float:
+    labels = {"destination_id": "dest_sp", "kind": "sharepoint", "outcome": outcome}
+    return metrics.REGISTRY.get_sample_value("filerelay_deliveries_total", labels) or 0.0
+
+
+def during_upload(sp: Emulator, action: Callable[[], None]) -> None:
+    """Run `action` once, while the first file upload request is in flight (before it is answered)."""
+    pending = [action]
+
+    def hook(method: str, path: str) -> None:
+        if method == "POST" and "/files/add" in path.lower() and pending:
+            pending.pop()()
+
+    sp.before_request = hook
+
+
+def test_the_engine_labels_the_file_with_the_documents_sap_identity_and_metadata(
+    sp: Emulator, runtime: Runtime
+) -> None:
+    """Claim → perform → finish with the stored configuration: the columns come from what the claim
+    carried (doc_id, repo_id, comp_id and the document's SAP metadata), not from the template alone."""
+    wire(sp, runtime, "{DocId: doc_id, Repo: repo_id, Comp: comp_id, CompanyCode: meta.bukrs}")
+    sp.library().columns |= {"DocId", "Repo", "Comp", "CompanyCode"}
+    document_id, delivery_id = accepted(runtime, "INV-7", b"%PDF-1.4 labelled")
+    with session_scope(runtime.sessions) as session:
+        session.get_one(Document, document_id).metadata_ = {"bukrs": "1000"}
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert sp.files[f"{LIBRARY}/Z1/INV-7.pdf"] == b"%PDF-1.4 labelled"
+    assert sp.list_items[f"{LIBRARY}/Z1/INV-7.pdf"] == {
+        "DocId": "INV-7",
+        "Repo": "Z1",
+        "Comp": "data",
+        "CompanyCode": "1000",
+    }
+
+
+def test_a_lease_taken_back_during_the_upload_makes_the_late_finish_superseded(
+    sp: Emulator, runtime: Runtime, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The upload outlives its lease and the sweeper takes the delivery back meanwhile: the late finish
+    changes nothing but its own attempt row, is not counted, and says so in the log."""
+    wire(sp, runtime)
+    _, delivery_id = accepted(runtime, "INV-8", b"%PDF-1.4 slow")
+
+    def sweeper_takes_the_lease_back() -> None:
+        clock.advance(runtime.settings.lease_seconds + 1)
+        with session_scope(runtime.sessions) as session:
+            assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 1
+
+    during_upload(sp, sweeper_takes_the_lease_back)
+    counted = {outcome: deliveries_counted(outcome) for outcome in ("delivered", "retry", "failed")}
+    caplog.set_level(logging.INFO, logger="filerelay.delivery.service")
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+
+    row = delivery(runtime, delivery_id)
+    assert (row.status, row.attempts) == ("retrying", 1)  # as the sweeper left it, due again
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["superseded"]
+    assert {outcome: deliveries_counted(outcome) for outcome in counted} == counted
+    assert f"delivery {delivery_id} attempt 1: superseded (the lease ran out meanwhile)" in caplog.messages
+
+
+def test_content_replaced_during_the_upload_is_counted_as_a_retry_and_sent_at_once(
+    sp: Emulator, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    wire(sp, runtime)
+    _, delivery_id = accepted(runtime, "INV-9", b"%PDF-1.4 version 1")
+
+    def sap_replaces_the_content() -> None:
+        staged = stage(runtime, b"%PDF-1.7 version 2")
+        with session_scope(runtime.sessions) as session:
+            repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
+            assert repository is not None
+            archive_document = documents.find_document(session, repository=repository, doc_id="INV-9")
+            assert archive_document is not None
+            new = NewComponent("data", "application/pdf", None, None, staged)
+            documents.put_component(
+                session, repository=repository, archive_document=archive_document, new=new, now=runtime.clock.now()
+            )
+
+    during_upload(sp, sap_replaces_the_content)
+    retries, restarts = deliveries_counted("retry"), deliveries_counted("restarted")
+    timed = metrics.REGISTRY.get_sample_value("filerelay_delivery_attempt_seconds_sum", {"kind": "sharepoint"}) or 0.0
+    caplog.set_level(logging.INFO, logger="filerelay.delivery.service")
+    started = time.perf_counter()
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+
+    elapsed = time.perf_counter() - started
+    assert (deliveries_counted("retry"), deliveries_counted("restarted")) == (retries + 1, restarts)
+    # The attempt's duration is recorded, and it is a duration: within the call that made it.
+    took = metrics.REGISTRY.get_sample_value("filerelay_delivery_attempt_seconds_sum", {"kind": "sharepoint"})
+    assert took is not None
+    assert 0 < took - timed <= elapsed
+    assert f"delivery {delivery_id} attempt 1: restarted" in caplog.messages
+    assert delivery(runtime, delivery_id).status == "pending"
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)  # the new content goes out now
+
+    assert sp.files[f"{LIBRARY}/Z1/INV-9.pdf"] == b"%PDF-1.7 version 2"
+    assert delivery(runtime, delivery_id).status == "delivered"

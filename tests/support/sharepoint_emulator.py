@@ -57,7 +57,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -420,6 +420,10 @@ class Emulator:
         # default; set True to make those forms answer 400 for such names, as a check that a caller
         # uses the …UsingPath(DecodedUrl=…) forms.
         self.refuse_special_in_legacy_urls = False
+        # Called with (method, path) before each request is answered, outside the emulator's lock: what
+        # happens elsewhere while a request is in flight (a sweeper taking the lease back, SAP
+        # replacing the content), at a point the test chooses.
+        self.before_request: Callable[[str, str], None] | None = None
 
     # ----------------------------------------------------------------------------------- public
 
@@ -489,6 +493,8 @@ class Emulator:
     def handle(self, method: str, raw_target: str, headers: dict[str, str], body: bytes) -> _Answer:
         raw_path, _, raw_query = raw_target.partition("?")
         path = unquote(raw_path)
+        if self.before_request is not None:
+            self.before_request(method, path)
         with self._lock:
             try:
                 answer = self._answer(method, path, raw_query, headers, body)

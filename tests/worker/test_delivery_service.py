@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from filerelay import content, documents
 from filerelay.clock import FrozenClock
@@ -385,11 +388,12 @@ def worker_dies_after_upload(runtime: Runtime, clock: FrozenClock, delivery_id: 
 
 
 def test_a_copy_that_landed_unseen_is_recorded_not_sent_again(
-    configured: Runtime, clock: FrozenClock, tmp_path: Path
+    configured: Runtime, clock: FrozenClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     created = create_document(configured)
     worker_dies_after_upload(configured, clock, created.folder)
     landed = delivered_file(tmp_path).stat()
+    caplog.set_level(logging.INFO, logger="filerelay.delivery.service")
 
     assert service.run(configured, created.folder, rand=half)
 
@@ -406,6 +410,7 @@ def test_a_copy_that_landed_unseen_is_recorded_not_sent_again(
     ]
     again = delivered_file(tmp_path).stat()
     assert (again.st_ino, again.st_mtime_ns) == (landed.st_ino, landed.st_mtime_ns)  # not written twice
+    assert "dest_folder already holds the identical content at /Z1/DOC_data.pdf: not sent again" in caplog.messages
 
 
 def test_a_different_or_partial_copy_is_sent_again(configured: Runtime, clock: FrozenClock, tmp_path: Path) -> None:
@@ -418,6 +423,30 @@ def test_a_different_or_partial_copy_is_sent_again(configured: Runtime, clock: F
     assert delivery(configured, created.folder).status == "delivered"
     assert [a.outcome for a in attempts(configured, created.folder)] == ["abandoned", "delivered"]
     assert delivered_file(tmp_path).read_bytes() == PDF
+
+
+def test_a_destination_that_cannot_be_asked_is_sent_to_and_the_failure_logged(
+    configured: Runtime, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker died mid-upload and the S3 endpoint does not answer: whether the copy landed cannot be
+    told, so the attempt sends (and fails like any other), and the log says both."""
+    created = create_document(configured)
+    assert claim(configured, created.s3, lease_seconds=60) is not None  # ... and the worker dies
+    clock.advance(61)
+    with session_scope(configured.sessions) as session:
+        assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 1
+    advance_to_next_attempt(configured, clock, created.s3)
+    caplog.set_level(logging.INFO, logger="filerelay.delivery.service")
+
+    assert service.run(configured, created.s3, rand=half)
+
+    row = delivery(configured, created.s3)
+    assert row.status == "retrying"
+    assert row.last_error is not None
+    assert [a.outcome for a in attempts(configured, created.s3)] == ["abandoned", "failed"]
+    [asked] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert asked.getMessage().startswith("cannot tell whether dest_s3prod already holds /2026/04/04/DOC.pdf: ")
+    assert f"delivery {created.s3} attempt 2: retry ({row.last_error})" in caplog.messages
 
 
 def test_an_ordinary_retry_does_not_ask_first(configured: Runtime, clock: FrozenClock) -> None:

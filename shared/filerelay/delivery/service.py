@@ -157,7 +157,7 @@ def perform(claim: Claim, staging: StagingStore, clients: Clients | None = None)
     try:
         client = (clients or Clients(size=1)).get(claim.kind, claim.settings, claim.secrets)
         if claim.unsure and _already_there(client, claim):
-            return Result(True, size=claim.size, found=True)
+            return Result(True, found=True)  # nothing sent: the attempt records 0 bytes
         landed = client.deliver(payload)
     except DestinationError as exc:
         return Result(False, str(exc), type(exc).__name__, exc.retryable, exc.retry_after)
