@@ -510,6 +510,16 @@ def test_the_engine_labels_the_file_with_the_documents_sap_identity_and_metadata
     }
 
 
+def test_the_engine_records_the_name_sharepoint_stored_the_file_under(sp: Emulator, runtime: Runtime) -> None:
+    wire(sp, runtime)
+    _, delivery_id = accepted(runtime, "INV:7*", b"%PDF-1.4 reserved")  # characters SharePoint refuses
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+
+    assert sp.files[f"{LIBRARY}/Z1/INV_7_.pdf"] == b"%PDF-1.4 reserved"
+    assert delivery(runtime, delivery_id).path == "/Z1/INV_7_.pdf"
+
+
 def test_a_lease_taken_back_during_the_upload_makes_the_late_finish_superseded(
     sp: Emulator, runtime: Runtime, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,6 +6,7 @@ the workspace retries 3 times (4 attempts per cycle) with backoff 1s..10s and a 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -447,6 +448,28 @@ def test_a_destination_that_cannot_be_asked_is_sent_to_and_the_failure_logged(
     [asked] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert asked.getMessage().startswith("cannot tell whether dest_s3prod already holds /2026/04/04/DOC.pdf: ")
     assert f"delivery {created.s3} attempt 2: retry ({row.last_error})" in caplog.messages
+
+
+def test_an_unexpected_error_is_a_retryable_result_named_after_it_and_logged_with_its_trace(
+    configured: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a DestinationError (here: stored settings the folder kind cannot build from): `perform`
+    still returns a result, which retries (a bug fixed by a deploy must not have lost the document)."""
+    created = create_document(configured)
+    taken = claim(configured, created.folder)
+    assert taken is not None
+
+    result = service.perform(dataclasses.replace(taken, settings={}), configured.staging)
+
+    assert (result.ok, result.error, result.error_class, result.retryable) == (
+        False,
+        "KeyError: 'root'",
+        "KeyError",
+        True,
+    )
+    [logged] = caplog.records
+    assert logged.getMessage() == f"delivery {created.folder} raised unexpectedly"
+    assert logged.exc_info is not None
 
 
 def test_an_ordinary_retry_does_not_ask_first(configured: Runtime, clock: FrozenClock) -> None:
