@@ -28,8 +28,9 @@ out too: it checks the admin API's schema, not the core, and would run for most 
 Each mutant runs only the tests that called the mutated function, in a fork of mutmut's process,
 at most two at a time (the machine is shared). Before that, one mypy --strict pass rejects the
 mutants that do not type-check (CI would too): column "mypy". Score = (killed + mypy + timeout) /
-mutants; survivors, "no tests" and suspicious ones count against it. Survivors judged equivalent are listed, with a
-reason, in bench/mutation-survivors.md; the table says how many of the survivors are listed there.
+mutants decided; survivors, "no tests" and suspicious ones count against it. Survivors judged equivalent are
+listed, with a reason, in bench/mutation-survivors.md; the table says how many of the survivors are listed
+there ("listed") and the score without them ("w/o eq.": they cannot be caught, so they leave the count).
 """
 
 from __future__ import annotations
@@ -235,8 +236,10 @@ class Row:
             self.survivors.append(key)
         self.counts["mutants"] += 1
 
-    def score(self) -> float:
-        total = self.counts["mutants"] - self.counts["not run"]
+    def score(self, equivalent: int = 0) -> float:
+        """Caught of decided, in percent; `equivalent` listed survivors taken out of the decided (a
+        mutant that changes no behaviour cannot be caught, the usual definition of the score)."""
+        total = self.counts["mutants"] - self.counts["not run"] - equivalent
         caught = self.counts["killed"] + self.counts["mypy"] + self.counts["timeout"]
         return 100.0 * caught / total if total else 0.0
 
@@ -257,7 +260,9 @@ def report(globs: list[str]) -> list[str]:
             rows.setdefault(module, Row(module)).add(key, code)
             total.add(key, code)
     width = max([len(r) for r in rows] + [len("total")])
-    header = f"{'module':<{width}} " + " ".join(f"{c:>10}" for c in COLUMNS) + f" {'score':>7} {'listed':>7}"
+    header = (
+        f"{'module':<{width}} " + " ".join(f"{c:>10}" for c in COLUMNS) + f" {'score':>7} {'listed':>7} {'w/o eq.':>8}"
+    )
     print(header)
     print("-" * len(header))
     for row in [*sorted(rows.values(), key=lambda r: r.name), total]:
@@ -265,7 +270,7 @@ def report(globs: list[str]) -> list[str]:
             print("-" * len(header))
         known = sum(1 for s in row.survivors if s in listed)
         cells = " ".join(f"{row.counts[c]:>10}" for c in COLUMNS)
-        print(f"{row.name:<{width}} {cells} {row.score():>6.1f}% {known:>7}")
+        print(f"{row.name:<{width}} {cells} {row.score():>6.1f}% {known:>7} {row.score(known):>7.1f}%")
     unlisted = [s for s in total.survivors if s not in listed]
     print(
         f"\n{len(total.survivors)} not killed, {len(total.survivors) - len(unlisted)} of them listed as "

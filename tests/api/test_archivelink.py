@@ -11,11 +11,13 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from filerelay.api import create_app
 from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
 from filerelay.db.models import ArchiveDocument, Delivery, Document
 from filerelay.db.session import READ_ONLY, session_scope
-from filerelay.runtime import Runtime
+from filerelay.runtime import Runtime, build_runtime
+from filerelay.settings import Settings
 from tests.support.sapclient import Part, SapClient
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
@@ -578,6 +580,50 @@ def test_errors_are_clear_and_change_nothing(
         assert reply.error == error
     assert count(configured, ArchiveDocument) == 0
     assert staged_files(configured) == []
+
+
+def test_an_error_description_is_printable_bounded_and_the_connection_closed(sap: SapClient) -> None:
+    """The description travels in a header: anything outside printable ASCII becomes '?', it stops
+    at 1,000 characters, and the connection is not reused (part of the body may be unread)."""
+    reply = sap.raw("GET", "info&pVersion=%C3%A4%0B" + "9" * 2000 + "&contRep=Z1&docId=X")
+    assert reply.status == 400
+    # ä is one character once decoded; the vertical tab is refused before (a control character).
+    assert reply.error == "parameter pVersion contains a control character"
+    reply = sap.raw("GET", "info&pVersion=%C3%A4" + "9" * 2000 + "&contRep=Z1&docId=X")
+    assert reply.status == 400
+    expected = ("pVersion ?" + "9" * 2000)[:1000]
+    assert reply.error == expected
+    assert reply.body == (expected + "\r\n").encode()
+    assert reply.headers["Connection"] == "close"
+    assert reply.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert "X-pVersion" not in reply.headers  # a version FileRelay does not speak is not echoed
+
+
+def test_a_failure_inside_filerelay_is_a_500_that_points_at_the_log_and_leaks_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database FileRelay's migrations never ran on: SAP is told to look in the log, the log has the
+    trace and the request, and the SQL stays out of the answer."""
+    settings = Settings.from_env(
+        {"FILERELAY_HOME": str(tmp_path / "home"), "FILERELAY_DATABASE_URL": f"sqlite:///{tmp_path}/empty.db"}
+    )
+    runtime = build_runtime(settings)
+    try:
+        reply = (
+            create_app(runtime=runtime)
+            .test_client()
+            .get("/archivelink/acme/production?info&pVersion=0047&contRep=Z1&docId=X")
+        )
+    finally:
+        runtime.close()
+    assert reply.status_code == 500
+    assert reply.headers["X-ErrorDescription"] == "internal error; see the FileRelay log"
+    assert reply.data == b"internal error; see the FileRelay log\r\n"
+    assert reply.headers["X-pVersion"] == "0047"
+    [logged] = [r for r in caplog.records if r.name == "filerelay.api.archivelink.views"]
+    assert logged.getMessage() == "archivelink GET b'info&pVersion=0047&contRep=Z1&docId=X' failed"
+    assert logged.exc_info is not None
+    assert "no such table" in str(logged.exc_info[1])
 
 
 def test_bad_offsets_and_unknown_components(sap: SapClient) -> None:

@@ -43,9 +43,10 @@ def endpoint(owner: str, slug: str) -> ResponseReturnValue:
             if any(name == command for _, name in commands.ROUTES):
                 raise ProtocolError(f"{req.command} is not allowed with HTTP {request.method}")
             raise ProtocolError(f"unknown command {req.command!r}")
-        p_version = req.require("pVersion")
-        if p_version not in SUPPORTED_VERSIONS:
-            raise ProtocolError(f"pVersion {p_version} is not supported; use 0045, 0046 or 0047")
+        asked = req.require("pVersion")
+        if asked not in SUPPORTED_VERSIONS:
+            raise ProtocolError(f"pVersion {asked} is not supported; use 0045, 0046 or 0047")
+        p_version = asked  # echoed in X-pVersion only once it is one we speak
         result_as = req.get("resultAs")
         if result_as is not None and result_as.lower() != "ascii":
             # The specification leaves the html layout open; answering ascii to a client that asked for
