@@ -162,17 +162,36 @@ def test_next_attempt_at_grows_between_consecutive_failures(configured: Runtime,
     assert delays == [0.75, 1.5, 3.0]
 
 
-def test_a_duplicate_message_is_a_no_op(configured: Runtime, tmp_path: Path) -> None:
+def test_a_duplicate_message_is_a_no_op(configured: Runtime, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     created = create_document(configured)
     assert service.run(configured, created.folder, rand=half) is True
     first = delivery(configured, created.folder)
+    caplog.set_level(logging.INFO, logger="filerelay.delivery.service")
 
     assert service.run(configured, created.folder, rand=half) is False
+
+    assert caplog.messages == [f"delivery {created.folder}: nothing to claim (done, held elsewhere, or not due)"]
 
     again = delivery(configured, created.folder)
     assert (again.status, again.attempts, again.delivered_at) == ("delivered", 1, first.delivered_at)
     assert len(attempts(configured, created.folder)) == 1
     assert delivered_file(tmp_path).read_bytes() == PDF
+
+
+def test_finishing_one_delivery_leaves_its_siblings_attempt_running(configured: Runtime) -> None:
+    """Both deliveries of the document are on their first attempt: the finish of one must close its own
+    attempt row, not every attempt 1."""
+    created = create_document(configured)
+    folder, s3 = claim(configured, created.folder), claim(configured, created.s3)
+    assert folder is not None
+    assert s3 is not None
+    result = service.perform(folder, configured.staging)
+    with session_scope(configured.sessions) as session:
+        service.finish(session, folder, result, now=configured.clock.now(), rand=half)
+
+    assert [a.outcome for a in attempts(configured, created.folder)] == ["delivered"]
+    [running] = attempts(configured, created.s3)
+    assert (running.number, running.outcome, running.finished_at, running.bytes_sent) == (1, "running", None, None)
 
 
 def test_a_delivery_held_under_a_lease_is_not_claimed_twice(configured: Runtime) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from filerelay import metrics
-from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, Destination, Document, Repository
+from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document, Repository
 from filerelay.db.session import session_scope
 from filerelay.delivery import transitions
 from filerelay.delivery.paths import path_for
@@ -192,8 +192,9 @@ def finish(session: Session, claim: Claim, result: Result, *, now: dt.datetime, 
     """Record the attempt and the verdict, roll the document up; one transaction, no read-back."""
     document = _document(session, claim.document_id)
     delivery = next(d for d in document.deliveries if d.id == claim.delivery_id)
-    # The attempt row is written, never read: its number is the claim's.
-    attempt = DeliveryAttempt(delivery_id=delivery.id, number=claim.attempt, outcome=AttemptOutcome.RUNNING)
+    # What the transition decides for the attempt row, written below with one UPDATE (the row itself is
+    # never read): only its number, the claim's, is needed to decide.
+    attempt = DeliveryAttempt(number=claim.attempt)
     try:
         verdict, wake = transitions.finished(
             delivery,
