@@ -55,8 +55,9 @@ class Settings:
     staging_url: str
     config_file: Path | None = None
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
-    # How long a claimed delivery stays leased before the sweeper takes it back.
-    lease_seconds: int = 900
+    # How long a claimed delivery stays leased without a heartbeat before the sweeper takes it back; a
+    # running attempt renews it every third of it (filerelay.delivery.heartbeat).
+    lease_seconds: int = 60
     # How long staged bytes stay after every delivery of their document succeeded.
     staging_retention_seconds: int = 3600
     # How often the sweeper runs.
@@ -86,7 +87,7 @@ class Settings:
             staging_url=env.get("FILERELAY_STAGING_URL") or (home / "staging").as_uri(),
             config_file=Path(config) if config else None,
             max_document_bytes=_int(env, "FILERELAY_MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES),
-            lease_seconds=_int(env, "FILERELAY_LEASE_SECONDS", 900),
+            lease_seconds=_int(env, "FILERELAY_LEASE_SECONDS", 60),
             staging_retention_seconds=_int(env, "FILERELAY_STAGING_RETENTION_SECONDS", 3600),
             sweep_interval_seconds=_float(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5.0),
             wake_grace_seconds=_int(env, "FILERELAY_WAKE_GRACE_SECONDS", 10),

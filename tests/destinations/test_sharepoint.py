@@ -476,15 +476,26 @@ def deliveries_counted(outcome: str) -> float:
     return metrics.REGISTRY.get_sample_value("filerelay_deliveries_total", labels) or 0.0
 
 
-def during_upload(sp: Emulator, action: Callable[[], None]) -> None:
-    """Run `action` once, while the first file upload request is in flight (before it is answered)."""
+def during_upload(sp: Emulator, action: Callable[[], None], step: str = "/files/add") -> None:
+    """Run `action` once, while the first upload request of `step` is in flight (before it is answered)."""
     pending = [action]
 
     def hook(method: str, path: str) -> None:
-        if method == "POST" and "/files/add" in path.lower() and pending:
+        if method == "POST" and step.lower() in path.lower() and pending:
             pending.pop()()
 
     sp.before_request = hook
+
+
+def short_lease(runtime: Runtime, seconds: int = 1) -> Runtime:
+    return dataclasses.replace(runtime, settings=dataclasses.replace(runtime.settings, lease_seconds=seconds))
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.02)
 
 
 def test_the_engine_labels_the_file_with_the_documents_sap_identity_and_metadata(
@@ -585,3 +596,75 @@ def test_content_replaced_during_the_upload_is_counted_as_a_retry_and_sent_at_on
 
     assert sp.files[f"{LIBRARY}/Z1/INV-9.pdf"] == b"%PDF-1.7 version 2"
     assert delivery(runtime, delivery_id).status == "delivered"
+
+
+def test_a_heartbeat_keeps_the_lease_of_an_upload_that_outlives_it(
+    sp: Emulator, runtime: Runtime, clock: FrozenClock
+) -> None:
+    """The race of the reliability issue: an upload longer than the lease. The heartbeat renews it, so
+    the sweeper finds nothing to take back and no second worker starts a parallel upload."""
+    runtime = short_lease(runtime)
+    wire(sp, runtime)
+    _, delivery_id = accepted(runtime, "INV-10", b"%PDF-1.4 long upload")
+    recovered: list[int] = []
+
+    def the_upload_outlives_its_lease() -> None:
+        clock.advance(runtime.settings.lease_seconds + 1)
+        lease_until = delivery(runtime, delivery_id).lease_until
+        assert lease_until is not None
+        assert lease_until < clock.now()  # ran out, by the clock
+        eventually(lambda: (delivery(runtime, delivery_id).lease_until or clock.now()) > clock.now(), "a heartbeat")
+        with session_scope(runtime.sessions) as session:
+            recovered.append(sweep.recover_expired_leases(session, now=clock.now(), limit=10))
+
+    during_upload(sp, the_upload_outlives_its_lease)
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+
+    assert recovered == [0]
+    row = delivery(runtime, delivery_id)
+    assert (row.status, row.attempts, row.lease_until) == ("delivered", 1, None)
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["delivered"]
+    assert len(sp.statuses("/files/add", method="POST")) == 1  # one upload
+    assert sp.files[f"{LIBRARY}/Z1/INV-10.pdf"] == b"%PDF-1.4 long upload"
+
+
+def test_an_upload_that_lost_its_lease_stops_and_leaves_nothing_behind(
+    sp: Emulator, runtime: Runtime, clock: FrozenClock, small_chunks: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker stalled past its lease (no heartbeat got through) and the sweeper took the delivery
+    back: the next heartbeat finds the lease lost, the upload stops at its next chunk, the upload session
+    is cancelled, and the late finish is superseded: the retry is the only upload that lands."""
+    runtime = short_lease(runtime)
+    wire(sp, runtime)
+    data = bytes(i % 251 for i in range(3 * small_chunks))
+    _, delivery_id = accepted(runtime, "INV-11", data)
+    caplog.set_level(logging.INFO, logger="filerelay.delivery")
+
+    def the_sweeper_takes_it_back() -> None:
+        clock.advance(runtime.settings.lease_seconds + 1)
+        with session_scope(runtime.sessions) as session:
+            assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 1
+        eventually(lambda: any("lost its lease" in r.getMessage() for r in caplog.records), "the heartbeat noticing")
+
+    during_upload(sp, the_sweeper_takes_it_back, step="StartUpload")
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+
+    assert f"{LIBRARY}/Z1/INV-11.pdf" not in sp.files
+    assert sp.statuses("ContinueUpload") == []  # no chunk after the lease was lost
+    assert sp.statuses("FinishUpload") == []
+    assert sp.statuses("CancelUpload") == [200]
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["superseded"]
+    assert delivery(runtime, delivery_id).status == "retrying"  # as the sweeper left it
+    assert f"delivery {delivery_id} attempt 1 lost its lease (taken back while it ran): stopping the upload" in (
+        caplog.messages
+    )
+
+    # The retry, when due, is the upload that lands.
+    due = delivery(runtime, delivery_id).next_attempt_at
+    assert due is not None
+    clock.advance((due - clock.now()).total_seconds())
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+    assert sp.files[f"{LIBRARY}/Z1/INV-11.pdf"] == data
+    assert len(sp.statuses("FinishUpload")) == 1

@@ -21,7 +21,7 @@ def test_defaults_live_under_filerelay_home(tmp_path: Path) -> None:
     assert settings.staging_url.startswith("file:///")
     assert settings.config_file is None
     assert settings.max_document_bytes == DEFAULT_MAX_DOCUMENT_BYTES == 2 * 1024**3
-    assert settings.lease_seconds == 900
+    assert settings.lease_seconds == 60
     assert settings.staging_retention_seconds == 3600
     assert settings.sweep_interval_seconds == 5.0
 
@@ -69,7 +69,7 @@ def test_empty_values_mean_default(tmp_path: Path) -> None:
         ("FILERELAY_CONFIG", "/etc/filerelay/config.yaml", "config_file", Path("/etc/filerelay/config.yaml")),
         ("FILERELAY_MAX_DOCUMENT_BYTES", "1048576", "max_document_bytes", 1_048_576),
         ("FILERELAY_MAX_DOCUMENT_BYTES", " 12 ", "max_document_bytes", 12),
-        ("FILERELAY_LEASE_SECONDS", "60", "lease_seconds", 60),
+        ("FILERELAY_LEASE_SECONDS", "900", "lease_seconds", 900),
         ("FILERELAY_STAGING_RETENTION_SECONDS", "7", "staging_retention_seconds", 7),
         ("FILERELAY_SWEEP_INTERVAL_SECONDS", "30", "sweep_interval_seconds", 30.0),
         ("FILERELAY_WAKE_GRACE_SECONDS", "3", "wake_grace_seconds", 3),

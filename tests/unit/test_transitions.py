@@ -137,6 +137,9 @@ EVENTS: dict[str, Callable[[Delivery, DeliveryAttempt, str], Any]] = {
     "failed, for good": _finish(AttemptResult(False, "HTTP 403", "DestinationError", retryable=False)),
     "finished after a content change": _finish(AttemptResult(True, size=10), generation=2),
     "lease expired": lambda d, a, k: transitions.lease_expired(d, a, policy=POLICY, now=NOW, rand=half),
+    "lease renewed": lambda d, a, k: transitions.lease_renewed(
+        d, attempt=a.number, kind=k, now=NOW, lease_seconds=LEASE
+    ),
     "TTL expired": _ttl,
     "retried": lambda d, a, k: transitions.retried(d, kind=k, policy=POLICY, now=NOW),
     "woken": lambda d, a, k: transitions.woken(d, kind=k, now=NOW),
@@ -171,6 +174,8 @@ ALLOWED: dict[tuple[str, str], tuple[DeliveryStatus, list[tuple[str, str]]]] = {
     **{("failed, for good", s): (FAILED, []) for s in WORKER_HOLDS},
     **{("finished after a content change", s): (PENDING, WAKE) for s in WORKER_HOLDS},
     ("lease expired", "delivering, lease ran out"): (RETRYING, []),
+    # A live worker keeps its lease, even one that ran out while the sweeper had not yet taken it back.
+    **{("lease renewed", s): (DELIVERING, []) for s in WORKER_HOLDS},
     **{("TTL expired", s): (FAILED, []) for s in [*WAITING_STATES, "pull pending", "pull exporting"]},
     ("retried", "failed"): (RETRYING, WAKE),
     ("retried", "pull failed"): (PENDING, []),
@@ -368,6 +373,31 @@ def test_claim_changes_are_the_same_for_a_row_and_for_the_statement() -> None:
     }
 
 
+@pytest.mark.parametrize("state", WORKER_HOLDS)
+def test_a_heartbeat_moves_only_the_lease(state: str) -> None:
+    delivery, _ = row(STATES[state])
+    before = snapshot(delivery)
+    transitions.lease_renewed(delivery, attempt=1, kind="folder", now=NOW, lease_seconds=LEASE)
+    after = snapshot(delivery)
+    assert after.pop("lease_until") == NOW + dt.timedelta(seconds=LEASE)
+    before.pop("lease_until")
+    assert after == before
+
+
+def test_a_heartbeat_of_an_attempt_the_delivery_moved_on_from_is_lease_lost() -> None:
+    """The sweeper took the delivery back and another worker claimed it again (attempt 2)."""
+    delivery, _ = row(STATES["delivering"])
+    delivery.attempts = 2
+    with pytest.raises(transitions.LeaseLost, match="no longer held by attempt 1"):
+        transitions.lease_renewed(delivery, attempt=1, kind="folder", now=NOW, lease_seconds=LEASE)
+
+
+def test_the_heartbeat_condition_and_changes_are_the_statement_s() -> None:
+    condition = " AND ".join(str(c) for c in transitions.held_by(3))
+    assert condition == "deliveries.status = :status_1 AND deliveries.attempts = :attempts_1"
+    assert transitions.renewal(now=NOW, lease_seconds=LEASE) == {"lease_until": NOW + dt.timedelta(seconds=LEASE)}
+
+
 # --- random sequences ---------------------------------------------------------------------------------
 
 
@@ -428,6 +458,9 @@ class Model:
         elif event in ("succeed", "fail") and self.running[delivery.id]:
             attempt, generation = self.running[delivery.id].pop(0)  # the oldest: perhaps one whose lease ran out
             self.finish(delivery, kind, attempt, generation, ok=event == "succeed")
+        elif event == "renew lease" and self.running[delivery.id]:
+            attempt, _generation = self.running[delivery.id][-1]  # the newest attempt's heartbeat
+            transitions.lease_renewed(delivery, attempt=attempt.number, kind=kind, now=self.now, lease_seconds=LEASE)
         elif event == "expire lease":
             transitions.lease_expired(delivery, None, policy=POLICY, now=self.now, rand=half)
         elif event == "expire TTL":
@@ -444,7 +477,7 @@ class Model:
                 self.delivered.append((delivery.id, self.generation))
 
 
-PUSH_EVENTS = ["replace", "claim", "succeed", "fail", "expire lease", "expire TTL", "retry"]
+PUSH_EVENTS = ["replace", "claim", "succeed", "fail", "renew lease", "expire lease", "expire TTL", "retry"]
 PULL_EVENTS = ["replace", "expire TTL", "retry"] + [f"export {s.value}" for s in ExportStatus]
 STEPS = st.tuples(
     st.one_of(

@@ -1,4 +1,5 @@
-"""Running one delivery: claim it with a lease, upload from staging, record the outcome.
+"""Running one delivery: claim it with a lease, upload from staging (the lease kept by a heartbeat),
+record the outcome.
 
 Three short transactions around the upload, so no transaction is held open while bytes move:
 claim (conditional UPDATE; a duplicate message finds nothing to claim), the upload itself, and
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from filerelay import metrics
 from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document, Repository
 from filerelay.db.session import session_scope
 from filerelay.delivery import transitions
+from filerelay.delivery.heartbeat import Heartbeat, guarded
 from filerelay.delivery.paths import path_for
 from filerelay.delivery.rules import policy_for
 from filerelay.delivery.transitions import AttemptResult, Finished, Wake
@@ -139,14 +142,17 @@ def _claim_of(delivery: Delivery, document: Document) -> Claim:
     )
 
 
-def perform(claim: Claim, staging: StagingStore, clients: Clients | None = None) -> Result:
+def perform(
+    claim: Claim, staging: StagingStore, clients: Clients | None = None, *, lost: threading.Event | None = None
+) -> Result:
     """Upload the staged bytes; every failure becomes a Result, never an exception. `clients` reuses
-    the destination's client across deliveries; without it one is built for this delivery."""
+    the destination's client across deliveries; without it one is built for this delivery. Once `lost`
+    is set (the heartbeat found the lease gone) the staged bytes stop being readable: the upload stops."""
     key = claim.staging_key
     if key is None or not staging.exists(key):
         return Result(False, "the staged bytes are gone", "StagingError", retryable=False)
     payload = Payload(
-        open=lambda: staging.open(key),
+        open=lambda: guarded(staging.open(key), lost),
         size=claim.size,
         sha256=claim.sha256,
         content_type=claim.content_type,
@@ -241,7 +247,8 @@ def run(runtime: Runtime, delivery_id: str, *, rand: Callable[[], float] = rando
 
 def _attempt(runtime: Runtime, taken: Claim, rand: Callable[[], float]) -> None:
     started = time.perf_counter()  # a duration: the monotonic clock, not the (injectable) wall clock
-    result = perform(taken, runtime.staging, runtime.clients)
+    with Heartbeat(runtime, delivery_id=taken.delivery_id, attempt=taken.attempt) as heartbeat:
+        result = perform(taken, runtime.staging, runtime.clients, lost=heartbeat.lost)
     metrics.ATTEMPT_SECONDS.labels(kind=taken.kind).observe(time.perf_counter() - started)
     with session_scope(runtime.sessions) as session:
         done = finish(session, taken, result, now=runtime.clock.now(), rand=rand)

@@ -7,6 +7,7 @@ as (delivery id, kind). `settle` then rolls the touched documents up under a row
 
     pending ──claimed──▶ delivering ──delivered──▶ delivered
     retrying ─┘               │ └──failed / lease expired──▶ retrying (later) | failed
+                              ⟲ lease renewed: the running attempt's heartbeat
     pending, retrying ──TTL expired──▶ failed ──retried (manual)──▶ retrying, due now
     any but delivering ──wired (new or replaced content)──▶ pending, fresh cycle
     pull deliveries: moved by the integration's export reports (ARCHITECTURE.md §2)
@@ -43,6 +44,10 @@ class IllegalTransition(Exception):
 
 class Superseded(IllegalTransition):
     """An attempt finished after its lease ran out and the delivery moved on without it."""
+
+
+class LeaseLost(IllegalTransition):
+    """A heartbeat found its attempt no longer holding the delivery: the upload must stop."""
 
 
 class ExportStatus(enum.StrEnum):
@@ -150,6 +155,29 @@ def claim_changes(*, now: dt.datetime, lease_seconds: int, attempts: Any, cycle_
         "cycle_attempts": cycle_attempts + 1,
         "updated_at": now,
     }
+
+
+def held_by(attempt: int) -> list[Any]:
+    """The delivery is still held by this attempt: delivering, and no later attempt was claimed. The
+    condition of a heartbeat's conditional UPDATE, and what `lease_renewed` requires of a row."""
+    return [Delivery.status == DeliveryStatus.DELIVERING, Delivery.attempts == attempt]
+
+
+def renewal(*, now: dt.datetime, lease_seconds: int) -> dict[str, Any]:
+    """A heartbeat's new values: only the lease moves (not `updated_at`: nothing anyone sees changed)."""
+    return {"lease_until": now + dt.timedelta(seconds=lease_seconds)}
+
+
+def lease_renewed(delivery: Delivery, *, attempt: int, kind: str, now: dt.datetime, lease_seconds: int) -> None:
+    """A live worker's heartbeat extends its attempt's lease. Refused (LeaseLost) once the delivery moved
+    on without the attempt: the sweeper took it back, and perhaps another worker claimed it since."""
+    _pushed(delivery, "lease renewed", kind)
+    if delivery.status != DeliveryStatus.DELIVERING or delivery.attempts != attempt:
+        raise LeaseLost(
+            f"lease renewed: delivery {delivery.id} ({delivery.status}) is no longer held by attempt {attempt}"
+        )
+    for name, value in renewal(now=now, lease_seconds=lease_seconds).items():
+        setattr(delivery, name, value)
 
 
 def _pushed(delivery: Delivery, event: str, kind: str) -> None:
