@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import os
+import shutil
+import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -136,7 +140,7 @@ class RelayStack:
     def worker(self, concurrency: int, name: str) -> Iterator[subprocess.Popen[bytes]]:
         """`filerelay worker --queues s3 --concurrency C`, the production command, stopped on the way out."""
         args = filerelay_command("worker", "--queues", "s3", "--concurrency", str(concurrency))
-        with started(args, self.env, self.work / f"worker-{name}.log") as proc:
+        with started(args, self.env, self.work / f"worker-{name}.log") as proc, profiled(proc.pid, name):
             yield proc
 
     # ---- progress, from the database
@@ -186,6 +190,39 @@ class RelayStack:
             value = conn.execute(DELIVERED_AT, {"doc_id": doc_id}).scalar()
         assert value is None or isinstance(value, dt.datetime)
         return value
+
+
+@contextmanager
+def profiled(pid: int, name: str) -> Iterator[None]:
+    """With BENCH_PROFILE=DIR, py-spy samples the process while the block runs and writes its collapsed
+    stacks (one line per stack, then the sample count) to DIR/NAME.txt: where the time goes, greppable."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    out = Path(folder) / f"{name}.txt"
+    spy = subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(timeout=60)
 
 
 def worker_rss(proc: subprocess.Popen[bytes]) -> dict[str, float]:
