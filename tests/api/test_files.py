@@ -495,6 +495,20 @@ def test_a_pull_delivery_nobody_picks_up_fails_at_its_ttl(
     assert info(client, document_id)["status"] == "failed"
 
 
+def test_a_pull_delivery_its_integration_left_exporting_fails_at_its_ttl(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    """`exporting` holds no lease: nothing else would ever end it if the ERP never reports again."""
+    document_id = create(archive, relay, "P1")
+    assert report(client, document_id, "exporting").status_code == 200
+    assert deliveries(relay, document_id)["pull"].status == "delivering"
+    clock.advance(3600)
+    with session_scope(relay.sessions) as session:
+        assert sweep.expire(session, now=clock.now(), limit=10) == 1
+    assert deliveries(relay, document_id)["pull"].status == "failed"
+    assert info(client, document_id)["status"] == "failed"
+
+
 def test_a_report_on_a_document_without_pull_destination_only_records_it(
     client: FlaskClient, archive: SapClient, relay: Runtime
 ) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from filerelay.clock import FrozenClock
-from filerelay.db.models import DeliveryAttempt, Destination
+from filerelay.db.models import Delivery, DeliveryAttempt, Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
@@ -157,6 +157,34 @@ def test_enqueue_due_takes_the_longest_waiting_first_and_at_most_the_limit(
         assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=GRACE, limit=1) == [(second.folder, "folder")]
 
 
+def set_delivery(runtime: Runtime, delivery_id: str, **values: Any) -> None:
+    with session_scope(runtime.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+def test_enqueue_due_takes_the_longest_waiting_first_whatever_its_status(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    """A retry due for longer goes before a new document (the status index alone would give pending
+    first)."""
+    retry, new = create_document(configured, "RETRY"), create_document(configured, "NEW")
+    set_s3(configured, enabled=False)
+    clock.advance(GRACE + 100)
+    set_delivery(configured, retry.folder, status="retrying", next_attempt_at=clock.now() - dt.timedelta(seconds=90))
+    set_delivery(configured, new.folder, next_attempt_at=clock.now() - dt.timedelta(seconds=10))
+    with session_scope(configured.sessions) as session:
+        assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=GRACE, limit=1) == [(retry.folder, "folder")]
+
+
+def test_enqueue_due_leaves_a_delivery_a_worker_holds(configured: Runtime, clock: FrozenClock) -> None:
+    """A claim leaves the delivery's old next_attempt_at in place: only its status keeps it from a wake-up."""
+    created = create_document(configured, "HELD")
+    claim(configured, created.folder, lease_seconds=3600)
+    clock.advance(GRACE + 1)
+    assert enqueue_due(configured) == [(created.s3, "s3")]
+    assert delivery(configured, created.folder).status == "delivering"
+
+
 def test_enqueue_due_counts_the_grace_to_the_second(configured: Runtime, clock: FrozenClock) -> None:
     create_document(configured, "DOC")
     set_s3(configured, enabled=False)
@@ -291,6 +319,23 @@ def test_expire_fails_a_waiting_delivery_once_its_ttl_ran_out(configured: Runtim
     assert document(configured, created.document_id).status == "failed"
     with session_scope(configured.sessions) as session:
         assert sweep.expire(session, now=clock.now(), limit=100) == 0
+
+
+def test_expire_takes_at_most_the_limit_the_longest_expired_first_whatever_its_status(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    older, younger = create_document(configured, "OLDER"), create_document(configured, "YOUNGER")
+    set_s3(configured, enabled=False)
+    clock.advance(3600 + 100)
+    # Before the switched-off S3 deliveries too (expired 100 s ago: they wait for nothing but their TTL).
+    set_delivery(configured, older.folder, status="retrying", expires_at=clock.now() - dt.timedelta(seconds=200))
+    set_delivery(configured, younger.folder, expires_at=clock.now() - dt.timedelta(seconds=10))
+    with session_scope(configured.sessions) as session:
+        assert sweep.expire(session, now=clock.now(), limit=1) == 1
+    assert (delivery(configured, older.folder).status, delivery(configured, younger.folder).status) == (
+        "failed",
+        "pending",
+    )
 
 
 def test_expire_leaves_a_delivery_a_worker_holds(configured: Runtime, clock: FrozenClock) -> None:
