@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.orm import Session
 
 from filerelay.clock import FrozenClock
@@ -494,3 +494,48 @@ def test_sweeper_queries_walk_a_status_index_on_sqlite(
     details = " | ".join(plan)
     assert "USING INDEX ix_deliveries_status_" in details, details
     assert f"USING INDEX {index} " in details, details
+
+
+# --- two sweepers at once (PostgreSQL: SQLite has no row locks) ------------------------------------
+
+
+def _due_for(runtime: Runtime, clock: FrozenClock, step: str) -> str:
+    created = create_document(runtime, "LOCKED")
+    if step == "recover_expired_leases":
+        claim(runtime, created.folder, lease_seconds=5)
+        clock.advance(6)
+    else:
+        clock.advance(3600 + GRACE)  # due for a wake-up, and past the TTL
+    return created.folder
+
+
+STEPS: dict[str, Callable[[Session, dt.datetime], object]] = {
+    "enqueue_due": lambda s, now: sweep.enqueue_due(s, now=now, grace_seconds=GRACE, limit=10),
+    "recover_expired_leases": lambda s, now: sweep.recover_expired_leases(s, now=now, limit=10, rand=half),
+    "expire": lambda s, now: sweep.expire(s, now=now, limit=10),
+}
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_a_second_sweeper_skips_rows_the_first_holds_instead_of_waiting(
+    configured: Runtime, clock: FrozenClock, step: str
+) -> None:
+    if configured.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no row locks: one writer at a time")
+    set_s3(configured, enabled=False)
+    delivery_id = _due_for(configured, clock, step)
+    before = delivery(configured, delivery_id)
+    with configured.engine.connect() as first:
+        first.execute(select(Delivery.id).where(Delivery.id == delivery_id).with_for_update())
+        with session_scope(configured.sessions) as session:
+            # Waiting would be an error here, not a hang.
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            STEPS[step](session, clock.now())
+        first.rollback()
+    row = delivery(configured, delivery_id)
+    assert (row.status, row.enqueued_at, row.attempts) == (before.status, before.enqueued_at, before.attempts)
+    # ... and once the first lets go, the row is the second's to take.
+    with session_scope(configured.sessions) as session:
+        STEPS[step](session, clock.now())
+    after = delivery(configured, delivery_id)
+    assert (after.status, after.enqueued_at) != (before.status, before.enqueued_at)
