@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,6 +218,59 @@ def test_a_lost_commit_answer_for_a_document_without_components_is_201(
     assert lost_commit_answer == [1]
     assert reply.status == 201, reply.error
     assert count(configured, ArchiveDocument) == 1
+
+
+@dataclasses.dataclass
+class FailedCommit:
+    refused: int = 0  # COMMITs refused so far (only the first write's is)
+    then_gone: bool = False  # after it, every statement fails: the database is unreachable
+
+
+@pytest.fixture
+def failed_commit(configured: Runtime) -> Iterator[FailedCommit]:
+    """The next write's COMMIT fails before the database got it: nothing is stored."""
+    state = FailedCommit()
+
+    def refuse_commit(session: Session) -> None:
+        options = session.connection().get_execution_options()
+        if not options.get(READ_ONLY, False) and not state.refused:
+            state.refused += 1
+            raise OperationalError("COMMIT", {}, ConnectionResetError("server closed the connection"))
+
+    def unreachable(*_: object) -> None:
+        if state.refused and state.then_gone:
+            raise OperationalError("SELECT", {}, ConnectionRefusedError("connection refused"))
+
+    event.listen(configured.sessions, "before_commit", refuse_commit)
+    event.listen(configured.engine, "before_cursor_execute", unreachable)
+    yield state
+    event.remove(configured.engine, "before_cursor_execute", unreachable)
+    event.remove(configured.sessions, "before_commit", refuse_commit)
+
+
+def test_a_header_only_create_whose_commit_failed_is_500_and_stores_nothing(
+    sap: SapClient, configured: Runtime, failed_commit: FailedCommit
+) -> None:
+    """Not a lost answer: the COMMIT never arrived. Without components there are no staged bytes to look
+    for, so the document row itself tells: it is not there, and SAP must not get 201."""
+    reply = sap.create_multipart(DOC, [])
+    assert failed_commit.refused == 1
+    assert reply.status == 500
+    assert count(configured, ArchiveDocument) == 0
+    assert sap.create_multipart(DOC, []).status == 201  # SAP's retry stores it
+
+
+def test_a_create_whose_outcome_nobody_can_tell_keeps_its_bytes_and_says_why(
+    sap: SapClient, configured: Runtime, failed_commit: FailedCommit, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The COMMIT failed and the database is gone before FileRelay could look: the bytes may be a stored
+    document's, so they stay (the start-up release frees them if they are nobody's)."""
+    failed_commit.then_gone = True
+    reply = sap.create(DOC, "data", PDF)
+    failed_commit.then_gone = False
+    assert (failed_commit.refused, reply.status) == (1, 500)
+    assert [p.read_bytes() for p in staged_files(configured)] == [PDF]
+    assert "cannot tell whether a failed create was committed; its staged bytes are kept" in caplog.messages
 
 
 def test_info_sends_every_document_and_component_header(sap: SapClient, clock: FrozenClock) -> None:
