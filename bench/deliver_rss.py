@@ -1,0 +1,184 @@
+"""Peak memory of a delivery worker while it relays one large document to S3 and to SharePoint.
+
+    python -m bench.deliver_rss [--mb 2048] [--kinds s3 sharepoint]
+
+For each kind, on a throw-away home (SQLite, the embedded broker): SeaweedFS or the SharePoint REST
+emulator on loopback, wired to Z1 alone; `filerelay api` takes SAP's `create`s; `filerelay worker
+--queues KIND --concurrency 2` relays them. A 1 MiB document goes first (imports, clients and pools in
+place), then the large one. Printed per kind: the worker's peak RSS (the kernel's VmHWM) after the
+small and after the large delivery, the growth, the delivery time, and whether the destination holds
+every byte. Figures, not a pass/fail; the README states the 150 MiB bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from tests.support.bench_processes import clean_environ, exit_on_sigterm, filerelay_command, run_command, started
+from tests.support.processes import free_port, peak_rss_bytes, stream_put
+from tests.support.relay_stack import profiled
+from tests.support.s3server import seaweedfs
+from tests.support.sharepoint_emulator import sharepoint_emulator
+
+MB = 1024 * 1024
+BUCKET = "bench-rss"
+CREATE = "/archivelink/acme/production?create&pVersion=0047&contRep=Z1&docId={}&compId=data"
+STATUS = text(
+    "SELECT d.status, d.last_error FROM deliveries d JOIN documents c ON c.id = d.document_id WHERE c.doc_id = :doc"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One kind's destination: its config line, and how to read back what landed."""
+
+    destination: str
+    landed_size: Callable[[str], int | None]  # the size stored for a docId, None if absent
+
+
+@dataclass(frozen=True)
+class Measured:
+    before: int  # the worker's peak RSS after the small delivery, bytes
+    after: int  # ... and after the large one
+    took: float  # seconds from the large create's 201 to delivered
+    landed: int | None  # bytes the destination holds
+
+
+@contextmanager
+def s3_target(work: Path) -> Iterator[Target]:
+    with seaweedfs(work / "seaweedfs") as s3:
+        s3.client().create_bucket(Bucket=BUCKET)
+
+        def size(doc_id: str) -> int | None:
+            try:
+                return int(s3.client().head_object(Bucket=BUCKET, Key=f"Z1/{doc_id}.pdf")["ContentLength"])
+            except Exception:
+                return None
+
+        line = (
+            f'{{id: dest, name: S3, kind: s3, bucket: {BUCKET}, endpoint_url: "{s3.endpoint}", '
+            f'access_key_id: {s3.access_key}, secret_access_key: "{s3.secret_key}", '
+            f'path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}'
+        )
+        yield Target(line, size)
+
+
+@contextmanager
+def sharepoint_target(_work: Path) -> Iterator[Target]:
+    with sharepoint_emulator() as sp:
+
+        def size(doc_id: str) -> int | None:
+            data = sp.files.get(f"/sites/team/Shared Documents/Z1/{doc_id}.pdf")
+            return None if data is None else len(data)
+
+        line = (
+            f'{{id: dest, name: SharePoint, kind: sharepoint, site_url: "{sp.site_url}", '
+            f'access_token: "{sp.token}", path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}'
+        )
+        yield Target(line, size)
+
+
+TARGETS = {"s3": s3_target, "sharepoint": sharepoint_target}
+
+
+def config(destination: str) -> str:
+    return textwrap.dedent(
+        f"""
+        workspaces:
+          - owner: acme
+            slug: production
+            destinations:
+              - {destination}
+            repositories:
+              - {{id: Z1, description: Invoices, signature: none, destinations: [dest]}}
+        """
+    )
+
+
+def create(port: int, doc_id: str, size: int) -> None:
+    sock = stream_put(port, CREATE.format(doc_id), size)
+    try:
+        reply = sock.recv(4096)
+    finally:
+        sock.close()
+    if not reply.startswith(b"HTTP/1.1 201"):
+        raise RuntimeError(f"create {doc_id}: {reply[:200]!r}")
+
+
+def wait_delivered(url: str, doc_id: str, timeout: float) -> float:
+    engine = create_engine(url)
+    started_at = time.monotonic()
+    try:
+        while time.monotonic() - started_at < timeout:
+            with engine.connect() as conn:
+                row = conn.execute(STATUS, {"doc": doc_id}).first()
+            if row is not None and row[0] == "delivered":
+                return time.monotonic() - started_at
+            if row is not None and row[0] in ("retrying", "failed"):
+                raise RuntimeError(f"{doc_id}: {row[0]}: {row[1]}")
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+    raise TimeoutError(f"{doc_id} not delivered within {timeout} s")
+
+
+def measure(kind: str, size: int, work: Path) -> Measured:
+    home = work / "home"
+    home.mkdir(parents=True)
+    url = f"sqlite:///{home / 'filerelay.db'}"
+    env = clean_environ(FILERELAY_HOME=str(home), FILERELAY_DATABASE_URL=url)
+    log = work / "filerelay.log"
+    with ExitStack() as stack:
+        target = stack.enter_context(TARGETS[kind](work))
+        (home / "filerelay.yaml").write_text(config(target.destination))
+        run_command(filerelay_command("migrate"), env, log)
+        run_command(filerelay_command("config", "apply", str(home / "filerelay.yaml")), env, log)
+        port = free_port()
+        api = filerelay_command("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--threads", "2")
+        stack.enter_context(started(api, env, log, ready_url=f"http://127.0.0.1:{port}"))
+        worker = stack.enter_context(
+            started(filerelay_command("worker", "--queues", kind, "--concurrency", "2"), env, work / "worker.log")
+        )
+        stack.enter_context(profiled(worker.pid, f"deliver-{kind}"))
+        create(port, "WARM", MB)
+        wait_delivered(url, "WARM", timeout=120)
+        before = peak_rss_bytes(worker.pid)
+        create(port, "BIG", size)
+        took = wait_delivered(url, "BIG", timeout=60 + size / MB)  # at least 1 MiB/s
+        after = peak_rss_bytes(worker.pid)
+        landed = target.landed_size("BIG")
+    return Measured(before, after, took, landed)
+
+
+def main() -> None:
+    exit_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=2048, help="document size in MiB")
+    parser.add_argument("--kinds", nargs="+", choices=list(TARGETS), default=list(TARGETS))
+    args = parser.parse_args()
+    size = args.mb * MB
+    rows: dict[str, Measured] = {}
+    for kind in args.kinds:
+        with tempfile.TemporaryDirectory(prefix=f"bench-rss-{kind}-") as tmp:
+            rows[kind] = measure(kind, size, Path(tmp))
+            print(f"{kind}: done", flush=True)
+    print()
+    print(f"document {args.mb} MiB, worker --concurrency 2")
+    print(f"{'kind':<11} {'RSS after 1 MiB':>16} {'after large':>12} {'growth':>8} {'delivery':>9} {'landed':>8}")
+    for kind, r in rows.items():
+        before, after = r.before / MB, r.after / MB
+        whole = "all" if r.landed == size else str(r.landed)
+        print(f"{kind:<11} {before:12.1f} MiB {after:8.1f} MiB {after - before:4.1f} MiB {r.took:7.1f} s {whole:>8}")
+
+
+if __name__ == "__main__":
+    main()
