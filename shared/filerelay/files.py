@@ -61,7 +61,13 @@ class Cursor:
     since: tuple[dt.datetime, str] | None = None
 
     def encode(self) -> str:
-        return f"s{self.seq}"
+        if self.seq is not None:
+            return f"s{self.seq}"
+        if self.since is None:
+            raise ValueError("a cursor is a number or an (updated_at, id) position")
+        # The earlier form, handed back as it came while nothing newer is there to move past.
+        at, document_id = self.since
+        return f"{(at - _EPOCH) // _MICROSECOND}-{document_id}"
 
     @classmethod
     def decode(cls, value: str) -> Cursor:

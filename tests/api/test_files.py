@@ -568,6 +568,15 @@ def test_cursor_round_trips_and_the_earlier_form_still_decodes() -> None:
     assert re.fullmatch(CURSOR_PATTERN, earlier)
     at = dt.datetime(2026, 4, 4, 10, 30, 0, 123456, tzinfo=dt.UTC)
     assert Cursor.decode(earlier) == Cursor(since=(at, "doc_0123456789abcdef0123"))
+    assert Cursor.decode(earlier).encode() == earlier
+
+
+def test_an_earlier_cursor_with_nothing_past_it_comes_back_as_it_was(client: FlaskClient) -> None:
+    """Found by the schema fuzzer: an empty page handed back the cursor it was given re-encoded as
+    "sNone", which no poller could pass back."""
+    earlier = "24483428022830659-p"
+    reply = client.get(f"{FILES}?cursor={earlier}", headers=auth(VIEWER_KEY))
+    assert reply.json == {"success": True, "data": [], "next_cursor": earlier}
 
 
 # --- roles, isolation, errors -----------------------------------------------------------------------
