@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from filerelay.delivery.rules import BreakerPolicy
     from filerelay.staging import StagingStore
 
 DEFAULT_MAX_DOCUMENT_BYTES = 2 * 1024**3
@@ -65,6 +66,10 @@ class Settings:
     # How long a woken delivery may wait for its worker before the sweeper wakes it again (its message
     # may be lost: a flushed or restarted Redis). A second message is harmless: the claim takes one.
     wake_grace_seconds: int = 10
+    # A destination's circuit breaker: open after this many retryable failures in a row; probe after the
+    # cool-down (filerelay.delivery.health).
+    breaker_failures: int = 5
+    breaker_cooldown_seconds: int = 60
     # For s3:// staging: an S3-compatible endpoint (MinIO, SeaweedFS…) and region; credentials come from
     # the standard AWS variables or the pod's role.
     staging_s3_endpoint_url: str | None = None
@@ -91,6 +96,8 @@ class Settings:
             staging_retention_seconds=_int(env, "FILERELAY_STAGING_RETENTION_SECONDS", 3600),
             sweep_interval_seconds=_float(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5.0),
             wake_grace_seconds=_int(env, "FILERELAY_WAKE_GRACE_SECONDS", 10),
+            breaker_failures=_int(env, "FILERELAY_BREAKER_FAILURES", 5),
+            breaker_cooldown_seconds=_int(env, "FILERELAY_BREAKER_COOLDOWN_SECONDS", 60),
             signature_clock_skew_seconds=_int(env, "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS", 300),
             staging_s3_endpoint_url=env.get("FILERELAY_STAGING_S3_ENDPOINT_URL") or None,
             staging_s3_region=env.get("FILERELAY_STAGING_S3_REGION") or None,
@@ -100,6 +107,12 @@ class Settings:
         from filerelay.staging import open_staging
 
         return open_staging(self.staging_url, endpoint_url=self.staging_s3_endpoint_url, region=self.staging_s3_region)
+
+    @property
+    def breaker(self) -> BreakerPolicy:
+        from filerelay.delivery.rules import BreakerPolicy
+
+        return BreakerPolicy(failures=self.breaker_failures, cooldown_seconds=self.breaker_cooldown_seconds)
 
     @property
     def embedded_broker(self) -> bool:
@@ -125,6 +138,8 @@ class Settings:
             "FILERELAY_STAGING_RETENTION_SECONDS": str(self.staging_retention_seconds),
             "FILERELAY_SWEEP_INTERVAL_SECONDS": repr(self.sweep_interval_seconds),
             "FILERELAY_WAKE_GRACE_SECONDS": str(self.wake_grace_seconds),
+            "FILERELAY_BREAKER_FAILURES": str(self.breaker_failures),
+            "FILERELAY_BREAKER_COOLDOWN_SECONDS": str(self.breaker_cooldown_seconds),
             "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS": str(self.signature_clock_skew_seconds),
         }
         if self.staging_s3_endpoint_url:

@@ -3,6 +3,7 @@ keys that work and stop working, roles, and bad bodies in the contract's error s
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import textwrap
@@ -14,11 +15,14 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from filerelay.api import create_app
+from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
 from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
+from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
+from tests.support.documents import accept, delivery
 from tests.support.sapclient import SapClient
 
 BASE = "/api/acme/production"
@@ -67,6 +71,15 @@ S3_BODY = {
 
 # --- destinations -----------------------------------------------------------------------------------
 
+RUNNING = {
+    "paused": False,
+    "paused_at": None,
+    "breaker": "closed",
+    "breaker_opened_at": None,
+    "consecutive_failures": 0,
+    "held_since": None,
+}
+
 
 def test_destination_create_get_patch_delete_round_trip(client: FlaskClient, configured: Runtime) -> None:
     created = ok(call(client, "POST", "/destinations", S3_BODY), 201)
@@ -88,6 +101,7 @@ def test_destination_create_get_patch_delete_round_trip(client: FlaskClient, con
         "retry_ttl_seconds": None,
         "created_at": "2026-04-04T10:30:00Z",
         "updated_at": "2026-04-04T10:30:00Z",
+        "health": RUNNING,
     }
     assert ok(call(client, "GET", "/destinations/dest_s3new")) == created
     assert [d["id"] for d in ok(call(client, "GET", "/destinations"))] == ["dest_folder", "dest_s3new", "dest_s3prod"]
@@ -344,7 +358,7 @@ def test_member_and_viewer_keys_get_403_and_other_workspaces_404_everywhere(
     client: FlaskClient, other_workspace: None
 ) -> None:
     routes = admin_routes(client)
-    assert len(routes) == 19
+    assert len(routes) == 21
     keys = {
         role: ok(call(client, "POST", "/api-keys", {"name": role, "role": role}), 201)["key"]
         for role in ("viewer", "member")
@@ -448,3 +462,51 @@ def test_a_body_that_is_not_json_is_400(client: FlaskClient, path: str, data: st
     assert error["status"] == "400"
     assert "JSON" in error["detail"]
     assert ok(call(client, "GET", "/settings"))["max_retries"] == 3
+
+
+# --- pause and resume -------------------------------------------------------------------------------
+
+
+def test_a_paused_destination_holds_its_deliveries_and_resume_sends_them_with_their_ttl_moved(
+    client: FlaskClient, configured: Runtime, clock: FrozenClock
+) -> None:
+    outcome, _ = accept(configured, "DOC1", b"%PDF-1.4 paused")
+    folder = next(d for d, kind in outcome.enqueue if kind == "folder")
+    expires = delivery(configured, folder).expires_at
+    assert expires is not None
+
+    paused = ok(call(client, "POST", "/destinations/dest_folder/pause"))
+    assert paused["health"] == RUNNING | {
+        "paused": True,
+        "paused_at": "2026-04-04T10:30:00Z",
+        "held_since": "2026-04-04T10:30:00Z",
+    }
+    assert service.run(configured, folder) is False  # held: not attempted
+    assert call(client, "POST", "/destinations/dest_folder/pause").status_code == 409
+
+    clock.advance(2 * 3600)  # past the TTL (1 h)
+    with session_scope(configured.sessions) as session:
+        assert sweep.expire(session, now=clock.now(), limit=10) == 1  # the S3 delivery; not the held one
+    messages = broker_messages(configured)
+
+    resumed = ok(call(client, "POST", "/destinations/dest_folder/resume"))
+
+    assert resumed["health"] == RUNNING
+    assert delivery(configured, folder).expires_at == expires + dt.timedelta(hours=2)
+    assert broker_messages(configured) == messages + 1  # woken at once
+    assert service.run(configured, folder)
+    assert delivery(configured, folder).status == "delivered"
+    assert call(client, "POST", "/destinations/dest_folder/resume").status_code == 409
+
+
+def test_pause_of_an_unknown_destination_is_404_and_a_pull_one_409(client: FlaskClient) -> None:
+    assert call(client, "POST", "/destinations/dest_nope/pause").status_code == 404
+    pull = {"id": "dest_erp", "name": "ERP", "kind": "pull", "settings": {}}
+    ok(call(client, "POST", "/destinations", pull), 201)
+    refused = call(client, "POST", "/destinations/dest_erp/pause")
+    assert refused.status_code == 409
+    assert "pull destination" in refused.get_json()["errors"][0]["detail"]
+
+
+def broker_messages(runtime: Runtime) -> int:
+    return len(list((runtime.settings.broker_dir / "queue").glob("*.msg")))

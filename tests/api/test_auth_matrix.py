@@ -72,6 +72,8 @@ ROUTES: dict[tuple[str, str], Role | str] = {
     ("PATCH", f"{W}/destinations/<destination_id>"): A,
     ("DELETE", f"{W}/destinations/<destination_id>"): A,
     ("POST", f"{W}/destinations/<destination_id>/test"): A,
+    ("POST", f"{W}/destinations/<destination_id>/pause"): A,
+    ("POST", f"{W}/destinations/<destination_id>/resume"): A,
     ("GET", f"{W}/repositories"): A,
     ("POST", f"{W}/repositories"): A,
     ("GET", f"{W}/repositories/<repo_id>"): A,

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Document
+from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document
 from filerelay.delivery import transitions
 from filerelay.delivery.rollup import rollup
-from filerelay.delivery.rules import RetryPolicy
+from filerelay.delivery.rules import BreakerPolicy, RetryPolicy
 from filerelay.delivery.transitions import AttemptResult, ExportStatus, Finished, IllegalTransition
 
 NOW = dt.datetime(2026, 4, 4, 10, 30, tzinfo=dt.UTC)
@@ -504,3 +504,116 @@ def test_random_sequences_stay_consistent(steps: list[tuple[tuple[str, str], int
     folder = model.rows["dlv_f"]
     if folder.status == DELIVERED:
         assert folder.delivered_generation == model.generation, "delivered means the current content"
+
+
+# --- destinations: pause and circuit breaker -------------------------------------------------------
+
+BREAKER = BreakerPolicy(failures=3, cooldown_seconds=60)
+DEST_STATES: dict[str, dict[str, Any]] = {
+    "running": {},
+    "two failures": {"consecutive_failures": 2},
+    "open, cooling": {"consecutive_failures": 3, "breaker_opened_at": NOW - dt.timedelta(seconds=10)},
+    "open, cooled": {"consecutive_failures": 3, "breaker_opened_at": NOW - dt.timedelta(seconds=60)},
+    "probing": {
+        "consecutive_failures": 3,
+        "breaker_opened_at": NOW - dt.timedelta(seconds=90),
+        "probe_delivery_id": "dlv_t",
+    },
+    "paused": {"paused_at": NOW - dt.timedelta(seconds=30)},
+    "paused, open": {"paused_at": NOW - dt.timedelta(seconds=30), "breaker_opened_at": NOW - dt.timedelta(seconds=90)},
+}
+
+
+def destination(state: str) -> Destination:
+    values = {"consecutive_failures": 0, "breaker_opened_at": None, "probe_delivery_id": None, "paused_at": None}
+    values |= DEST_STATES[state]
+    held = [t for t in (values["paused_at"], values["breaker_opened_at"]) if t is not None]
+    return Destination(id=1, public_id="dest_t", kind="folder", held_since=min(held, default=None), **values)
+
+
+def counted(ok: bool, retryable: bool = True, delivery_id: str = "dlv_other") -> Callable[[Destination], Any]:
+    return lambda d: transitions.attempt_counted(
+        d, delivery_id=delivery_id, ok=ok, retryable=retryable, policy=BREAKER, now=NOW
+    )
+
+
+def waiting_delivery() -> Delivery:
+    return row(STATES["retrying, due"])[0]
+
+
+DEST_EVENTS: dict[str, Callable[[Destination], Any]] = {
+    "failed, retryable": counted(False),
+    "failed, for good": counted(False, retryable=False),
+    "delivered": counted(True),
+    "probe delivered": counted(True, delivery_id="dlv_t"),
+    "probe failed": counted(False, delivery_id="dlv_t"),
+    "paused": lambda d: transitions.paused(d, now=NOW),
+    "resumed": lambda d: transitions.resumed(d, now=NOW),
+    "probe chosen": lambda d: transitions.probe_chosen(d, waiting_delivery(), policy=BREAKER, now=NOW),
+}
+
+# (event, state) -> the breaker state and whether the destination still holds its deliveries afterwards.
+# Every pair not listed is refused and changes nothing.
+DEST_ALLOWED: dict[tuple[str, str], tuple[transitions.BreakerState, bool]] = {
+    **{
+        (event, state): (transitions.BreakerState.CLOSED, state.startswith("paused"))
+        for event in ("failed, for good", "delivered")
+        for state in ("running", "two failures", "paused")
+    },
+    **{
+        (event, state): (transitions.BreakerState.OPEN, True)
+        for event in ("failed, retryable", "failed, for good", "delivered")
+        for state in ("open, cooling", "open, cooled", "paused, open")
+    },
+    ("failed, retryable", "running"): (transitions.BreakerState.CLOSED, False),
+    ("failed, retryable", "paused"): (transitions.BreakerState.CLOSED, True),
+    ("failed, retryable", "two failures"): (transitions.BreakerState.OPEN, True),
+    **{
+        (event, "probing"): (transitions.BreakerState.PROBING, True)
+        for event in ("failed, retryable", "failed, for good", "delivered")
+    },
+    ("probe delivered", "probing"): (transitions.BreakerState.CLOSED, False),
+    ("probe failed", "probing"): (transitions.BreakerState.OPEN, True),
+    **{("paused", s): (transitions.breaker_state(destination(s)), True) for s in DEST_STATES if "paused" not in s},
+    ("resumed", "paused"): (transitions.BreakerState.CLOSED, False),
+    ("resumed", "paused, open"): (transitions.BreakerState.OPEN, True),
+    ("probe chosen", "open, cooled"): (transitions.BreakerState.PROBING, True),
+}
+# Where no probe runs, the "probe's" outcome is an ordinary attempt's.
+for _state in DEST_STATES:
+    if _state != "probing":
+        DEST_ALLOWED[("probe delivered", _state)] = DEST_ALLOWED[("delivered", _state)]
+        DEST_ALLOWED[("probe failed", _state)] = DEST_ALLOWED[("failed, retryable", _state)]
+DEST_COLUMNS = ["consecutive_failures", "breaker_opened_at", "probe_delivery_id", "paused_at", "held_since"]
+
+
+@pytest.mark.parametrize("event", list(DEST_EVENTS))
+@pytest.mark.parametrize("state", list(DEST_STATES))
+def test_every_destination_state_and_event(state: str, event: str) -> None:
+    target = destination(state)
+    before = {c: getattr(target, c) for c in DEST_COLUMNS}
+    expected = DEST_ALLOWED.get((event, state))
+    if expected is None:
+        with pytest.raises(IllegalTransition, match=rf"^{event}: destination dest_t "):
+            DEST_EVENTS[event](target)
+        assert {c: getattr(target, c) for c in DEST_COLUMNS} == before
+        return
+    DEST_EVENTS[event](target)
+    breaker, held = expected
+    assert transitions.breaker_state(target) == breaker
+    assert (target.held_since is not None) == held, "held iff paused or open"
+    assert (target.held_since is not None) == (target.paused_at is not None or target.breaker_opened_at is not None)
+
+
+def test_releasing_returns_how_long_the_deliveries_were_held() -> None:
+    target = destination("paused, open")
+    assert transitions.resumed(target, now=NOW) is None  # the breaker still holds them
+    target.probe_delivery_id = "dlv_t"
+    assert transitions.attempt_counted(
+        target, delivery_id="dlv_t", ok=True, retryable=True, policy=BREAKER, now=NOW
+    ) == dt.timedelta(seconds=90)
+    held = waiting_delivery()
+    expires = held.expires_at
+    assert expires is not None
+    transitions.hold_released(held, dt.timedelta(seconds=90), now=NOW)
+    assert held.expires_at == expires + dt.timedelta(seconds=90)

@@ -145,6 +145,16 @@ class Destination(Base):
     retry_ttl_seconds: Mapped[int | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    # Operational state, apart from the configuration (`config apply` never touches it); changed only by
+    # filerelay.delivery.transitions. Paused by an admin, or its circuit breaker open: its deliveries are
+    # not attempted (but a breaker's single probe) and their TTL clock stops.
+    paused_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    breaker_opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The one delivery a half-open breaker lets through; its outcome closes or re-opens the breaker.
+    probe_delivery_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Since when its deliveries have been held (paused or breaker open), for the TTL shift on release.
+    held_since: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     workspace: Mapped[Workspace] = relationship(back_populates="destinations")
 

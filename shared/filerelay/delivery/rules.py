@@ -28,6 +28,18 @@ class RetryPolicy:
         )
 
 
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """A destination's circuit breaker: open after this many failed attempts in a row (outages and
+    throttling, not a document's own refusal); after the cool-down one probe delivery is let through."""
+
+    failures: int = 5
+    cooldown_seconds: int = 60
+
+    def cooled(self, opened_at: dt.datetime, now: dt.datetime) -> bool:
+        return now >= opened_at + dt.timedelta(seconds=self.cooldown_seconds)
+
+
 def policy_for(workspace: Workspace, destination: Destination) -> RetryPolicy:
     """The workspace's settings, overridden where the destination sets its own."""
     return RetryPolicy(

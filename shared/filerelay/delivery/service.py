@@ -24,12 +24,11 @@ from sqlalchemy.orm import Session, joinedload
 from filerelay import metrics
 from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document, Repository
 from filerelay.db.session import session_scope
-from filerelay.delivery import transitions
+from filerelay.delivery import health, transitions
 from filerelay.delivery.heartbeat import Heartbeat, guarded
 from filerelay.delivery.paths import path_for
-from filerelay.delivery.rules import policy_for
+from filerelay.delivery.rules import BreakerPolicy, policy_for
 from filerelay.delivery.transitions import AttemptResult, Finished, Wake
-from filerelay.destinations import pull
 from filerelay.destinations.base import Client, Clients, DestinationError, Payload
 from filerelay.logs import log_context
 from filerelay.runtime import Runtime
@@ -39,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # The attempt's result, as `perform` reports it.
 Result = AttemptResult
+# The circuit breaker's settings when the caller passes none (the worker passes the configured ones).
+DEFAULT_BREAKER = BreakerPolicy()
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,10 @@ def _take(session: Session, delivery_id: str, now: dt.datetime, lease_seconds: i
             Delivery.id == delivery_id,
             Delivery.status.in_(transitions.WAITING),
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-            # A switched-off destination keeps its deliveries waiting (until their TTL) instead;
-            # a pull destination's deliveries are moved by its integration, never by a worker.
-            Delivery.destination_id.in_(
-                select(Destination.id).where(Destination.enabled.is_(True), Destination.kind != pull.NAME)
-            ),
+            # A switched-off destination keeps its deliveries waiting (until their TTL) instead, a paused
+            # one or one whose breaker is open too (but its probe); a pull destination's deliveries are
+            # moved by its integration, never by a worker.
+            Delivery.destination_id.in_(select(Destination.id).where(health.attemptable(delivery_id))),
         )
         .values(
             transitions.claim_changes(
@@ -194,15 +194,50 @@ class Finish:
     wake: list[Wake]
 
 
-def finish(session: Session, claim: Claim, result: Result, *, now: dt.datetime, rand: Callable[[], float]) -> Finish:
-    """Record the attempt and the verdict, roll the document up; one transaction, no read-back."""
+def finish(
+    session: Session,
+    claim: Claim,
+    result: Result,
+    *,
+    now: dt.datetime,
+    rand: Callable[[], float],
+    breaker: BreakerPolicy = DEFAULT_BREAKER,
+) -> Finish:
+    """Record the attempt and the verdict, roll the document up, count the attempt for the destination's
+    circuit breaker; one transaction, no read-back."""
     document = _document(session, claim.document_id)
     delivery = next(d for d in document.deliveries if d.id == claim.delivery_id)
     # What the transition decides for the attempt row, written below with one UPDATE (the row itself is
     # never read): only its number, the claim's, is needed to decide.
     attempt = DeliveryAttempt(number=claim.attempt)
+    verdict, wake = _decided(delivery, attempt, document, claim, result, now=now, rand=rand)
+    if verdict is not None:
+        transitions.rolled_up(document, now=now)
+        wake += health.counted(
+            session, delivery.destination, delivery_id=delivery.id, result=result, policy=breaker, now=now
+        )
+    session.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id == delivery.id, DeliveryAttempt.number == claim.attempt)
+        .values({name: getattr(attempt, name) for name in _ATTEMPT_RESULT})
+    )
+    session.flush()
+    return Finish(verdict, wake)
+
+
+def _decided(
+    delivery: Delivery,
+    attempt: DeliveryAttempt,
+    document: Document,
+    claim: Claim,
+    result: Result,
+    *,
+    now: dt.datetime,
+    rand: Callable[[], float],
+) -> tuple[Finished | None, list[Wake]]:
+    """The state machine's verdict on the attempt; None when it was superseded."""
     try:
-        verdict, wake = transitions.finished(
+        return transitions.finished(
             delivery,
             attempt,
             result,
@@ -214,16 +249,7 @@ def finish(session: Session, claim: Claim, result: Result, *, now: dt.datetime, 
             rand=rand,
         )
     except transitions.Superseded:
-        verdict, wake = None, []
-    else:
-        transitions.rolled_up(document, now=now)
-    session.execute(
-        update(DeliveryAttempt)
-        .where(DeliveryAttempt.delivery_id == delivery.id, DeliveryAttempt.number == claim.attempt)
-        .values({name: getattr(attempt, name) for name in _ATTEMPT_RESULT})
-    )
-    session.flush()
-    return Finish(verdict, wake)
+        return None, []
 
 
 # What finishing an attempt sets on its row.
@@ -251,7 +277,7 @@ def _attempt(runtime: Runtime, taken: Claim, rand: Callable[[], float]) -> None:
         result = perform(taken, runtime.staging, runtime.clients, lost=heartbeat.lost)
     metrics.ATTEMPT_SECONDS.labels(kind=taken.kind).observe(time.perf_counter() - started)
     with session_scope(runtime.sessions) as session:
-        done = finish(session, taken, result, now=runtime.clock.now(), rand=rand)
+        done = finish(session, taken, result, now=runtime.clock.now(), rand=rand, breaker=runtime.settings.breaker)
     # Counted once committed: a rolled-back verdict will be decided (and counted) again.
     if done.verdict is not None:
         outcome = "retry" if done.verdict == Finished.RESTARTED else done.verdict.value

@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 from filerelay import files
 from filerelay.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document, DocumentStatus
 from filerelay.db.session import session_scope
-from filerelay.delivery import transitions
+from filerelay.delivery import health, transitions
 from filerelay.delivery.rules import policy_for
 from filerelay.delivery.transitions import WAITING, Wake
-from filerelay.destinations import pull
 from filerelay.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -32,8 +31,9 @@ def enqueue_due(session: Session, *, now: dt.datetime, grace_seconds: int, limit
         .where(
             Delivery.status.in_(WAITING),
             Delivery.next_attempt_at <= now,
-            Destination.enabled.is_(True),
-            Destination.kind != pull.NAME,  # nothing to wake: its integration moves it
+            # Not for a disabled, paused or open destination (but its probe), nor a pull one (its
+            # integration moves it): a worker would find nothing to claim.
+            health.attemptable(Delivery.id),
             or_(
                 Delivery.enqueued_at.is_(None),
                 Delivery.enqueued_at <= now - dt.timedelta(seconds=grace_seconds),
@@ -82,6 +82,7 @@ def expire(session: Session, *, now: dt.datetime, limit: int) -> int:
                 and_(Delivery.status == DeliveryStatus.DELIVERING, Delivery.lease_until.is_(None)),
             ),
             Delivery.expires_at <= now,
+            health.not_held(),  # a paused destination, or one whose breaker is open, stops the TTL clock
         )
         .order_by(Delivery.expires_at)
         .limit(limit)
@@ -131,7 +132,8 @@ class SweepReport:
 
 
 def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
-    """One pass: recover, expire, wake due deliveries, purge staging, number the Files feed's changes.
+    """One pass: recover, expire, probe open breakers, wake due deliveries, purge staging, number the
+    Files feed's changes.
     Each step its own transaction."""
     report = SweepReport()
     settings = runtime.settings
@@ -140,8 +142,10 @@ def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
     with session_scope(runtime.sessions) as session:
         report.expired = expire(session, now=runtime.clock.now(), limit=batch)
     with session_scope(runtime.sessions) as session:
+        probes = health.probe_breakers(session, now=runtime.clock.now(), policy=settings.breaker, limit=batch)
+    with session_scope(runtime.sessions) as session:
         due = enqueue_due(session, now=runtime.clock.now(), grace_seconds=settings.wake_grace_seconds, limit=batch)
-    report.enqueued = runtime.enqueuer.enqueue(due)
+    report.enqueued = runtime.enqueuer.enqueue(probes + due)
     with session_scope(runtime.sessions) as session:
         keys = purgeable(
             session,

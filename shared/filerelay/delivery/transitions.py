@@ -26,9 +26,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Document
+from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document
 from filerelay.delivery.rollup import rollup
-from filerelay.delivery.rules import RetryPolicy, Verdict, after_failure
+from filerelay.delivery.rules import BreakerPolicy, RetryPolicy, Verdict, after_failure
 from filerelay.destinations import pull
 
 Wake = tuple[str, str]
@@ -367,6 +367,105 @@ def export_reported(
         delivery.status = DeliveryStatus.FAILED
         delivery.last_error = "; ".join(messages) or "the integration reported an error"
     delivery.next_attempt_at = None
+    delivery.updated_at = now
+
+
+# --- destinations: pause and circuit breaker ---------------------------------------------------------
+#
+#   running ──paused──▶ paused ──resumed──▶ running
+#   running ──N retryable failures in a row──▶ open ──cool-down, probe chosen──▶ probing
+#   probing ──probe delivered──▶ running;  probing ──probe failed──▶ open (a new cool-down)
+#
+# While paused or open, the destination's deliveries are held: not claimed (but the probe) and not
+# expired; when it is released, their TTL deadlines move by the time they were held.
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    PROBING = "probing"  # half-open: one delivery is let through
+
+
+def breaker_state(destination: Destination) -> BreakerState:
+    if destination.breaker_opened_at is None:
+        return BreakerState.CLOSED
+    return BreakerState.OPEN if destination.probe_delivery_id is None else BreakerState.PROBING
+
+
+def _hold(destination: Destination, now: dt.datetime) -> None:
+    if destination.held_since is None:
+        destination.held_since = now
+
+
+def _release(destination: Destination, now: dt.datetime) -> dt.timedelta | None:
+    """The time the deliveries were held, when nothing holds them any more (None: still held)."""
+    if destination.paused_at is not None or destination.breaker_opened_at is not None:
+        return None
+    since, destination.held_since = destination.held_since, None
+    return None if since is None else max(now - since, dt.timedelta(0))
+
+
+def paused(destination: Destination, *, now: dt.datetime) -> None:
+    """An admin pauses the destination: nothing is attempted until resumed, and no TTL runs out."""
+    if destination.paused_at is not None:
+        raise IllegalTransition(f"paused: destination {destination.public_id} is paused since {destination.paused_at}")
+    destination.paused_at = now
+    _hold(destination, now)
+
+
+def resumed(destination: Destination, *, now: dt.datetime) -> dt.timedelta | None:
+    """An admin resumes it; returns how long its deliveries were held, if they are released now (an
+    open breaker still holds them)."""
+    if destination.paused_at is None:
+        raise IllegalTransition(f"resumed: destination {destination.public_id} is not paused")
+    destination.paused_at = None
+    return _release(destination, now)
+
+
+def attempt_counted(
+    destination: Destination, *, delivery_id: str, ok: bool, retryable: bool, policy: BreakerPolicy, now: dt.datetime
+) -> dt.timedelta | None:
+    """An attempt at the destination ended. The probe's outcome closes or re-opens the breaker; other
+    retryable failures count toward opening it, a success resets the count. Returns how long the
+    deliveries were held when this released them."""
+    if destination.probe_delivery_id == delivery_id:
+        destination.probe_delivery_id = None
+        if ok:
+            destination.consecutive_failures, destination.breaker_opened_at = 0, None
+            return _release(destination, now)
+        destination.consecutive_failures += 1
+        destination.breaker_opened_at = now  # a new cool-down
+        return None
+    if ok:
+        destination.consecutive_failures = 0
+    elif retryable:
+        destination.consecutive_failures += 1
+        if destination.breaker_opened_at is None and destination.consecutive_failures >= policy.failures:
+            destination.breaker_opened_at = now
+            _hold(destination, now)
+    return None
+
+
+def probe_chosen(destination: Destination, delivery: Delivery, *, policy: BreakerPolicy, now: dt.datetime) -> Wake:
+    """The cool-down is over: one waiting delivery is let through, due now."""
+    opened = destination.breaker_opened_at
+    if opened is None or destination.probe_delivery_id is not None or destination.paused_at is not None:
+        raise IllegalTransition(f"probe chosen: destination {destination.public_id} is {breaker_state(destination)}")
+    if not policy.cooled(opened, now):
+        raise IllegalTransition(f"probe chosen: destination {destination.public_id} cools down until later")
+    _require(delivery, "probe chosen", WAITING)
+    destination.probe_delivery_id = delivery.id
+    delivery.next_attempt_at = now
+    delivery.enqueued_at = now
+    delivery.updated_at = now
+    return (delivery.id, destination.kind)
+
+
+def hold_released(delivery: Delivery, held: dt.timedelta, *, now: dt.datetime) -> None:
+    """The destination held the delivery for `held`: its TTL deadline moves by as much."""
+    _require(delivery, "hold released", WAITING)
+    if delivery.expires_at is not None:
+        delivery.expires_at += held
     delivery.updated_at = now
 
 

@@ -13,7 +13,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from filerelay.db.models import Delivery, Destination, Route
+from filerelay.delivery import health, transitions
 from filerelay.delivery.paths import TemplateError, validate_template
+from filerelay.delivery.transitions import Wake
+from filerelay.destinations import pull
 from filerelay.destinations.base import DestinationError, build_client, get_kind
 from filerelay.workspace_config.common import (
     Conflict,
@@ -41,9 +44,30 @@ class DestinationInfo:
     retry_ttl: int | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    health: HealthInfo
+
+
+@dataclass(frozen=True)
+class HealthInfo:
+    """Operational state, apart from the configuration: an admin's pause and the circuit breaker."""
+
+    paused: bool
+    paused_at: dt.datetime | None
+    breaker: str  # closed | open | probing
+    breaker_opened_at: dt.datetime | None
+    consecutive_failures: int
+    held_since: dt.datetime | None
 
 
 def _destination_info(destination: Destination) -> DestinationInfo:
+    health = HealthInfo(
+        paused=destination.paused_at is not None,
+        paused_at=destination.paused_at,
+        breaker=transitions.breaker_state(destination).value,
+        breaker_opened_at=destination.breaker_opened_at,
+        consecutive_failures=destination.consecutive_failures or 0,
+        held_since=destination.held_since,
+    )
     return record(
         DestinationInfo,
         destination,
@@ -53,6 +77,7 @@ def _destination_info(destination: Destination) -> DestinationInfo:
         secrets_set=sorted(k for k, v in destination.secrets.items() if v not in (None, "")),
         path=destination.path_template,
         retry_ttl=destination.retry_ttl_seconds,
+        health=health,
     )
 
 
@@ -182,6 +207,40 @@ def delete_destination(session: Session, *, workspace_id: int, destination_id: s
     session.execute(delete(Route).where(Route.destination_id == destination.id))
     session.delete(destination)
     session.flush()
+
+
+def pause_destination(session: Session, *, workspace_id: int, destination_id: str, now: dt.datetime) -> DestinationInfo:
+    """Hold the destination's deliveries until resumed: none is attempted, none spends its TTL."""
+    destination = _pushing(session, workspace_id, destination_id)
+    try:
+        transitions.paused(health.locked(session, destination.id), now=now)
+    except transitions.IllegalTransition:
+        raise Conflict(f"destination {destination_id} is already paused") from None
+    session.flush()
+    return _destination_info(destination)
+
+
+def resume_destination(
+    session: Session, *, workspace_id: int, destination_id: str, now: dt.datetime
+) -> tuple[DestinationInfo, list[Wake]]:
+    """Let the destination's deliveries go again (unless its breaker is open); their TTL deadlines move by
+    the time they were held. Returns the deliveries to wake after commit."""
+    destination = _pushing(session, workspace_id, destination_id)
+    row = health.locked(session, destination.id)
+    try:
+        held = transitions.resumed(row, now=now)
+    except transitions.IllegalTransition:
+        raise Conflict(f"destination {destination_id} is not paused") from None
+    wake = health.release(session, row, held, now=now)
+    session.flush()
+    return _destination_info(row), wake
+
+
+def _pushing(session: Session, workspace_id: int, destination_id: str) -> Destination:
+    destination = _existing_destination(session, workspace_id, destination_id)
+    if destination.kind == pull.NAME:
+        raise Conflict(f"destination {destination_id} is a pull destination: its integration fetches, nothing to pause")
+    return destination
 
 
 @dataclass(frozen=True)

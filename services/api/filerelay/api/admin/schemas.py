@@ -57,6 +57,26 @@ class Destination(ma.Schema):
     retry_ttl_seconds = fields.Integer(attribute="retry_ttl", dump_only=True, required=True, allow_none=True)
     created_at = UtcDateTime(required=True)
     updated_at = UtcDateTime(required=True)
+    health = fields.Nested(lambda: DestinationHealth(), required=True, dump_only=True)
+
+
+class DestinationHealth(ma.Schema):
+    """Operational state (not configuration): paused by an admin, and the circuit breaker."""
+
+    paused = fields.Boolean(required=True)
+    paused_at = UtcDateTime(required=True, allow_none=True)
+    breaker = fields.String(
+        required=True,
+        metadata={
+            "enum": ["closed", "open", "probing"],
+            "description": "open: deliveries wait; probing: one is let through",
+        },
+    )
+    breaker_opened_at = UtcDateTime(required=True, allow_none=True)
+    consecutive_failures = fields.Integer(required=True)
+    held_since = UtcDateTime(
+        required=True, allow_none=True, metadata={"description": "deliveries wait (no attempts, no TTL) since"}
+    )
 
 
 class CheckResult(ma.Schema):

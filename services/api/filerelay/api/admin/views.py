@@ -111,6 +111,35 @@ def check_destination(owner: str, slug: str, destination_id: str) -> dict[str, A
     return {"data": check()}
 
 
+@blueprint.route("/destinations/<destination_id>/pause", methods=["POST"])
+@requires(Role.ADMIN)
+@blueprint.response(200, schemas.DestinationEnvelope)
+@blueprint.alt_response(409, schema=ErrorsSchema, description="already paused, or a pull destination")
+def pause_destination(owner: str, slug: str, destination_id: str) -> dict[str, Any]:
+    """Hold the destination's deliveries: none is attempted and none spends its retry TTL until resumed.
+    Kept apart from `enabled` (which `config apply` sets)."""
+    with _session() as session:
+        info = destinations.pause_destination(
+            session, destination_id=destination_id, workspace_id=workspace_id(), now=_now()
+        )
+    return {"data": info}
+
+
+@blueprint.route("/destinations/<destination_id>/resume", methods=["POST"])
+@requires(Role.ADMIN)
+@blueprint.response(200, schemas.DestinationEnvelope)
+@blueprint.alt_response(409, schema=ErrorsSchema, description="not paused")
+def resume_destination(owner: str, slug: str, destination_id: str) -> dict[str, Any]:
+    """Let the deliveries go again (unless the circuit breaker holds them); their TTL deadlines move by
+    the time they waited, and those due are sent at once."""
+    with _session() as session:
+        info, wake = destinations.resume_destination(
+            session, destination_id=destination_id, workspace_id=workspace_id(), now=_now()
+        )
+    runtime().enqueuer.enqueue(wake)  # after commit
+    return {"data": info}
+
+
 # --- repositories -----------------------------------------------------------------------------------
 
 
