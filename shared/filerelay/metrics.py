@@ -24,7 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from filerelay.db.models import Document, DocumentStatus
+from filerelay.db.models import Destination, Document, DocumentStatus, Workspace
 from filerelay.metrics_dir import multiprocess_dir
 from filerelay.queue import KINDS, queue_depths, queue_name
 from filerelay.runtime import Runtime
@@ -148,6 +148,17 @@ class StateCollector:
             staged = conn.execute(
                 select(func.coalesce(func.sum(Document.size_bytes), 0)).where(Document.staging_key.is_not(None))
             ).scalar_one()
+            destinations = conn.execute(
+                select(
+                    Destination.public_id,
+                    Destination.kind,
+                    Destination.paused_at,
+                    Destination.breaker_opened_at,
+                    Destination.probe_delivery_id,
+                    Workspace.owner_slug,
+                    Workspace.slug,
+                ).join(Workspace, Workspace.id == Destination.workspace_id)
+            ).all()
         documents = GaugeMetricFamily(
             "filerelay_documents", "Live documents (components) by delivery status.", labels=["status"]
         )
@@ -158,7 +169,20 @@ class StateCollector:
             "filerelay_staged_bytes", "Bytes held in staging (documents whose staged copy is not purged yet)."
         )
         staged_bytes.add_metric([], int(staged))
-        return [documents, staged_bytes]
+        labels = ["workspace", "destination_id", "kind"]
+        paused = GaugeMetricFamily(
+            "filerelay_destination_paused", "1 while an admin has paused the destination.", labels=labels
+        )
+        breaker = GaugeMetricFamily(
+            "filerelay_destination_breaker_open",
+            "1 while the destination's circuit breaker holds its deliveries (open, or probing with one).",
+            labels=labels,
+        )
+        for public_id, kind, paused_at, opened_at, _probe, owner, slug in destinations:
+            where = [f"{owner}/{slug}", public_id, kind]
+            paused.add_metric(where, int(paused_at is not None))
+            breaker.add_metric(where, int(opened_at is not None))
+        return [documents, staged_bytes, paused, breaker]
 
     def _queues(self) -> Metric:
         depths = queue_depths(self._runtime.settings)

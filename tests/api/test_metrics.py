@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from filerelay import metrics
 from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
-from filerelay.delivery import service
+from filerelay.delivery import service, transitions
 from filerelay.runtime import Runtime
 from tests.support.sapclient import Part, SapClient
 
@@ -186,3 +186,27 @@ def test_counts_other_processes_wrote_to_the_shared_folder_are_added_up(
     assert value(after, "filerelay_delivery_attempt_seconds_bucket", kind="folder", le="0.25") >= 2
     # The gauges still come from the database, once, not from any file.
     assert Counter(name for name, _ in after)["filerelay_staged_bytes"] == 1
+
+
+def test_a_paused_destination_and_an_open_breaker_show(server: str, configured: Runtime) -> None:
+    with session_scope(configured.sessions) as session:
+        folder = session.scalars(select(Destination).where(Destination.public_id == "dest_folder")).one()
+        transitions.paused(folder, now=configured.clock.now())
+        s3 = session.scalars(select(Destination).where(Destination.public_id == "dest_s3prod")).one()
+        for _ in range(configured.settings.breaker.failures):
+            transitions.attempt_counted(
+                s3,
+                delivery_id="dlv_x",
+                ok=False,
+                retryable=True,
+                policy=configured.settings.breaker,
+                now=configured.clock.now(),
+            )
+    samples = scrape(server)
+    where = {"workspace": "acme/production"}
+    assert value(samples, "filerelay_destination_paused", **where, destination_id="dest_folder", kind="folder") == 1
+    assert value(samples, "filerelay_destination_paused", **where, destination_id="dest_s3prod", kind="s3") == 0
+    assert value(samples, "filerelay_destination_breaker_open", **where, destination_id="dest_s3prod", kind="s3") == 1
+    assert (
+        value(samples, "filerelay_destination_breaker_open", **where, destination_id="dest_folder", kind="folder") == 0
+    )
