@@ -465,7 +465,9 @@ def test_a_destination_that_cannot_be_asked_is_sent_to_and_the_failure_logged(
     assert row.last_error is not None
     assert [a.outcome for a in attempts(configured, created.s3)] == ["abandoned", "failed"]
     [asked] = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert asked.getMessage().startswith("cannot tell whether dest_s3prod already holds /2026/04/04/DOC.pdf: ")
+    assert asked.getMessage().startswith(
+        "cannot tell whether dest_s3prod already holds /2026/04/04/DOC.pdf: cannot look at s3://archive/2026/04/04/DOC.pdf"
+    )
     assert f"delivery {created.s3} attempt 2: retry ({row.last_error})" in caplog.messages
 
 
