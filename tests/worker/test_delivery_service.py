@@ -508,3 +508,25 @@ def test_an_ordinary_retry_does_not_ask_first(configured: Runtime, clock: Frozen
 
 def created_sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def test_claiming_a_pending_delivery_leaves_the_document_alone_and_a_retry_rolls_it_up(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    """pending and delivering roll up alike: the first claim need not lock or write the document (the
+    Files feed sees no change); a retrying one may move the document from retrying to pending."""
+    created = create_document(configured)
+    stamped = document(configured, created.document_id).updated_at
+    clock.advance(5)
+    assert claim(configured, created.folder) is not None
+    assert (document(configured, created.document_id).status, document(configured, created.document_id).updated_at) == (
+        "pending",
+        stamped,
+    )
+
+    assert service.run(configured, created.s3, rand=half)  # nothing listens there: retrying
+    assert document(configured, created.document_id).status == "retrying"
+    advance_to_next_attempt(configured, clock, created.s3)
+    assert claim(configured, created.s3) is not None
+    assert document(configured, created.document_id).status == "pending"
+    assert document(configured, created.document_id).updated_at == clock.now()

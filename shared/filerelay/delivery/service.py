@@ -22,7 +22,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from filerelay import metrics
-from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document, Repository
+from filerelay.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document, Repository
 from filerelay.db.session import session_scope
 from filerelay.delivery import health, transitions
 from filerelay.delivery.heartbeat import Heartbeat, guarded
@@ -63,14 +63,16 @@ class Claim:
     unsure: bool = False
 
 
-def _take(session: Session, delivery_id: str, now: dt.datetime, lease_seconds: int) -> Delivery | None:
-    """The claim in one conditional UPDATE … RETURNING: only a due, unheld delivery of an enabled push
-    destination is taken, and the row comes back with it."""
+def _take(
+    session: Session, delivery_id: str, now: dt.datetime, lease_seconds: int, status: DeliveryStatus
+) -> Delivery | None:
+    """The claim in one conditional UPDATE … RETURNING: only a due, unheld delivery in `status` of an
+    enabled push destination is taken, and the row comes back with it."""
     return session.scalars(
         update(Delivery)
         .where(
             Delivery.id == delivery_id,
-            Delivery.status.in_(transitions.WAITING),
+            Delivery.status == status,
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
             # A switched-off destination keeps its deliveries waiting (until their TTL) instead, a paused
             # one or one whose breaker is open too (but its probe); a pull destination's deliveries are
@@ -87,15 +89,16 @@ def _take(session: Session, delivery_id: str, now: dt.datetime, lease_seconds: i
     ).one_or_none()
 
 
-def _document(session: Session, document_id: str) -> Document:
-    """The document, row-locked, with everything a claim or a finish reads (its deliveries and their
-    destinations, its repository and workspace), fresh.
+def _document(session: Session, document_id: str, *, lock: bool = True) -> Document:
+    """The document with everything a claim or a finish reads (its deliveries and their destinations,
+    its repository and workspace), fresh; row-locked unless `lock` is False (no roll-up follows).
 
     The lock comes first, in a statement of its own: a statement that waits for the lock reads the
     other tables as they were when it started, so a sibling delivery finished meanwhile would look
     unfinished and the roll-up would be stale (PostgreSQL, READ COMMITTED). The read after it sees
     everything committed before the lock was granted."""
-    transitions.locked(session, [document_id])
+    if lock:
+        transitions.locked(session, [document_id])
     query = (
         select(Document)
         .where(Document.id == document_id)
@@ -109,12 +112,20 @@ def _document(session: Session, document_id: str) -> Document:
 
 
 def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds: int) -> Claim | None:
-    """Take the delivery if it is due and nobody holds it; None means there is nothing to do."""
-    delivery = _take(session, delivery_id, now, lease_seconds)
+    """Take the delivery if it is due and nobody holds it; None means there is nothing to do.
+
+    Most claims take a pending delivery, which cannot change the document's roll-up (pending and
+    delivering count alike), so they neither lock nor write the document; only a retrying one can
+    (the document may go from retrying to pending), and that one is rolled up under the lock."""
+    delivery = _take(session, delivery_id, now, lease_seconds, DeliveryStatus.PENDING)
+    retried = delivery is None
+    if retried:
+        delivery = _take(session, delivery_id, now, lease_seconds, DeliveryStatus.RETRYING)
     if delivery is None:
         return None
-    document = _document(session, delivery.document_id)
-    transitions.rolled_up(document, now=now)
+    document = _document(session, delivery.document_id, lock=retried)
+    if retried:
+        transitions.rolled_up(document, now=now, stamp_unchanged=False)
     session.add(transitions.attempt_started(delivery, generation=document.generation, now=now))
     session.flush()
     return _claim_of(delivery, document)
@@ -212,7 +223,7 @@ def finish(
     attempt = DeliveryAttempt(number=claim.attempt)
     verdict, wake = _decided(delivery, attempt, document, claim, result, now=now, rand=rand)
     if verdict is not None:
-        transitions.rolled_up(document, now=now)
+        transitions.rolled_up(document, now=now, stamp_unchanged=False)
         wake += health.counted(
             session, delivery.destination, delivery_id=delivery.id, result=result, policy=breaker, now=now
         )

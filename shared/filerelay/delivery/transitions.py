@@ -472,10 +472,14 @@ def hold_released(delivery: Delivery, held: dt.timedelta, *, now: dt.datetime) -
 # --- documents ----------------------------------------------------------------------------------------
 
 
-def rolled_up(document: Document, *, now: dt.datetime) -> None:
-    """A document's status from its deliveries, on a row the caller holds (locked, or new)."""
-    document.status = rollup(d.status for d in document.deliveries)
-    document.updated_at = now
+def rolled_up(document: Document, *, now: dt.datetime, stamp_unchanged: bool = True) -> None:
+    """A document's status from its deliveries, on a row the caller holds (locked, or new). It is
+    stamped changed (updated_at, which the Files feed follows) unless `stamp_unchanged` is False and the
+    status stayed as it was: a worker's attempt that leaves it so changes nothing a reader sees."""
+    status = rollup(d.status for d in document.deliveries)
+    if stamp_unchanged or status != document.status:
+        document.status = status
+        document.updated_at = now
 
 
 def locked(session: Session, document_ids: Iterable[str]) -> list[Document]:
