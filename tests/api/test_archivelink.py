@@ -672,6 +672,8 @@ def test_a_failure_inside_filerelay_is_a_500_that_points_at_the_log_and_leaks_no
         runtime.close()
     assert reply.status_code == 500
     assert reply.headers["X-ErrorDescription"] == "internal error; see the FileRelay log"
+    # Set by FileRelay itself (the test client adds nothing): the body may be unread, never reuse this.
+    assert reply.headers["Connection"] == "close"
     assert reply.data == b"internal error; see the FileRelay log\r\n"
     assert reply.headers["X-pVersion"] == "0047"
     [logged] = [r for r in caplog.records if r.name == "filerelay.api.archivelink.views"]
