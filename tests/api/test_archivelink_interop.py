@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from filerelay.api import create_app
 from filerelay.api.archivelink.protocol import content_disposition
@@ -121,6 +121,20 @@ def test_update_and_append_keep_the_type_as_sent(sap: SapClient) -> None:
     assert sap.update(DOC, "data", b"three", "Content-Type: text/plain").status == 200
     got = sap.get(DOC, "data")
     assert (got.body, got.headers["Content-Type"]) == (b"three", "Content-Type: text/plain")
+
+
+def test_append_to_a_component_stored_before_types_were_kept_as_sent_keeps_its_parameters(
+    sap: SapClient, configured: Runtime
+) -> None:
+    """A row from before migration 0004 has no type as sent: its charset and version are what is served,
+    and an append must carry them into the new content."""
+    assert sap.create(DOC, "data", b"one", "text/plain; charset=ISO-8859-1; version=0046").status == 201
+    with session_scope(configured.sessions) as session:
+        session.execute(update(Document).values(content_type_sent=None))
+    assert sap.get(DOC, "data").headers["Content-Type"] == "text/plain; charset=ISO-8859-1; version=0046"
+    assert sap.append(DOC, "data", b" two").status == 200
+    got = sap.get(DOC, "data")
+    assert (got.body, got.headers["Content-Type"]) == (b"one two", "text/plain; charset=ISO-8859-1; version=0046")
 
 
 def test_no_content_type_is_served_as_octet_stream(sap: SapClient, configured: Runtime) -> None:
