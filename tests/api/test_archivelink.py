@@ -132,6 +132,17 @@ def test_get_ranges_are_inclusive_and_always_200(
     assert reply.headers["Content-Length"] == str(len(expected))
 
 
+def test_a_ranged_get_sends_exactly_the_range(sap: SapClient, configured: Runtime) -> None:
+    """What the app yields, not what an HTTP client stops reading at Content-Length: bytes past the range
+    would be read as the start of the next response on a kept-alive connection."""
+    sap.create(DOC, "data", PDF)
+    client = create_app(runtime=configured).test_client()
+    reply = client.get(
+        f"/archivelink/acme/production?get&pVersion=0047&contRep=Z1&docId={DOC}&compId=data&fromOffset=2&toOffset=9"
+    )
+    assert (reply.status_code, reply.data) == (200, PDF[2:10])
+
+
 def test_head_get_answers_headers_only(sap: SapClient) -> None:
     sap.create(DOC, "data", PDF)
     reply = sap.get(DOC, "data", method="HEAD")
