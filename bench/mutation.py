@@ -7,6 +7,7 @@
     python -m bench.mutation --fresh               # from scratch (deletes the work directory first)
     python -m bench.mutation --report              # only print the table of the last run
     python -m bench.mutation --with tests/unit/test_new.py   # add uncommitted files to the snapshot
+    python -m bench.mutation 'filerelay.delivery.sweep.x_expire__mutmut_*'   # globs, or single mutant names
 
 The tree tested is a snapshot of git HEAD (colleagues commit during a run; a working tree caught
 mid-edit fails mutmut's clean run), plus the files given with --with; `--ref worktree` takes the
@@ -158,7 +159,8 @@ def module_of(meta: Path) -> str:
 
 
 def globs_for(targets: list[str]) -> list[str]:
-    return [f"{AREAS.get(t, t)}.*" for t in targets]
+    """Areas and modules become globs over their mutants; mutant names and globs pass as they are."""
+    return [t if "__mutmut_" in t or "*" in t else f"{AREAS.get(t, t)}.*" for t in targets]
 
 
 def reset_unkilled(globs: list[str]) -> int:
@@ -319,7 +321,9 @@ def type_check(command: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("targets", nargs="*", help=f"areas ({', '.join(AREAS)}) or dotted modules; default: all")
+    parser.add_argument(
+        "targets", nargs="*", help=f"areas ({', '.join(AREAS)}), dotted modules, mutant names or globs; default: all"
+    )
     parser.add_argument("--fresh", action="store_true", help="delete .mutation/ and start from scratch")
     parser.add_argument("--report", action="store_true", help="only print the last run's table")
     parser.add_argument("--recheck", action="store_true", help="re-test last run's survivors (tests were added)")
