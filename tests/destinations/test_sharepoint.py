@@ -433,13 +433,30 @@ def test_an_outage_without_retry_after_ends_the_attempt_after_one_request(sp: Em
     """A failing request without Retry-After (an outage, not throttling) is not slept through: the
     attempt ends, and the workspace's backoff schedules the next one."""
     sp.inject(status, times=10, match="AddUsingPath")
-    started = time.monotonic()
     with pytest.raises(DestinationError, match=f"HTTP {status}") as info:
         destination(sp).deliver(payload(b"x", "/Z1/x.pdf"))
     assert info.value.retryable
     assert info.value.retry_after is None
-    assert sp.statuses("AddUsingPath") == [status]
-    assert time.monotonic() - started < 5  # the library's own backoff (5 s and up) was not slept
+    assert sp.statuses("AddUsingPath") == [status]  # one request: the library's own backoff was not run
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_an_outage_while_fetching_the_form_digest_ends_the_attempt_after_one_request(sp: Emulator, status: int) -> None:
+    """The digest (POST /_api/contextinfo) comes before the first write of a fresh context; the library
+    retries it 5 times with backoff from 5 s on its own, which hid an outage for a minute per delivery."""
+    sp.inject(status, times=10, match="contextinfo")
+    with pytest.raises(DestinationError, match=f"HTTP {status}") as info:
+        destination(sp).deliver(payload(b"x", "/Z1/x.pdf"))
+    assert info.value.retryable
+    assert sp.statuses("contextinfo") == [status]
+    assert f"{LIBRARY}/Z1/x.pdf" not in sp.files
+
+
+def test_a_throttled_form_digest_is_waited_out_like_any_request(sp: Emulator) -> None:
+    sp.inject(429, times=1, match="contextinfo", retry_after=0)
+    destination(sp).deliver(payload(b"x", "/Z1/x.pdf"))
+    assert sp.statuses("contextinfo") == [429, 200]
+    assert sp.files[f"{LIBRARY}/Z1/x.pdf"] == b"x"
 
 
 # --- through the delivery engine ------------------------------------------------------------------

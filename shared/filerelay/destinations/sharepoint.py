@@ -101,6 +101,36 @@ def _retry_after(exc: Exception) -> float | None:
     return float(header) if header.replace(".", "", 1).isdigit() else None
 
 
+def _fetch_digest_once(request: Any) -> None:
+    """Make the request object fetch its form digest (POST /_api/contextinfo, before a fresh context's
+    first write) in one request. The library's own fetch retries 5 times with backoff from 5 s, which hid
+    an outage inside the attempt for a minute per delivery; a failure here instead surfaces through the
+    request that needed the digest, into `_run`: throttling waited out there, anything else ends the
+    attempt. The steps are the library's (office365.sharepoint.request), without its retry loop."""
+    if not hasattr(request, "_fetch_context_web_information"):
+        return  # another library version: its own digest policy applies
+    from office365.runtime.http.http_method import HttpMethod
+    from office365.runtime.http.request_options import RequestOptions
+    from office365.runtime.odata.request import ODataRequest
+    from office365.runtime.odata.v3.json_light_format import JsonLightFormat
+    from office365.sharepoint.webs.context_web_information import ContextWebInformation
+
+    def once() -> Any:
+        client = ODataRequest(request._base_url, JsonLightFormat())
+        client._transport = request._transport
+        client.beforeExecute += request._authenticate_request
+        options = RequestOptions(f"{request.service_root_url}/contextInfo")
+        options.method = HttpMethod.Post
+        response = client.execute_request_direct(options)
+        json_format = JsonLightFormat()
+        json_format.function = "GetContextWebInformation"
+        info = ContextWebInformation()
+        client.map_json(response.json(), info, json_format)
+        return info
+
+    request._fetch_context_web_information = once
+
+
 class SharePointError(DestinationError):
     """A failed SharePoint request, with the HTTP status when there was an answer."""
 
@@ -145,7 +175,9 @@ class SharePointDestination:
                 options["cert_path"] = self.settings["certificate_path"]
             ctx = ctx.with_client_certificate(self.settings["tenant_id"], self.settings["client_id"], **options)
         # The library's default read timeout is unbounded; a stuck request must not hold a worker forever.
-        return ctx.with_transport(timeout=(10, 300))
+        ctx = ctx.with_transport(timeout=(10, 300))
+        _fetch_digest_once(ctx.pending_request())
+        return ctx
 
     def _server_path(self, path: str, *, folder_only: bool = False) -> tuple[str, str]:
         """(server-relative folder, file name) for a template path like /Z1/2026/x.pdf."""
