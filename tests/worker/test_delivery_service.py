@@ -465,7 +465,7 @@ def test_a_destination_that_cannot_be_asked_is_sent_to_and_the_failure_logged(
     assert row.status == "retrying"
     assert row.last_error is not None
     assert [a.outcome for a in attempts(configured, created.s3)] == ["abandoned", "failed"]
-    [asked] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    [asked] = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "filerelay.delivery.service"]
     assert asked.getMessage().startswith(
         "cannot tell whether dest_s3prod already holds /2026/04/04/DOC.pdf: cannot look at s3://archive/2026/04/04/DOC.pdf"
     )
@@ -489,7 +489,7 @@ def test_an_unexpected_error_is_a_retryable_result_named_after_it_and_logged_wit
         "KeyError",
         True,
     )
-    [logged] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    [logged] = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "filerelay.delivery.service"]
     assert logged.getMessage() == f"delivery {created.folder} raised unexpectedly"
     assert logged.exc_info is not None
 
