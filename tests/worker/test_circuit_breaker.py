@@ -8,6 +8,9 @@ The folder destination is made to fail for real: its root is a file, so no folde
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,8 +18,9 @@ import pytest
 from filerelay.clock import FrozenClock
 from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
-from filerelay.delivery import service, sweep
+from filerelay.delivery import health, service, sweep
 from filerelay.runtime import Runtime
+from filerelay.workspace_config import destinations
 from tests.support.documents import accept, attempts, delivery
 
 COOLDOWN = 60
@@ -172,3 +176,60 @@ def test_an_open_breaker_wakes_nothing_but_its_probe(relay: Runtime, clock: Froz
     with session_scope(relay.sessions) as session:
         due = sweep.enqueue_due(session, now=clock.now(), grace_seconds=10, limit=10)
     assert [kind for _, kind in due] == ["s3", "s3"]  # the folder's two are due, but held
+
+
+# --- pause and release -----------------------------------------------------------------------------
+
+
+def test_releasing_moves_the_ttl_of_every_held_delivery_in_batches_and_no_other_destinations(
+    relay: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(health, "RELEASE_BATCH", 2)  # three deliveries: two batches
+    created = [accept(relay, f"DOC{n}", b"%PDF-1.4 x")[0] for n in range(3)]
+    folder = [next(d for d, kind in o.enqueue if kind == "folder") for o in created]
+    s3 = [next(d for d, kind in o.enqueue if kind == "s3") for o in created]
+    before = {d: delivery(relay, d).expires_at for d in folder + s3}
+    with session_scope(relay.sessions) as session:
+        destinations.pause_destination(session, workspace_id=1, destination_id="dest_folder", now=clock.now())
+    clock.advance(100)
+    caplog.set_level(logging.INFO, logger="filerelay.delivery.health")
+
+    with session_scope(relay.sessions) as session:
+        _, wake = destinations.resume_destination(
+            session, workspace_id=1, destination_id="dest_folder", now=clock.now()
+        )
+
+    moved = dt.timedelta(seconds=100)
+    assert {d: delivery(relay, d).expires_at for d in folder} == {d: before[d] + moved for d in folder}
+    assert {d: delivery(relay, d).expires_at for d in s3} == {d: before[d] for d in s3}
+    assert sorted(wake) == sorted((d, "folder") for d in folder)
+    assert "destination dest_folder released: 3 deliveries held for 0:01:40" in caplog.messages
+
+
+def test_the_sweeper_probes_once_and_never_a_paused_destination(
+    relay: Runtime, clock: FrozenClock, outage: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    switch_off_s3(relay)
+    done, first, second = (folder_delivery(relay, f"DOC{n}") for n in range(3))
+    outage.unlink()
+    assert service.run(relay, done, rand=half)  # delivered: never a probe
+    shutil.rmtree(outage)
+    outage.write_bytes(b"not a folder")
+    for delivery_id in (first, second):
+        assert service.run(relay, delivery_id, rand=half)
+    clock.advance(COOLDOWN)
+    with session_scope(relay.sessions) as session:
+        destinations.pause_destination(session, workspace_id=1, destination_id="dest_folder", now=clock.now())
+
+    report = sweep_pass(relay)  # paused as well as open: no probe
+    assert (report.errors, folder_destination(relay).probe_delivery_id) == ([], None)
+
+    with session_scope(relay.sessions) as session:
+        destinations.resume_destination(session, workspace_id=1, destination_id="dest_folder", now=clock.now())
+    caplog.set_level(logging.INFO, logger="filerelay.delivery.health")
+    assert sweep_pass(relay).errors == []
+    assert sweep_pass(relay).errors == []  # a second pass keeps the probe it chose
+
+    assert folder_destination(relay).probe_delivery_id == first
+    probing = [m for m in caplog.messages if "half-open" in m]
+    assert probing == [f"destination dest_folder: circuit breaker half-open, probing with {first}"]

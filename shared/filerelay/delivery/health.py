@@ -26,8 +26,8 @@ from filerelay.destinations import pull
 
 log = logging.getLogger(__name__)
 
-# Held deliveries released (TTL moved, due ones woken) per release; the sweeper wakes any others.
-RELEASE_BATCH = 10_000
+# Held deliveries read per statement when a destination is released (all are released, batch by batch).
+RELEASE_BATCH = 1_000
 
 
 def attemptable(delivery_id: Any) -> Any:
@@ -58,23 +58,26 @@ def locked(session: Session, destination_id: int) -> Destination:
 
 def release(session: Session, destination: Destination, held: dt.timedelta | None, *, now: dt.datetime) -> list[Wake]:
     """Nothing holds the destination's deliveries any more: their TTL deadlines move by the time they
-    were held, and those due are woken now."""
+    were held (all of them, in batches by id), and those due are woken now."""
     if held is None:
         return []
-    rows = session.scalars(
+    wake: list[Wake] = []
+    released, after = 0, ""
+    while rows := session.scalars(
         select(Delivery)
-        .where(Delivery.destination_id == destination.id, Delivery.status.in_(WAITING))
-        .order_by(Delivery.next_attempt_at)
+        .where(Delivery.destination_id == destination.id, Delivery.status.in_(WAITING), Delivery.id > after)
+        .order_by(Delivery.id)
         .limit(RELEASE_BATCH)
         .with_for_update()
-    ).all()
-    wake: list[Wake] = []
-    for delivery in rows:
-        transitions.hold_released(delivery, held, now=now)
-        if delivery.next_attempt_at is not None and delivery.next_attempt_at <= now:
-            transitions.woken(delivery, kind=destination.kind, now=now)
-            wake.append((delivery.id, destination.kind))
-    log.info("destination %s released: %d deliveries held for %s", destination.public_id, len(rows), held)
+    ).all():
+        for delivery in rows:
+            transitions.hold_released(delivery, held, now=now)
+            if delivery.next_attempt_at is not None and delivery.next_attempt_at <= now:
+                transitions.woken(delivery, kind=destination.kind, now=now)
+                wake.append((delivery.id, destination.kind))
+        released, after = released + len(rows), rows[-1].id
+        session.flush()
+    log.info("destination %s released: %d deliveries held for %s", destination.public_id, released, held)
     return wake
 
 
