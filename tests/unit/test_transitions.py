@@ -617,3 +617,21 @@ def test_releasing_returns_how_long_the_deliveries_were_held() -> None:
     assert expires is not None
     transitions.hold_released(held, dt.timedelta(seconds=90), now=NOW)
     assert held.expires_at == expires + dt.timedelta(seconds=90)
+
+
+@pytest.mark.parametrize("state", ["delivering", "delivered", "failed"])
+def test_only_a_waiting_delivery_is_chosen_as_a_probe_or_has_its_hold_released(state: str) -> None:
+    held, _ = row(STATES[state])
+    with pytest.raises(IllegalTransition, match=rf"^probe chosen: delivery dlv_t is {STATES[state].status}$"):
+        transitions.probe_chosen(destination("open, cooled"), held, policy=BREAKER, now=NOW)
+    with pytest.raises(IllegalTransition, match=rf"^hold released: delivery dlv_t is {STATES[state].status}$"):
+        transitions.hold_released(held, dt.timedelta(seconds=5), now=NOW)
+
+
+def test_a_probe_is_due_now_and_its_success_clears_the_count() -> None:
+    target, probe = destination("open, cooled"), waiting_delivery()
+    probe.next_attempt_at = NOW + dt.timedelta(seconds=300)  # its own backoff said later
+    assert transitions.probe_chosen(target, probe, policy=BREAKER, now=NOW) == ("dlv_t", "folder")
+    assert (probe.next_attempt_at, probe.enqueued_at) == (NOW, NOW)
+    transitions.attempt_counted(target, delivery_id="dlv_t", ok=True, retryable=True, policy=BREAKER, now=NOW)
+    assert (target.consecutive_failures, target.breaker_opened_at, target.probe_delivery_id) == (0, None, None)

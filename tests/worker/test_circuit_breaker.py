@@ -99,6 +99,7 @@ def test_a_held_delivery_outlives_its_ttl_and_the_probe_closes_the_breaker(
     assert [delivery(relay, d).status for d in (first, second, third)] == ["retrying", "retrying", "pending"]
     # The longest waiting (due since it was created; the others since their backoff), and only it.
     assert folder_destination(relay).probe_delivery_id == third
+    assert delivery(relay, third).next_attempt_at == clock.now()  # due now
     assert report.enqueued == 1
     assert service.run(relay, second, rand=half) is False
 

@@ -519,11 +519,17 @@ def test_claiming_a_pending_delivery_leaves_the_document_alone_and_a_retry_rolls
     created = create_document(configured)
     stamped = document(configured, created.document_id).updated_at
     clock.advance(5)
-    assert claim(configured, created.folder) is not None
+    taken = claim(configured, created.folder)
+    assert taken is not None
     assert (document(configured, created.document_id).status, document(configured, created.document_id).updated_at) == (
         "pending",
         stamped,
     )
+    # Its finish leaves the document pending too (the S3 delivery waits): no change to stamp either.
+    with session_scope(configured.sessions) as session:
+        service.finish(session, taken, service.perform(taken, configured.staging), now=clock.now(), rand=half)
+    assert delivery(configured, created.folder).status == "delivered"
+    assert document(configured, created.document_id).updated_at == stamped
 
     assert service.run(configured, created.s3, rand=half)  # nothing listens there: retrying
     assert document(configured, created.document_id).status == "retrying"
