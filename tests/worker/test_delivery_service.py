@@ -17,7 +17,7 @@ import pytest
 
 from filerelay import content, documents
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Document
+from filerelay.db.models import Delivery, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.documents import NewComponent
@@ -537,3 +537,23 @@ def test_claiming_a_pending_delivery_leaves_the_document_alone_and_a_retry_rolls
     assert claim(configured, created.s3) is not None
     assert document(configured, created.document_id).status == "pending"
     assert document(configured, created.document_id).updated_at == clock.now()
+
+
+def test_claiming_a_retry_that_leaves_the_document_retrying_does_not_stamp_it(
+    configured: Runtime, clock: FrozenClock
+) -> None:
+    """Both deliveries retrying: claiming one leaves the document retrying (the other still is), which is
+    no change a reader or the Files feed could see."""
+    created = create_document(configured)
+    with session_scope(configured.sessions) as session:
+        for delivery_id in (created.folder, created.s3):
+            session.get_one(Delivery, delivery_id).status = "retrying"
+        row = session.get_one(Document, created.document_id)
+        row.status = "retrying"
+    stamped = document(configured, created.document_id).updated_at
+    clock.advance(5)
+
+    assert claim(configured, created.folder) is not None
+
+    after = document(configured, created.document_id)
+    assert (after.status, after.updated_at) == ("retrying", stamped)
