@@ -474,6 +474,7 @@ def test_a_document_beside_a_pull_destination_is_delivered_only_when_the_erp_say
 ) -> None:
     document_id = create(archive, relay, "P2")
     assert broker_queues(relay) == ["folder"]
+    assert service.run(relay, deliveries(relay, document_id)["pull"].id) is False  # never a worker's to take
     assert service.run(relay, deliveries(relay, document_id)["folder"].id, rand=lambda: 0.5)
     assert document(relay, document_id).status == "pending"
 

@@ -64,8 +64,11 @@ def sweep_pass(runtime: Runtime) -> sweep.SweepReport:
     return sweep.sweep(runtime)
 
 
-def test_failures_in_a_row_open_the_breaker_and_hold_the_rest(relay: Runtime, outage: Path) -> None:
+def test_failures_in_a_row_open_the_breaker_and_hold_the_rest(
+    relay: Runtime, outage: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     first, second, third = (folder_delivery(relay, f"DOC{n}") for n in range(3))
+    caplog.set_level(logging.WARNING, logger="filerelay.delivery.health")
 
     assert service.run(relay, first, rand=half)
     assert folder_destination(relay).breaker_opened_at is None  # one failure: still closed
@@ -73,13 +76,14 @@ def test_failures_in_a_row_open_the_breaker_and_hold_the_rest(relay: Runtime, ou
 
     destination = folder_destination(relay)
     assert (destination.consecutive_failures, destination.breaker_opened_at) == (2, relay.clock.now())
+    assert caplog.messages == ["destination dest_folder: circuit breaker opened (2 failed attempts in a row)"]
     # Held: not attempted, no attempt spent, even when its message arrives.
     assert service.run(relay, third, rand=half) is False
     assert (delivery(relay, third).status, delivery(relay, third).attempts) == ("pending", 0)
 
 
 def test_a_held_delivery_outlives_its_ttl_and_the_probe_closes_the_breaker(
-    relay: Runtime, clock: FrozenClock, outage: Path
+    relay: Runtime, clock: FrozenClock, outage: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     switch_off_s3(relay)  # new documents go to the folder alone
     first, second, third = (folder_delivery(relay, f"DOC{n}") for n in range(3))
@@ -107,8 +111,11 @@ def test_a_held_delivery_outlives_its_ttl_and_the_probe_closes_the_breaker(
         taken = service.claim(session, delivery_id=third, now=clock.now(), lease_seconds=60)
     assert taken is not None
     result = service.perform(taken, relay.staging)
+    caplog.set_level(logging.WARNING, logger="filerelay.delivery.health")
+    caplog.clear()
     with session_scope(relay.sessions) as session:
         done = service.finish(session, taken, result, now=clock.now(), rand=half, breaker=relay.settings.breaker)
+    assert caplog.messages == ["destination dest_folder: circuit breaker closed (0 failed attempts in a row)"]
 
     destination = folder_destination(relay)
     assert (destination.breaker_opened_at, destination.probe_delivery_id, destination.held_since) == (None, None, None)
@@ -234,3 +241,16 @@ def test_the_sweeper_probes_once_and_never_a_paused_destination(
     assert folder_destination(relay).probe_delivery_id == first
     probing = [m for m in caplog.messages if "half-open" in m]
     assert probing == [f"destination dest_folder: circuit breaker half-open, probing with {first}"]
+
+
+def test_a_release_wakes_a_delivery_due_this_very_moment(relay: Runtime) -> None:
+    """Paused and resumed at the same instant: the new document's delivery is due now, so it goes now."""
+    folder = folder_delivery(relay, "DOC1")
+    assert delivery(relay, folder).next_attempt_at == relay.clock.now()
+    with session_scope(relay.sessions) as session:
+        destinations.pause_destination(session, workspace_id=1, destination_id="dest_folder", now=relay.clock.now())
+    with session_scope(relay.sessions) as session:
+        _, wake = destinations.resume_destination(
+            session, workspace_id=1, destination_id="dest_folder", now=relay.clock.now()
+        )
+    assert wake == [(folder, "folder")]

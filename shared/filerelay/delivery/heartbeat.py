@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 RENEWALS_PER_LEASE = 3
 
 
+def renewal_interval(lease_seconds: int) -> float:
+    return lease_seconds / RENEWALS_PER_LEASE
+
+
 class LeaseLost(DestinationError):
     """Raised from a payload read once the heartbeat found the lease lost."""
 
@@ -76,7 +80,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         lease = self._runtime.settings.lease_seconds
-        while not self._stop.wait(lease / RENEWALS_PER_LEASE):
+        while not self._stop.wait(renewal_interval(lease)):
             try:
                 with session_scope(self._runtime.sessions) as session:
                     held = renew(
