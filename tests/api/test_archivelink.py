@@ -693,6 +693,15 @@ def test_a_failure_inside_filerelay_is_a_500_that_points_at_the_log_and_leaks_no
     assert "no such table" in str(logged.exc_info[1])
 
 
+@pytest.mark.parametrize(
+    ("comp_id", "reason"),
+    [("x" * 300, "longer than 128 characters"), ("%20data", "leading or trailing blanks are not allowed")],
+)
+def test_a_bad_comp_id_is_named_in_the_error(sap: SapClient, comp_id: str, reason: str) -> None:
+    reply = sap.create(DOC, comp_id, PDF)
+    assert (reply.status, reply.error) == (400, f"invalid compId: {reason}")
+
+
 def test_bad_offsets_and_unknown_components(sap: SapClient) -> None:
     sap.create(DOC, "data", PDF)
     bad = sap.get(DOC, "data", fromOffset="abc")
