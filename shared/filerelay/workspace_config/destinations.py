@@ -60,7 +60,7 @@ class HealthInfo:
 
 
 def _destination_info(destination: Destination) -> DestinationInfo:
-    health = HealthInfo(
+    state = HealthInfo(
         paused=destination.paused_at is not None,
         paused_at=destination.paused_at,
         breaker=transitions.breaker_state(destination).value,
@@ -77,7 +77,7 @@ def _destination_info(destination: Destination) -> DestinationInfo:
         secrets_set=sorted(k for k, v in destination.secrets.items() if v not in (None, "")),
         path=destination.path_template,
         retry_ttl=destination.retry_ttl_seconds,
-        health=health,
+        health=state,
     )
 
 
