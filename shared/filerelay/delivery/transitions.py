@@ -1,5 +1,5 @@
-"""The delivery state machine: the only code that changes a delivery's state, its attempt log, or a
-document's rolled-up status.
+"""The delivery state machine: the only code that changes a delivery's state, its attempt log, a
+document's rolled-up status, or a destination's pause and circuit breaker.
 
 One function per event. Each takes the rows it changes and `now`, refuses an event the state does
 not allow (IllegalTransition: never silently applied), and returns the wake-ups to send after commit
