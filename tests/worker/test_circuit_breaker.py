@@ -55,6 +55,11 @@ def folder_destination(runtime: Runtime) -> Destination:
         return session.query(Destination).filter_by(public_id="dest_folder").one()
 
 
+def workspace(runtime: Runtime) -> int:
+    """acme/production's row id (PostgreSQL's sequences do not restart between tests)."""
+    return folder_destination(runtime).workspace_id
+
+
 def switch_off_s3(runtime: Runtime) -> None:
     with session_scope(runtime.sessions) as session:
         session.query(Destination).filter_by(public_id="dest_s3prod").one().enabled = False
@@ -198,13 +203,15 @@ def test_releasing_moves_the_ttl_of_every_held_delivery_in_batches_and_no_other_
     s3 = [next(d for d, kind in o.enqueue if kind == "s3") for o in created]
     before = {d: delivery(relay, d).expires_at for d in folder + s3}
     with session_scope(relay.sessions) as session:
-        destinations.pause_destination(session, workspace_id=1, destination_id="dest_folder", now=clock.now())
+        destinations.pause_destination(
+            session, workspace_id=workspace(relay), destination_id="dest_folder", now=clock.now()
+        )
     clock.advance(100)
     caplog.set_level(logging.INFO, logger="filerelay.delivery.health")
 
     with session_scope(relay.sessions) as session:
         _, wake = destinations.resume_destination(
-            session, workspace_id=1, destination_id="dest_folder", now=clock.now()
+            session, workspace_id=workspace(relay), destination_id="dest_folder", now=clock.now()
         )
 
     moved = dt.timedelta(seconds=100)
@@ -227,13 +234,17 @@ def test_the_sweeper_probes_once_and_never_a_paused_destination(
         assert service.run(relay, delivery_id, rand=half)
     clock.advance(COOLDOWN)
     with session_scope(relay.sessions) as session:
-        destinations.pause_destination(session, workspace_id=1, destination_id="dest_folder", now=clock.now())
+        destinations.pause_destination(
+            session, workspace_id=workspace(relay), destination_id="dest_folder", now=clock.now()
+        )
 
     report = sweep_pass(relay)  # paused as well as open: no probe
     assert (report.errors, folder_destination(relay).probe_delivery_id) == ([], None)
 
     with session_scope(relay.sessions) as session:
-        destinations.resume_destination(session, workspace_id=1, destination_id="dest_folder", now=clock.now())
+        destinations.resume_destination(
+            session, workspace_id=workspace(relay), destination_id="dest_folder", now=clock.now()
+        )
     caplog.set_level(logging.INFO, logger="filerelay.delivery.health")
     assert sweep_pass(relay).errors == []
     assert sweep_pass(relay).errors == []  # a second pass keeps the probe it chose
@@ -248,9 +259,11 @@ def test_a_release_wakes_a_delivery_due_this_very_moment(relay: Runtime) -> None
     folder = folder_delivery(relay, "DOC1")
     assert delivery(relay, folder).next_attempt_at == relay.clock.now()
     with session_scope(relay.sessions) as session:
-        destinations.pause_destination(session, workspace_id=1, destination_id="dest_folder", now=relay.clock.now())
+        destinations.pause_destination(
+            session, workspace_id=workspace(relay), destination_id="dest_folder", now=relay.clock.now()
+        )
     with session_scope(relay.sessions) as session:
         _, wake = destinations.resume_destination(
-            session, workspace_id=1, destination_id="dest_folder", now=relay.clock.now()
+            session, workspace_id=workspace(relay), destination_id="dest_folder", now=relay.clock.now()
         )
     assert wake == [(folder, "folder")]
