@@ -32,7 +32,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "task_acks_late": True,
-        "worker_prefetch_multiplier": 1,
+        # Each of a worker's threads keeps up to four wake-ups in hand, so it never waits on Redis between
+        # deliveries (bench.relay: 52 against 42 docs/s at --concurrency 4 with one). A wake-up held by a
+        # worker that dies is harmless: the sweeper wakes the delivery again, and a duplicate claims nothing.
+        "worker_prefetch_multiplier": 4,
         "task_ignore_result": True,
         "result_backend": None,
         "task_default_queue": queue_name("folder"),

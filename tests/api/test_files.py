@@ -333,6 +333,24 @@ def test_interleaved_transactions_are_both_seen(
     assert poll(client, cursor=cursor or "")[0] == [first]
 
 
+def test_a_delivery_by_a_worker_brings_the_file_back_past_the_cursor(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    """The worker writes its verdict and the roll-up with plain UPDATEs (no ORM hook sees them): the
+    document must still leave its old place in the feed, so a poller past it sees it delivered."""
+    file_id = create(archive, relay, "F1", "BYWORKER")
+    seen, cursor = poll(client)
+    assert seen == [file_id]
+    assert info(client, file_id)["status"] == "pending"
+    clock.advance(1)
+    (folder,) = deliveries(relay, file_id).values()
+    assert service.run(relay, folder.id)
+
+    seen, _ = poll(client, cursor=cursor or "")
+    assert seen == [file_id]
+    assert info(client, file_id)["status"] == "completed"
+
+
 def workspace_id(runtime: Runtime) -> int:
     with session_scope(runtime.sessions) as session:
         return session.scalars(select(Document.workspace_id)).first() or 0

@@ -330,6 +330,11 @@ def _resequence(_mapper: Mapper[Document], _connection: Any, document: Document)
         document.change_seq = None
 
 
+def resequenced(document_changes: dict[str, Any]) -> dict[str, Any]:
+    """`_resequence` for a document written by a plain UPDATE (which no ORM event sees)."""
+    return {**document_changes, "change_seq": None} if "updated_at" in document_changes else document_changes
+
+
 class Delivery(Base):
     """One document x one destination."""
 

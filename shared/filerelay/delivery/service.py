@@ -16,13 +16,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import Connection, Table, insert, or_, select, update
+from sqlalchemy.orm import Session
 
 from filerelay import metrics
-from filerelay.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document, Repository
+from filerelay.db import rows
+from filerelay.db.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Destination,
+    Document,
+    Repository,
+    Workspace,
+    resequenced,
+)
 from filerelay.db.session import session_scope
 from filerelay.delivery import health, transitions
 from filerelay.delivery.heartbeat import Heartbeat, guarded
@@ -63,52 +73,61 @@ class Claim:
     unsure: bool = False
 
 
+_DELIVERIES = cast(Table, Delivery.__table__)
+_DOCUMENTS = cast(Table, Document.__table__)
+_ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
+_ALL_DELIVERY = rows.keys(Delivery)
+_ALL_DOCUMENT = rows.keys(Document)
+# What a claim reads of the destination, and what a finish reads of the document, the destinations of its
+# deliveries (the retry policy and the breaker's counters) and the workspace (the retry policy).
+_CLAIMED_DESTINATION = ("id", "public_id", "kind", "settings", "secrets", "path_template")
+_FINISHED_DOCUMENT = ("id", "generation", "status", "updated_at")
+_FINISHED_DESTINATION = (
+    "id",
+    "public_id",
+    "kind",
+    "max_retries",
+    "retry_ttl_seconds",
+    "probe_delivery_id",
+    "consecutive_failures",
+)
+_WORKSPACE_POLICY = ("max_retries", "retry_ttl_seconds", "backoff_base_seconds", "backoff_max_seconds")
+# The attempt log's row as a claim starts it, and what finishing the attempt sets on it.
+_ATTEMPT_START = ("delivery_id", "number", "generation", "started_at", "outcome")
+_ATTEMPT_RESULT = ("finished_at", "outcome", "error_class", "error_message", "bytes_sent")
+
+
 def _take(
     session: Session, delivery_id: str, now: dt.datetime, lease_seconds: int, status: DeliveryStatus
 ) -> Delivery | None:
     """The claim in one conditional UPDATE … RETURNING: only a due, unheld delivery in `status` of an
-    enabled push destination is taken, and the row comes back with it."""
-    return session.scalars(
-        update(Delivery)
-        .where(
-            Delivery.id == delivery_id,
-            Delivery.status == status,
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-            # A switched-off destination keeps its deliveries waiting (until their TTL) instead, a paused
-            # one or one whose breaker is open too (but its probe); a pull destination's deliveries are
-            # moved by its integration, never by a worker.
-            Delivery.destination_id.in_(select(Destination.id).where(health.attemptable(delivery_id))),
-        )
-        .values(
-            transitions.claim_changes(
-                now=now, lease_seconds=lease_seconds, attempts=Delivery.attempts, cycle_attempts=Delivery.cycle_attempts
+    enabled push destination is taken, and the row comes back with it (in no session)."""
+    row = (
+        session.connection()
+        .execute(
+            update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.id == delivery_id,
+                _DELIVERIES.c.status == status,
+                or_(_DELIVERIES.c.next_attempt_at.is_(None), _DELIVERIES.c.next_attempt_at <= now),
+                # A switched-off destination keeps its deliveries waiting (until their TTL) instead, a
+                # paused one or one whose breaker is open too (but its probe); a pull destination's
+                # deliveries are moved by its integration, never by a worker.
+                _DELIVERIES.c.destination_id.in_(select(Destination.id).where(health.attemptable(delivery_id))),
             )
+            .values(
+                transitions.claim_changes(
+                    now=now,
+                    lease_seconds=lease_seconds,
+                    attempts=_DELIVERIES.c.attempts,
+                    cycle_attempts=_DELIVERIES.c.cycle_attempts,
+                )
+            )
+            .returning(*rows.columns(Delivery, "", _ALL_DELIVERY))
         )
-        .returning(Delivery),
-        execution_options={"synchronize_session": False, "populate_existing": True},
-    ).one_or_none()
-
-
-def _document(session: Session, document_id: str, *, lock: bool = True) -> Document:
-    """The document with everything a claim or a finish reads (its deliveries and their destinations,
-    its repository and workspace), fresh; row-locked unless `lock` is False (no roll-up follows).
-
-    The lock comes first, in a statement of its own: a statement that waits for the lock reads the
-    other tables as they were when it started, so a sibling delivery finished meanwhile would look
-    unfinished and the roll-up would be stale (PostgreSQL, READ COMMITTED). The read after it sees
-    everything committed before the lock was granted."""
-    if lock:
-        transitions.locked(session, [document_id])
-    query = (
-        select(Document)
-        .where(Document.id == document_id)
-        .options(
-            joinedload(Document.deliveries).joinedload(Delivery.destination),
-            joinedload(Document.repository).joinedload(Repository.workspace),
-        )
-        .execution_options(populate_existing=True)
+        .one_or_none()
     )
-    return session.scalars(query).unique().one()
+    return None if row is None else rows.detached(Delivery, rows.values(row._mapping, "", _ALL_DELIVERY))
 
 
 def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds: int) -> Claim | None:
@@ -116,23 +135,39 @@ def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds
 
     Most claims take a pending delivery, which cannot change the document's roll-up (pending and
     delivering count alike), so they neither lock nor write the document; only a retrying one can
-    (the document may go from retrying to pending), and that one is rolled up under the lock."""
+    (the document may go from retrying to pending), and that one is rolled up under the lock. A
+    pending one takes three statements: the claim, one joined read, the attempt row."""
     delivery = _take(session, delivery_id, now, lease_seconds, DeliveryStatus.PENDING)
-    retried = delivery is None
-    if retried:
-        delivery = _take(session, delivery_id, now, lease_seconds, DeliveryStatus.RETRYING)
     if delivery is None:
-        return None
-    document = _document(session, delivery.document_id, lock=retried)
-    if retried:
-        transitions.rolled_up(document, now=now, stamp_unchanged=False)
-    session.add(transitions.attempt_started(delivery, generation=document.generation, now=now))
-    session.flush()
-    return _claim_of(delivery, document)
+        delivery = _take(session, delivery_id, now, lease_seconds, DeliveryStatus.RETRYING)
+        if delivery is None:
+            return None
+        transitions.settle(session, [delivery.document_id], now=now, stamp_unchanged=False)
+        session.flush()
+    row = (
+        session.connection()
+        .execute(
+            select(
+                *rows.columns(Document, "doc_", _ALL_DOCUMENT),
+                Repository.repo_id.label("repo_id"),
+                *rows.columns(Destination, "dest_", _CLAIMED_DESTINATION),
+            )
+            .join_from(_DOCUMENTS, Repository, Repository.id == _DOCUMENTS.c.repository_id)
+            .join(Destination, Destination.id == delivery.destination_id)
+            .where(_DOCUMENTS.c.id == delivery.document_id)
+        )
+        .one()
+        ._mapping
+    )
+    document = rows.detached(Document, rows.values(row, "doc_", _ALL_DOCUMENT))
+    document.repository = Repository(repo_id=row["repo_id"])
+    destination = rows.detached(Destination, rows.values(row, "dest_", _CLAIMED_DESTINATION))
+    attempt = transitions.attempt_started(delivery, generation=document.generation, now=now)
+    session.connection().execute(insert(_ATTEMPTS).values({name: getattr(attempt, name) for name in _ATTEMPT_START}))
+    return _claim_of(delivery, document, destination)
 
 
-def _claim_of(delivery: Delivery, document: Document) -> Claim:
-    destination = delivery.destination
+def _claim_of(delivery: Delivery, document: Document, destination: Destination) -> Claim:
     return Claim(
         delivery_id=delivery.id,
         document_id=document.id,
@@ -215,31 +250,78 @@ def finish(
     breaker: BreakerPolicy = DEFAULT_BREAKER,
 ) -> Finish:
     """Record the attempt and the verdict, roll the document up, count the attempt for the destination's
-    circuit breaker; one transaction, no read-back."""
-    document = _document(session, claim.document_id)
-    delivery = next(d for d in document.deliveries if d.id == claim.delivery_id)
+    circuit breaker; one transaction, no read-back. In the common case five statements: the document's
+    lock, one joined read, and one UPDATE each for the delivery, the document (if its status changed)
+    and the attempt row."""
+    document, delivery, workspace = _finishing(session, claim)
+    before = {key: getattr(delivery, key) for key in _ALL_DELIVERY}
     # What the transition decides for the attempt row, written below with one UPDATE (the row itself is
     # never read): only its number, the claim's, is needed to decide.
     attempt = DeliveryAttempt(number=claim.attempt)
-    verdict, wake = _decided(delivery, attempt, document, claim, result, now=now, rand=rand)
+    verdict, wake = _decided(delivery, attempt, document, workspace, claim, result, now=now, rand=rand)
+    connection = session.connection()
+    if changed := rows.changes(delivery, before):
+        connection.execute(update(_DELIVERIES).where(_DELIVERIES.c.id == delivery.id).values(changed))
     if verdict is not None:
-        transitions.rolled_up(document, now=now, stamp_unchanged=False)
+        _roll_up(connection, document, now)
         wake += health.counted(
             session, delivery.destination, delivery_id=delivery.id, result=result, policy=breaker, now=now
         )
-    session.execute(
-        update(DeliveryAttempt)
-        .where(DeliveryAttempt.delivery_id == delivery.id, DeliveryAttempt.number == claim.attempt)
+    connection.execute(
+        update(_ATTEMPTS)
+        .where(_ATTEMPTS.c.delivery_id == delivery.id, _ATTEMPTS.c.number == claim.attempt)
         .values({name: getattr(attempt, name) for name in _ATTEMPT_RESULT})
     )
-    session.flush()
     return Finish(verdict, wake)
+
+
+def _roll_up(connection: Connection, document: Document, now: dt.datetime) -> None:
+    """The document's status from its deliveries, written only if it changed."""
+    stamped = {"status": document.status, "updated_at": document.updated_at}
+    transitions.rolled_up(document, now=now, stamp_unchanged=False)
+    if changed := resequenced(rows.changes(document, stamped)):
+        connection.execute(update(_DOCUMENTS).where(_DOCUMENTS.c.id == document.id).values(changed))
+
+
+def _finishing(session: Session, claim: Claim) -> tuple[Document, Delivery, Workspace]:
+    """The claimed delivery, its document with all its deliveries (for the roll-up), their destinations
+    and the workspace, row-locked and fresh, as instances in no session.
+
+    The lock comes first, in a statement of its own: a statement that waits for the lock reads the
+    other tables as they were when it started, so a sibling delivery finished meanwhile would look
+    unfinished and the roll-up would be stale (PostgreSQL, READ COMMITTED). The read after it sees
+    everything committed before the lock was granted."""
+    connection = session.connection()
+    connection.execute(select(_DOCUMENTS.c.id).where(_DOCUMENTS.c.id == claim.document_id).with_for_update())
+    found = connection.execute(
+        select(
+            *rows.columns(Delivery, "dlv_", _ALL_DELIVERY),
+            *rows.columns(Document, "doc_", _FINISHED_DOCUMENT),
+            *rows.columns(Destination, "dest_", _FINISHED_DESTINATION),
+            *rows.columns(Workspace, "ws_", _WORKSPACE_POLICY),
+        )
+        .join_from(_DELIVERIES, _DOCUMENTS, _DOCUMENTS.c.id == _DELIVERIES.c.document_id)
+        .join(Destination, Destination.id == _DELIVERIES.c.destination_id)
+        .join(Workspace, Workspace.id == _DOCUMENTS.c.workspace_id)
+        .where(_DELIVERIES.c.document_id == claim.document_id)
+    ).all()
+    first = found[0]._mapping
+    document = rows.detached(Document, rows.values(first, "doc_", _FINISHED_DOCUMENT))
+    workspace = rows.detached(Workspace, rows.values(first, "ws_", _WORKSPACE_POLICY))
+    deliveries = []
+    for row in found:
+        sibling = rows.detached(Delivery, rows.values(row._mapping, "dlv_", _ALL_DELIVERY))
+        sibling.destination = rows.detached(Destination, rows.values(row._mapping, "dest_", _FINISHED_DESTINATION))
+        deliveries.append(sibling)
+    document.deliveries = deliveries
+    return document, next(d for d in deliveries if d.id == claim.delivery_id), workspace
 
 
 def _decided(
     delivery: Delivery,
     attempt: DeliveryAttempt,
     document: Document,
+    workspace: Workspace,
     claim: Claim,
     result: Result,
     *,
@@ -255,16 +337,12 @@ def _decided(
             content=transitions.Delivered(claim.generation, result.path or claim.path, claim.sha256),
             current_generation=document.generation,
             kind=claim.kind,
-            policy=policy_for(document.repository.workspace, delivery.destination),
+            policy=policy_for(workspace, delivery.destination),
             now=now,
             rand=rand,
         )
     except transitions.Superseded:
         return None, []
-
-
-# What finishing an attempt sets on its row.
-_ATTEMPT_RESULT = ("finished_at", "outcome", "error_class", "error_message", "bytes_sent")
 
 
 def run(runtime: Runtime, delivery_id: str, *, rand: Callable[[], float] = random.random) -> bool:

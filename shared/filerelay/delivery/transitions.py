@@ -499,9 +499,11 @@ def locked(session: Session, document_ids: Iterable[str]) -> list[Document]:
     )
 
 
-def settle(session: Session, document_ids: Iterable[str], *, now: dt.datetime) -> list[Document]:
+def settle(
+    session: Session, document_ids: Iterable[str], *, now: dt.datetime, stamp_unchanged: bool = True
+) -> list[Document]:
     """Lock each document and roll its status up from its deliveries."""
     documents = locked(session, document_ids)
     for document in documents:
-        rolled_up(document, now=now)
+        rolled_up(document, now=now, stamp_unchanged=stamp_unchanged)
     return documents
