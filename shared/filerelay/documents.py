@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstanceState, Session, object_session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from filerelay import repositories
+from filerelay.db import rows
 from filerelay.db.models import ArchiveDocument, Delivery, Document, DocumentStatus, Workspace, new_id
 from filerelay.delivery import transitions
 from filerelay.repositories import RepositoryContext, WiredDestination
@@ -145,12 +145,6 @@ def _new_document(
     )
 
 
-def _columns(row: Document | Delivery) -> dict[str, Any]:
-    """The column values set on a row built in memory, by attribute name (what a bulk INSERT takes)."""
-    state: InstanceState[Any] = inspect(row)
-    return {key: value for key, value in state.dict.items() if key in state.mapper.column_attrs}
-
-
 def create(
     session: Session,
     *,
@@ -164,27 +158,24 @@ def create(
     existing docId is found by the unique index on insert, not by reading first: DocumentExists.
 
     The rows are built in memory (the state machine wires the deliveries and rolls the document up on
-    them) and written with one INSERT per table: this runs for every document SAP sends, and the ORM's
-    unit of work cost more than the database did."""
+    them) and written with one plain INSERT per table: this runs for every document SAP sends, and the
+    ORM's unit of work (and its bulk INSERT) cost more than the database did."""
+    connection = session.connection()
+    archives = rows.table(ArchiveDocument)
     try:
-        archive_id = session.scalars(
-            insert(ArchiveDocument)
+        archive_id = connection.execute(
+            insert(archives)
             .values(repository_id=repository.id, doc_id=doc_id, doc_prot=doc_prot, created_at=now, updated_at=now)
-            .returning(ArchiveDocument.id)
-        ).one()
+            .returning(archives.c.id)
+        ).scalar_one()
     except IntegrityError as exc:
         raise DocumentExists(f"document {doc_id} already exists") from exc
     outcome = Outcome()
     for new in components:
         document = _new_document(repository, archive_id, doc_id, new, now)
         outcome.merge(_wire(document, repository.destinations, now))
-    # An empty list would be one INSERT of defaults, not none: SAP may create a document without components.
-    for model, rows in (
-        (Document, [_columns(d) for d in outcome.documents]),
-        (Delivery, [_columns(d) for document in outcome.documents for d in document.deliveries]),
-    ):
-        if rows:
-            session.execute(insert(model), rows)
+    rows.insert_all(connection, Document, outcome.documents)
+    rows.insert_all(connection, Delivery, [d for document in outcome.documents for d in document.deliveries])
     return outcome
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import inspect
+from sqlalchemy import Connection, Table, insert, inspect
+from sqlalchemy.orm import InstanceState
 from sqlalchemy.sql.elements import Label
 
 from filerelay.db.models import Base
@@ -40,6 +41,31 @@ def values(row: Mapping[Any, Any], prefix: str, names: Iterable[str]) -> dict[st
 def detached(model: type[M], row_values: Mapping[str, Any]) -> M:
     """A plain instance of `model` with these attribute values, in no session."""
     return model(**row_values)
+
+
+def table(model: type[Base]) -> Table:
+    """The model's table, for statements that bypass the ORM."""
+    found = model.__table__
+    assert isinstance(found, Table)
+    return found
+
+
+def inserted(instance: Base) -> dict[str, Any]:
+    """The values set on an instance built in memory, by column name: one row of a plain INSERT."""
+    state: InstanceState[Any] = inspect(instance)
+    attrs = state.mapper.column_attrs
+    return {attrs[key].columns[0].key: value for key, value in state.dict.items() if key in attrs}
+
+
+def insert_all(connection: Connection, model: type[Base], instances: Iterable[Base]) -> None:
+    """INSERT instances built in memory, one statement per set of columns they set (an unset column
+    takes its default, so rows that set different columns cannot share a statement)."""
+    batches: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for instance in instances:
+        values = inserted(instance)
+        batches.setdefault(frozenset(values), []).append(values)
+    for batch in batches.values():
+        connection.execute(insert(table(model)), batch)
 
 
 def changes(instance: Base, before: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, insert, or_, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from filerelay import metrics
@@ -73,9 +73,9 @@ class Claim:
     unsure: bool = False
 
 
-_DELIVERIES = cast(Table, Delivery.__table__)
-_DOCUMENTS = cast(Table, Document.__table__)
-_ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
+_DELIVERIES = rows.table(Delivery)
+_DOCUMENTS = rows.table(Document)
+_ATTEMPTS = rows.table(DeliveryAttempt)
 _ALL_DELIVERY = rows.keys(Delivery)
 _ALL_DOCUMENT = rows.keys(Document)
 # What a claim reads of the destination, and what a finish reads of the document, the destinations of its
