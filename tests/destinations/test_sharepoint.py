@@ -257,6 +257,31 @@ def test_read_back_ranges(sp: Emulator) -> None:
         list(target.read("/Z1/missing.pdf"))
 
 
+def test_holds_reads_the_file_back_and_compares_size_and_sha256(sp: Emulator, small_chunks: int) -> None:
+    """After an attempt nobody saw end, the next one asks first: SharePoint keeps no hash of a file, so
+    the file is read back (in chunks) and hashed."""
+    data = bytes(i % 251 for i in range(3 * small_chunks + 7))
+    sha = hashlib.sha256(data).hexdigest()
+    target = destination(sp)
+    assert not target.holds("/Z1/h.pdf", sha256=sha, size=len(data))  # nothing there
+
+    target.deliver(payload(data, "/Z1/h.pdf"))
+
+    assert target.holds("/Z1/h.pdf", sha256=sha, size=len(data))
+    assert not target.holds("/Z1/h.pdf", sha256=hashlib.sha256(b"other").hexdigest(), size=len(data))
+    reads = len(sp.statuses("$value", method="GET"))
+    assert not target.holds("/Z1/h.pdf", sha256=sha, size=len(data) + 1)
+    assert len(sp.statuses("$value", method="GET")) == reads  # another size: not read back at all
+
+
+def test_holds_is_false_for_the_empty_stub_of_an_unfinished_upload_session(sp: Emulator, small_chunks: int) -> None:
+    data = bytes(3 * small_chunks)
+    sp.inject(503, match="FinishUpload")
+    with pytest.raises(DestinationError):
+        destination(sp).deliver(payload(data, "/Z1/cut.pdf"))
+    assert not destination(sp).holds("/Z1/cut.pdf", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
 def test_check_passes_for_the_default_library_and_fails_clearly_for_a_missing_one(sp: Emulator) -> None:
     # "Shared Documents" is the default library's URL name; its title is "Documents".
     destination(sp).check()
@@ -546,6 +571,31 @@ def test_the_engine_records_the_name_sharepoint_stored_the_file_under(sp: Emulat
 
     assert sp.files[f"{LIBRARY}/Z1/INV_7_.pdf"] == b"%PDF-1.4 reserved"
     assert delivery(runtime, delivery_id).path == "/Z1/INV_7_.pdf"
+
+
+def test_a_copy_that_landed_unseen_is_recorded_not_uploaded_again(
+    sp: Emulator, runtime: Runtime, clock: FrozenClock
+) -> None:
+    """The worker died after SharePoint took the file and before recording it (bench.chaos found this
+    as a second version of the same content): the next attempt finds the copy and uploads nothing."""
+    wire(sp, runtime)
+    _, delivery_id = accepted(runtime, "INV-9", b"%PDF-1.4 landed unseen")
+    with session_scope(runtime.sessions) as session:
+        taken = service.claim(session, delivery_id=delivery_id, now=clock.now(), lease_seconds=60)
+    assert taken is not None
+    assert service.perform(taken, runtime.staging).ok  # the upload lands; no finish follows
+    clock.advance(61)
+    with session_scope(runtime.sessions) as session:
+        assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 1
+    clock.advance(3600)
+    uploads = len(sp.statuses("AddUsingPath", method="POST"))
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["abandoned", "found"]
+    assert len(sp.statuses("AddUsingPath", method="POST")) == uploads
+    assert f"{LIBRARY}/Z1/INV-9.pdf" not in sp.versions
 
 
 def test_a_lease_taken_back_during_the_upload_makes_the_late_finish_superseded(
