@@ -117,7 +117,7 @@ def probe_breakers(session: Session, *, now: dt.datetime, policy: BreakerPolicy,
     destinations = session.scalars(
         select(Destination)
         .where(
-            Destination.breaker_opened_at <= now - dt.timedelta(seconds=policy.cooldown_seconds),
+            Destination.breaker_opened_at <= policy.cooled_if_opened_by(now),
             Destination.probe_delivery_id.is_(None),
             Destination.paused_at.is_(None),
         )

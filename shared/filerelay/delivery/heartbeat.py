@@ -47,13 +47,12 @@ class LeaseLost(DestinationError):
 
 def renew(session: Session, *, delivery_id: str, attempt: int, now: dt.datetime, lease_seconds: int) -> bool:
     """Extend the lease if this attempt still holds the delivery, in one conditional UPDATE."""
-    result = session.execute(
+    result = session.connection().execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, *transitions.held_by(attempt))
-        .values(transitions.renewal(now=now, lease_seconds=lease_seconds)),
-        execution_options={"synchronize_session": False},
+        .values(transitions.renewal(now=now, lease_seconds=lease_seconds))
     )
-    return cast(int, getattr(result, "rowcount", 0)) == 1
+    return result.rowcount == 1
 
 
 class Heartbeat:

@@ -36,8 +36,13 @@ class BreakerPolicy:
     failures: int = 5
     cooldown_seconds: int = 60
 
+    def cooled_if_opened_by(self, now: dt.datetime) -> dt.datetime:
+        """The latest moment a breaker may have opened for its cool-down to be over at `now`: the one
+        rule, for a row (`opened_at <= …`) and for the sweeper's query alike."""
+        return now - dt.timedelta(seconds=self.cooldown_seconds)
+
     def cooled(self, opened_at: dt.datetime, now: dt.datetime) -> bool:
-        return now >= opened_at + dt.timedelta(seconds=self.cooldown_seconds)
+        return opened_at <= self.cooled_if_opened_by(now)
 
 
 def policy_for(workspace: Workspace, destination: Destination) -> RetryPolicy:
