@@ -150,7 +150,7 @@ def _every(seconds: float, stop_at: threading.Event, action: Callable[[], None])
 
 
 def _at(fraction: float, duration: float, stop_at: threading.Event) -> bool:
-    """Wait until `fraction` of the load has passed; False if the load ended first."""
+    """Wait for `fraction` of the load's duration (from now); False if the load ended first."""
     return not stop_at.wait(fraction * duration)
 
 
