@@ -1,10 +1,12 @@
 """Peak memory of the API process while SAP creates one large document.
 
-    python -m bench.create_rss [--mb 500] [--database-url URL]
+    python -m bench.create_rss [--mb 500] [--database-url URL] [--deliver [s3] [sharepoint]]
 
 Starts `filerelay up` on a throw-away home, streams one `create` of the given size, and prints the API
 worker's peak RSS (the kernel's VmHWM) before and after, the growth, its ratio to the body size, and
-the throughput. Figures, not a pass/fail: tests/integration/test_memory.py checks the bound.
+the throughput. With --deliver, then delivers a document of the same size to each kind named (both
+when none is) and prints the worker's peak RSS the same way (bench/deliver_rss.py, which also runs
+alone). Figures, not a pass/fail: tests/integration/test_memory.py checks the bound.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=500, help="body size in MiB")
     parser.add_argument("--database-url", default=None, help="default: SQLite in the temporary home")
+    parser.add_argument(
+        "--deliver", nargs="*", choices=["s3", "sharepoint"], default=None, help="then deliver one to these kinds"
+    )
     args = parser.parse_args()
     size = args.mb * MB
     with tempfile.TemporaryDirectory(prefix="filerelay-bench-") as tmp:
@@ -56,6 +61,11 @@ def main() -> None:
     print(f"API peak RSS after   {after / MB:8.1f} MiB   (limit 150 MiB: {verdict})")
     print(f"growth               {growth / MB:8.1f} MiB   = {growth / size:.4f} x body size")
     print(f"upload               {elapsed:8.2f} s      = {args.mb / elapsed:.0f} MiB/s into fsync'd staging")
+    if args.deliver is not None:
+        from bench import deliver_rss
+
+        print(flush=True)
+        deliver_rss.run(args.deliver or list(deliver_rss.TARGETS), size)
 
 
 if __name__ == "__main__":

@@ -165,14 +165,18 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=2048, help="document size in MiB")
     parser.add_argument("--kinds", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     args = parser.parse_args()
-    size = args.mb * MB
+    run(args.kinds, args.mb * MB)
+
+
+def run(kinds: list[str], size: int) -> None:
+    """Deliver one document of `size` bytes to each kind in turn and print the worker's peak RSS."""
     rows: dict[str, Measured] = {}
-    for kind in args.kinds:
+    for kind in kinds:
         with tempfile.TemporaryDirectory(prefix=f"bench-rss-{kind}-") as tmp:
             rows[kind] = measure(kind, size, Path(tmp))
             print(f"{kind}: done", flush=True)
     print()
-    print(f"document {args.mb} MiB, worker --concurrency 2")
+    print(f"document {size // MB} MiB, worker --concurrency 2")
     print(f"{'kind':<11} {'RSS after 1 MiB':>16} {'after large':>12} {'growth':>8} {'delivery':>9} {'landed':>8}")
     for kind, r in rows.items():
         before, after = r.before / MB, r.after / MB
