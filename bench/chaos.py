@@ -54,7 +54,7 @@ from sqlalchemy.engine import Engine
 from tests.support.bench_processes import clean_environ, exit_on_sigterm, filerelay_command, run_command, stop
 from tests.support.outage_proxy import OutageProxy, outage_proxy
 from tests.support.private_servers import PrivatePostgres, PrivateRedis, private_postgres, private_redis
-from tests.support.processes import free_port, wait_ready
+from tests.support.processes import free_port, kill_group, wait_ready
 from tests.support.s3server import S3Server, seaweedfs
 from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
 
@@ -113,8 +113,7 @@ class Process:
         """SIGKILL the process and everything it started: nothing gets to clean up."""
         if self.proc is not None and self.proc.poll() is None:
             with suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+                kill_group(self.proc)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -168,12 +167,18 @@ def worker_sigkill(s: Stack, _duration: float, stop_at: threading.Event) -> None
     _every(5, stop_at, kill_and_restart)
 
 
+def _outage(at: float, seconds: float, duration: float, stop_at: threading.Event, down: Callable[[], None],
+            up: Callable[[], None]) -> None:  # fmt: skip
+    """`down()` once `at` of the load has passed, `up()` `seconds` later (even if the load ended meanwhile)."""
+    if _at(at, duration, stop_at):
+        down()
+        time.sleep(seconds)
+        up()
+
+
 def redis_sigkill(s: Stack, duration: float, stop_at: threading.Event) -> None:
     """Redis SIGKILLed a third of the way in (every queued wake-up gone), back 5 s later."""
-    if _at(1 / 3, duration, stop_at):
-        s.redis.kill()
-        time.sleep(5)
-        s.redis.start()
+    _outage(1 / 3, 5, duration, stop_at, s.redis.kill, s.redis.start)
 
 
 def redis_flushall(s: Stack, duration: float, stop_at: threading.Event) -> None:
@@ -198,10 +203,7 @@ def postgres_restart_immediate(s: Stack, duration: float, stop_at: threading.Eve
 
 def s3_down_20s(s: Stack, duration: float, stop_at: threading.Event) -> None:
     """The S3 server unreachable for 20 s from a quarter of the way in (connections reset or refused)."""
-    if _at(1 / 4, duration, stop_at):
-        s.s3_proxy.down()
-        time.sleep(20)
-        s.s3_proxy.up()
+    _outage(1 / 4, 20, duration, stop_at, s.s3_proxy.down, s.s3_proxy.up)
 
 
 def api_sigkill(s: Stack, _duration: float, stop_at: threading.Event) -> None:

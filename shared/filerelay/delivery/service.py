@@ -92,6 +92,19 @@ _FINISHED_DESTINATION = (
     "consecutive_failures",
 )
 _WORKSPACE_POLICY = ("max_retries", "retry_ttl_seconds", "backoff_base_seconds", "backoff_max_seconds")
+# The columns each statement reads, labelled once here rather than on every claim and finish.
+_TAKEN = rows.columns(Delivery, "", _ALL_DELIVERY)
+_CLAIMED = (
+    *rows.columns(Document, "doc_", _ALL_DOCUMENT),
+    Repository.repo_id.label("repo_id"),
+    *rows.columns(Destination, "dest_", _CLAIMED_DESTINATION),
+)
+_FINISHING = (
+    *rows.columns(Delivery, "dlv_", _ALL_DELIVERY),
+    *rows.columns(Document, "doc_", _FINISHED_DOCUMENT),
+    *rows.columns(Destination, "dest_", _FINISHED_DESTINATION),
+    *rows.columns(Workspace, "ws_", _WORKSPACE_POLICY),
+)
 # The attempt log's row as a claim starts it, and what finishing the attempt sets on it.
 _ATTEMPT_START = ("delivery_id", "number", "generation", "started_at", "outcome")
 _ATTEMPT_RESULT = ("finished_at", "outcome", "error_class", "error_message", "bytes_sent")
@@ -123,7 +136,7 @@ def _take(
                     cycle_attempts=_DELIVERIES.c.cycle_attempts,
                 )
             )
-            .returning(*rows.columns(Delivery, "", _ALL_DELIVERY))
+            .returning(*_TAKEN)
         )
         .one_or_none()
     )
@@ -147,11 +160,7 @@ def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds
     row = (
         session.connection()
         .execute(
-            select(
-                *rows.columns(Document, "doc_", _ALL_DOCUMENT),
-                Repository.repo_id.label("repo_id"),
-                *rows.columns(Destination, "dest_", _CLAIMED_DESTINATION),
-            )
+            select(*_CLAIMED)
             .join_from(_DOCUMENTS, Repository, Repository.id == _DOCUMENTS.c.repository_id)
             .join(Destination, Destination.id == delivery.destination_id)
             .where(_DOCUMENTS.c.id == delivery.document_id)
@@ -294,12 +303,7 @@ def _finishing(session: Session, claim: Claim) -> tuple[Document, Delivery, Work
     connection = session.connection()
     connection.execute(select(_DOCUMENTS.c.id).where(_DOCUMENTS.c.id == claim.document_id).with_for_update())
     found = connection.execute(
-        select(
-            *rows.columns(Delivery, "dlv_", _ALL_DELIVERY),
-            *rows.columns(Document, "doc_", _FINISHED_DOCUMENT),
-            *rows.columns(Destination, "dest_", _FINISHED_DESTINATION),
-            *rows.columns(Workspace, "ws_", _WORKSPACE_POLICY),
-        )
+        select(*_FINISHING)
         .join_from(_DELIVERIES, _DOCUMENTS, _DOCUMENTS.c.id == _DELIVERIES.c.document_id)
         .join(Destination, Destination.id == _DELIVERIES.c.destination_id)
         .join(Workspace, Workspace.id == _DOCUMENTS.c.workspace_id)
