@@ -214,6 +214,9 @@ def profiled(pid: int, name: str) -> Iterator[None]:
             "raw",
             "--output",
             str(out),
+            # BENCH_PROFILE_GIL=1: only the thread holding the GIL, i.e. where the CPU goes, not the waits.
+            *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []),
+            *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
