@@ -147,19 +147,9 @@ def get_document(session: Session, *, workspace_id: int, document_id: str) -> Do
     ).one_or_none()
 
 
-def failed_deliveries(
-    session: Session, *, workspace_id: int, filters: DocumentFilter, limit: int, after: str | None = None
-) -> Sequence[Delivery]:
-    """Failed deliveries of documents matching the filters, in id order (for batched bulk retry)."""
+def _failed(session: Session, workspace_id: int, filters: DocumentFilter) -> Select[Delivery]:
     documents = _filtered(session, workspace_id, filters).with_only_columns(Document.id)
-    query = (
-        select(Delivery)
-        .where(Delivery.status == "failed", Delivery.document_id.in_(documents))
-        .order_by(Delivery.id)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(Delivery.id > after)
+    query = select(Delivery).where(Delivery.status == "failed", Delivery.document_id.in_(documents))
     if filters.destination_id is not None:
         query = query.where(
             Delivery.destination_id.in_(
@@ -168,4 +158,21 @@ def failed_deliveries(
                 )
             )
         )
+    return query
+
+
+def failed_deliveries(
+    session: Session, *, workspace_id: int, filters: DocumentFilter, limit: int, after: str | None = None
+) -> Sequence[Delivery]:
+    """Failed deliveries of documents matching the filters, in id order (for batched bulk retry)."""
+    query = _failed(session, workspace_id, filters).order_by(Delivery.id).limit(limit)
+    if after is not None:
+        query = query.where(Delivery.id > after)
     return session.scalars(query).all()
+
+
+def count_failed(session: Session, *, workspace_id: int, filters: DocumentFilter) -> tuple[int, int]:
+    """How many documents, and how many of their deliveries, a bulk retry with these filters would re-queue."""
+    failed = _failed(session, workspace_id, filters).subquery()
+    documents, deliveries = session.execute(select(func.count(func.distinct(failed.c.document_id)), func.count())).one()
+    return int(documents), int(deliveries)

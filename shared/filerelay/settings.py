@@ -33,6 +33,17 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
@@ -78,6 +89,12 @@ class Settings:
     signature_clock_skew_seconds: int = 300
     # How often the embedded broker's workers poll their folders (seconds).
     broker_polling_interval: float = 0.05
+    # The web console's session cookie: signed with this key (every API replica must share it; without
+    # it one is generated once under `home`), ended after this many idle minutes, and sent only over
+    # HTTPS when `cookie_secure` (set it behind TLS; the embedded default serves plain http on loopback).
+    secret_key: str | None = field(default=None, repr=False)
+    console_idle_minutes: int = 30
+    cookie_secure: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -101,6 +118,9 @@ class Settings:
             signature_clock_skew_seconds=_int(env, "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS", 300),
             staging_s3_endpoint_url=env.get("FILERELAY_STAGING_S3_ENDPOINT_URL") or None,
             staging_s3_region=env.get("FILERELAY_STAGING_S3_REGION") or None,
+            secret_key=env.get("FILERELAY_SECRET_KEY") or None,
+            console_idle_minutes=_int(env, "FILERELAY_CONSOLE_IDLE_MINUTES", 30),
+            cookie_secure=_bool(env, "FILERELAY_COOKIE_SECURE", False),
         )
 
     def open_staging(self) -> StagingStore:
@@ -141,7 +161,11 @@ class Settings:
             "FILERELAY_BREAKER_FAILURES": str(self.breaker_failures),
             "FILERELAY_BREAKER_COOLDOWN_SECONDS": str(self.breaker_cooldown_seconds),
             "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS": str(self.signature_clock_skew_seconds),
+            "FILERELAY_CONSOLE_IDLE_MINUTES": str(self.console_idle_minutes),
+            "FILERELAY_COOKIE_SECURE": "true" if self.cookie_secure else "false",
         }
+        if self.secret_key:
+            env["FILERELAY_SECRET_KEY"] = self.secret_key
         if self.staging_s3_endpoint_url:
             env["FILERELAY_STAGING_S3_ENDPOINT_URL"] = self.staging_s3_endpoint_url
         if self.staging_s3_region:

@@ -19,6 +19,7 @@ from filerelay.db.models import ApiKey, Role
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
+from tests.support.console import csrf_token, sign_in
 
 KEYS = {
     Role.VIEWER: "fr_live_matrix_viewer_0123456789",
@@ -98,6 +99,29 @@ ROUTES: dict[tuple[str, str], Role | str] = {
     **{(method, "/archivelink/<owner>/<slug>"): ARCHIVELINK for method in ("GET", "PUT", "POST", "DELETE")},
 }
 
+# The console's pages and forms, by the minimum role of the signed-in key (a session, not a header).
+U = "/ui/<owner>/<slug>"
+CONSOLE_PUBLIC = "console, no session needed"
+CONSOLE: dict[tuple[str, str], Role | str] = {
+    ("GET", f"{U}/login"): CONSOLE_PUBLIC,
+    ("POST", f"{U}/login"): CONSOLE_PUBLIC,
+    ("POST", f"{U}/logout"): CONSOLE_PUBLIC,
+    ("GET", f"{U}/static/<path:filename>"): CONSOLE_PUBLIC,
+    ("GET", f"{U}/"): V,
+    ("GET", f"{U}/documents"): V,
+    ("GET", f"{U}/documents/<document_id>"): V,
+    ("GET", f"{U}/documents/<document_id>/content"): V,
+    ("POST", f"{U}/documents/<document_id>/retry"): M,
+    ("GET", f"{U}/documents/retry"): M,
+    ("POST", f"{U}/documents/retry"): M,
+    ("GET", f"{U}/destinations"): V,
+    ("POST", f"{U}/destinations/<destination_id>/test"): A,
+    ("POST", f"{U}/destinations/<destination_id>/<any(pause, resume):action>"): A,
+    ("GET", f"{U}/certificates"): A,
+    ("POST", f"{U}/certificates/<repo_id>/<fingerprint>/<any(activate, revoke):action>"): A,
+    ("GET", f"{U}/audit"): A,
+}
+
 
 def url_map_routes(app: Flask) -> set[tuple[str, str]]:
     return {
@@ -108,7 +132,8 @@ def url_map_routes(app: Flask) -> set[tuple[str, str]]:
 
 
 def concrete(rule: str) -> str:
-    """The rule with our workspace filled in and a dummy for every other parameter."""
+    """The rule with our workspace filled in, the first choice of an `any(…)`, a dummy for every other parameter."""
+    rule = re.sub(r"<any\(([^,)]+)[^>]*>", lambda m: m[1], rule)
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: {"owner": "acme", "slug": "production"}.get(m[1], "x1"), rule)
 
 
@@ -131,8 +156,9 @@ def call(client: FlaskClient, method: str, url: str, key: str | None) -> int:
 
 def test_every_route_of_the_app_has_an_entry_and_every_entry_a_route(client: FlaskClient) -> None:
     routes = url_map_routes(client.application)
-    assert sorted(routes - set(ROUTES)) == [], "new routes: give each its minimum role in ROUTES"
-    assert sorted(set(ROUTES) - routes) == [], "ROUTES names routes the app no longer has"
+    known = set(ROUTES) | set(CONSOLE)
+    assert sorted(routes - known) == [], "new routes: give each its minimum role in ROUTES (or CONSOLE)"
+    assert sorted(known - routes) == [], "ROUTES or CONSOLE name routes the app no longer has"
 
 
 def test_public_routes_need_no_key(client: FlaskClient) -> None:
@@ -163,3 +189,28 @@ def test_every_endpoint_refuses_missing_revoked_low_and_foreign_keys(client: Fla
 def test_a_bare_url_of_an_unknown_workspace_is_404_not_401_for_a_valid_key(client: FlaskClient) -> None:
     assert call(client, "GET", "/api/nobody/nothing/documents", ADMIN_KEY) == 404
     assert call(client, "GET", "/api/nobody/nothing/documents", None) == 401
+
+
+def test_every_console_page_and_form_by_role(client: FlaskClient) -> None:
+    """Without a session a page sends to sign-in and a form is refused; below the minimum role, 403; at it,
+    through (whatever the dummy ids then lead to). Forms carry the session's own CSRF token."""
+    app = client.application
+    failures = []
+    for (method, rule), role in CONSOLE.items():
+        if not isinstance(role, Role):
+            continue
+        url = concrete(rule)
+        anonymous = app.test_client().open(url, method=method).status_code
+        if anonymous != (302 if method == "GET" else 400):
+            failures.append(f"{method} {url} without a session: {anonymous}")
+        for held in RANK:
+            browser = app.test_client()
+            assert sign_in(browser, KEYS[held]) == 302
+            token = csrf_token(browser, "/ui/acme/production/")
+            status = browser.open(
+                url, method=method, data={"csrf_token": token} if method == "POST" else None
+            ).status_code
+            below = RANK.index(held) < RANK.index(role)
+            if (status == 403) != below or status in (400, 401):
+                failures.append(f"{method} {url} as {held.value}: {status}")
+    assert not failures, "\n".join(failures)

@@ -345,6 +345,8 @@ class Delivery(Base):
         Index("ix_deliveries_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_deliveries_status_lease", "status", "lease_until"),
         Index("ix_deliveries_status_expires", "status", "expires_at"),
+        # The console's overview: each destination's last success, and deliveries per hour.
+        Index("ix_deliveries_destination_delivered", "destination_id", "delivered_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("dlv"))
@@ -377,7 +379,16 @@ class Delivery(Base):
 
 class DeliveryAttempt(Base):
     __tablename__ = "delivery_attempts"
-    __table_args__ = (UniqueConstraint("delivery_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "number"),
+        # The console's overview: failed attempts of the last hour (few, however many succeed).
+        Index(
+            "ix_delivery_attempts_failed_finished",
+            "finished_at",
+            sqlite_where=text("outcome = 'failed'"),
+            postgresql_where=text("outcome = 'failed'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
@@ -413,3 +424,20 @@ class Certificate(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime]
     activated_at: Mapped[dt.datetime | None]
+
+
+class AuditEvent(Base):
+    """Who changed what by hand, and when: retries, pauses, certificate switches (shown to admins)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_workspace_at", "workspace_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime]
+    # The API key's name (keys are named per workspace), and whether it acted through the REST API or the console.
+    actor: Mapped[str] = mapped_column(String(100))
+    via: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

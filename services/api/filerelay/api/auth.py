@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
+from filerelay.audit import Actor
 from filerelay.db.models import ApiKey, Role, Workspace
 from filerelay.db.session import session_scope
 from filerelay.workspace_config.api_keys import KEY_PREFIX, hash_key
@@ -58,6 +59,7 @@ def authenticate(owner: str, slug: str, minimum: Role) -> None:
         g.workspace_id = workspace.id
         g.role = role
         g.api_key_id = api_key.id
+        g.api_key_name = api_key.name
 
 
 def requires(minimum: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -73,6 +75,11 @@ def requires(minimum: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorate
+
+
+def actor() -> Actor:
+    """The authenticated key, as the audit log names whoever acted through the REST API."""
+    return Actor(name=str(g.api_key_name), via="api")
 
 
 def workspace_id() -> int:

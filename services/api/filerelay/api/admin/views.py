@@ -11,8 +11,9 @@ from typing import Any
 from flask import Response
 from sqlalchemy.orm import Session
 
+from filerelay import audit
 from filerelay.api.admin import schemas
-from filerelay.api.auth import requires, workspace_id
+from filerelay.api.auth import actor, requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError, ErrorsSchema, handle_api_error
 from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
@@ -41,6 +42,10 @@ def _session() -> Iterator[Session]:
 
 def _now() -> dt.datetime:
     return runtime().clock.now()
+
+
+def _audited(session: Session, action: str, target: str) -> None:
+    audit.record(session, workspace_id=workspace_id(), actor=actor(), action=action, target=target, now=_now())
 
 
 # --- destinations -----------------------------------------------------------------------------------
@@ -122,6 +127,7 @@ def pause_destination(owner: str, slug: str, destination_id: str) -> dict[str, A
         info = destinations.pause_destination(
             session, destination_id=destination_id, workspace_id=workspace_id(), now=_now()
         )
+        _audited(session, audit.PAUSE, destination_id)
     return {"data": info}
 
 
@@ -136,6 +142,7 @@ def resume_destination(owner: str, slug: str, destination_id: str) -> dict[str, 
         info, wake = destinations.resume_destination(
             session, destination_id=destination_id, workspace_id=workspace_id(), now=_now()
         )
+        _audited(session, audit.RESUME, destination_id)
     runtime().enqueuer.enqueue(wake)  # after commit
     return {"data": info}
 

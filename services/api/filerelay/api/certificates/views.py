@@ -7,8 +7,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from filerelay import certificates
-from filerelay.api.auth import requires, workspace_id
+from filerelay import audit, certificates
+from filerelay.api.auth import actor, requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
 from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint, UtcDateTime
@@ -73,6 +73,15 @@ def _switch(repo_id: str, fingerprint: str, *, active: bool) -> dict[str, Any]:
             )
         except certificates.UnknownCertificate as exc:
             raise ApiError(404, str(exc)) from None
+        audit.record(
+            session,
+            workspace_id=workspace_id(),
+            actor=actor(),
+            action=audit.ACTIVATE if active else audit.REVOKE,
+            target=f"{repo_id}/{fingerprint}",
+            now=rt.clock.now(),
+            subject=info.subject,
+        )
     return {"data": info}
 
 

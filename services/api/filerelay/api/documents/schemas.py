@@ -8,7 +8,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from filerelay.api.rest import DateBound, UtcDateTime
-from filerelay.catalog import COUNT_CAP
+from filerelay.catalog import COUNT_CAP, DocumentFilter
 from filerelay.db.models import DocumentStatus
 
 STATUSES = [s.value for s in DocumentStatus]
@@ -115,6 +115,21 @@ class FilterArgs(ma.Schema):
     doc_id = fields.String(
         validate=[validate.Length(min=1, max=128), validate.Regexp(r"^[^\x00]*$")],
         metadata={"description": "SAP's docId (every component of it)"},
+    )
+
+
+FILTERS = ("status", "repo_id", "destination_id", "doc_id", "date_from", "date_to")
+
+
+def to_filter(args: dict[str, Any]) -> DocumentFilter:
+    """The filters as loaded by FilterArgs (the REST API's names) for the catalog's queries."""
+    return DocumentFilter(
+        repo_id=args.get("repo_id"),
+        status=args.get("status"),
+        received_from=args.get("date_from"),
+        received_before=args.get("date_to"),
+        destination_id=args.get("destination_id"),
+        doc_id=args.get("doc_id"),
     )
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from filerelay import catalog
-from filerelay.api.auth import requires, workspace_id
+from filerelay import audit, catalog
+from filerelay.api.auth import actor, requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.documents import schemas
 from filerelay.api.errors import ApiError
 from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
-from filerelay.catalog import DocumentFilter
 from filerelay.db.models import Role
 from filerelay.db.session import session_scope
 from filerelay.delivery.retry import NothingToRetry, retry_deliveries, retry_document
@@ -20,17 +19,6 @@ blueprint = RestBlueprint(
 )
 
 BULK_BATCH = 500
-
-
-def _filters(args: dict[str, Any]) -> DocumentFilter:
-    return DocumentFilter(
-        repo_id=args.get("repo_id"),
-        status=args.get("status"),
-        received_from=args.get("date_from"),
-        received_before=args.get("date_to"),
-        destination_id=args.get("destination_id"),
-        doc_id=args.get("doc_id"),
-    )
 
 
 @blueprint.route("")
@@ -49,7 +37,7 @@ def list_documents(
         found = catalog.list_documents(
             session,
             workspace_id=workspace_id(),
-            filters=_filters(filters),
+            filters=schemas.to_filter(filters),
             page=page or 1,
             after=after,
             per_page=per_page,
@@ -92,6 +80,15 @@ def retry(owner: str, slug: str, document_id: str) -> dict[str, Any]:
             wake = retry_document(session, _document(session, document_id), now=rt.clock.now())
         except NothingToRetry as exc:
             raise ApiError(409, str(exc), code="nothing_to_retry") from None
+        audit.record(
+            session,
+            workspace_id=workspace_id(),
+            actor=actor(),
+            action=audit.RETRY,
+            target=document_id,
+            now=rt.clock.now(),
+            deliveries=len(wake),
+        )
     rt.enqueuer.enqueue(wake)
     with session_scope(rt.sessions) as session:
         return {"data": _document(session, document_id)}
@@ -110,13 +107,23 @@ def bulk_retry(owner: str, slug: str, **filters: Any) -> dict[str, Any]:
     while True:
         with session_scope(rt.sessions) as session:
             batch = catalog.failed_deliveries(
-                session, workspace_id=workspace_id(), filters=_filters(filters), limit=BULK_BATCH, after=after
+                session, workspace_id=workspace_id(), filters=schemas.to_filter(filters), limit=BULK_BATCH, after=after
             )
             if not batch:
                 break
             after = batch[-1].id
             documents |= {d.document_id for d in batch}
             wake = retry_deliveries(session, batch, now=rt.clock.now())
+            audit.record(
+                session,
+                workspace_id=workspace_id(),
+                actor=actor(),
+                action=audit.BULK_RETRY,
+                target="documents",
+                now=rt.clock.now(),
+                filters={k: str(v) for k, v in filters.items()},
+                deliveries=len(wake),
+            )
         deliveries += len(wake)
         rt.enqueuer.enqueue(wake)
     return {"data": {"attributes": {"documents": len(documents), "deliveries": deliveries}}}

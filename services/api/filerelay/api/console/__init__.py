@@ -1,0 +1,76 @@
+"""The web console: server-rendered pages under /ui/<owner>/<workspace>/ for the people who watch the
+relay. Pages in views.py, who is signed in in signin.py, the session key in secret.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers.response import Response
+
+from filerelay.api.console.secret import secret_key
+from filerelay.api.console.views import blueprint
+from filerelay.settings import Settings
+
+csrf = CSRFProtect()
+
+# The console's own pages load only their own stylesheet; nothing else runs or frames them.
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    app.secret_key = secret_key(settings)
+    app.config.update(
+        SESSION_COOKIE_NAME="filerelay_console",
+        SESSION_COOKIE_PATH="/ui/",  # never sent to the REST API or ArchiveLink
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        # Flask checks the signature's age on every request and re-signs the cookie on each one: an idle
+        # session expires on the server's clock, not the browser's.
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(minutes=settings.console_idle_minutes),
+        SESSION_REFRESH_EACH_REQUEST=True,
+        # Only the console's forms are checked (below); the REST API and ArchiveLink authenticate every request.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        WTF_CSRF_SSL_STRICT=settings.cookie_secure,
+    )
+    csrf.init_app(app)
+    app.register_blueprint(blueprint)
+
+
+@blueprint.before_request
+def _protect() -> None:
+    if request.method == "POST":
+        csrf.protect()
+
+
+@blueprint.after_request
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.errorhandler(CSRFError)
+def _csrf_error(error: CSRFError) -> tuple[str, int]:
+    message = "This form was not sent from this console's page (or its page is too old): nothing was changed."
+    return render_template("console/error.html", message=message), 400
+
+
+@blueprint.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> tuple[str, int]:
+    messages = {
+        401: "Your session has ended: sign in again. Nothing was changed.",
+        403: "Your key's role does not allow this. Nothing was changed.",
+        404: "There is nothing here (or not in this workspace).",
+    }
+    code = error.code or 500
+    return render_template("console/error.html", message=messages.get(code, error.description)), code

@@ -1,0 +1,134 @@
+"""What the console's overview shows: documents by status, each destination's health, the oldest
+document still waiting, and deliveries per hour. Plain queries over indexes; no Flask here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from filerelay.db.models import (
+    AttemptOutcome,
+    Delivery,
+    DeliveryAttempt,
+    Destination,
+    Document,
+    DocumentStatus,
+)
+from filerelay.delivery import transitions
+from filerelay.delivery.transitions import WAITING
+
+# A document is undelivered while its roll-up says so.
+UNDELIVERED = (DocumentStatus.PENDING, DocumentStatus.RETRYING)
+
+
+@dataclass(frozen=True)
+class DestinationLine:
+    id: str
+    name: str
+    kind: str
+    enabled: bool
+    paused: bool
+    breaker: str  # closed | open | probing
+    consecutive_failures: int
+    last_success: dt.datetime | None
+    failures_last_hour: int
+    waiting: int
+
+
+def status_counts(session: Session, *, workspace_id: int, since: dt.datetime) -> dict[str, int]:
+    """Live documents received since `since`, by status; every status present, zeros included."""
+    rows = session.execute(
+        select(Document.status, func.count())
+        .where(Document.workspace_id == workspace_id, Document.deleted_at.is_(None), Document.received_at >= since)
+        .group_by(Document.status)
+    ).all()
+    counts = {status.value: 0 for status in DocumentStatus}
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def destination_lines(session: Session, *, workspace_id: int, now: dt.datetime) -> list[DestinationLine]:
+    destinations = session.scalars(
+        select(Destination).where(Destination.workspace_id == workspace_id).order_by(Destination.name)
+    ).all()
+    ids = [d.id for d in destinations]
+    last_success = dict(
+        session.execute(
+            select(Delivery.destination_id, func.max(Delivery.delivered_at))
+            .where(Delivery.destination_id.in_(ids))
+            .group_by(Delivery.destination_id)
+        ).all()
+    )
+    waiting = dict(
+        session.execute(
+            select(Delivery.destination_id, func.count())
+            .where(Delivery.destination_id.in_(ids), Delivery.status.in_(WAITING))
+            .group_by(Delivery.destination_id)
+        ).all()
+    )
+    failures = dict(
+        session.execute(
+            select(Delivery.destination_id, func.count())
+            .join(DeliveryAttempt, DeliveryAttempt.delivery_id == Delivery.id)
+            .where(
+                Delivery.destination_id.in_(ids),
+                DeliveryAttempt.outcome == AttemptOutcome.FAILED,
+                DeliveryAttempt.finished_at >= now - dt.timedelta(hours=1),
+            )
+            .group_by(Delivery.destination_id)
+        ).all()
+    )
+    return [
+        DestinationLine(
+            id=d.public_id,
+            name=d.name,
+            kind=d.kind,
+            enabled=d.enabled,
+            paused=d.paused_at is not None,
+            breaker=transitions.breaker_state(d).value,
+            consecutive_failures=d.consecutive_failures or 0,
+            last_success=last_success.get(d.id),
+            failures_last_hour=int(failures.get(d.id, 0)),
+            waiting=int(waiting.get(d.id, 0)),
+        )
+        for d in destinations
+    ]
+
+
+def oldest_undelivered(session: Session, *, workspace_id: int) -> Document | None:
+    """The live document that has waited longest for its deliveries (pending or retrying)."""
+    return session.scalars(
+        select(Document)
+        .where(
+            Document.workspace_id == workspace_id,
+            Document.deleted_at.is_(None),
+            Document.status.in_(UNDELIVERED),
+        )
+        .order_by(Document.received_at, Document.id)
+        .limit(1)
+    ).first()
+
+
+def delivered_per_hour(session: Session, *, workspace_id: int, now: dt.datetime, hours: int = 24) -> list[int]:
+    """Deliveries that succeeded in each of the last `hours` whole hours up to now, oldest first (one scan)."""
+    starts = hour_starts(now, hours)
+    buckets = [
+        func.count().filter(and_(Delivery.delivered_at >= start, Delivery.delivered_at < start + dt.timedelta(hours=1)))
+        for start in starts
+    ]
+    row = session.execute(
+        select(*buckets)
+        .join(Destination, Destination.id == Delivery.destination_id)
+        .where(Destination.workspace_id == workspace_id, Delivery.delivered_at >= starts[0])
+    ).one()
+    return [int(n) for n in row]
+
+
+def hour_starts(now: dt.datetime, hours: int = 24) -> Sequence[dt.datetime]:
+    """The start of each bucket `delivered_per_hour` counts, oldest first."""
+    end = now.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    return [end - dt.timedelta(hours=hours - n) for n in range(hours)]
