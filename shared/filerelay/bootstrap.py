@@ -14,10 +14,11 @@ from filerelay import documents
 from filerelay.clock import SystemClock
 from filerelay.config_file import Summary, apply_file
 from filerelay.db.migrate import upgrade
-from filerelay.db.models import Repository, SignatureMode
+from filerelay.db.models import ApiKey, Repository, Role, SignatureMode, Workspace
 from filerelay.db.session import make_engine, make_session_factory, session_scope
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
+from filerelay.workspace_config import api_keys
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,41 @@ def release_unreferenced(session: Session, staging: StagingStore, *, batch: int 
                 staging.delete(key)
                 released += 1
     return released
+
+
+# The workspace examples/demo.yaml configures: `filerelay up` on it, on loopback, gives its console a key.
+DEMO_WORKSPACE = "demo/local"
+DEMO_KEY_NAME = "console-demo"
+
+
+def demo_admin_key(settings: Settings, *, now: dt.datetime) -> str | None:
+    """A new admin key for the demo workspace, unless it already has a live one (a restart mints none)."""
+    owner, slug = DEMO_WORKSPACE.split("/")
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            workspace = session.scalars(
+                select(Workspace).where(Workspace.owner_slug == owner, Workspace.slug == slug)
+            ).one_or_none()
+            if workspace is None:
+                return None
+            live_admins = session.scalars(
+                select(ApiKey.id).where(
+                    ApiKey.workspace_id == workspace.id,
+                    ApiKey.role == Role.ADMIN.value,
+                    ApiKey.revoked_at.is_(None),
+                )
+            ).first()
+            if live_admins is not None:
+                return None
+            taken = set(session.scalars(select(ApiKey.name).where(ApiKey.workspace_id == workspace.id)))
+            names = itertools.chain([DEMO_KEY_NAME], (f"{DEMO_KEY_NAME}-{i}" for i in itertools.count(2)))
+            name = next(n for n in names if n not in taken)
+            return api_keys.create_key(
+                session, workspace_id=workspace.id, name=name, role=Role.ADMIN.value, now=now
+            ).key
+    finally:
+        engine.dispose()
 
 
 def prepare(settings: Settings) -> Summary | None:

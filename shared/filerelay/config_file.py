@@ -171,6 +171,8 @@ def _check_unique(items: list[dict[str, Any]], key: str, where: str, problems: l
 class Summary:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    # Every workspace the file names, as owner/slug, changed or not.
+    workspaces: list[str] = field(default_factory=list)
 
     def note(self, change: str | None, label: str) -> None:
         if change == "created":
@@ -204,6 +206,7 @@ def apply(session: Session, data: Mapping[str, Any], *, now: dt.datetime) -> Sum
 
 def _apply_workspace(session: Session, ws: Mapping[str, Any], now: dt.datetime, summary: Summary) -> None:
     label = f"{ws['owner']}/{ws['slug']}"
+    summary.workspaces.append(label)
     workspace, created = workspaces.put_workspace(session, owner=ws["owner"], slug=ws["slug"], now=now)
     retried = retry_settings.put_retry_settings(session, workspace_id=workspace.id, values=ws["retry"])
     summary.note("created" if created else "updated" if retried else None, f"workspace {label}")

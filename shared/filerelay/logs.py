@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -78,11 +79,14 @@ class TextFormatter(logging.Formatter):
 
 def make_formatter(environ: Mapping[str, str] | None = None) -> logging.Formatter:
     env = os.environ if environ is None else environ
-    value = env.get(LOG_FORMAT_ENV, "json").strip().lower() or "json"
+    value = env.get(LOG_FORMAT_ENV, "").strip().lower() or "auto"
+    if value == "auto":
+        # A person at a terminal reads text; a log collector (a pipe, a file, a container runtime) gets JSON.
+        value = "text" if sys.stderr.isatty() else "json"
     if value == "text":
         return TextFormatter()
     if value != "json":
-        raise ValueError(f"{LOG_FORMAT_ENV} must be json or text, got {value!r}")
+        raise ValueError(f"{LOG_FORMAT_ENV} must be json, text or auto, got {value!r}")
     return JsonFormatter()
 
 

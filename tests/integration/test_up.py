@@ -46,3 +46,66 @@ def test_up_relays_on_embedded_defaults_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+
+
+def _up_once(tmp_path: Path, home: Path, port: int) -> str:
+    """Run `filerelay up` on the demo configuration until ready, stop it; what it printed."""
+    env = environment(home, f"sqlite:///{home / 'filerelay.db'}", FILERELAY_CONFIG=str(DEMO))
+    env.pop("FILERELAY_BROKER_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "filerelay.cli", "up", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,  # the demo's folder destination writes under ./var/out
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        time.sleep(0.5)  # the announcement follows readiness
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return out
+
+
+def test_up_on_the_demo_prints_the_console_and_a_key_that_signs_in_once(tmp_path: Path) -> None:
+    import re
+
+    import requests
+
+    home, port = tmp_path / "home", free_port()
+    first = _up_once(tmp_path, home, port)
+    assert f"Console: http://127.0.0.1:{port}/ui/demo/local/" in first
+    (key,) = re.findall(r"^\s+(fr_live_\S+)$", first, re.M)
+    # The key is an admin key of the demo workspace: it signs in to the console.
+    env = environment(home, f"sqlite:///{home / 'filerelay.db'}", FILERELAY_CONFIG=str(DEMO))
+    env.pop("FILERELAY_BROKER_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "filerelay.cli", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        browser = requests.Session()
+        login = browser.get(f"http://127.0.0.1:{port}/ui/demo/local/login", timeout=10)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert token is not None
+        signed = browser.post(login.url, data={"api_key": key, "csrf_token": token[1]}, timeout=10)
+        assert signed.url.endswith("/ui/demo/local/")
+        assert "Audit log" in signed.text  # an admin's navigation
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    # A restart mints no second key: the workspace has a live admin key now.
+    again = _up_once(tmp_path, home, port)
+    assert "Console: " in again
+    assert "fr_live_" not in again

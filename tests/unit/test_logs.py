@@ -100,8 +100,16 @@ def test_exceptions_stay_inside_the_object(stream: io.StringIO) -> None:
     assert "ValueError: boom" in entry["exception"]
 
 
-def test_text_format_on_request() -> None:
+def test_text_on_a_terminal_json_elsewhere_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)
     assert isinstance(make_formatter({}), JsonFormatter)
+    assert isinstance(make_formatter({"FILERELAY_LOG_FORMAT": "auto"}), JsonFormatter)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    assert isinstance(make_formatter({}), TextFormatter)
+    assert isinstance(make_formatter({"FILERELAY_LOG_FORMAT": "json"}), JsonFormatter)
+
+
+def test_text_format_on_request() -> None:
     assert isinstance(make_formatter({"FILERELAY_LOG_FORMAT": "json"}), JsonFormatter)
     formatter = make_formatter({"FILERELAY_LOG_FORMAT": "text"})
     assert isinstance(formatter, TextFormatter)

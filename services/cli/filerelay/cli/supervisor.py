@@ -14,12 +14,16 @@ from types import FrameType
 
 import click
 
-from filerelay.bootstrap import prepare
+from filerelay.bootstrap import DEMO_WORKSPACE, demo_admin_key, prepare
+from filerelay.clock import SystemClock
 from filerelay.config_file import ConfigError
 from filerelay.metrics_dir import own_multiprocess_dir
 from filerelay.settings import Settings
 
 log = logging.getLogger("filerelay.up")
+
+# Where `filerelay up` may hand out the demo workspace's admin key: only this machine can reach it.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _spawn(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
@@ -49,13 +53,31 @@ def run_up(settings: Settings, *, host: str, port: int) -> int:
         return 2
     if summary:
         click.echo(str(summary))
+    workspaces = summary.workspaces if summary else []
+    demo_key = None
+    if DEMO_WORKSPACE in workspaces and host in LOOPBACK:
+        demo_key = demo_admin_key(settings, now=SystemClock().now())
     # One metrics folder for the API and the worker (they share this host), so /metrics also shows the
     # worker's delivery counts; the children inherit it through the environment.
     with own_multiprocess_dir(settings.home):
-        return _supervise(settings, host=host, port=port)
+        return _supervise(settings, host=host, port=port, workspaces=workspaces, demo_key=demo_key)
 
 
-def _supervise(settings: Settings, *, host: str, port: int) -> int:
+def _announce(base: str, settings: Settings, workspaces: list[str], demo_key: str | None) -> None:
+    click.echo(f"FileRelay is up: {base}/archivelink/<owner>/<workspace>  (data in {settings.home})")
+    for workspace in workspaces:
+        click.echo(f"Console: {base}/ui/{workspace}/")
+    if demo_key:
+        click.echo(
+            f"Sign in to the console of {DEMO_WORKSPACE} with this admin key (shown once, stored only as a hash):"
+        )
+        click.echo(f"  {demo_key}")
+    elif workspaces:
+        click.echo("Sign in with an API key of the workspace (`filerelay keys create NAME --role admin`).")
+    click.echo("Press Ctrl-C to stop.")
+
+
+def _supervise(settings: Settings, *, host: str, port: int, workspaces: list[str], demo_key: str | None) -> int:
     children = [
         _spawn(settings, "api", "--host", host, "--port", str(port), "--workers", "1"),
         _spawn(settings, "worker", "--concurrency", "2"),
@@ -72,8 +94,7 @@ def _supervise(settings: Settings, *, host: str, port: int) -> int:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown_host}:{port}"
     if _wait_ready(f"{base}/readyz", children[0]):
-        click.echo(f"FileRelay is up: {base}/archivelink/<owner>/<workspace>  (data in {settings.home})")
-        click.echo("Press Ctrl-C to stop.")
+        _announce(base, settings, workspaces, demo_key)
     code = 0
     while not stopping:
         for child in children:
