@@ -47,7 +47,7 @@ def environment(home: Path, database_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
