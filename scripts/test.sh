@@ -14,6 +14,11 @@ if ! (command -v redis-cli >/dev/null && redis-cli -h 127.0.0.1 -p 6379 ping >/d
     exit 1
   fi
 fi
+# The console's browser tests drive Debian's Chromium; without it (and no root to install it) they skip.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "could not install chromium: the browser tests will be skipped" >&2
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 code=$?

@@ -106,7 +106,7 @@ CONSOLE: dict[tuple[str, str], Role | str] = {
     ("GET", f"{U}/login"): CONSOLE_PUBLIC,
     ("POST", f"{U}/login"): CONSOLE_PUBLIC,
     ("POST", f"{U}/logout"): CONSOLE_PUBLIC,
-    ("GET", f"{U}/static/<path:filename>"): CONSOLE_PUBLIC,
+    ("GET", "/ui/static/<path:filename>"): CONSOLE_PUBLIC,
     ("GET", f"{U}/"): V,
     ("GET", f"{U}/documents"): V,
     ("GET", f"{U}/documents/<document_id>"): V,

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers.response import Response
 
 from filerelay.api.console.secret import secret_key
-from filerelay.api.console.views import blueprint
+from filerelay.api.console.views import assets, blueprint
 from filerelay.settings import Settings
 
 csrf = CSRFProtect()
@@ -42,6 +42,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     )
     csrf.init_app(app)
     app.register_blueprint(blueprint)
+    app.register_blueprint(assets)
 
 
 @blueprint.before_request

@@ -22,7 +22,7 @@ def bars(values: Sequence[int], labels: Sequence[str], *, title: str) -> Markup:
     plot = HEIGHT - AXIS
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" '
-        f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="none">',
+        f'xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
         f'<line x1="0" y1="{plot}" x2="{WIDTH}" y2="{plot}" class="axis"/>',
     ]

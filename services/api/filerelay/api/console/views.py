@@ -26,14 +26,9 @@ from filerelay.queue import KINDS, queue_depths, queue_name
 from filerelay.workspace_config import destinations
 from filerelay.workspace_config.common import ConfigurationError
 
-blueprint = Blueprint(
-    "console",
-    __name__,
-    url_prefix="/ui/<owner>/<slug>",
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
-)
+blueprint = Blueprint("console", __name__, url_prefix="/ui/<owner>/<slug>", template_folder="templates")
+# The stylesheet is the same for every workspace: served once, outside the workspace's URLs.
+assets = Blueprint("console_assets", __name__, static_folder="static", static_url_path="/ui/static")
 
 PER_PAGE = 25
 BULK_BATCH = 500
