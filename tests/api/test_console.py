@@ -283,6 +283,36 @@ def test_filters_are_checked_like_the_apis(populated: Runtime) -> None:
     assert "<strong>date_from</strong>" in html
     listed = viewer.get(f"{UI}/documents?status=failed&doc_id=7B2E9C4D5F1A3E8B").get_data(as_text=True)
     assert listed.count("data-document=") == 1
+    tampered = viewer.get(f"{UI}/documents?cursor=bm90LWEtY3Vyc29y")
+    assert tampered.status_code == 400
+    assert "<strong>cursor</strong>" in tampered.get_data(as_text=True)
+
+
+def test_paging_by_cursor_walks_every_document_once(populated: Runtime) -> None:
+    viewer = signed_in(populated, VIEWER_KEY)
+    seen: list[str] = []
+    url = f"{UI}/documents"
+    with mock.patch("filerelay.api.console.views.PER_PAGE", 2):
+        while url:
+            html = viewer.get(url).get_data(as_text=True)
+            seen += re.findall(r'data-document="([^"]+)"', html)
+            older = re.search(r'<a rel="next" href="([^"]+)"', html)
+            url = older[1].replace("&amp;", "&") if older else ""
+    assert len(seen) == 3
+    assert len(set(seen)) == 3
+
+
+def test_test_connection_says_whether_the_destination_answers(populated: Runtime) -> None:
+    admin = signed_in(populated, ADMIN_KEY)
+    token = csrf_token(admin, f"{UI}/destinations")
+    admin.post(f"{UI}/destinations/dest_folder/test", data={"csrf_token": token})
+    assert "Connection works" in admin.get(f"{UI}/destinations").get_data(as_text=True)
+    admin.post(f"{UI}/destinations/dest_s3prod/test", data={"csrf_token": token})
+    page = admin.get(f"{UI}/destinations").get_data(as_text=True)
+    assert "Connection failed" in page
+    assert "127.0.0.1:9" in page
+    admin.post(f"{UI}/destinations/dest_nowhere/test", data={"csrf_token": token})
+    assert "dest_nowhere" in admin.get(f"{UI}/destinations").get_data(as_text=True)
 
 
 # --- building blocks ---------------------------------------------------------------------------------

@@ -133,13 +133,14 @@ def documents_page(owner: str, slug: str) -> str | tuple[str, int]:
     cursor = args.pop("cursor", None)
     args.pop("page", None)
     args.pop("per_page", None)
+    try:
+        after = catalog.Cursor.decode(cursor) if cursor else None
+    except ValueError as exc:
+        errors = {"cursor": [f"{exc}: start again from the newest page"]}
+        return render_template("console/documents.html", errors=errors, shown=shown, found=None, destinations=[]), 400
     with session_scope(runtime().sessions) as db:
         found = catalog.list_documents(
-            db,
-            workspace_id=who.workspace_id,
-            filters=to_filter(args),
-            per_page=PER_PAGE,
-            after=catalog.Cursor.decode(cursor) if cursor else None,
+            db, workspace_id=who.workspace_id, filters=to_filter(args), per_page=PER_PAGE, after=after
         )
         rows = [_row(d) for d in found.documents]
         failed = catalog.count_failed(db, workspace_id=who.workspace_id, filters=to_filter(args))
