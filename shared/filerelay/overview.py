@@ -7,13 +7,14 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from filerelay.db.models import (
     AttemptOutcome,
     Delivery,
     DeliveryAttempt,
+    DeliveryStatus,
     Destination,
     Document,
     DocumentStatus,
@@ -97,6 +98,22 @@ def destination_lines(session: Session, *, workspace_id: int, now: dt.datetime) 
         )
         for d in destinations
     ]
+
+
+def due_by_kind(session: Session, *, workspace_id: int, now: dt.datetime) -> dict[str, int]:
+    """This workspace's deliveries due now and not yet taken by a worker, per destination kind: its share of
+    each kind's queue. (The broker's queues are shared by every workspace; their depth is on /metrics.)"""
+    rows = session.execute(
+        select(Destination.kind, func.count())
+        .join(Delivery, Delivery.destination_id == Destination.id)
+        .where(
+            Destination.workspace_id == workspace_id,
+            Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRYING)),
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        )
+        .group_by(Destination.kind)
+    ).all()
+    return {kind: int(n) for kind, n in rows}
 
 
 def oldest_undelivered(session: Session, *, workspace_id: int) -> Document | None:

@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from filerelay.api import create_app
 from filerelay.api.console import chart
@@ -246,6 +246,17 @@ def test_overview_counts_are_the_apis_counts(populated: Runtime) -> None:
     assert re.search(r'data-destination="dest_folder">.*?<td class="num">0</td>', html, re.S)
     assert re.search(r'data-destination="dest_s3prod">.*?<td>.*?</td>.*?<td class="num">3</td>', html, re.S)
     assert "3 deliveries succeeded in the last 24 hours" in html
+    # Due deliveries waiting for a worker, this workspace's only: globex's due folder delivery is not counted.
+    queues = dict(re.findall(r'data-queue="(\w+)"><div class="n">(\d+)</div>', html))
+    assert queues == {"folder": "0", "s3": "0"}
+    with session_scope(populated.sessions) as session:
+        session.execute(
+            update(Delivery).where(Delivery.status == "failed").values(status="retrying", next_attempt_at=None)
+        )
+        theirs = select(Destination.id).join(Workspace).where(Workspace.owner_slug == "globex")
+        session.execute(update(Delivery).where(Delivery.destination_id.in_(theirs)).values(status="pending"))
+    html = signed_in(populated, VIEWER_KEY).get(f"{UI}/").get_data(as_text=True)
+    assert dict(re.findall(r'data-queue="(\w+)"><div class="n">(\d+)</div>', html)) == {"folder": "0", "s3": "3"}
 
 
 def test_another_workspace_is_never_shown(populated: Runtime) -> None:

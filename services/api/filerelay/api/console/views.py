@@ -22,7 +22,6 @@ from filerelay.content import open_content
 from filerelay.db.models import DocumentStatus, Role
 from filerelay.db.session import session_scope
 from filerelay.delivery.retry import NothingToRetry, retry_deliveries, retry_document
-from filerelay.queue import KINDS, queue_depths, queue_name
 from filerelay.workspace_config import destinations
 from filerelay.workspace_config.common import ConfigurationError
 
@@ -76,14 +75,6 @@ def logout(owner: str, slug: str) -> BaseResponse:
 # --- overview ----------------------------------------------------------------------------------------
 
 
-def _depths() -> dict[str, int] | None:
-    try:
-        depths = queue_depths(runtime().settings)
-    except Exception:  # the broker is away: the page still shows everything else
-        return None
-    return {kind: depths.get(queue_name(kind), 0) for kind in KINDS}
-
-
 @blueprint.route("/")
 @page()
 def overview_page(owner: str, slug: str) -> str:
@@ -94,6 +85,7 @@ def overview_page(owner: str, slug: str) -> str:
         lines = overview.destination_lines(db, workspace_id=who.workspace_id, now=now)
         oldest = overview.oldest_undelivered(db, workspace_id=who.workspace_id)
         hourly = overview.delivered_per_hour(db, workspace_id=who.workspace_id, now=now)
+        due = overview.due_by_kind(db, workspace_id=who.workspace_id, now=now)
         oldest_info = None if oldest is None else {"id": oldest.id, "doc_id": oldest.doc_id, "at": oldest.received_at}
     labels = [f"{start:%H}:00" for start in overview.hour_starts(now)]
     return render_template(
@@ -102,7 +94,7 @@ def overview_page(owner: str, slug: str) -> str:
         week=week,
         lines=lines,
         oldest=oldest_info,
-        depths=_depths(),
+        due={line.kind: due.get(line.kind, 0) for line in lines if line.kind != "pull"},
         chart=chart.bars(hourly, labels, title="Deliveries per hour, last 24 hours (UTC)"),
         delivered_24h=sum(hourly),
         refresh=REFRESH_SECONDS if any(line.waiting for line in lines) else None,
@@ -323,7 +315,7 @@ def destinations_page(owner: str, slug: str) -> str:
     who = person()
     with session_scope(runtime().sessions) as db:
         lines = overview.destination_lines(db, workspace_id=who.workspace_id, now=_now())
-    return render_template("console/destinations.html", lines=lines, depths=_depths())
+    return render_template("console/destinations.html", lines=lines)
 
 
 @blueprint.route("/destinations/<destination_id>/test", methods=["POST"])
