@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from marshmallow import fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from filerelay.db.models import ApiKey
+from filerelay.db.models import ApiKey, Workspace
 from filerelay.workspace_config.common import (
     NotFound,
     assign_changed,
@@ -39,6 +40,21 @@ class ApiKeyWithValue(ApiKeyCreate):
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def live_key(session: Session, key: str) -> tuple[ApiKey, Workspace] | None:
+    """The unrevoked key `key` and its workspace; None for anything else (not a key, unknown, revoked)."""
+    key = key.strip()
+    if not key.startswith(KEY_PREFIX):
+        return None
+    digest = hash_key(key)
+    row = session.execute(
+        select(ApiKey, Workspace).join(Workspace).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+    # The lookup is by hash; compare again in constant time so no timing reveals a near match.
+    if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+        return None
+    return row[0], row[1]
 
 
 def key_columns(key: str) -> dict[str, str]:

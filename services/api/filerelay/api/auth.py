@@ -6,20 +6,18 @@ that does not exist, so a key never learns what else is on the server.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from flask import g, request
-from sqlalchemy import select
 
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
 from filerelay.audit import Actor
-from filerelay.db.models import ApiKey, Role, Workspace
+from filerelay.db.models import Role
 from filerelay.db.session import session_scope
-from filerelay.workspace_config.api_keys import KEY_PREFIX, hash_key
+from filerelay.workspace_config.api_keys import KEY_PREFIX, live_key
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,16 +38,12 @@ def authenticate(owner: str, slug: str, minimum: Role) -> None:
     key = presented_key()
     if not key or not key.startswith(KEY_PREFIX):
         raise ApiError(401, f"a valid API key is required: Authorization: Bearer {KEY_PREFIX}… or x-api-key")
-    digest = hash_key(key)
     rt = runtime()
     with session_scope(rt.sessions) as session:
-        row = session.execute(
-            select(ApiKey, Workspace).join(Workspace).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-        ).one_or_none()
-        # The lookup is by hash; compare again in constant time so no timing reveals a near match.
-        if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+        found = live_key(session, key)
+        if found is None:
             raise ApiError(401, "the API key is unknown or revoked")
-        api_key, workspace = row
+        api_key, workspace = found
         if (workspace.owner_slug, workspace.slug) != (owner, slug):
             raise ApiError(404, f"no workspace {owner}/{slug}")
         role = Role(api_key.role)

@@ -7,7 +7,6 @@ sessions at once, and a session only ever opens the workspace its key belongs to
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -22,7 +21,7 @@ from filerelay.api.context import runtime
 from filerelay.audit import Actor
 from filerelay.db.models import ApiKey, Role, Workspace
 from filerelay.db.session import session_scope
-from filerelay.workspace_config.api_keys import KEY_PREFIX, hash_key
+from filerelay.workspace_config.api_keys import live_key
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,18 +60,12 @@ def _person(api_key: ApiKey, workspace: Workspace) -> Person:
 def sign_in(owner: str, slug: str, key: str) -> Person | None:
     """Start a session for `key` if it is a live key of this workspace; None otherwise (whatever the reason,
     so the form tells nobody whether a key exists elsewhere)."""
-    key = key.strip()
-    if not key.startswith(KEY_PREFIX):
-        return None
-    digest = hash_key(key)
     rt = runtime()
     with session_scope(rt.sessions) as db:
-        row = db.execute(
-            select(ApiKey, Workspace).join(Workspace).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-        ).one_or_none()
-        if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+        found = live_key(db, key)
+        if found is None:
             return None
-        api_key, workspace = row
+        api_key, workspace = found
         if (workspace.owner_slug, workspace.slug) != (owner, slug):
             return None
         api_key.last_used_at = rt.clock.now()

@@ -21,7 +21,7 @@ from filerelay.api.documents.schemas import FILTERS, ListArgs, to_filter
 from filerelay.content import open_content
 from filerelay.db.models import DocumentStatus, Role
 from filerelay.db.session import session_scope
-from filerelay.delivery.retry import NothingToRetry, retry_deliveries, retry_document
+from filerelay.delivery.retry import NothingToRetry, retry_document, retry_matching
 from filerelay.workspace_config import destinations
 from filerelay.workspace_config.common import ConfigurationError
 
@@ -30,7 +30,6 @@ blueprint = Blueprint("console", __name__, url_prefix="/ui/<owner>/<slug>", temp
 assets = Blueprint("console_assets", __name__, static_folder="static", static_url_path="/ui/static")
 
 PER_PAGE = 25
-BULK_BATCH = 500
 # Pages that show something in flight reload themselves this often (seconds), without JavaScript.
 REFRESH_SECONDS = 5
 IN_FLIGHT = {DocumentStatus.PENDING.value, DocumentStatus.RETRYING.value}
@@ -182,30 +181,8 @@ def bulk_retry(owner: str, slug: str) -> str | BaseResponse | tuple[str, int]:
         with session_scope(rt.sessions) as db:
             documents, deliveries = catalog.count_failed(db, workspace_id=who.workspace_id, filters=filters)
         return render_template("console/confirm_retry.html", raw=raw, documents=documents, deliveries=deliveries)
-    retried, touched, after = 0, set(), None
-    while True:
-        with session_scope(rt.sessions) as db:
-            batch = catalog.failed_deliveries(
-                db, workspace_id=who.workspace_id, filters=filters, limit=BULK_BATCH, after=after
-            )
-            if not batch:
-                break
-            after = batch[-1].id
-            touched |= {d.document_id for d in batch}
-            wake = retry_deliveries(db, batch, now=rt.clock.now())
-            audit.record(
-                db,
-                workspace_id=who.workspace_id,
-                actor=who.actor,
-                action=audit.BULK_RETRY,
-                target="documents",
-                now=rt.clock.now(),
-                filters=raw,
-                deliveries=len(wake),
-            )
-        retried += len(wake)
-        rt.enqueuer.enqueue(wake)
-    flash(f"Re-queued {retried} failed deliveries of {len(touched)} documents.")
+    done = retry_matching(rt, workspace_id=who.workspace_id, filters=filters, actor=who.actor, described=raw)
+    flash(f"Re-queued {done.deliveries} failed deliveries of {done.documents} documents.")
     return _back("console.documents_page", **raw)
 
 

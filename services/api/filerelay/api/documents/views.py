@@ -12,13 +12,11 @@ from filerelay.api.errors import ApiError
 from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
 from filerelay.db.models import Role
 from filerelay.db.session import session_scope
-from filerelay.delivery.retry import NothingToRetry, retry_deliveries, retry_document
+from filerelay.delivery.retry import NothingToRetry, retry_document, retry_matching
 
 blueprint = RestBlueprint(
     "documents", __name__, url_prefix=f"{WORKSPACE_PREFIX}/documents", description="Documents received from SAP"
 )
-
-BULK_BATCH = 500
 
 
 @blueprint.route("")
@@ -100,30 +98,11 @@ def retry(owner: str, slug: str, document_id: str) -> dict[str, Any]:
 @blueprint.response(200, schemas.BulkRetryEnvelope)
 def bulk_retry(owner: str, slug: str, **filters: Any) -> dict[str, Any]:
     """Re-queue the failed deliveries of every document matching the filters (and destination)."""
-    rt = runtime()
-    documents: set[str] = set()
-    deliveries = 0
-    after: str | None = None
-    while True:
-        with session_scope(rt.sessions) as session:
-            batch = catalog.failed_deliveries(
-                session, workspace_id=workspace_id(), filters=schemas.to_filter(filters), limit=BULK_BATCH, after=after
-            )
-            if not batch:
-                break
-            after = batch[-1].id
-            documents |= {d.document_id for d in batch}
-            wake = retry_deliveries(session, batch, now=rt.clock.now())
-            audit.record(
-                session,
-                workspace_id=workspace_id(),
-                actor=actor(),
-                action=audit.BULK_RETRY,
-                target="documents",
-                now=rt.clock.now(),
-                filters={k: str(v) for k, v in filters.items()},
-                deliveries=len(wake),
-            )
-        deliveries += len(wake)
-        rt.enqueuer.enqueue(wake)
-    return {"data": {"attributes": {"documents": len(documents), "deliveries": deliveries}}}
+    done = retry_matching(
+        runtime(),
+        workspace_id=workspace_id(),
+        filters=schemas.to_filter(filters),
+        actor=actor(),
+        described={k: str(v) for k, v in filters.items()},
+    )
+    return {"data": {"attributes": {"documents": done.documents, "deliveries": done.deliveries}}}
