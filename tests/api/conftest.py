@@ -66,10 +66,10 @@ def headers(key: str = ADMIN_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def deliver_all(runtime: Runtime) -> None:
-    """What the workers do, in-process: one attempt for every waiting delivery."""
+def deliver_all(runtime: Runtime, status: str = "pending") -> None:
+    """What the workers do, in-process (the real delivery service): one attempt for every delivery in `status`."""
     with session_scope(runtime.sessions) as session:
-        ids = list(session.scalars(select(Delivery.id).where(Delivery.status == "pending")))
+        ids = list(session.scalars(select(Delivery.id).where(Delivery.status == status)))
     for delivery_id in ids:
         service.run(runtime, delivery_id, rand=lambda: 0.5)
 

@@ -15,14 +15,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from flask.testing import FlaskClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from sqlalchemy import select
 
 from filerelay.api import create_app
-from filerelay.db.models import Delivery
-from filerelay.db.session import session_scope
-from filerelay.delivery import service
 from filerelay.runtime import Runtime
-from tests.api.conftest import VIEWER_KEY, headers
+from tests.api.conftest import VIEWER_KEY, deliver_all, headers
 from tests.api.test_certificates import certificate
 from tests.conftest import ADMIN_KEY
 from tests.support.s3server import S3Server
@@ -75,14 +71,6 @@ def sign_in(page: Page, server: str, key: str) -> None:
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{server}{UI}/")
-
-
-def deliver_due(runtime: Runtime) -> None:
-    """What the worker does when the retry's wake-up reaches it: the real delivery service, in-process."""
-    with session_scope(runtime.sessions) as session:
-        due = list(session.scalars(select(Delivery.id).where(Delivery.status == "retrying")))
-    for delivery_id in due:
-        service.run(runtime, delivery_id, rand=lambda: 0.5)
 
 
 def test_sign_in_and_the_overview_counts_are_the_apis(
@@ -139,7 +127,7 @@ def test_filter_open_a_failed_document_retry_it_and_see_it_delivered(
     page.get_by_role("button", name="Retry failed deliveries").click()
     expect(page.get_by_role("status")).to_contain_text("Re-queued 1 failed deliveries")
     expect(s3_section).to_have_attribute("data-status", "retrying")
-    deliver_due(populated)
+    deliver_all(populated, "retrying")  # what the worker does when the retry's wake-up reaches it
     page.reload()
     expect(s3_section).to_have_attribute("data-status", "delivered")
     expect(s3_section.locator("table tbody tr")).to_have_count(2)
