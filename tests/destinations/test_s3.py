@@ -19,6 +19,7 @@ import textwrap
 from dataclasses import dataclass
 
 import pytest
+from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
@@ -159,6 +160,62 @@ def test_a_503_without_retry_after_uses_the_workspace_backoff(
     row = delivery(runtime, created.delivery_id)
     assert row.status == "retrying"
     assert row.next_attempt_at == clock.now() + dt.timedelta(seconds=0.75)
+
+
+# --- SeaweedFS: what no retry can fix ---------------------------------------------------------------------
+
+
+def test_wrong_credentials_fail_at_once_with_the_reason(
+    runtime: Runtime, s3: S3Server, bucket: str, engine: object
+) -> None:
+    configure(runtime, s3.endpoint, bucket, s3.access_key, "not-the-secret")
+    created = create_document(runtime, PDF)
+
+    assert service.run(runtime, created.delivery_id, rand=half) is True
+
+    row = delivery(runtime, created.delivery_id)
+    assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
+    assert row.attempts == 1
+    assert "SignatureDoesNotMatch (HTTP 403)" in (row.last_error or "")
+    assert listing(s3, bucket) == []
+
+
+def test_a_missing_bucket_fails_at_once_with_the_reason(runtime: Runtime, engine: object) -> None:
+    # SeaweedFS creates a missing bucket on the first PUT of an admin identity; S3 answers NoSuchBucket.
+    with refusing_s3(404, "NoSuchBucket") as stub:
+        configure(runtime, stub.endpoint, "archive", "AKIDEXAMPLE", "secret")
+        created = create_document(runtime, PDF)
+        assert service.run(runtime, created.delivery_id, rand=half) is True
+    row = delivery(runtime, created.delivery_id)
+    assert row.status == "failed"
+    assert row.attempts == 1
+    assert "NoSuchBucket (HTTP 404)" in (row.last_error or "")
+
+
+def test_addressing_style_is_a_setting_for_s3_compatible_stores(s3: S3Server, bucket: str) -> None:
+    kind = s3_destination.KIND
+    settings, _ = kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint, "addressing_style": "path"})
+
+    def style(settings: dict[str, object]) -> object:
+        return s3_destination.S3Destination(settings, {}).client.meta.config.s3  # type: ignore[attr-defined]
+
+    assert style(settings) == {"addressing_style": "path"}
+    aws, _ = kind.validate({"bucket": bucket, "addressing_style": "virtual"})
+    assert style(aws) == {"addressing_style": "virtual"}
+    assert style(kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint})[0]) == {"addressing_style": "path"}
+    # Path style, as configured, reaches the S3-compatible server's bucket.
+    usable, secret = kind.validate(
+        {
+            "bucket": bucket,
+            "endpoint_url": s3.endpoint,
+            "addressing_style": "path",
+            "access_key_id": s3.access_key,
+            "secret_access_key": s3.secret_key,
+        }
+    )
+    s3_destination.S3Destination(usable, secret).check()
+    with pytest.raises(ValidationError, match="addressing_style"):
+        kind.validate({"bucket": bucket, "addressing_style": "sideways"})
 
 
 # --- SeaweedFS: metadata and checksums --------------------------------------------------------------------

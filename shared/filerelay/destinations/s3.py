@@ -34,6 +34,27 @@ class S3Settings(Schema):
     region = fields.String(load_default="us-east-1", validate=validate.Length(min=1))
     access_key_id = fields.String(load_default=None)
     secret_access_key = fields.String(load_default=None)
+    # S3-compatible stores (R2, MinIO, Wasabi…) mostly want `path`; AWS wants `virtual` (its default).
+    addressing_style = fields.String(load_default=None, validate=validate.OneOf(["path", "virtual"]))
+
+
+# Answers no retry can change until someone fixes the configuration: the bucket is missing, the
+# credentials are wrong or not allowed. (Throttling, 5xx and connection errors are worth retrying.)
+PERMANENT_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidBucketName",
+        "AccountProblem",
+        "InvalidToken",
+        "ExpiredToken",
+    }
+)
+# HEAD requests carry no body, so their errors have only the status as a code.
+PERMANENT_STATUSES = frozenset({401, 403})
 
 
 def _error(exc: Exception, what: str) -> DestinationError:
@@ -47,6 +68,7 @@ def _error(exc: Exception, what: str) -> DestinationError:
         retry_after = headers.get("retry-after")
         return DestinationError(
             f"{what}: {code} (HTTP {status})",
+            retryable=code not in PERMANENT_CODES and status not in PERMANENT_STATUSES,
             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
         )
     return DestinationError(f"{what}: {type(exc).__name__}: {exc}")
@@ -70,7 +92,7 @@ class S3Destination:
                 retries={"max_attempts": 2, "mode": "standard"},
                 connect_timeout=10,
                 read_timeout=120,
-                s3={"addressing_style": "path"} if settings.get("endpoint_url") else None,
+                s3=_addressing(settings),
             ),
         )
 
@@ -168,6 +190,13 @@ class S3Destination:
         except Exception as exc:
             raise _error(exc, f"cannot look at s3://{self.bucket}/{key}") from exc
         return head.get("ContentLength") == size and head.get("Metadata", {}).get("sha256") == sha256
+
+
+def _addressing(settings: Mapping[str, Any]) -> Any:
+    """The configured addressing style; without one, path-style for a custom endpoint (what most
+    S3-compatible servers answer) and boto3's own choice for AWS."""
+    style = settings.get("addressing_style") or ("path" if settings.get("endpoint_url") else None)
+    return {"addressing_style": style} if style else None
 
 
 def _b64(digest: bytes) -> str:
