@@ -214,6 +214,7 @@ def perform(
         path=claim.path,
         metadata=claim.metadata,
         identity=claim.identity,
+        delivery_key=f"{claim.delivery_id}.{claim.generation}",
     )
     try:
         client = (clients or Clients(size=1)).get(claim.kind, claim.settings, claim.secrets)

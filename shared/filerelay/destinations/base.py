@@ -38,6 +38,9 @@ class Payload:
     metadata: Mapping[str, str] = field(default_factory=dict)
     # The document's identity (doc_id, repo_id, comp_id), for kinds that label what they store.
     identity: Mapping[str, str] = field(default_factory=dict)
+    # Stable for one delivery of one content generation, whatever the attempt: what at-least-once kinds
+    # (webhook-id, an e-mail's Message-ID) send so that a receiver can drop a repeat.
+    delivery_key: str = ""
 
 
 class Client(Protocol):

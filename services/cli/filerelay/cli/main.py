@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from filerelay.queue import KINDS
 from filerelay.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -83,8 +84,6 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 
 
 def _queues(value: str) -> list[str]:
-    from filerelay.queue import KINDS
-
     kinds = [k.strip() for k in value.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if not kinds or unknown:
@@ -95,7 +94,7 @@ def _queues(value: str) -> list[str]:
 @main.command()
 @click.option(
     "--queues",
-    default=",".join(("s3", "sharepoint", "folder", "pull")),
+    default=",".join(KINDS),
     show_default=True,
     help="Destination kinds this worker delivers to, comma-separated.",
 )

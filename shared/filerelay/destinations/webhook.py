@@ -1,0 +1,157 @@
+"""The `webhook` destination: each document POSTed to a URL, signed the Standard Webhooks way.
+
+`mode: content` sends the document's bytes as the body. Headers `webhook-id` (stable for one delivery of
+one content generation, so a receiver drops a repeat), `webhook-timestamp` and `webhook-signature`
+(`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` with the `whsec_` secret) follow
+https://www.standardwebhooks.com; the document's identity rides in `x-filerelay-*` headers. The body is
+read twice from staging, once to sign and once to send, so no document is held in memory.
+
+The receiver's 2xx delivers. 410 Gone (the endpoint is retired), 401 and 403 (it refuses our signature)
+fail the delivery at once; everything else, 429/503 with Retry-After included, is retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+
+CHUNK = 1024 * 1024
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix Standard Webhooks secrets carry, not a secret
+# No retry helps: the endpoint is gone, or it does not accept our signature or credentials.
+PERMANENT_STATUSES = frozenset({401, 403, 410})
+TIMEOUT = (10, 120)  # connect, read (seconds): a receiver may take a while to store a large body
+
+
+class WebhookSettings(Schema):
+    url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
+    secret = fields.String(required=True)
+    mode = fields.String(load_default="content", validate=validate.OneOf(["content", "notification"]))
+    # Extra request headers, e.g. the receiver's own API token: stored as a secret.
+    headers = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+    @validates("secret")
+    def _secret(self, value: str, **_: Any) -> None:
+        signing_key(value)
+
+    @validates("mode")
+    def _mode(self, value: str, **_: Any) -> None:
+        if value == "notification":
+            raise ValidationError("mode notification (a signed download link instead of the bytes) is not built yet")
+
+
+def signing_key(secret: str) -> bytes:
+    """The key a `whsec_…` secret stands for: base64 after the prefix, as Standard Webhooks defines it."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValidationError(f"a webhook secret starts with {SECRET_PREFIX} (Standard Webhooks)")
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except binascii.Error:
+        raise ValidationError("a webhook secret is whsec_ followed by base64") from None
+    if len(key) < 24:
+        raise ValidationError("a webhook secret must carry at least 24 bytes of key")
+    return key
+
+
+def signature(key: bytes, message_id: str, timestamp: int, body: BinaryIO) -> str:
+    """`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, the body read in chunks."""
+    mac = hmac.new(key, f"{message_id}.{timestamp}.".encode(), hashlib.sha256)
+    while chunk := body.read(CHUNK):
+        mac.update(chunk)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+class _Body:
+    """The staged bytes as a request body: read in chunks by the HTTP client, with a known length."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self._stream = stream
+        self.len = size  # requests sends Content-Length from this instead of chunked encoding
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(CHUNK if size is None or size < 0 else size)
+
+
+class WebhookDestination:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
+        import requests
+
+        self.url: str = settings["url"]
+        self._key = signing_key(secrets["secret"])
+        self._headers: dict[str, str] = dict(secrets.get("headers") or {})
+        self._http = requests.Session()
+
+    def deliver(self, payload: Payload) -> str | None:
+        message_id = f"msg_{payload.delivery_key or payload.sha256}"
+        timestamp = int(time.time())  # the receiver compares it with its own clock: the wall clock
+        with payload.open() as body:
+            signed = signature(self._key, message_id, timestamp, body)
+        headers = {
+            **self._headers,
+            "content-type": payload.content_type,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signed,
+            "x-filerelay-sha256": payload.sha256,
+            "x-filerelay-path": payload.path,
+            **{f"x-filerelay-{name.replace('_', '-')}": value for name, value in payload.identity.items()},
+        }
+        with payload.open() as body:
+            self._post(_Body(body, payload.size), headers)
+        return None
+
+    def _post(self, body: _Body, headers: Mapping[str, str]) -> None:
+        import requests
+
+        try:
+            reply = self._http.post(self.url, data=body, headers=dict(headers), timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise DestinationError(f"POST {self.url} failed: {type(exc).__name__}: {exc}") from exc
+        if 200 <= reply.status_code < 300:
+            return
+        after = reply.headers.get("retry-after", "")
+        raise DestinationError(
+            f"POST {self.url} answered HTTP {reply.status_code}: {reply.text[:200]}",
+            retryable=reply.status_code not in PERMANENT_STATUSES,
+            retry_after=float(after) if after.isdigit() else None,
+        )
+
+    def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        raise DestinationError("a webhook keeps no copy to read back", retryable=False)
+
+    def check(self) -> None:
+        """Reachable, and the URL exists: a HEAD (nothing is delivered); a server error or a 404/410 fails."""
+        import requests
+
+        try:
+            reply = self._http.head(self.url, headers=self._headers, timeout=TIMEOUT, allow_redirects=True)
+        except requests.RequestException as exc:
+            raise DestinationError(f"{self.url} cannot be reached: {type(exc).__name__}: {exc}") from exc
+        if reply.status_code >= 500 or reply.status_code in (404, 410):
+            raise DestinationError(f"{self.url} answered HTTP {reply.status_code}", retryable=False)
+
+    def holds(self, path: str, *, sha256: str, size: int) -> bool:
+        return False  # a webhook cannot be asked what it received: the webhook-id lets it drop a repeat
+
+
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> WebhookDestination:
+    return WebhookDestination(settings, secrets)
+
+
+KIND = register(
+    DestinationKind(
+        name="webhook",
+        schema=WebhookSettings,
+        build=build,
+        secret_fields=frozenset({"secret", "headers"}),
+        readable=False,
+    )
+)

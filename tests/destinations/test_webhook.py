@@ -1,0 +1,197 @@
+"""The `webhook` destination through the delivery engine (claim, POST, finish) against a real receiver
+on loopback that checks the Standard Webhooks signature (tests/support/webhook_receiver.py)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+from marshmallow import ValidationError
+
+from filerelay.clock import FrozenClock
+from filerelay.config_file import apply, load
+from filerelay.db.session import session_scope
+from filerelay.delivery import service
+from filerelay.destinations import webhook
+from filerelay.destinations.base import DestinationError
+from filerelay.runtime import Runtime
+from tests.support.documents import accept, attempts, delivery
+from tests.support.webhook_receiver import Receiver, webhook_receiver
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"x" * 32).decode()
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
+
+
+def configure(runtime: Runtime, url: str, secret: str = SECRET) -> None:
+    text = textwrap.dedent(
+        f"""
+        workspaces:
+          - owner: acme
+            slug: production
+            retry: {{max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}}
+            destinations:
+              - {{id: dest_hook, name: ERP inbox, kind: webhook, url: "{url}", secret: "{secret}",
+                 headers: {{x-api-token: t0ken}}, path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
+            repositories:
+              - {{id: Z1, description: Invoices, signature: none, destinations: [dest_hook]}}
+        """
+    )
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(text, {}), now=runtime.clock.now())
+
+
+def half() -> float:
+    return 0.5
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver(SECRET) as live:
+        yield live
+
+
+def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
+    outcome, _ = accept(runtime, doc_id, data)
+    [(delivery_id, kind)] = outcome.enqueue
+    assert kind == "webhook"
+    return delivery_id
+
+
+@pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 7])
+def test_a_document_arrives_byte_identical_and_signed(
+    runtime: Runtime, receiver: Receiver, engine: object, size: int
+) -> None:
+    data = (PDF * (size // len(PDF) + 1))[:size]
+    configure(runtime, receiver.url)
+    delivery_id = create(runtime, data)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    [got] = receiver.received
+    assert (got.size, got.sha256) == (size, hashlib.sha256(data).hexdigest())
+    assert got.headers["content-type"] == "application/pdf"
+    assert got.headers["content-length"] == str(size)
+    assert got.headers["webhook-id"].startswith(f"msg_{delivery_id}.")
+    assert got.headers["x-filerelay-doc-id"] == "DOC1"
+    assert got.headers["x-filerelay-repo-id"] == "Z1"
+    assert got.headers["x-filerelay-sha256"] == hashlib.sha256(data).hexdigest()
+    assert got.headers["x-api-token"] == "t0ken"
+
+
+def test_a_text_document_passes_the_reference_librarys_check(
+    runtime: Runtime, receiver: Receiver, engine: object
+) -> None:
+    configure(runtime, receiver.url)
+    delivery_id = create(runtime, "Rechnung Nr. 4711, Grüße".encode())
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert len(receiver.received) == 1
+
+
+def test_a_throttled_attempt_waits_for_retry_after_and_the_repeat_keeps_its_webhook_id(
+    runtime: Runtime, receiver: Receiver, clock: FrozenClock, engine: object
+) -> None:
+    configure(runtime, receiver.url)
+    receiver.script.append((429, {"retry-after": "120"}))
+    delivery_id = create(runtime, PDF)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+    row = delivery(runtime, delivery_id)
+    assert row.status == "retrying"
+    assert row.next_attempt_at is not None
+    assert row.next_attempt_at >= clock.now() + dt.timedelta(seconds=120)
+    assert "HTTP 429" in (row.last_error or "")
+
+    clock.advance(121)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+    # Both attempts carried one webhook-id: a receiver that saw the first drops the second.
+    [got] = receiver.received
+    assert got.headers["webhook-id"] == f"msg_{delivery_id}.1"
+
+
+def test_a_stopped_receiver_means_retrying_then_delivered_when_it_is_back(
+    runtime: Runtime, receiver: Receiver, clock: FrozenClock, engine: object
+) -> None:
+    configure(runtime, receiver.url)
+    delivery_id = create(runtime, PDF)
+    receiver.stop()
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+    row = delivery(runtime, delivery_id)
+    assert row.status == "retrying"
+    assert "ConnectionError" in (row.last_error or "")
+
+    receiver.start()  # the same port
+    clock.advance(60)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "script", "expected"), [(OTHER_SECRET, [], "HTTP 401"), (SECRET, [(410, {})], "HTTP 410")]
+)
+def test_a_refused_signature_or_a_gone_endpoint_fails_at_once(
+    runtime: Runtime,
+    receiver: Receiver,
+    engine: object,
+    secret: str,
+    script: list[tuple[int, dict[str, str]]],
+    expected: str,
+) -> None:
+    configure(runtime, receiver.url, secret)
+    receiver.script.extend(script)
+    delivery_id = create(runtime, PDF)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"  # max_retries 3: only a permanent refusal ends it after one attempt
+    assert expected in (row.last_error or "")
+    assert receiver.received == []
+
+
+def test_check_reaches_the_receiver_without_delivering(receiver: Receiver) -> None:
+    settings, secrets = webhook.KIND.validate({"url": receiver.url, "secret": SECRET})
+    webhook.WebhookDestination(settings, secrets).check()
+    assert receiver.received == []
+    gone, secrets = webhook.KIND.validate({"url": receiver.url.replace("/hooks/", "/nothing/"), "secret": SECRET})
+    with pytest.raises(DestinationError, match="HTTP 404"):
+        webhook.WebhookDestination(gone, secrets).check()
+    receiver.stop()
+    with pytest.raises(DestinationError, match="cannot be reached"):
+        webhook.WebhookDestination(settings, secrets).check()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"url": "http://127.0.0.1:9/x", "secret": "s3cr3t"}, "starts with whsec_"),
+        ({"url": "http://127.0.0.1:9/x", "secret": "whsec_%%%"}, "base64"),
+        ({"url": "http://127.0.0.1:9/x", "secret": "whsec_" + base64.b64encode(b"short").decode()}, "24 bytes"),
+        ({"url": "ftp://example.com/x", "secret": SECRET}, "url"),
+        ({"url": "http://127.0.0.1:9/x", "secret": SECRET, "mode": "carrier-pigeon"}, "mode"),
+    ],
+)
+def test_settings_are_checked(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        webhook.KIND.validate(values)
+
+
+def test_the_secret_and_headers_are_stored_apart_and_the_key_is_what_whsec_carries() -> None:
+    key = os.urandom(32)
+    secret = "whsec_" + base64.b64encode(key).decode()
+    settings, secrets = webhook.KIND.validate(
+        {"url": "https://erp.example.com/in", "secret": secret, "headers": {"a": "b"}}
+    )
+    assert settings == {"url": "https://erp.example.com/in", "mode": "content"}
+    assert secrets == {"secret": secret, "headers": {"a": "b"}}
+    assert webhook.signing_key(secret) == key
