@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from filerelay.clock import Clock, SystemClock
 from filerelay.db.session import make_engine, make_session_factory
 from filerelay.destinations.base import Clients
+from filerelay.file_links import FileLinks
 from filerelay.queue import Enqueuer, make_celery
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
@@ -25,6 +26,10 @@ class Runtime:
     clock: Clock
     # Destination clients, reused across deliveries (and threads) of this process.
     clients: Clients = field(default_factory=Clients)
+    links: FileLinks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.links = FileLinks(self.settings)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -95,6 +95,10 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     console_idle_minutes: int = 30
     cookie_secure: bool = False
+    # Where receivers reach the API (e.g. https://filerelay.example.com), for the download links webhook
+    # notifications carry; a link is valid this long, at most as long as staging keeps the bytes.
+    public_url: str | None = None
+    file_link_seconds: int = 3600
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -121,6 +125,8 @@ class Settings:
             secret_key=env.get("FILERELAY_SECRET_KEY") or None,
             console_idle_minutes=_int(env, "FILERELAY_CONSOLE_IDLE_MINUTES", 30),
             cookie_secure=_bool(env, "FILERELAY_COOKIE_SECURE", False),
+            public_url=env.get("FILERELAY_PUBLIC_URL") or None,
+            file_link_seconds=_int(env, "FILERELAY_FILE_LINK_SECONDS", 3600),
         )
 
     def open_staging(self) -> StagingStore:
@@ -163,7 +169,10 @@ class Settings:
             "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS": str(self.signature_clock_skew_seconds),
             "FILERELAY_CONSOLE_IDLE_MINUTES": str(self.console_idle_minutes),
             "FILERELAY_COOKIE_SECURE": "true" if self.cookie_secure else "false",
+            "FILERELAY_FILE_LINK_SECONDS": str(self.file_link_seconds),
         }
+        if self.public_url:
+            env["FILERELAY_PUBLIC_URL"] = self.public_url
         if self.secret_key:
             env["FILERELAY_SECRET_KEY"] = self.secret_key
         if self.staging_s3_endpoint_url:

@@ -55,11 +55,22 @@ DESTINATIONS: list[dict[str, Any]] = [
         "enabled": False,
     },
     {"id": "d_pull", "name": "ERP", "kind": "pull", "path": "/{doc_id}{ext}"},
+    {
+        "id": "d_hook",
+        "name": "ERP inbox",
+        "kind": "webhook",
+        "settings": {
+            "url": "https://erp.example.com/in",
+            "secret": "whsec_" + "a2V5" * 12,
+            "mode": "notification",
+            "headers": {"x-api-token": "erp-token-value"},
+        },
+    },
 ]
 REPOSITORIES: list[dict[str, Any]] = [
     {"repo_id": "Z1", "description": "Invoices", "signature": "optional", "destinations": ["d_folder", "d_s3", "d_sp"]},
     {"repo_id": "Z2", "description": "Scans", "signature": "none", "destinations": ["d_pull"]},
-    {"repo_id": "Z3", "description": "", "destinations": []},
+    {"repo_id": "Z3", "description": "", "destinations": ["d_hook"]},
 ]
 
 
@@ -186,8 +197,14 @@ def test_a_file_and_the_admin_api_store_the_same_configuration(runtime: Runtime,
     assert from_file == from_api
     # Not vacuous: the retry overrides and the wiring made it through both paths.
     overrides = {d["id"]: (d["max_retries"], d["retry_ttl_seconds"]) for d in from_file["destinations"]}
-    assert overrides == {"d_folder": (0, None), "d_s3": (7, 7200), "d_sp": (None, 1800), "d_pull": (None, None)}
-    assert len(from_file["routes"]) == 4
+    assert overrides == {
+        "d_folder": (0, None),
+        "d_s3": (7, 7200),
+        "d_sp": (None, 1800),
+        "d_pull": (None, None),
+        "d_hook": (None, None),
+    }
+    assert len(from_file["routes"]) == 5
     assert stored_rows(runtime, "from-file") == stored_rows(runtime, "from-api")
 
 

@@ -14,10 +14,10 @@ from sqlalchemy import select, update
 
 from filerelay.api import create_app
 from filerelay.api.console import chart
-from filerelay.api.console.secret import secret_key
 from filerelay.db.models import AuditEvent, Delivery, Destination, Document, Workspace
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
+from filerelay.secret_key import secret_key
 from filerelay.settings import Settings
 from tests.api.conftest import MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers
 from tests.conftest import ADMIN_KEY

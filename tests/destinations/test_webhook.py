@@ -6,20 +6,24 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import os
 import textwrap
 from collections.abc import Iterator
 
 import pytest
+import requests
 from marshmallow import ValidationError
+from sqlalchemy import select
 
 from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
+from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
-from filerelay.delivery import service
+from filerelay.delivery import service, sweep
 from filerelay.destinations import webhook
 from filerelay.destinations.base import DestinationError
-from filerelay.runtime import Runtime
+from filerelay.runtime import Runtime, build_runtime
 from tests.support.documents import accept, attempts, delivery
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 
@@ -195,3 +199,82 @@ def test_the_secret_and_headers_are_stored_apart_and_the_key_is_what_whsec_carri
     assert settings == {"url": "https://erp.example.com/in", "mode": "content"}
     assert secrets == {"secret": secret, "headers": {"a": "b"}}
     assert webhook.signing_key(secret) == key
+
+
+# --- notification mode: a signed download link instead of the bytes -----------------------------------------
+
+
+def notifying(runtime: Runtime, receiver: Receiver, public_url: str | None) -> Runtime:
+    """acme/production's Z1 wired to a notification webhook; the worker's runtime knows where the API is."""
+    configure(runtime, receiver.url)
+    with session_scope(runtime.sessions) as session:
+        found = session.scalars(select(Destination).where(Destination.public_id == "dest_hook")).one()
+        found.settings = {**found.settings, "mode": "notification"}
+    return build_runtime(runtime.settings.with_overrides(public_url=public_url), clock=runtime.clock)
+
+
+def test_a_notification_carries_a_link_that_serves_the_file_without_a_key_until_it_expires(
+    runtime: Runtime, receiver: Receiver, server: str, clock: FrozenClock
+) -> None:
+    worker = notifying(runtime, receiver, server)
+    delivery_id = create(runtime, PDF)
+
+    assert service.run(worker, delivery_id, rand=half) is True
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    [got] = receiver.received  # a JSON body: checked by the reference library
+    assert got.headers["content-type"] == "application/json"
+    event = json.loads(got.path.read_bytes())
+    assert event["type"] == "document.available"
+    data = event["data"]
+    assert (data["doc_id"], data["repo_id"], data["size_bytes"]) == ("DOC1", "Z1", len(PDF))
+    assert data["sha256"] == hashlib.sha256(PDF).hexdigest()
+    link = data["download_url"]
+    assert link.startswith(f"{server}/api/acme/production/files/{data['document_id']}/content?token=")
+    assert dt.datetime.fromisoformat(data["download_expires_at"]) == clock.now() + dt.timedelta(hours=1)
+    # The link alone fetches the bytes; no API key.
+    reply = requests.get(link, timeout=10)
+    assert reply.status_code == 200
+    assert reply.content == PDF
+    # A token changed by one character, or moved to another file, opens nothing.
+    assert requests.get(link[:-1] + ("A" if link[-1] != "A" else "B"), timeout=10).status_code == 401
+    other = link.replace(data["document_id"], "doc_00000000000000000000")
+    assert requests.get(other, timeout=10).status_code == 401
+    # Expired: the API's clock has moved past it.
+    clock.advance(3601)
+    assert requests.get(link, timeout=10).status_code == 401
+    worker.close()
+
+
+def test_without_a_public_url_a_notification_fails_at_once_saying_what_to_set(
+    runtime: Runtime, receiver: Receiver, engine: object
+) -> None:
+    worker = notifying(runtime, receiver, None)
+    delivery_id = create(runtime, PDF)
+
+    assert service.run(worker, delivery_id, rand=half) is True
+
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"
+    assert "FILERELAY_PUBLIC_URL" in (row.last_error or "")
+    assert receiver.received == []
+    worker.close()
+
+
+def test_a_link_expires_before_staging_lets_its_bytes_go(
+    runtime: Runtime, receiver: Receiver, server: str, clock: FrozenClock
+) -> None:
+    short = runtime.settings.with_overrides(public_url=server, staging_retention_seconds=60, file_link_seconds=3600)
+    worker = build_runtime(short, clock=clock)
+    notifying(runtime, receiver, server).close()
+    delivery_id = create(runtime, PDF)
+    assert service.run(worker, delivery_id, rand=half) is True
+    data = json.loads(receiver.received[0].path.read_bytes())["data"]
+    assert dt.datetime.fromisoformat(data["download_expires_at"]) == clock.now() + dt.timedelta(seconds=60)
+    clock.advance(59)
+    assert sweep.sweep(worker).purged == 0
+    assert requests.get(data["download_url"], timeout=10).content == PDF
+    clock.advance(2)
+    assert sweep.sweep(worker).purged == 1
+    assert requests.get(data["download_url"], timeout=10).status_code == 401
+    worker.close()

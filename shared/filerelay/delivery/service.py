@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
@@ -97,6 +98,8 @@ _TAKEN = rows.columns(Delivery, "", _ALL_DELIVERY)
 _CLAIMED = (
     *rows.columns(Document, "doc_", _ALL_DOCUMENT),
     Repository.repo_id.label("repo_id"),
+    Workspace.owner_slug.label("ws_owner"),
+    Workspace.slug.label("ws_slug"),
     *rows.columns(Destination, "dest_", _CLAIMED_DESTINATION),
 )
 _FINISHING = (
@@ -162,6 +165,7 @@ def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds
         .execute(
             select(*_CLAIMED)
             .join_from(_DOCUMENTS, Repository, Repository.id == _DOCUMENTS.c.repository_id)
+            .join(Workspace, Workspace.id == _DOCUMENTS.c.workspace_id)
             .join(Destination, Destination.id == delivery.destination_id)
             .where(_DOCUMENTS.c.id == delivery.document_id)
         )
@@ -170,13 +174,14 @@ def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds
     )
     document = rows.detached(Document, rows.values(row, "doc_", _ALL_DOCUMENT))
     document.repository = Repository(repo_id=row["repo_id"])
+    workspace = f"{row['ws_owner']}/{row['ws_slug']}"
     destination = rows.detached(Destination, rows.values(row, "dest_", _CLAIMED_DESTINATION))
     attempt = transitions.attempt_started(delivery, generation=document.generation, now=now)
     session.connection().execute(insert(_ATTEMPTS).values({name: getattr(attempt, name) for name in _ATTEMPT_START}))
-    return _claim_of(delivery, document, destination)
+    return _claim_of(delivery, document, destination, workspace)
 
 
-def _claim_of(delivery: Delivery, document: Document, destination: Destination) -> Claim:
+def _claim_of(delivery: Delivery, document: Document, destination: Destination, workspace: str) -> Claim:
     return Claim(
         delivery_id=delivery.id,
         document_id=document.id,
@@ -192,13 +197,24 @@ def _claim_of(delivery: Delivery, document: Document, destination: Destination) 
         content_type=document.content_type,
         path=path_for(document, destination),
         metadata={k: str(v) for k, v in document.metadata_.items()},
-        identity={"doc_id": document.doc_id, "repo_id": document.repository.repo_id, "comp_id": document.comp_id},
+        identity={
+            "doc_id": document.doc_id,
+            "repo_id": document.repository.repo_id,
+            "comp_id": document.comp_id,
+            "document_id": document.id,
+            "workspace": workspace,
+        },
         unsure=transitions.outcome_unknown(delivery),
     )
 
 
 def perform(
-    claim: Claim, staging: StagingStore, clients: Clients | None = None, *, lost: threading.Event | None = None
+    claim: Claim,
+    staging: StagingStore,
+    clients: Clients | None = None,
+    *,
+    lost: threading.Event | None = None,
+    link: Callable[[], tuple[str, dt.datetime]] | None = None,
 ) -> Result:
     """Upload the staged bytes; every failure becomes a Result, never an exception. `clients` reuses
     the destination's client across deliveries; without it one is built for this delivery. Once `lost`
@@ -206,16 +222,7 @@ def perform(
     key = claim.staging_key
     if key is None or not staging.exists(key):
         return Result(False, "the staged bytes are gone", "StagingError", retryable=False)
-    payload = Payload(
-        open=lambda: guarded(staging.open(key), lost),
-        size=claim.size,
-        sha256=claim.sha256,
-        content_type=claim.content_type,
-        path=claim.path,
-        metadata=claim.metadata,
-        identity=claim.identity,
-        delivery_key=f"{claim.delivery_id}.{claim.generation}",
-    )
+    payload = _payload(claim, key, staging, lost, link)
     try:
         client = (clients or Clients(size=1)).get(claim.kind, claim.settings, claim.secrets)
         if claim.unsure and _already_there(client, claim):
@@ -227,6 +234,26 @@ def perform(
         log.exception("delivery %s raised unexpectedly", claim.delivery_id)
         return Result(False, f"{type(exc).__name__}: {exc}", type(exc).__name__)
     return Result(True, size=claim.size, path=landed)
+
+
+def _payload(
+    claim: Claim,
+    key: str,
+    staging: StagingStore,
+    lost: threading.Event | None,
+    link: Callable[[], tuple[str, dt.datetime]] | None,
+) -> Payload:
+    return Payload(
+        open=lambda: guarded(staging.open(key), lost),
+        size=claim.size,
+        sha256=claim.sha256,
+        content_type=claim.content_type,
+        path=claim.path,
+        metadata=claim.metadata,
+        identity=claim.identity,
+        delivery_key=f"{claim.delivery_id}.{claim.generation}",
+        link=link,
+    )
 
 
 def _already_there(client: Client, claim: Claim) -> bool:
@@ -365,10 +392,20 @@ def run(runtime: Runtime, delivery_id: str, *, rand: Callable[[], float] = rando
     return True
 
 
+def _link(runtime: Runtime, taken: Claim) -> Callable[[], tuple[str, dt.datetime]]:
+    """A signed download link to the claimed document, made only if the kind asks for one."""
+    return partial(
+        runtime.links.make,
+        workspace=taken.identity["workspace"],
+        document_id=taken.document_id,
+        now=runtime.clock.now(),
+    )
+
+
 def _attempt(runtime: Runtime, taken: Claim, rand: Callable[[], float]) -> None:
     started = time.perf_counter()  # a duration: the monotonic clock, not the (injectable) wall clock
     with Heartbeat(runtime, delivery_id=taken.delivery_id, attempt=taken.attempt) as heartbeat:
-        result = perform(taken, runtime.staging, runtime.clients, lost=heartbeat.lost)
+        result = perform(taken, runtime.staging, runtime.clients, lost=heartbeat.lost, link=_link(runtime, taken))
     metrics.ATTEMPT_SECONDS.labels(kind=taken.kind).observe(time.perf_counter() - started)
     with session_scope(runtime.sessions) as session:
         done = finish(session, taken, result, now=runtime.clock.now(), rand=rand, breaker=runtime.settings.breaker)

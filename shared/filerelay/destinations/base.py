@@ -6,6 +6,7 @@ secrets, and a client that can deliver a staged object to a path, read it back, 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -41,6 +42,9 @@ class Payload:
     # Stable for one delivery of one content generation, whatever the attempt: what at-least-once kinds
     # (webhook-id, an e-mail's Message-ID) send so that a receiver can drop a repeat.
     delivery_key: str = ""
+    # Makes a signed, expiring link to the document's content that needs no API key, and says until when
+    # (filerelay.file_links); raises LinkError when the installation has no public URL.
+    link: Callable[[], tuple[str, dt.datetime]] | None = None
 
 
 class Client(Protocol):

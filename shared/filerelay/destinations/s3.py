@@ -35,7 +35,7 @@ class S3Settings(Schema):
     access_key_id = fields.String(load_default=None)
     secret_access_key = fields.String(load_default=None)
     # S3-compatible stores (R2, MinIO, Wasabi…) mostly want `path`; AWS wants `virtual` (its default).
-    addressing_style = fields.String(load_default=None, validate=validate.OneOf(["path", "virtual"]))
+    addressing_style = fields.String(validate=validate.OneOf(["path", "virtual"]))
 
 
 # Answers no retry can change until someone fixes the configuration: the bucket is missing, the

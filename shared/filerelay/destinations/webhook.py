@@ -1,6 +1,8 @@
 """The `webhook` destination: each document POSTed to a URL, signed the Standard Webhooks way.
 
-`mode: content` sends the document's bytes as the body. Headers `webhook-id` (stable for one delivery of
+`mode: content` sends the document's bytes as the body; `mode: notification` a JSON event
+(`document.available`) with a signed, expiring download link instead (filerelay.file_links), for receivers
+that would rather fetch than be sent 2 GiB. Headers `webhook-id` (stable for one delivery of
 one content generation, so a receiver drops a repeat), `webhook-timestamp` and `webhook-signature`
 (`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` with the `whsec_` secret) follow
 https://www.standardwebhooks.com; the document's identity rides in `x-filerelay-*` headers. The body is
@@ -14,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
+import io
+import json
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
@@ -23,6 +28,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.file_links import LinkError
 
 CHUNK = 1024 * 1024
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix Standard Webhooks secrets carry, not a secret
@@ -41,11 +47,6 @@ class WebhookSettings(Schema):
     @validates("secret")
     def _secret(self, value: str, **_: Any) -> None:
         signing_key(value)
-
-    @validates("mode")
-    def _mode(self, value: str, **_: Any) -> None:
-        if value == "notification":
-            raise ValidationError("mode notification (a signed download link instead of the bytes) is not built yet")
 
 
 def signing_key(secret: str) -> bytes:
@@ -69,6 +70,32 @@ def signature(key: bytes, message_id: str, timestamp: int, body: BinaryIO) -> st
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 
+def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    return signature(key, message_id, timestamp, io.BytesIO(body))
+
+
+def _event(payload: Payload, timestamp: int) -> bytes:
+    """The notification: what the document is, and where to fetch it until when (Standard Webhooks'
+    `type`, `timestamp`, `data`)."""
+    if payload.link is None:
+        raise DestinationError("no download link can be made for this delivery", retryable=False)
+    try:
+        url, expires = payload.link()
+    except LinkError as exc:
+        raise DestinationError(str(exc), retryable=False) from exc
+    data = {
+        **payload.identity,
+        "content_type": payload.content_type,
+        "size_bytes": payload.size,
+        "sha256": payload.sha256,
+        "path": payload.path,
+        "download_url": url,
+        "download_expires_at": expires.isoformat().replace("+00:00", "Z"),
+    }
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps({"type": "document.available", "timestamp": moment, "data": data}).encode()
+
+
 class _Body:
     """The staged bytes as a request body: read in chunks by the HTTP client, with a known length."""
 
@@ -85,6 +112,7 @@ class WebhookDestination:
         import requests
 
         self.url: str = settings["url"]
+        self.mode: str = settings.get("mode") or "content"
         self._key = signing_key(secrets["secret"])
         self._headers: dict[str, str] = dict(secrets.get("headers") or {})
         self._http = requests.Session()
@@ -92,18 +120,24 @@ class WebhookDestination:
     def deliver(self, payload: Payload) -> str | None:
         message_id = f"msg_{payload.delivery_key or payload.sha256}"
         timestamp = int(time.time())  # the receiver compares it with its own clock: the wall clock
-        with payload.open() as body:
-            signed = signature(self._key, message_id, timestamp, body)
         headers = {
             **self._headers,
-            "content-type": payload.content_type,
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signed,
             "x-filerelay-sha256": payload.sha256,
             "x-filerelay-path": payload.path,
             **{f"x-filerelay-{name.replace('_', '-')}": value for name, value in payload.identity.items()},
         }
+        if self.mode == "notification":
+            event = _event(payload, timestamp)
+            headers.update(
+                {"content-type": "application/json", "webhook-signature": sign(self._key, message_id, timestamp, event)}
+            )
+            self._post(_Body(io.BytesIO(event), len(event)), headers)
+            return None
+        with payload.open() as body:
+            signed = signature(self._key, message_id, timestamp, body)
+        headers.update({"content-type": payload.content_type, "webhook-signature": signed})
         with payload.open() as body:
             self._post(_Body(body, payload.size), headers)
         return None

@@ -11,11 +11,12 @@ from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from flask import g, request
+from sqlalchemy import select
 
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
 from filerelay.audit import Actor
-from filerelay.db.models import Role
+from filerelay.db.models import Role, Workspace
 from filerelay.db.session import session_scope
 from filerelay.workspace_config.api_keys import KEY_PREFIX, live_key
 
@@ -56,13 +57,37 @@ def authenticate(owner: str, slug: str, minimum: Role) -> None:
         g.api_key_name = api_key.name
 
 
-def requires(minimum: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Views under /api/<owner>/<slug>/…: authenticate and check the role before anything else."""
+def authenticate_link(owner: str, slug: str, document_id: str) -> None:
+    """A signed download link (`?token=`, filerelay.file_links) instead of a key: it opens this one file of
+    this one workspace, read-only, until it expires."""
+    rt = runtime()
+    token = request.args.get("token", "")
+    if not rt.links.valid(token, workspace=f"{owner}/{slug}", document_id=document_id, now=rt.clock.now()):
+        raise ApiError(401, "this download link is not valid for this file, or it has expired")
+    with session_scope(rt.sessions) as session:
+        workspace = session.scalars(
+            select(Workspace).where(Workspace.owner_slug == owner, Workspace.slug == slug)
+        ).one_or_none()
+        if workspace is None:
+            raise ApiError(404, f"no workspace {owner}/{slug}")
+        g.workspace_id = workspace.id
+        g.role = Role.VIEWER
+        g.api_key_id = None
+        g.api_key_name = "download link"
+
+
+def requires(minimum: Role, *, link_for: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Views under /api/<owner>/<slug>/…: authenticate and check the role before anything else. With
+    `link_for` (the URL parameter naming a file), a signed download link may stand in for a key."""
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            authenticate(str(kwargs["owner"]), str(kwargs["slug"]), minimum)
+            owner, slug = str(kwargs["owner"]), str(kwargs["slug"])
+            if link_for is not None and "token" in request.args:
+                authenticate_link(owner, slug, str(kwargs[link_for]))
+            else:
+                authenticate(owner, slug, minimum)
             return view(*args, **kwargs)
 
         wrapper.__dict__["required_role"] = minimum

@@ -1,5 +1,5 @@
 """The web console: server-rendered pages under /ui/<owner>/<workspace>/ for the people who watch the
-relay. Pages in views.py, who is signed in in signin.py, the session key in secret.py."""
+relay. Pages in views.py, who is signed in in signin.py; the session key is filerelay.secret_key's."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers.response import Response
 
-from filerelay.api.console.secret import secret_key
 from filerelay.api.console.views import assets, blueprint
+from filerelay.secret_key import secret_key
 from filerelay.settings import Settings
 
 csrf = CSRFProtect()

@@ -104,3 +104,10 @@ class ExportInfo(ma.Schema):
 class ExportReply(ma.Schema):
     file_id = fields.String(required=True, data_key="fileId")
     export_info = fields.Nested(ExportInfo, required=True, data_key="exportInfo")
+
+
+class ContentArgs(ma.Schema):
+    token = fields.String(
+        validate=validate.Length(min=1, max=1024),
+        metadata={"description": "a signed download link's token, instead of an API key (webhook notifications)"},
+    )

@@ -73,11 +73,13 @@ def get_file(owner: str, slug: str, file_id: str) -> dict[str, Any]:
 
 
 @blueprint.route("/<file_id>/content")
-@requires(Role.VIEWER)
+@requires(Role.VIEWER, link_for="file_id")
+@blueprint.arguments(schemas.ContentArgs, location="query", as_kwargs=True)
 @blueprint.response(200, content_type="application/octet-stream", description="the file's bytes, streamed")
 @blueprint.alt_response(409, description="deleted, or no copy of the bytes can be read any more")
-def get_content(owner: str, slug: str, file_id: str) -> Response:
-    """The bytes: from staging while it holds them, afterwards from a destination that has them."""
+def get_content(owner: str, slug: str, file_id: str, token: str | None = None) -> Response:
+    """The bytes: from staging while it holds them, afterwards from a destination that has them. With
+    `token` (a webhook notification's signed download link) no API key is needed."""
     rt = runtime()
     with session_scope(rt.sessions) as session:
         document = _live_file(session, file_id)

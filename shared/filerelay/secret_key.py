@@ -1,6 +1,7 @@
-"""The key that signs console sessions: FILERELAY_SECRET_KEY, else one generated once under FILERELAY_HOME.
+"""The key that signs console sessions and file links: FILERELAY_SECRET_KEY, else one generated once under
+FILERELAY_HOME.
 
-Every API process and replica must sign with the same key, or a session made by one is refused by the
+Every API and worker process must use the same key, or a session or link made by one is refused by the
 next. Replicas on several hosts share it through FILERELAY_SECRET_KEY (a Kubernetes Secret); the processes
 of one host share the file, which is created atomically so that processes starting together agree on it.
 """
