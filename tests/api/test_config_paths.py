@@ -66,11 +66,24 @@ DESTINATIONS: list[dict[str, Any]] = [
             "headers": {"x-api-token": "erp-token-value"},
         },
     },
+    {
+        "id": "d_sftp",
+        "name": "Partner",
+        "kind": "sftp",
+        "settings": {
+            "host": "sftp.example.com",
+            "username": "relay",
+            "password": "sftp-password-value",
+            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBHmexamplekeyexamplekeyexamplekey0",
+            "root": "/inbox",
+        },
+        "max_retries": 1,
+    },
 ]
 REPOSITORIES: list[dict[str, Any]] = [
     {"repo_id": "Z1", "description": "Invoices", "signature": "optional", "destinations": ["d_folder", "d_s3", "d_sp"]},
     {"repo_id": "Z2", "description": "Scans", "signature": "none", "destinations": ["d_pull"]},
-    {"repo_id": "Z3", "description": "", "destinations": ["d_hook"]},
+    {"repo_id": "Z3", "description": "", "destinations": ["d_hook", "d_sftp"]},
 ]
 
 
@@ -203,8 +216,9 @@ def test_a_file_and_the_admin_api_store_the_same_configuration(runtime: Runtime,
         "d_sp": (None, 1800),
         "d_pull": (None, None),
         "d_hook": (None, None),
+        "d_sftp": (1, None),
     }
-    assert len(from_file["routes"]) == 5
+    assert len(from_file["routes"]) == 6
     assert stored_rows(runtime, "from-file") == stored_rows(runtime, "from-api")
 
 

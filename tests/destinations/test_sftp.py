@@ -1,0 +1,220 @@
+"""The `sftp` destination through the delivery engine against a real SSH/SFTP server on loopback
+(tests/support/sftp_server.py): what lands, how it lands (a temporary name, then an atomic rename), the
+pinned host key, outages, refused credentials, and reading back."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from marshmallow import ValidationError
+
+from filerelay.clock import FrozenClock
+from filerelay.config_file import apply, load
+from filerelay.db.session import session_scope
+from filerelay.delivery import service
+from filerelay.destinations import sftp
+from filerelay.destinations.base import DestinationError, Payload
+from filerelay.runtime import Runtime
+from tests.support.documents import accept, attempts, delivery
+from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[SftpServer]:
+    with sftp_server(tmp_path / "sftp-root") as live:
+        (live.root / "inbox").mkdir()
+        yield live
+
+
+def settings_for(server: SftpServer, **changes: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "username": USER,
+        "password": PASSWORD,
+        "host_key": server.host_key_line,
+        "root": "/inbox",
+    }
+    values.update(changes)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def configure(runtime: Runtime, values: dict[str, object]) -> None:
+    destination = {
+        "id": "dest_sftp",
+        "name": "Partner SFTP",
+        "kind": "sftp",
+        **values,
+        "path": "/{repo_id}/{doc_id}{ext}",
+    }
+    workspace = {
+        "owner": "acme",
+        "slug": "production",
+        "retry": {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"},
+        "destinations": [destination],
+        "repositories": [{"id": "Z1", "description": "Invoices", "signature": "none", "destinations": ["dest_sftp"]}],
+    }
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
+
+
+def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
+    outcome, _ = accept(runtime, doc_id, data)
+    [(delivery_id, kind)] = outcome.enqueue
+    assert kind == "sftp"
+    return delivery_id
+
+
+def half() -> float:
+    return 0.5
+
+
+def client(server: SftpServer, **changes: object) -> sftp.SftpDestination:
+    settings, secrets = sftp.KIND.validate(settings_for(server, **changes))
+    return sftp.SftpDestination(settings, secrets)
+
+
+def leftovers(server: SftpServer) -> list[str]:
+    return [p.name for p in server.root.rglob("*.part")]
+
+
+@pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 3])
+def test_a_document_lands_byte_identical_under_its_name_and_nothing_else(
+    runtime: Runtime, server: SftpServer, engine: object, size: int
+) -> None:
+    data = (PDF * (size // len(PDF) + 1))[:size]
+    configure(runtime, settings_for(server))
+    delivery_id = create(runtime, data)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    landed = server.root / "inbox" / "Z1" / "DOC1.pdf"
+    assert hashlib.sha256(landed.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert leftovers(server) == []
+
+
+def test_a_private_key_logs_in_as_well(runtime: Runtime, server: SftpServer, engine: object) -> None:
+    configure(runtime, settings_for(server, password=None, private_key=server.client_key_text))
+    delivery_id = create(runtime, PDF)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+
+
+def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
+    runtime: Runtime, server: SftpServer, clock: FrozenClock, engine: object
+) -> None:
+    configure(runtime, settings_for(server))
+    delivery_id = create(runtime, PDF)
+    server.stop()
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+    row = delivery(runtime, delivery_id)
+    assert row.status == "retrying"
+    assert "cannot be reached" in (row.last_error or "")
+
+    server.start()  # the same port, the same host key
+    clock.advance(60)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]
+
+
+def test_a_wrong_password_fails_at_once_with_the_reason(runtime: Runtime, server: SftpServer, engine: object) -> None:
+    configure(runtime, settings_for(server, password="not-the-password"))
+    delivery_id = create(runtime, PDF)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
+    assert "authentication failed" in (row.last_error or "")
+
+
+def test_a_changed_host_key_is_refused_before_logging_in(runtime: Runtime, server: SftpServer, engine: object) -> None:
+    configure(runtime, settings_for(server))
+    server.stop()
+    server.host_key = new_host_key()  # the same address answers with another key
+    server.start()
+    delivery_id = create(runtime, PDF)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"
+    assert "not the pinned one" in (row.last_error or "")
+    assert not (server.root / "inbox" / "Z1").exists()
+
+
+def test_a_failed_re_delivery_leaves_the_previous_copy_intact(server: SftpServer) -> None:
+    target = client(server)
+    good = Payload(
+        open=lambda: io.BytesIO(PDF),
+        size=len(PDF),
+        sha256=hashlib.sha256(PDF).hexdigest(),
+        content_type="application/pdf",
+        path="/Z1/DOC1.pdf",
+    )
+    target.deliver(good)
+    new = PDF.replace(b"EOF", b"XXX")
+    # The staged bytes of the new version do not match its sha256 (a disk error): caught before the rename.
+    broken = Payload(
+        open=lambda: io.BytesIO(new),
+        size=len(new),
+        sha256=hashlib.sha256(b"other").hexdigest(),
+        content_type="application/pdf",
+        path="/Z1/DOC1.pdf",
+    )
+    with pytest.raises(DestinationError, match="sha256 differs"):
+        target.deliver(broken)
+    assert (server.root / "inbox" / "Z1" / "DOC1.pdf").read_bytes() == PDF
+    assert leftovers(server) == []
+
+
+def test_read_back_holds_and_check(server: SftpServer) -> None:
+    target = client(server)
+    sha = hashlib.sha256(PDF).hexdigest()
+    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is False
+    target.deliver(
+        Payload(
+            open=lambda: io.BytesIO(PDF), size=len(PDF), sha256=sha, content_type="application/pdf", path="/Z1/DOC1.pdf"
+        )
+    )
+    assert b"".join(target.read("/Z1/DOC1.pdf")) == PDF
+    assert b"".join(target.read("/Z1/DOC1.pdf", 100, 50)) == PDF[100:150]
+    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is True
+    assert target.holds("/Z1/DOC1.pdf", sha256="0" * 64, size=len(PDF)) is False
+    with pytest.raises(DestinationError, match="FileNotFoundError"):
+        list(target.read("/Z1/GONE.pdf"))
+    target.check()
+    with pytest.raises(DestinationError, match="/nowhere"):
+        client(server, root="/nowhere").check()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"host_key": "AAAAC3NzaC1lZDI1NTE5"}, "public key line"),
+        ({"password": None}, "password or a private_key"),
+        ({"password": None, "private_key": "-----BEGIN NOTHING-----"}, "private_key"),
+        ({"root": "relative/path"}, "absolute"),
+        ({"port": 70000}, "port"),
+    ],
+)
+def test_settings_are_checked(server: SftpServer, changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        sftp.KIND.validate(settings_for(server, **changes))
+
+
+def test_the_password_and_key_are_secrets(server: SftpServer) -> None:
+    key = server.client_key_text  # OpenSSH's export differs each time (a random check number)
+    settings, secrets = sftp.KIND.validate(settings_for(server, private_key=key))
+    assert "password" not in settings
+    assert "private_key" not in settings
+    assert secrets == {"password": PASSWORD, "private_key": key}
+    assert public_line(server.host_key) == settings["host_key"]
