@@ -79,11 +79,24 @@ DESTINATIONS: list[dict[str, Any]] = [
         },
         "max_retries": 1,
     },
+    {
+        "id": "d_mail",
+        "name": "Accounts payable",
+        "kind": "email",
+        "settings": {
+            "smtp_host": "smtp.example.com",
+            "username": "relay",
+            "password": "smtp-password-value",
+            "from": "sap@example.com",
+            "to": ["ap@example.com", "audit@example.com"],
+            "subject": "Invoice {doc_id}",
+        },
+    },
 ]
 REPOSITORIES: list[dict[str, Any]] = [
     {"repo_id": "Z1", "description": "Invoices", "signature": "optional", "destinations": ["d_folder", "d_s3", "d_sp"]},
     {"repo_id": "Z2", "description": "Scans", "signature": "none", "destinations": ["d_pull"]},
-    {"repo_id": "Z3", "description": "", "destinations": ["d_hook", "d_sftp"]},
+    {"repo_id": "Z3", "description": "", "destinations": ["d_hook", "d_sftp", "d_mail"]},
 ]
 
 
@@ -217,8 +230,9 @@ def test_a_file_and_the_admin_api_store_the_same_configuration(runtime: Runtime,
         "d_pull": (None, None),
         "d_hook": (None, None),
         "d_sftp": (1, None),
+        "d_mail": (None, None),
     }
-    assert len(from_file["routes"]) == 6
+    assert len(from_file["routes"]) == 7
     assert stored_rows(runtime, "from-file") == stored_rows(runtime, "from-api")
 
 

@@ -1,0 +1,202 @@
+"""The `email` destination through the delivery engine against a real SMTP server on loopback
+(aiosmtpd, tests/support/smtp_server.py): the message as a mail reader sees it, a large document as a
+link, a stable Message-ID, outages, refused credentials and recipients."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from marshmallow import ValidationError
+
+from filerelay.clock import FrozenClock
+from filerelay.config_file import apply, load
+from filerelay.db.session import session_scope
+from filerelay.delivery import service
+from filerelay.destinations import email as email_kind
+from filerelay.destinations.base import DestinationError
+from filerelay.runtime import Runtime, build_runtime
+from tests.support.documents import accept, attempts, delivery
+from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
+
+
+@pytest.fixture
+def mail(tmp_path: Path) -> Iterator[SmtpServer]:
+    with smtp_server(tmp_path / "mail") as live:
+        yield live
+
+
+def settings_for(mail: SmtpServer, **changes: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": mail.port,
+        "starttls": False,
+        "username": USER,
+        "password": PASSWORD,
+        "from": "sap@acme.example",
+        "to": ["ap@acme.example", "audit@acme.example"],
+        "subject": "Invoice {doc_id} from {repo_id}",
+    }
+    values.update(changes)
+    return values
+
+
+def configure(runtime: Runtime, values: dict[str, object]) -> None:
+    destination = {"id": "dest_mail", "name": "AP inbox", "kind": "email", **values, "path": "/{repo_id}/{doc_id}{ext}"}
+    workspace = {
+        "owner": "acme",
+        "slug": "production",
+        "retry": {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"},
+        "destinations": [destination],
+        "repositories": [{"id": "Z1", "description": "Invoices", "signature": "none", "destinations": ["dest_mail"]}],
+    }
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
+
+
+def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
+    outcome, _ = accept(runtime, doc_id, data)
+    [(delivery_id, kind)] = outcome.enqueue
+    assert kind == "email"
+    return delivery_id
+
+
+def half() -> float:
+    return 0.5
+
+
+@pytest.mark.parametrize("size", [len(PDF), 9 * 1024 * 1024 + 5])
+def test_a_document_arrives_as_an_identical_attachment(
+    runtime: Runtime, mail: SmtpServer, engine: object, size: int
+) -> None:
+    data = (PDF * (size // len(PDF) + 1))[:size]
+    configure(runtime, settings_for(mail))
+    delivery_id = create(runtime, data)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    message = mail.message()
+    assert message["Subject"] == "Invoice DOC1 from Z1"
+    assert message["From"] == "sap@acme.example"
+    assert message["To"] == "ap@acme.example, audit@acme.example"
+    assert message["Message-ID"] == f"<{delivery_id}.1@filerelay>"
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "DOC1.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    assert hashlib.sha256(attachment.get_content()).hexdigest() == hashlib.sha256(data).hexdigest()
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    assert hashlib.sha256(data).hexdigest() in text.get_content()
+
+
+def test_a_document_above_the_attachment_limit_goes_as_a_link(
+    runtime: Runtime, mail: SmtpServer, server: str, clock: FrozenClock
+) -> None:
+    data = (PDF * (21 * 1024 * 1024 // len(PDF) + 1))[: 21 * 1024 * 1024]
+    configure(runtime, settings_for(mail, max_attachment_bytes=1024 * 1024))
+    worker = build_runtime(runtime.settings.with_overrides(public_url=server), clock=clock)
+    delivery_id = create(runtime, data)
+
+    assert service.run(worker, delivery_id, rand=half) is True
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    message = mail.message()
+    assert list(message.iter_attachments()) == []
+    assert mail.received[0].stat().st_size < 10_000  # the 21 MiB stayed home
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    [link] = [line for line in text.get_content().splitlines() if line.startswith("http")]
+    reply = requests.get(link, timeout=30)
+    assert reply.status_code == 200
+    assert hashlib.sha256(reply.content).hexdigest() == hashlib.sha256(data).hexdigest()
+    worker.close()
+
+
+def test_a_stopped_server_means_retrying_then_delivered_once_with_one_message_id(
+    runtime: Runtime, mail: SmtpServer, clock: FrozenClock, engine: object
+) -> None:
+    configure(runtime, settings_for(mail))
+    delivery_id = create(runtime, PDF)
+    mail.stop()
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+    row = delivery(runtime, delivery_id)
+    assert row.status == "retrying"
+    assert "cannot be reached" in (row.last_error or "")
+
+    mail.start()
+    mail.busy = 1  # then a full mailbox: 452, try later
+    clock.advance(60)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "retrying"
+    assert "452" in (delivery(runtime, delivery_id).last_error or "")
+
+    clock.advance(60)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "failed", "delivered"]
+    assert len(mail.received) == 1
+    assert mail.message()["Message-ID"] == f"<{delivery_id}.1@filerelay>"
+
+
+@pytest.mark.parametrize(
+    ("changes", "unknown", "expected"),
+    [
+        ({"password": "wrong"}, set(), "login refused: 535"),
+        ({}, {"audit@acme.example"}, "did not take the recipient audit@acme.example: 550"),
+    ],
+)
+def test_refused_credentials_or_recipients_fail_at_once(
+    runtime: Runtime, mail: SmtpServer, engine: object, changes: dict[str, object], unknown: set[str], expected: str
+) -> None:
+    configure(runtime, settings_for(mail, **changes))
+    mail.unknown |= unknown
+    delivery_id = create(runtime, PDF)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"  # max_retries 3: only a permanent refusal ends it after one attempt
+    assert expected in (row.last_error or "")
+    assert mail.received == []
+
+
+def test_check_logs_in_and_sends_nothing(mail: SmtpServer) -> None:
+    settings, secrets = email_kind.KIND.validate(settings_for(mail))
+    email_kind.EmailDestination(settings, secrets).check()
+    assert mail.received == []
+    wrong, secrets = email_kind.KIND.validate(settings_for(mail, password="wrong"))
+    with pytest.raises(DestinationError, match="login refused"):
+        email_kind.EmailDestination(wrong, secrets).check()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"to": []}, "to"),
+        ({"to": ["not-an-address"]}, "to"),
+        ({"from": "nobody"}, "from"),
+        ({"subject": "Invoice {amount}"}, "unknown fields"),
+        ({"tls": True, "starttls": True}, "not both"),
+        ({"password": None}, "needs a password"),
+        ({"max_attachment_bytes": 100 * 1024 * 1024}, "max_attachment_bytes"),
+    ],
+)
+def test_settings_are_checked(mail: SmtpServer, changes: dict[str, object], message: str) -> None:
+    values = {k: v for k, v in settings_for(mail, **changes).items() if v is not None}
+    with pytest.raises(ValidationError, match=message):
+        email_kind.KIND.validate(values)
+
+
+def test_the_password_is_a_secret(mail: SmtpServer) -> None:
+    settings, secrets = email_kind.KIND.validate(settings_for(mail))
+    assert "password" not in settings
+    assert secrets == {"password": PASSWORD}
+    assert settings["from"] == "sap@acme.example"
