@@ -19,6 +19,10 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "could not install chromium: the browser tests will be skipped" >&2
 fi
+# The azure_blob tests run against Azurite (npm); without npm they skip.
+if ! command -v azurite-blob >/dev/null && command -v npm >/dev/null; then
+  npm install -g --silent azurite@3 >/dev/null 2>&1 || echo "could not install azurite: the azure_blob tests will be skipped" >&2
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 code=$?

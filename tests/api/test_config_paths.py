@@ -92,11 +92,22 @@ DESTINATIONS: list[dict[str, Any]] = [
             "subject": "Invoice {doc_id}",
         },
     },
+    {
+        "id": "d_az",
+        "name": "Azure archive",
+        "kind": "azure_blob",
+        "settings": {
+            "container": "sap-archive",
+            "account_url": "https://acme.blob.core.windows.net",
+            "account_key": "azure-key-value",
+        },
+        "retry_ttl": "12h",
+    },
 ]
 REPOSITORIES: list[dict[str, Any]] = [
     {"repo_id": "Z1", "description": "Invoices", "signature": "optional", "destinations": ["d_folder", "d_s3", "d_sp"]},
     {"repo_id": "Z2", "description": "Scans", "signature": "none", "destinations": ["d_pull"]},
-    {"repo_id": "Z3", "description": "", "destinations": ["d_hook", "d_sftp", "d_mail"]},
+    {"repo_id": "Z3", "description": "", "destinations": ["d_hook", "d_sftp", "d_mail", "d_az"]},
 ]
 
 
@@ -231,8 +242,9 @@ def test_a_file_and_the_admin_api_store_the_same_configuration(runtime: Runtime,
         "d_hook": (None, None),
         "d_sftp": (1, None),
         "d_mail": (None, None),
+        "d_az": (None, 43200),
     }
-    assert len(from_file["routes"]) == 7
+    assert len(from_file["routes"]) == 8
     assert stored_rows(runtime, "from-file") == stored_rows(runtime, "from-api")
 
 

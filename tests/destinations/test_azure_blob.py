@@ -1,0 +1,209 @@
+"""The `azure_blob` destination through the delivery engine against Azurite (tests/support/azurite.py):
+what lands (bytes, content type, the sha256 in metadata), how (one Put Blob, or blocks committed only
+after the whole was checked), outages, refusals, and reading back."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from marshmallow import ValidationError
+
+from filerelay.clock import FrozenClock
+from filerelay.config_file import apply, load
+from filerelay.db.session import session_scope
+from filerelay.delivery import service
+from filerelay.destinations import azure_blob
+from filerelay.destinations.base import DestinationError, Payload
+from filerelay.runtime import Runtime
+from tests.support.azurite import KEY, Azurite, azurite
+from tests.support.documents import accept, attempts, delivery
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    with azurite(tmp_path_factory.mktemp("azurite")) as live:
+        yield live
+
+
+@pytest.fixture
+def container(storage: Azurite) -> str:
+    from azure.storage.blob import BlobServiceClient
+
+    name = f"docs-{secrets.token_hex(4)}"
+    BlobServiceClient.from_connection_string(storage.connection_string).create_container(name)
+    return name
+
+
+def blob_of(storage: Azurite, container: str, name: str) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(storage.connection_string).get_blob_client(container, name)
+
+
+def configure(runtime: Runtime, values: dict[str, object]) -> None:
+    destination = {
+        "id": "dest_az",
+        "name": "Azure archive",
+        "kind": "azure_blob",
+        **values,
+        "path": "/{repo_id}/{doc_id}{ext}",
+    }
+    workspace = {
+        "owner": "acme",
+        "slug": "production",
+        "retry": {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"},
+        "destinations": [destination],
+        "repositories": [{"id": "Z1", "description": "Invoices", "signature": "none", "destinations": ["dest_az"]}],
+    }
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
+
+
+def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
+    outcome, _ = accept(runtime, doc_id, data)
+    [(delivery_id, kind)] = outcome.enqueue
+    assert kind == "azure_blob"
+    return delivery_id
+
+
+def half() -> float:
+    return 0.5
+
+
+def client(storage: Azurite, container: str, **changes: object) -> azure_blob.AzureBlobDestination:
+    values: dict[str, object] = {"container": container, "connection_string": storage.connection_string, **changes}
+    settings, secrets_ = azure_blob.KIND.validate({k: v for k, v in values.items() if v is not None})
+    return azure_blob.AzureBlobDestination(settings, secrets_)
+
+
+def payload(data: bytes, sha256: str | None = None) -> Payload:
+    return Payload(
+        open=lambda: io.BytesIO(data),
+        size=len(data),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
+        content_type="application/pdf",
+        path="/Z1/DOC1.pdf",
+    )
+
+
+@pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 11])
+def test_a_document_lands_byte_identical_with_its_sha256(
+    runtime: Runtime, storage: Azurite, container: str, engine: object, size: int
+) -> None:
+    data = (PDF * (size // len(PDF) + 1))[:size]
+    configure(runtime, {"container": container, "account_url": storage.account_url, "account_key": KEY})
+    delivery_id = create(runtime, data)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    blob = blob_of(storage, container, "Z1/DOC1.pdf")
+    properties = blob.get_blob_properties()
+    assert properties.size == size
+    assert properties.metadata == {"sha256": hashlib.sha256(data).hexdigest()}
+    assert properties.content_settings.content_type == "application/pdf"
+    assert hashlib.sha256(blob.download_blob().readall()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_stopped_service_means_retrying_then_delivered_when_it_is_back(
+    runtime: Runtime, storage: Azurite, container: str, clock: FrozenClock, engine: object
+) -> None:
+    configure(runtime, {"container": container, "connection_string": storage.connection_string})
+    delivery_id = create(runtime, PDF)
+    storage.stop()
+    try:
+        assert service.run(runtime, delivery_id, rand=half) is True
+        row = delivery(runtime, delivery_id)
+        assert row.status == "retrying"
+        assert "upload to azure://" in (row.last_error or "")
+    finally:
+        storage.start()  # the same port and data
+    clock.advance(60)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]
+
+
+@pytest.mark.parametrize(
+    ("problem", "expected"),
+    # Azure answers a wrong key with AuthenticationFailed; Azurite with AuthorizationFailure.
+    [
+        ("wrong key", r"(AuthenticationFailed|AuthorizationFailure) \(HTTP 403\)"),
+        ("missing container", r"ContainerNotFound \(HTTP 404\)"),
+    ],
+)
+def test_a_wrong_key_or_a_missing_container_fails_at_once(
+    runtime: Runtime, storage: Azurite, container: str, engine: object, problem: str, expected: str
+) -> None:
+    wrong_key = "A" * 86 + "=="
+    values: dict[str, object] = {"container": container, "account_url": storage.account_url, "account_key": wrong_key}
+    if problem == "missing container":
+        values = {"container": "no-such-container", "connection_string": storage.connection_string}
+    configure(runtime, values)
+    delivery_id = create(runtime, PDF)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
+    assert re.search(expected, row.last_error or ""), row.last_error
+
+
+@pytest.mark.parametrize("size", [len(PDF), 9 * 1024 * 1024])
+def test_a_failed_re_delivery_leaves_the_previous_blob_intact(storage: Azurite, container: str, size: int) -> None:
+    target = client(storage, container)
+    target.deliver(payload(PDF))
+    new = (b"new version " * (size // 12 + 1))[:size]
+    with pytest.raises(DestinationError, match="do not match their sha256"):
+        target.deliver(payload(new, sha256="0" * 64))  # staged bytes that are not what was accepted
+    blob = blob_of(storage, container, "Z1/DOC1.pdf")
+    assert blob.download_blob().readall() == PDF
+    assert blob.get_blob_properties().metadata == {"sha256": hashlib.sha256(PDF).hexdigest()}
+
+
+def test_read_back_holds_and_check(storage: Azurite, container: str) -> None:
+    target = client(storage, container)
+    sha = hashlib.sha256(PDF).hexdigest()
+    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is False
+    target.deliver(payload(PDF))
+    assert b"".join(target.read("/Z1/DOC1.pdf")) == PDF
+    assert b"".join(target.read("/Z1/DOC1.pdf", 100, 50)) == PDF[100:150]
+    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is True
+    assert target.holds("/Z1/DOC1.pdf", sha256="0" * 64, size=len(PDF)) is False
+    with pytest.raises(DestinationError, match="BlobNotFound"):
+        list(target.read("/Z1/GONE.pdf"))
+    target.check()
+    with pytest.raises(DestinationError, match="ContainerNotFound"):
+        client(storage, "no-such-container").check()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"container": "Bad_Name"}, "container"),
+        ({"container": "docs"}, "connection_string, or an account_url"),
+        ({"container": "docs", "account_url": "https://acme.blob.core.windows.net"}, "account_key or a sas_token"),
+    ],
+)
+def test_settings_are_checked(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        azure_blob.KIND.validate(values)
+
+
+def test_credentials_are_secrets_and_the_account_comes_from_the_url() -> None:
+    settings, secrets_ = azure_blob.KIND.validate(
+        {"container": "docs", "account_url": "https://acme.blob.core.windows.net", "account_key": KEY}
+    )
+    assert "account_key" not in settings
+    assert secrets_["account_key"] == KEY
+    assert azure_blob._account_name("https://acme.blob.core.windows.net") == "acme"
+    assert azure_blob._account_name("http://127.0.0.1:10000/devstoreaccount1") == "devstoreaccount1"

@@ -1,0 +1,91 @@
+"""Azurite, Microsoft's Azure Storage emulator (npm `azurite`), serving Blob storage on loopback for the
+azure_blob destination's tests: the real service's REST protocol, its authentication (the emulator's
+well-known account and key) and its refusals (a missing container, a wrong key). Stoppable and startable
+again on the same port with the same data, for outages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import free_port
+
+ACCOUNT = "devstoreaccount1"
+# The emulator's published development key (learn.microsoft.com, "Use Azurite"): not a secret.
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_binary() -> str:
+    found = shutil.which("azurite-blob")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("azurite is missing: .ci/run installs it with `npm install -g azurite`")
+        pytest.skip("no Azurite here (npm install -g azurite)")
+    return found
+
+
+@dataclass
+class Azurite:
+    location: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def account_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={self.account_url};"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                azurite_binary(),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.location),
+                "--silent",
+                # The SDK may speak a newer API version than this Azurite knows; the requests it sends are the same.
+                "--skipApiVersionCheck",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("Azurite did not start within 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
+
+
+@contextmanager
+def azurite(location: Path) -> Iterator[Azurite]:
+    location.mkdir(parents=True, exist_ok=True)
+    server = Azurite(location=location, port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
