@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 DELIVER_TASK = "filerelay.deliver"
 # Destination kinds with a worker pool of their own; a new kind adds its name here.
-KINDS = ("s3", "sharepoint", "folder", "pull", "webhook", "sftp", "email", "azure_blob")
+KINDS = ("s3", "sharepoint", "folder", "pull", "webhook", "sftp", "email", "azure_blob", "gcs")
 
 
 def queue_name(kind: str) -> str:

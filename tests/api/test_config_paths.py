@@ -4,6 +4,7 @@ through the admin API must store the same rows and read back the same through th
 from __future__ import annotations
 
 import datetime as dt
+import json
 import textwrap
 from typing import Any
 
@@ -103,11 +104,28 @@ DESTINATIONS: list[dict[str, Any]] = [
         },
         "retry_ttl": "12h",
     },
+    {
+        "id": "d_gcs",
+        "name": "GCS archive",
+        "kind": "gcs",
+        "settings": {
+            "bucket": "sap-archive",
+            "credentials_json": json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": "acme",
+                    "client_email": "relay@acme.iam.gserviceaccount.com",
+                    "private_key": "gcs-key-value",
+                    "token_uri": "https://oauth2.googleapis.com/token",
+                }
+            ),
+        },
+    },
 ]
 REPOSITORIES: list[dict[str, Any]] = [
     {"repo_id": "Z1", "description": "Invoices", "signature": "optional", "destinations": ["d_folder", "d_s3", "d_sp"]},
     {"repo_id": "Z2", "description": "Scans", "signature": "none", "destinations": ["d_pull"]},
-    {"repo_id": "Z3", "description": "", "destinations": ["d_hook", "d_sftp", "d_mail", "d_az"]},
+    {"repo_id": "Z3", "description": "", "destinations": ["d_hook", "d_sftp", "d_mail", "d_az", "d_gcs"]},
 ]
 
 
@@ -243,8 +261,9 @@ def test_a_file_and_the_admin_api_store_the_same_configuration(runtime: Runtime,
         "d_sftp": (1, None),
         "d_mail": (None, None),
         "d_az": (None, 43200),
+        "d_gcs": (None, None),
     }
-    assert len(from_file["routes"]) == 8
+    assert len(from_file["routes"]) == 9
     assert stored_rows(runtime, "from-file") == stored_rows(runtime, "from-api")
 
 

@@ -1,0 +1,213 @@
+"""The `gcs` destination through the delivery engine against fake-gcs-server and a token endpoint that
+checks the service account's signed JWT (tests/support/fake_gcs.py): what lands, how (one request or a
+resumable upload), outages, a refused key, a missing bucket, reading back."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from marshmallow import ValidationError
+
+from filerelay.clock import FrozenClock
+from filerelay.config_file import apply, load
+from filerelay.db.session import session_scope
+from filerelay.delivery import service
+from filerelay.destinations import gcs
+from filerelay.destinations.base import DestinationError, Payload
+from filerelay.runtime import Runtime
+from tests.support.documents import accept, attempts, delivery
+from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def google(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeGcs, TokenEndpoint]]:
+    with fake_gcs(tmp_path_factory.mktemp("gcs")) as live:
+        yield live
+
+
+@pytest.fixture
+def account(google: tuple[FakeGcs, TokenEndpoint]) -> str:
+    """A service account key the token endpoint knows, as its JSON."""
+    _, tokens = google
+    info, public = service_account(tokens.url, f"relay-{secrets.token_hex(3)}@filerelay-test.iam.gserviceaccount.com")
+    tokens.known[info["client_email"]] = public
+    return json.dumps(info)
+
+
+@pytest.fixture
+def bucket(google: tuple[FakeGcs, TokenEndpoint], account: str) -> str:
+    server, _ = google
+    name = f"docs-{secrets.token_hex(4)}"
+    destination = client(server, name, account)
+    destination.bucket.client.create_bucket(name)
+    return name
+
+
+def client(server: FakeGcs, bucket: str, account: str) -> gcs.GcsDestination:
+    settings, secrets_ = gcs.KIND.validate(
+        {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint}
+    )
+    return gcs.GcsDestination(settings, secrets_)
+
+
+def stored(server: FakeGcs, bucket: str, account: str, name: str) -> Any:
+    return client(server, bucket, account).bucket.get_blob(name)
+
+
+def configure(runtime: Runtime, values: dict[str, object]) -> None:
+    destination = {"id": "dest_gcs", "name": "GCS archive", "kind": "gcs", **values, "path": "/{repo_id}/{doc_id}{ext}"}
+    workspace = {
+        "owner": "acme",
+        "slug": "production",
+        "retry": {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"},
+        "destinations": [destination],
+        "repositories": [{"id": "Z1", "description": "Invoices", "signature": "none", "destinations": ["dest_gcs"]}],
+    }
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
+
+
+def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
+    outcome, _ = accept(runtime, doc_id, data)
+    [(delivery_id, kind)] = outcome.enqueue
+    assert kind == "gcs"
+    return delivery_id
+
+
+def half() -> float:
+    return 0.5
+
+
+def payload(data: bytes, sha256: str | None = None) -> Payload:
+    return Payload(
+        open=lambda: io.BytesIO(data),
+        size=len(data),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
+        content_type="application/pdf",
+        path="/Z1/DOC1.pdf",
+    )
+
+
+@pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 13])
+def test_a_document_lands_byte_identical_with_its_sha256(
+    runtime: Runtime, google: tuple[FakeGcs, TokenEndpoint], account: str, bucket: str, engine: object, size: int
+) -> None:
+    server, _ = google
+    data = (PDF * (size // len(PDF) + 1))[:size]
+    configure(runtime, {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
+    delivery_id = create(runtime, data)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    blob = stored(server, bucket, account, "Z1/DOC1.pdf")
+    assert blob.size == size
+    assert blob.metadata == {"sha256": hashlib.sha256(data).hexdigest()}
+    assert blob.content_type == "application/pdf"
+    assert hashlib.sha256(blob.download_as_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_stopped_service_means_retrying_then_delivered_when_it_is_back(
+    runtime: Runtime,
+    google: tuple[FakeGcs, TokenEndpoint],
+    account: str,
+    bucket: str,
+    clock: FrozenClock,
+    engine: object,
+) -> None:
+    server, _ = google
+    configure(runtime, {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
+    delivery_id = create(runtime, PDF)
+    server.stop()
+    try:
+        assert service.run(runtime, delivery_id, rand=half) is True
+        row = delivery(runtime, delivery_id)
+        assert row.status == "retrying"
+        assert "upload to gs://" in (row.last_error or "")
+    finally:
+        server.start()  # the same port and folder
+    clock.advance(60)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]
+
+
+def test_a_key_the_token_endpoint_refuses_fails_at_once(
+    runtime: Runtime, google: tuple[FakeGcs, TokenEndpoint], bucket: str, engine: object
+) -> None:
+    server, tokens = google
+    unknown, _ = service_account(tokens.url, "deleted@filerelay-test.iam.gserviceaccount.com")  # never registered
+    configure(runtime, {"bucket": bucket, "credentials_json": json.dumps(unknown), "endpoint_url": server.endpoint})
+    delivery_id = create(runtime, PDF)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
+    assert re.search(r"service account key was refused.*invalid_grant", row.last_error or ""), row.last_error
+
+
+def test_a_missing_bucket_fails_at_once(
+    runtime: Runtime, google: tuple[FakeGcs, TokenEndpoint], account: str, engine: object
+) -> None:
+    server, _ = google
+    configure(runtime, {"bucket": "no-such-bucket-here", "credentials_json": account, "endpoint_url": server.endpoint})
+    delivery_id = create(runtime, PDF)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"
+    assert "HTTP 404" in (row.last_error or "")
+
+
+def test_a_failed_re_delivery_leaves_the_previous_object_intact(
+    google: tuple[FakeGcs, TokenEndpoint], account: str, bucket: str
+) -> None:
+    server, _ = google
+    target = client(server, bucket, account)
+    target.deliver(payload(PDF))
+    with pytest.raises(DestinationError, match="do not match their sha256"):
+        target.deliver(payload(b"a new version", sha256="0" * 64))
+    blob = stored(server, bucket, account, "Z1/DOC1.pdf")
+    assert blob.download_as_bytes() == PDF
+    assert blob.metadata == {"sha256": hashlib.sha256(PDF).hexdigest()}
+
+
+def test_read_back_holds_and_check(google: tuple[FakeGcs, TokenEndpoint], account: str, bucket: str) -> None:
+    server, _ = google
+    target = client(server, bucket, account)
+    sha = hashlib.sha256(PDF).hexdigest()
+    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is False
+    target.deliver(payload(PDF))
+    assert b"".join(target.read("/Z1/DOC1.pdf")) == PDF
+    assert b"".join(target.read("/Z1/DOC1.pdf", 100, 50)) == PDF[100:150]
+    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is True
+    assert target.holds("/Z1/DOC1.pdf", sha256="0" * 64, size=len(PDF)) is False
+    with pytest.raises(DestinationError, match="HTTP 404"):
+        list(target.read("/Z1/GONE.pdf"))
+    target.check()
+    with pytest.raises(DestinationError, match="HTTP 404"):
+        client(server, "no-such-bucket-here", account).check()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"bucket": "Bad Name", "credentials_json": "{}"}, "bucket"),
+        ({"bucket": "docs", "credentials_json": "not json"}, "service account key"),
+        ({"bucket": "docs", "credentials_json": '{"type": "authorized_user"}'}, "service_account"),
+        ({"bucket": "docs", "credentials_json": '{"type": "service_account"}'}, "lacks"),
+    ],
+)
+def test_settings_are_checked(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        gcs.KIND.validate(values)
