@@ -5,27 +5,22 @@ after the whole was checked), outages, refusals, and reading back."""
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
-from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations import azure_blob
-from filerelay.destinations.base import DestinationError, Payload
+from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime
 from tests.support.azurite import KEY, Azurite, azurite
-from tests.support.documents import accept, attempts, delivery
-
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
+from tests.support.destination_kinds import PDF, create, half, payload, sized, wire
+from tests.support.documents import attempts, delivery
 
 
 @pytest.fixture(scope="module")
@@ -49,59 +44,19 @@ def blob_of(storage: Azurite, container: str, name: str) -> Any:
     return BlobServiceClient.from_connection_string(storage.connection_string).get_blob_client(container, name)
 
 
-def configure(runtime: Runtime, values: dict[str, object]) -> None:
-    destination = {
-        "id": "dest_az",
-        "name": "Azure archive",
-        "kind": "azure_blob",
-        **values,
-        "path": "/{repo_id}/{doc_id}{ext}",
-    }
-    workspace = {
-        "owner": "acme",
-        "slug": "production",
-        "retry": {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"},
-        "destinations": [destination],
-        "repositories": [{"id": "Z1", "description": "Invoices", "signature": "none", "destinations": ["dest_az"]}],
-    }
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
-
-
-def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
-    outcome, _ = accept(runtime, doc_id, data)
-    [(delivery_id, kind)] = outcome.enqueue
-    assert kind == "azure_blob"
-    return delivery_id
-
-
-def half() -> float:
-    return 0.5
-
-
 def client(storage: Azurite, container: str, **changes: object) -> azure_blob.AzureBlobDestination:
     values: dict[str, object] = {"container": container, "connection_string": storage.connection_string, **changes}
     settings, secrets_ = azure_blob.KIND.validate({k: v for k, v in values.items() if v is not None})
     return azure_blob.AzureBlobDestination(settings, secrets_)
 
 
-def payload(data: bytes, sha256: str | None = None) -> Payload:
-    return Payload(
-        open=lambda: io.BytesIO(data),
-        size=len(data),
-        sha256=sha256 or hashlib.sha256(data).hexdigest(),
-        content_type="application/pdf",
-        path="/Z1/DOC1.pdf",
-    )
-
-
 @pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 11])
 def test_a_document_lands_byte_identical_with_its_sha256(
     runtime: Runtime, storage: Azurite, container: str, engine: object, size: int
 ) -> None:
-    data = (PDF * (size // len(PDF) + 1))[:size]
-    configure(runtime, {"container": container, "account_url": storage.account_url, "account_key": KEY})
-    delivery_id = create(runtime, data)
+    data = sized(size)
+    wire(runtime, "azure_blob", {"container": container, "account_url": storage.account_url, "account_key": KEY})
+    delivery_id = create(runtime, "azure_blob", data)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 
@@ -117,8 +72,8 @@ def test_a_document_lands_byte_identical_with_its_sha256(
 def test_a_stopped_service_means_retrying_then_delivered_when_it_is_back(
     runtime: Runtime, storage: Azurite, container: str, clock: FrozenClock, engine: object
 ) -> None:
-    configure(runtime, {"container": container, "connection_string": storage.connection_string})
-    delivery_id = create(runtime, PDF)
+    wire(runtime, "azure_blob", {"container": container, "connection_string": storage.connection_string})
+    delivery_id = create(runtime, "azure_blob", PDF)
     storage.stop()
     try:
         assert service.run(runtime, delivery_id, rand=half) is True
@@ -148,8 +103,8 @@ def test_a_wrong_key_or_a_missing_container_fails_at_once(
     values: dict[str, object] = {"container": container, "account_url": storage.account_url, "account_key": wrong_key}
     if problem == "missing container":
         values = {"container": "no-such-container", "connection_string": storage.connection_string}
-    configure(runtime, values)
-    delivery_id = create(runtime, PDF)
+    wire(runtime, "azure_blob", values)
+    delivery_id = create(runtime, "azure_blob", PDF)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 

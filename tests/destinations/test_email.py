@@ -10,20 +10,16 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
-from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations import email as email_kind
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
-from tests.support.documents import accept, attempts, delivery
+from tests.support.destination_kinds import PDF, create, half, sized, wire
+from tests.support.documents import attempts, delivery
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
-
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 
 
 @pytest.fixture
@@ -47,37 +43,13 @@ def settings_for(mail: SmtpServer, **changes: object) -> dict[str, object]:
     return values
 
 
-def configure(runtime: Runtime, values: dict[str, object]) -> None:
-    destination = {"id": "dest_mail", "name": "AP inbox", "kind": "email", **values, "path": "/{repo_id}/{doc_id}{ext}"}
-    workspace = {
-        "owner": "acme",
-        "slug": "production",
-        "retry": {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"},
-        "destinations": [destination],
-        "repositories": [{"id": "Z1", "description": "Invoices", "signature": "none", "destinations": ["dest_mail"]}],
-    }
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
-
-
-def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
-    outcome, _ = accept(runtime, doc_id, data)
-    [(delivery_id, kind)] = outcome.enqueue
-    assert kind == "email"
-    return delivery_id
-
-
-def half() -> float:
-    return 0.5
-
-
 @pytest.mark.parametrize("size", [len(PDF), 9 * 1024 * 1024 + 5])
 def test_a_document_arrives_as_an_identical_attachment(
     runtime: Runtime, mail: SmtpServer, engine: object, size: int
 ) -> None:
-    data = (PDF * (size // len(PDF) + 1))[:size]
-    configure(runtime, settings_for(mail))
-    delivery_id = create(runtime, data)
+    data = sized(size)
+    wire(runtime, "email", settings_for(mail))
+    delivery_id = create(runtime, "email", data)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 
@@ -99,10 +71,10 @@ def test_a_document_arrives_as_an_identical_attachment(
 def test_a_document_above_the_attachment_limit_goes_as_a_link(
     runtime: Runtime, mail: SmtpServer, server: str, clock: FrozenClock
 ) -> None:
-    data = (PDF * (21 * 1024 * 1024 // len(PDF) + 1))[: 21 * 1024 * 1024]
-    configure(runtime, settings_for(mail, max_attachment_bytes=1024 * 1024))
+    data = sized(21 * 1024 * 1024)
+    wire(runtime, "email", settings_for(mail, max_attachment_bytes=1024 * 1024))
     worker = build_runtime(runtime.settings.with_overrides(public_url=server), clock=clock)
-    delivery_id = create(runtime, data)
+    delivery_id = create(runtime, "email", data)
 
     assert service.run(worker, delivery_id, rand=half) is True
 
@@ -122,8 +94,8 @@ def test_a_document_above_the_attachment_limit_goes_as_a_link(
 def test_a_stopped_server_means_retrying_then_delivered_once_with_one_message_id(
     runtime: Runtime, mail: SmtpServer, clock: FrozenClock, engine: object
 ) -> None:
-    configure(runtime, settings_for(mail))
-    delivery_id = create(runtime, PDF)
+    wire(runtime, "email", settings_for(mail))
+    delivery_id = create(runtime, "email", PDF)
     mail.stop()
 
     assert service.run(runtime, delivery_id, rand=half) is True
@@ -156,9 +128,9 @@ def test_a_stopped_server_means_retrying_then_delivered_once_with_one_message_id
 def test_refused_credentials_or_recipients_fail_at_once(
     runtime: Runtime, mail: SmtpServer, engine: object, changes: dict[str, object], unknown: set[str], expected: str
 ) -> None:
-    configure(runtime, settings_for(mail, **changes))
+    wire(runtime, "email", settings_for(mail, **changes))
     mail.unknown |= unknown
-    delivery_id = create(runtime, PDF)
+    delivery_id = create(runtime, "email", PDF)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 

@@ -5,7 +5,6 @@ resumable upload), outages, a refused key, a missing bucket, reading back."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import secrets
@@ -13,20 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
-from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations import gcs
-from filerelay.destinations.base import DestinationError, Payload
+from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime
-from tests.support.documents import accept, attempts, delivery
+from tests.support.destination_kinds import PDF, create, half, payload, sized, wire
+from tests.support.documents import attempts, delivery
 from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
-
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 
 
 @pytest.fixture(scope="module")
@@ -64,48 +59,14 @@ def stored(server: FakeGcs, bucket: str, account: str, name: str) -> Any:
     return client(server, bucket, account).bucket.get_blob(name)
 
 
-def configure(runtime: Runtime, values: dict[str, object]) -> None:
-    destination = {"id": "dest_gcs", "name": "GCS archive", "kind": "gcs", **values, "path": "/{repo_id}/{doc_id}{ext}"}
-    workspace = {
-        "owner": "acme",
-        "slug": "production",
-        "retry": {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"},
-        "destinations": [destination],
-        "repositories": [{"id": "Z1", "description": "Invoices", "signature": "none", "destinations": ["dest_gcs"]}],
-    }
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
-
-
-def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
-    outcome, _ = accept(runtime, doc_id, data)
-    [(delivery_id, kind)] = outcome.enqueue
-    assert kind == "gcs"
-    return delivery_id
-
-
-def half() -> float:
-    return 0.5
-
-
-def payload(data: bytes, sha256: str | None = None) -> Payload:
-    return Payload(
-        open=lambda: io.BytesIO(data),
-        size=len(data),
-        sha256=sha256 or hashlib.sha256(data).hexdigest(),
-        content_type="application/pdf",
-        path="/Z1/DOC1.pdf",
-    )
-
-
 @pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 13])
 def test_a_document_lands_byte_identical_with_its_sha256(
     runtime: Runtime, google: tuple[FakeGcs, TokenEndpoint], account: str, bucket: str, engine: object, size: int
 ) -> None:
     server, _ = google
-    data = (PDF * (size // len(PDF) + 1))[:size]
-    configure(runtime, {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
-    delivery_id = create(runtime, data)
+    data = sized(size)
+    wire(runtime, "gcs", {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
+    delivery_id = create(runtime, "gcs", data)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 
@@ -126,8 +87,8 @@ def test_a_stopped_service_means_retrying_then_delivered_when_it_is_back(
     engine: object,
 ) -> None:
     server, _ = google
-    configure(runtime, {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
-    delivery_id = create(runtime, PDF)
+    wire(runtime, "gcs", {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
+    delivery_id = create(runtime, "gcs", PDF)
     server.stop()
     try:
         assert service.run(runtime, delivery_id, rand=half) is True
@@ -147,8 +108,8 @@ def test_a_key_the_token_endpoint_refuses_fails_at_once(
 ) -> None:
     server, tokens = google
     unknown, _ = service_account(tokens.url, "deleted@filerelay-test.iam.gserviceaccount.com")  # never registered
-    configure(runtime, {"bucket": bucket, "credentials_json": json.dumps(unknown), "endpoint_url": server.endpoint})
-    delivery_id = create(runtime, PDF)
+    wire(runtime, "gcs", {"bucket": bucket, "credentials_json": json.dumps(unknown), "endpoint_url": server.endpoint})
+    delivery_id = create(runtime, "gcs", PDF)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 
@@ -161,8 +122,10 @@ def test_a_missing_bucket_fails_at_once(
     runtime: Runtime, google: tuple[FakeGcs, TokenEndpoint], account: str, engine: object
 ) -> None:
     server, _ = google
-    configure(runtime, {"bucket": "no-such-bucket-here", "credentials_json": account, "endpoint_url": server.endpoint})
-    delivery_id = create(runtime, PDF)
+    wire(
+        runtime, "gcs", {"bucket": "no-such-bucket-here", "credentials_json": account, "endpoint_url": server.endpoint}
+    )
+    delivery_id = create(runtime, "gcs", PDF)
     assert service.run(runtime, delivery_id, rand=half) is True
     row = delivery(runtime, delivery_id)
     assert row.status == "failed"

@@ -10,20 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
-from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations import sftp
 from filerelay.destinations.base import DestinationError, Payload
 from filerelay.runtime import Runtime
-from tests.support.documents import accept, attempts, delivery
+from tests.support.destination_kinds import PDF, create, half, sized, wire
+from tests.support.documents import attempts, delivery
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
-
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 
 
 @pytest.fixture
@@ -46,36 +42,6 @@ def settings_for(server: SftpServer, **changes: object) -> dict[str, object]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def configure(runtime: Runtime, values: dict[str, object]) -> None:
-    destination = {
-        "id": "dest_sftp",
-        "name": "Partner SFTP",
-        "kind": "sftp",
-        **values,
-        "path": "/{repo_id}/{doc_id}{ext}",
-    }
-    workspace = {
-        "owner": "acme",
-        "slug": "production",
-        "retry": {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"},
-        "destinations": [destination],
-        "repositories": [{"id": "Z1", "description": "Invoices", "signature": "none", "destinations": ["dest_sftp"]}],
-    }
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
-
-
-def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
-    outcome, _ = accept(runtime, doc_id, data)
-    [(delivery_id, kind)] = outcome.enqueue
-    assert kind == "sftp"
-    return delivery_id
-
-
-def half() -> float:
-    return 0.5
-
-
 def client(server: SftpServer, **changes: object) -> sftp.SftpDestination:
     settings, secrets = sftp.KIND.validate(settings_for(server, **changes))
     return sftp.SftpDestination(settings, secrets)
@@ -89,9 +55,9 @@ def leftovers(server: SftpServer) -> list[str]:
 def test_a_document_lands_byte_identical_under_its_name_and_nothing_else(
     runtime: Runtime, server: SftpServer, engine: object, size: int
 ) -> None:
-    data = (PDF * (size // len(PDF) + 1))[:size]
-    configure(runtime, settings_for(server))
-    delivery_id = create(runtime, data)
+    data = sized(size)
+    wire(runtime, "sftp", settings_for(server))
+    delivery_id = create(runtime, "sftp", data)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 
@@ -102,8 +68,8 @@ def test_a_document_lands_byte_identical_under_its_name_and_nothing_else(
 
 
 def test_a_private_key_logs_in_as_well(runtime: Runtime, server: SftpServer, engine: object) -> None:
-    configure(runtime, settings_for(server, password=None, private_key=server.client_key_text))
-    delivery_id = create(runtime, PDF)
+    wire(runtime, "sftp", settings_for(server, password=None, private_key=server.client_key_text))
+    delivery_id = create(runtime, "sftp", PDF)
     assert service.run(runtime, delivery_id, rand=half) is True
     assert delivery(runtime, delivery_id).status == "delivered"
 
@@ -111,8 +77,8 @@ def test_a_private_key_logs_in_as_well(runtime: Runtime, server: SftpServer, eng
 def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
     runtime: Runtime, server: SftpServer, clock: FrozenClock, engine: object
 ) -> None:
-    configure(runtime, settings_for(server))
-    delivery_id = create(runtime, PDF)
+    wire(runtime, "sftp", settings_for(server))
+    delivery_id = create(runtime, "sftp", PDF)
     server.stop()
 
     assert service.run(runtime, delivery_id, rand=half) is True
@@ -128,8 +94,8 @@ def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
 
 
 def test_a_wrong_password_fails_at_once_with_the_reason(runtime: Runtime, server: SftpServer, engine: object) -> None:
-    configure(runtime, settings_for(server, password="not-the-password"))
-    delivery_id = create(runtime, PDF)
+    wire(runtime, "sftp", settings_for(server, password="not-the-password"))
+    delivery_id = create(runtime, "sftp", PDF)
     assert service.run(runtime, delivery_id, rand=half) is True
     row = delivery(runtime, delivery_id)
     assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
@@ -137,11 +103,11 @@ def test_a_wrong_password_fails_at_once_with_the_reason(runtime: Runtime, server
 
 
 def test_a_changed_host_key_is_refused_before_logging_in(runtime: Runtime, server: SftpServer, engine: object) -> None:
-    configure(runtime, settings_for(server))
+    wire(runtime, "sftp", settings_for(server))
     server.stop()
     server.host_key = new_host_key()  # the same address answers with another key
     server.start()
-    delivery_id = create(runtime, PDF)
+    delivery_id = create(runtime, "sftp", PDF)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 

@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -17,41 +16,22 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
 from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.destinations import webhook
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
-from tests.support.documents import accept, attempts, delivery
+from tests.support.destination_kinds import PDF, create, half, sized, wire
+from tests.support.documents import attempts, delivery
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"x" * 32).decode()
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 
 
 def configure(runtime: Runtime, url: str, secret: str = SECRET) -> None:
-    text = textwrap.dedent(
-        f"""
-        workspaces:
-          - owner: acme
-            slug: production
-            retry: {{max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}}
-            destinations:
-              - {{id: dest_hook, name: ERP inbox, kind: webhook, url: "{url}", secret: "{secret}",
-                 headers: {{x-api-token: t0ken}}, path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
-            repositories:
-              - {{id: Z1, description: Invoices, signature: none, destinations: [dest_hook]}}
-        """
-    )
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(text, {}), now=runtime.clock.now())
-
-
-def half() -> float:
-    return 0.5
+    wire(runtime, "webhook", {"url": url, "secret": secret, "headers": {"x-api-token": "t0ken"}})
 
 
 @pytest.fixture
@@ -60,20 +40,13 @@ def receiver() -> Iterator[Receiver]:
         yield live
 
 
-def create(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> str:
-    outcome, _ = accept(runtime, doc_id, data)
-    [(delivery_id, kind)] = outcome.enqueue
-    assert kind == "webhook"
-    return delivery_id
-
-
 @pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 7])
 def test_a_document_arrives_byte_identical_and_signed(
     runtime: Runtime, receiver: Receiver, engine: object, size: int
 ) -> None:
-    data = (PDF * (size // len(PDF) + 1))[:size]
+    data = sized(size)
     configure(runtime, receiver.url)
-    delivery_id = create(runtime, data)
+    delivery_id = create(runtime, "webhook", data)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 
@@ -93,7 +66,7 @@ def test_a_text_document_passes_the_reference_librarys_check(
     runtime: Runtime, receiver: Receiver, engine: object
 ) -> None:
     configure(runtime, receiver.url)
-    delivery_id = create(runtime, "Rechnung Nr. 4711, Grüße".encode())
+    delivery_id = create(runtime, "webhook", "Rechnung Nr. 4711, Grüße".encode())
     assert service.run(runtime, delivery_id, rand=half) is True
     assert delivery(runtime, delivery_id).status == "delivered"
     assert len(receiver.received) == 1
@@ -104,7 +77,7 @@ def test_a_throttled_attempt_waits_for_retry_after_and_the_repeat_keeps_its_webh
 ) -> None:
     configure(runtime, receiver.url)
     receiver.script.append((429, {"retry-after": "120"}))
-    delivery_id = create(runtime, PDF)
+    delivery_id = create(runtime, "webhook", PDF)
 
     assert service.run(runtime, delivery_id, rand=half) is True
     row = delivery(runtime, delivery_id)
@@ -125,7 +98,7 @@ def test_a_stopped_receiver_means_retrying_then_delivered_when_it_is_back(
     runtime: Runtime, receiver: Receiver, clock: FrozenClock, engine: object
 ) -> None:
     configure(runtime, receiver.url)
-    delivery_id = create(runtime, PDF)
+    delivery_id = create(runtime, "webhook", PDF)
     receiver.stop()
 
     assert service.run(runtime, delivery_id, rand=half) is True
@@ -153,7 +126,7 @@ def test_a_refused_signature_or_a_gone_endpoint_fails_at_once(
 ) -> None:
     configure(runtime, receiver.url, secret)
     receiver.script.extend(script)
-    delivery_id = create(runtime, PDF)
+    delivery_id = create(runtime, "webhook", PDF)
 
     assert service.run(runtime, delivery_id, rand=half) is True
 
@@ -208,7 +181,7 @@ def notifying(runtime: Runtime, receiver: Receiver, public_url: str | None) -> R
     """acme/production's Z1 wired to a notification webhook; the worker's runtime knows where the API is."""
     configure(runtime, receiver.url)
     with session_scope(runtime.sessions) as session:
-        found = session.scalars(select(Destination).where(Destination.public_id == "dest_hook")).one()
+        found = session.scalars(select(Destination).where(Destination.public_id == "dest_webhook")).one()
         found.settings = {**found.settings, "mode": "notification"}
     return build_runtime(runtime.settings.with_overrides(public_url=public_url), clock=runtime.clock)
 
@@ -217,7 +190,7 @@ def test_a_notification_carries_a_link_that_serves_the_file_without_a_key_until_
     runtime: Runtime, receiver: Receiver, server: str, clock: FrozenClock
 ) -> None:
     worker = notifying(runtime, receiver, server)
-    delivery_id = create(runtime, PDF)
+    delivery_id = create(runtime, "webhook", PDF)
 
     assert service.run(worker, delivery_id, rand=half) is True
 
@@ -250,7 +223,7 @@ def test_without_a_public_url_a_notification_fails_at_once_saying_what_to_set(
     runtime: Runtime, receiver: Receiver, engine: object
 ) -> None:
     worker = notifying(runtime, receiver, None)
-    delivery_id = create(runtime, PDF)
+    delivery_id = create(runtime, "webhook", PDF)
 
     assert service.run(worker, delivery_id, rand=half) is True
 
@@ -267,7 +240,7 @@ def test_a_link_expires_before_staging_lets_its_bytes_go(
     short = runtime.settings.with_overrides(public_url=server, staging_retention_seconds=60, file_link_seconds=3600)
     worker = build_runtime(short, clock=clock)
     notifying(runtime, receiver, server).close()
-    delivery_id = create(runtime, PDF)
+    delivery_id = create(runtime, "webhook", PDF)
     assert service.run(worker, delivery_id, rand=half) is True
     data = json.loads(receiver.received[0].path.read_bytes())["data"]
     assert dt.datetime.fromisoformat(data["download_expires_at"]) == clock.now() + dt.timedelta(seconds=60)

@@ -8,10 +8,8 @@ key is refused, as it is in Google's service."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import jwt
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_for_port
 
 PROJECT = "filerelay-test"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -138,14 +136,7 @@ class FakeGcs:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("fake-gcs-server did not start within 30 s")
+        wait_for_port(self.port, "fake-gcs-server")
 
     def stop(self) -> None:
         if self.process is not None:

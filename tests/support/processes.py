@@ -33,6 +33,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_port(port: int, what: str, timeout: float = 30.0) -> None:
+    """Until something accepts connections on the loopback port (a server just started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
+
+
 def environment(home: Path, database_url: str, **extra: str) -> dict[str, str]:
     config = home / "filerelay.yaml"
     home.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,63 @@
+"""What the destination kinds' tests share: a workspace whose Z1 is wired to one destination of the kind
+under test, a document created the way `create` does it, and a payload for calling a client directly."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import yaml
+
+from filerelay.config_file import apply, load
+from filerelay.db.session import session_scope
+from filerelay.destinations.base import Payload
+from filerelay.runtime import Runtime
+from tests.support.documents import accept
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
+# Retries are allowed: a delivery that ends `failed` after its first attempt was refused for good.
+RETRY = {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"}
+
+
+def wire(runtime: Runtime, kind: str, settings: dict[str, object]) -> None:
+    """acme/production with Z1 wired to one `kind` destination, `dest_<kind>`, at /{repo_id}/{doc_id}{ext}."""
+    destination = {"id": f"dest_{kind}", "name": kind, "kind": kind, **settings, "path": "/{repo_id}/{doc_id}{ext}"}
+    workspace = {
+        "owner": "acme",
+        "slug": "production",
+        "retry": RETRY,
+        "destinations": [destination],
+        "repositories": [
+            {"id": "Z1", "description": "Invoices", "signature": "none", "destinations": [destination["id"]]}
+        ],
+    }
+    with session_scope(runtime.sessions) as session:
+        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
+
+
+def create(runtime: Runtime, kind: str, data: bytes, doc_id: str = "DOC1") -> str:
+    """A document accepted as `create` accepts it; the id of its one delivery (to the `kind` destination)."""
+    outcome, _ = accept(runtime, doc_id, data)
+    [(delivery_id, queued)] = outcome.enqueue
+    assert queued == kind
+    return delivery_id
+
+
+def sized(size: int) -> bytes:
+    return (PDF * (size // len(PDF) + 1))[:size]
+
+
+def half() -> float:
+    """The jitter's random draw, fixed."""
+    return 0.5
+
+
+def payload(data: bytes, sha256: str | None = None, path: str = "/Z1/DOC1.pdf") -> Payload:
+    """`data` on its way to `path`; `sha256` other than the data's stands for staged bytes gone wrong."""
+    return Payload(
+        open=lambda: io.BytesIO(data),
+        size=len(data),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
+        content_type="application/pdf",
+        path=path,
+    )
