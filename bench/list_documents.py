@@ -4,8 +4,9 @@
 
 Fills a scratch PostgreSQL database (created and dropped by the script) with COPY, then times each
 filtered `GET /documents` through the real Flask app (query, serialisation, auth) and prints
-p50/p95/max per filter (and a cursor page 1,000 pages deep), and the sweeper's pass over the same
-tables. A total past 10,000 is capped and printed with a "+". Figures only, no pass/fail.
+p50/p95/max per filter (and a cursor page 1,000 pages deep), the web console's overview, documents and
+destinations pages, and the sweeper's pass over the same tables. A total past 10,000 is capped and
+printed with a "+". Figures only, no pass/fail.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from filerelay.db.session import session_scope
 from filerelay.delivery.sweep import sweep
 from filerelay.runtime import build_runtime
 from filerelay.settings import Settings
+from tests.support.console import sign_in
 from tests.support.databases import scratch_database
 
 KEY = "fr_live_bench_0123456789abcdef"
@@ -160,6 +162,23 @@ def main() -> None:
             timings.sort()
             p95 = timings[max(0, int(len(timings) * 0.95) - 1)]
             print(f"{label:32} {statistics.median(timings):8.1f} {p95:8.1f} {timings[-1]:8.1f} {total:>9}")
+        # The web console's pages over the same tables, signed in as the same (viewer) key.
+        console = create_app(runtime=runtime).test_client()
+        sign_in(console, KEY)
+        for label, path in (
+            ("console: overview", "/ui/acme/production/"),
+            ("console: documents, failed", "/ui/acme/production/documents?status=failed"),
+            ("console: destinations", "/ui/acme/production/destinations"),
+        ):
+            timings = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                reply = console.get(path)
+                timings.append((time.perf_counter() - t0) * 1000)
+                assert reply.status_code == 200, reply.status_code
+            timings.sort()
+            p95 = timings[max(0, int(len(timings) * 0.95) - 1)]
+            print(f"{label:32} {statistics.median(timings):8.1f} {p95:8.1f} {timings[-1]:8.1f}")
         # The sweeper walks indexes over due rows only: with nothing due, a pass must not scan the tables.
         sweeps = []
         for _ in range(5):
