@@ -171,8 +171,14 @@ def failed_deliveries(
     return session.scalars(query).all()
 
 
-def count_failed(session: Session, *, workspace_id: int, filters: DocumentFilter) -> tuple[int, int]:
-    """How many documents, and how many of their deliveries, a bulk retry with these filters would re-queue."""
-    failed = _failed(session, workspace_id, filters).subquery()
-    documents, deliveries = session.execute(select(func.count(func.distinct(failed.c.document_id)), func.count())).one()
+def count_failed(
+    session: Session, *, workspace_id: int, filters: DocumentFilter, cap: int | None = None
+) -> tuple[int, int]:
+    """How many documents, and how many of their deliveries, a bulk retry with these filters would re-queue;
+    with `cap`, counting stops past `cap` deliveries (then both are lower bounds)."""
+    failed = _failed(session, workspace_id, filters)
+    if cap is not None:
+        failed = failed.limit(cap + 1)
+    rows = failed.subquery()
+    documents, deliveries = session.execute(select(func.count(func.distinct(rows.c.document_id)), func.count())).one()
     return int(documents), int(deliveries)

@@ -345,8 +345,15 @@ class Delivery(Base):
         Index("ix_deliveries_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_deliveries_status_lease", "status", "lease_until"),
         Index("ix_deliveries_status_expires", "status", "expires_at"),
-        # The console's overview: each destination's last success, and deliveries per hour.
+        # The console's overview: each destination's last success, and deliveries per hour; and how many
+        # wait (few, however many were delivered).
         Index("ix_deliveries_destination_delivered", "destination_id", "delivered_at"),
+        Index(
+            "ix_deliveries_waiting_destination",
+            "destination_id",
+            sqlite_where=text("status IN ('pending', 'retrying')"),
+            postgresql_where=text("status IN ('pending', 'retrying')"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("dlv"))

@@ -30,6 +30,9 @@ blueprint = Blueprint("console", __name__, url_prefix="/ui/<owner>/<slug>", temp
 assets = Blueprint("console_assets", __name__, static_folder="static", static_url_path="/ui/static")
 
 PER_PAGE = 25
+# The documents page counts the failed deliveries a bulk retry would take up to this many ("1,000+");
+# the confirmation counts them all.
+FAILED_SHOWN = 1_000
 # Pages that show something in flight reload themselves this often (seconds), without JavaScript.
 REFRESH_SECONDS = 5
 IN_FLIGHT = {DocumentStatus.PENDING.value, DocumentStatus.RETRYING.value}
@@ -134,8 +137,8 @@ def documents_page(owner: str, slug: str) -> str | tuple[str, int]:
             db, workspace_id=who.workspace_id, filters=to_filter(args), per_page=PER_PAGE, after=after
         )
         rows = [_row(d) for d in found.documents]
-        failed = catalog.count_failed(db, workspace_id=who.workspace_id, filters=to_filter(args))
-        wired = [line.id for line in overview.destination_lines(db, workspace_id=who.workspace_id, now=_now())]
+        failed = catalog.count_failed(db, workspace_id=who.workspace_id, filters=to_filter(args), cap=FAILED_SHOWN)
+        wired = overview.destination_ids(db, workspace_id=who.workspace_id)
     return render_template(
         "console/documents.html",
         errors={},
@@ -143,6 +146,7 @@ def documents_page(owner: str, slug: str) -> str | tuple[str, int]:
         found=found,
         rows=rows,
         failed=failed,
+        failed_cap=FAILED_SHOWN,
         destinations=wired,
         statuses=[s.value for s in DocumentStatus],
         next_cursor=found.next_cursor.encode() if found.next_cursor else None,

@@ -37,6 +37,14 @@ def upgrade() -> None:
         'ix_deliveries_destination_delivered', 'deliveries', ['destination_id', 'delivered_at'], unique=False
     )
     op.create_index(
+        'ix_deliveries_waiting_destination',
+        'deliveries',
+        ['destination_id'],
+        unique=False,
+        sqlite_where=sa.text("status IN ('pending', 'retrying')"),
+        postgresql_where=sa.text("status IN ('pending', 'retrying')"),
+    )
+    op.create_index(
         'ix_delivery_attempts_failed_finished',
         'delivery_attempts',
         ['finished_at'],
@@ -48,6 +56,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index('ix_delivery_attempts_failed_finished', table_name='delivery_attempts')
+    op.drop_index('ix_deliveries_waiting_destination', table_name='deliveries')
     op.drop_index('ix_deliveries_destination_delivered', table_name='deliveries')
     op.drop_index('ix_audit_events_workspace_at', table_name='audit_events')
     op.drop_table('audit_events')
