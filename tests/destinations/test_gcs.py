@@ -174,3 +174,20 @@ def test_read_back_holds_and_check(google: tuple[FakeGcs, TokenEndpoint], accoun
 def test_settings_are_checked(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         gcs.KIND.validate(values)
+
+
+def test_throttling_is_retried_after_what_retry_after_says() -> None:
+    from google.api_core import exceptions as api
+    from requests import Response
+
+    def answered(status: int, message: str, **headers: str) -> Exception:
+        reply = Response()
+        reply.status_code = status
+        reply.headers.update(headers)
+        return api.from_http_status(status, message, response=reply)  # type: ignore[no-untyped-call, no-any-return]
+
+    error = gcs._error(answered(429, "rate limited", **{"Retry-After": "7"}), "upload")
+    assert (error.retryable, error.retry_after) == (True, 7.0)
+    assert gcs._error(answered(404, "The specified bucket does not exist."), "upload").retryable is False
+    assert gcs._error(answered(403, "forbidden"), "upload").retryable is False
+    assert gcs._error(answered(503, "backend error"), "upload").retryable is True

@@ -60,7 +60,13 @@ def _error(exc: Exception, what: str) -> DestinationError:
     if isinstance(exc, api.GoogleAPICallError):
         status = exc.code or 0
         permanent = status in (401, 403) or (status == 404 and "bucket" in str(exc.message).lower())
-        return DestinationError(f"{what}: HTTP {status} {exc.message}", retryable=not permanent)
+        headers: Any = getattr(exc.response, "headers", None) or {}
+        after = str(headers.get("retry-after", ""))
+        return DestinationError(
+            f"{what}: HTTP {status} {exc.message}",
+            retryable=not permanent,
+            retry_after=float(after) if after.isdigit() else None,
+        )
     return DestinationError(f"{what}: {type(exc).__name__}: {exc}")
 
 
