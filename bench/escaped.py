@@ -97,6 +97,11 @@ CHANGES = (
         (
             Site(
                 "shared/filerelay/destinations/folder.py",
+                "            require_sha256(digest.hexdigest(), payload.sha256)\n",
+                f"            pass  {MARK}\n",
+            ),
+            Site(
+                "shared/filerelay/destinations/folder.py",
                 "            if digest.hexdigest() != payload.sha256:\n",
                 f"            if False:  {MARK}\n",
             ),

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
 
 BLOCK_SIZE = 4 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -106,7 +106,7 @@ class AzureBlobDestination:
             with payload.open() as body:
                 if payload.size <= BLOCK_SIZE:
                     data = _read_exactly(body, payload.size)
-                    _check(hashlib.sha256(data).hexdigest(), payload.sha256)
+                    require_sha256(hashlib.sha256(data).hexdigest(), payload.sha256)
                     blob.upload_blob(
                         data, overwrite=True, validate_content=True, content_settings=settings, metadata=metadata
                     )
@@ -172,29 +172,19 @@ def _read_exactly(body: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _check(found: str, expected: str) -> None:
-    if found != expected:
-        raise DestinationError("staged bytes do not match their sha256", retryable=False)
-
-
 def _stage_blocks(blob: Any, body: BinaryIO, payload: Payload) -> list[Any]:
     """Every block staged with its MD5, the whole hashed as it goes; nothing visible yet."""
     from azure.storage.blob import BlobBlock
 
     blocks: list[Any] = []
     whole = hashlib.sha256()
-    sent = 0
-    while sent < payload.size:
-        data = body.read(min(BLOCK_SIZE, payload.size - sent))
-        if not data:
-            raise DestinationError(f"staging ended at {sent} of {payload.size} bytes", retryable=False)
+    for data in pieces(body, payload.size, BLOCK_SIZE):
         whole.update(data)
-        sent += len(data)
         # Block ids: base64, all of one length within a blob.
         block_id = base64.b64encode(f"{len(blocks):08d}".encode()).decode()
         blob.stage_block(block_id, data, length=len(data), validate_content=True)
         blocks.append(BlobBlock(block_id=block_id))
-    _check(whole.hexdigest(), payload.sha256)
+    require_sha256(whole.hexdigest(), payload.sha256)
     return blocks
 
 

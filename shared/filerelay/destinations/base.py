@@ -27,6 +27,38 @@ class DestinationError(Exception):
         self.retry_after = retry_after
 
 
+def pieces(body: BinaryIO, size: int, piece: int) -> Iterator[bytes]:
+    """The `size` staged bytes in pieces of at most `piece` (a part, a block); staging that ends sooner is
+    a broken copy, and no retry mends it."""
+    sent = 0
+    while sent < size:
+        data = body.read(min(piece, size - sent))
+        if not data:
+            raise DestinationError(f"staging ended at {sent} of {size} bytes", retryable=False)
+        sent += len(data)
+        yield data
+
+
+def require_sha256(found: str, expected: str) -> None:
+    """The staged bytes, hashed on their way out, must be the accepted document's before anything appears."""
+    if found != expected:
+        raise DestinationError("staged bytes do not match their sha256", retryable=False)
+
+
+def read_range(fp: Any, start: int, length: int | None, chunk: int) -> Iterator[bytes]:
+    """`length` bytes (all to the end when None) of an open file from `start`, in chunks; closes the file."""
+    with fp:
+        fp.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            data = fp.read(chunk if remaining is None else min(chunk, remaining))
+            if not data:
+                return
+            if remaining is not None:
+                remaining -= len(data)
+            yield data
+
+
 @dataclass(frozen=True)
 class Payload:
     """A staged object on its way to one destination path."""

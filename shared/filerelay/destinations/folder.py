@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, read_range, register, require_sha256
 
 CHUNK = 1024 * 1024
 
@@ -49,8 +49,7 @@ class FolderClient:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            if digest.hexdigest() != payload.sha256:
-                raise DestinationError("staged bytes do not match their sha256", retryable=False)
+            require_sha256(digest.hexdigest(), payload.sha256)
             # Readers see the old file or the new one, never a half-written one.
             os.replace(tmp, target)
             dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -72,7 +71,7 @@ class FolderClient:
             fp = open(target, "rb")  # noqa: SIM115 - closed by the generator
         except OSError as exc:
             raise DestinationError(f"cannot read {target}: {exc.strerror or exc}") from exc
-        return _chunks(fp, start, length)
+        return read_range(fp, start, length, CHUNK)
 
     def holds(self, path: str, *, sha256: str, size: int) -> bool:
         """The file there has this size and, read through, this sha256."""
@@ -97,19 +96,6 @@ class FolderClient:
             raise DestinationError(f"cannot create {self.root}: {exc.strerror}") from exc
         if not os.access(self.root, os.W_OK):
             raise DestinationError(f"{self.root} is not writable")
-
-
-def _chunks(fp: Any, start: int, length: int | None) -> Iterator[bytes]:
-    with fp:
-        fp.seek(start)
-        remaining = length
-        while remaining is None or remaining > 0:
-            chunk = fp.read(CHUNK if remaining is None else min(CHUNK, remaining))
-            if not chunk:
-                return
-            if remaining is not None:
-                remaining -= len(chunk)
-            yield chunk
 
 
 def build(settings: Mapping[str, Any], _secrets: Mapping[str, Any]) -> FolderClient:

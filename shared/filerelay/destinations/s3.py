@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from marshmallow import Schema, fields, validate
 
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -140,13 +140,8 @@ class S3Destination:
     def _parts(self, key: str, upload_id: str, body: BinaryIO, payload: Payload) -> list[Any]:
         parts: list[Any] = []
         whole = hashlib.sha256()
-        sent = 0
-        while sent < payload.size:
-            data = body.read(min(PART_SIZE, payload.size - sent))
-            if not data:
-                raise DestinationError(f"staging ended at {sent} of {payload.size} bytes", retryable=False)
+        for data in pieces(body, payload.size, PART_SIZE):
             whole.update(data)
-            sent += len(data)
             checksum = _b64(hashlib.sha256(data).digest())
             number = len(parts) + 1
             reply = self.client.upload_part(
@@ -155,8 +150,7 @@ class S3Destination:
             parts.append({"PartNumber": number, "ETag": reply["ETag"], "ChecksumSHA256": checksum})
         # Each part's checksum was computed from what was read, so S3 cannot tell wrong staged bytes:
         # check the whole before completing, and the object never appears.
-        if whole.hexdigest() != payload.sha256:
-            raise DestinationError("staged bytes do not match their sha256", retryable=False)
+        require_sha256(whole.hexdigest(), payload.sha256)
         return parts
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:

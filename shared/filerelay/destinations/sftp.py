@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, read_range, register
 
 CHUNK = 1024 * 1024
 TIMEOUT = 30  # seconds, for the connection, the SSH handshake and each SFTP request
@@ -157,16 +157,7 @@ class SftpDestination:
                 remote = sftp.open(target, "rb")
             except OSError as exc:
                 raise _error(exc, f"reading {target}") from exc
-            with remote:
-                remote.seek(start)
-                left = length
-                while left is None or left > 0:
-                    chunk = remote.read(CHUNK if left is None else min(CHUNK, left))
-                    if not chunk:
-                        return
-                    if left is not None:
-                        left -= len(chunk)
-                    yield chunk
+            yield from read_range(remote, start, length, CHUNK)
 
     def check(self) -> None:
         with self._session() as sftp:
