@@ -14,7 +14,7 @@ from filerelay import documents
 from filerelay.clock import SystemClock
 from filerelay.config_file import Summary, apply_file
 from filerelay.db.migrate import upgrade
-from filerelay.db.models import ApiKey, Repository, Role, SignatureMode, Workspace
+from filerelay.db.models import ApiKey, Repository, Role, SignatureMode
 from filerelay.db.session import make_engine, make_session_factory, session_scope
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
@@ -61,9 +61,7 @@ def demo_admin_key(settings: Settings, *, now: dt.datetime) -> str | None:
     engine = make_engine(settings.database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            workspace = session.scalars(
-                select(Workspace).where(Workspace.owner_slug == owner, Workspace.slug == slug)
-            ).one_or_none()
+            workspace = documents.find_workspace(session, owner=owner, slug=slug)
             if workspace is None:
                 return None
             live_admins = session.scalars(

@@ -40,15 +40,18 @@ class DestinationLine:
     waiting: int
 
 
-def status_counts(session: Session, *, workspace_id: int, since: dt.datetime) -> dict[str, int]:
-    """Live documents received since `since`, by status; every status present, zeros included."""
+def status_counts(session: Session, *, workspace_id: int, since: Sequence[dt.datetime]) -> list[dict[str, int]]:
+    """Live documents received since each moment in `since`, by status (every status present, zeros
+    included): one scan of the longest window, each shorter one counted within it."""
     rows = session.execute(
-        select(Document.status, func.count())
-        .where(Document.workspace_id == workspace_id, Document.deleted_at.is_(None), Document.received_at >= since)
+        select(Document.status, *(func.count().filter(Document.received_at >= moment) for moment in since))
+        .where(Document.workspace_id == workspace_id, Document.deleted_at.is_(None), Document.received_at >= min(since))
         .group_by(Document.status)
     ).all()
-    counts = {status.value: 0 for status in DocumentStatus}
-    counts.update({status: int(n) for status, n in rows})
+    counts = [{status.value: 0 for status in DocumentStatus} for _ in since]
+    for status, *numbers in rows:
+        for window, n in zip(counts, numbers, strict=True):
+            window[status] = int(n)
     return counts
 
 

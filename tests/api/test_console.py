@@ -3,6 +3,7 @@ downloads that never render, and the audit log. (Browser tests: tests/api/test_c
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from pathlib import Path
@@ -257,6 +258,20 @@ def test_overview_counts_are_the_apis_counts(populated: Runtime) -> None:
         session.execute(update(Delivery).where(Delivery.destination_id.in_(theirs)).values(status="pending"))
     html = signed_in(populated, VIEWER_KEY).get(f"{UI}/").get_data(as_text=True)
     assert dict(re.findall(r'data-queue="(\w+)"><div class="n">(\d+)</div>', html)) == {"folder": "0", "s3": "3"}
+
+
+def test_the_overview_counts_each_window_apart(populated: Runtime) -> None:
+    """A document received three days ago counts in the last 7 days, not in the last 24 hours; one of
+    ten days ago in neither."""
+    now = populated.clock.now()
+    with session_scope(populated.sessions) as session:
+        failed = list(session.scalars(select(Document).where(Document.status == "failed").order_by(Document.id)))
+        failed[0].received_at = now - dt.timedelta(days=3)
+        failed[1].received_at = now - dt.timedelta(days=10)
+    html = signed_in(populated, VIEWER_KEY).get(f"{UI}/").get_data(as_text=True)
+    day = dict(re.findall(r'data-status="(\w+)" data-window="24h">\s*<div class="n">(\d+)</div>', html))
+    week = dict(re.findall(r'data-status="(\w+)" data-window="7d"><div class="n">(\d+)</div>', html))
+    assert (day["failed"], week["failed"]) == ("1", "2")
 
 
 def test_another_workspace_is_never_shown(populated: Runtime) -> None:

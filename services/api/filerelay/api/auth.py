@@ -11,13 +11,13 @@ from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from flask import g, request
-from sqlalchemy import select
 
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
 from filerelay.audit import Actor
-from filerelay.db.models import Role, Workspace
+from filerelay.db.models import Role
 from filerelay.db.session import session_scope
+from filerelay.documents import find_workspace
 from filerelay.workspace_config.api_keys import KEY_PREFIX, live_key
 
 P = ParamSpec("P")
@@ -65,9 +65,7 @@ def authenticate_link(owner: str, slug: str, document_id: str) -> None:
     if not rt.links.valid(token, workspace=f"{owner}/{slug}", document_id=document_id, now=rt.clock.now()):
         raise ApiError(401, "this download link is not valid for this file, or it has expired")
     with session_scope(rt.sessions) as session:
-        workspace = session.scalars(
-            select(Workspace).where(Workspace.owner_slug == owner, Workspace.slug == slug)
-        ).one_or_none()
+        workspace = find_workspace(session, owner=owner, slug=slug)
         if workspace is None:
             raise ApiError(404, f"no workspace {owner}/{slug}")
         g.workspace_id = workspace.id

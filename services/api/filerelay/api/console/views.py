@@ -42,6 +42,14 @@ def _now() -> dt.datetime:
     return runtime().clock.now()
 
 
+def _document(db: Any, document_id: str) -> Any:
+    """The signed-in workspace's live document, or 404."""
+    document = catalog.get_document(db, workspace_id=person().workspace_id, document_id=document_id)
+    if document is None:
+        abort(404)
+    return document
+
+
 def _back(view: str, **values: Any) -> BaseResponse:
     who = person()
     return redirect(url_for(view, owner=who.owner, slug=who.slug, **values))
@@ -82,8 +90,9 @@ def logout(owner: str, slug: str) -> BaseResponse:
 def overview_page(owner: str, slug: str) -> str:
     who, now = person(), _now()
     with session_scope(runtime().sessions) as db:
-        day = overview.status_counts(db, workspace_id=who.workspace_id, since=now - dt.timedelta(hours=24))
-        week = overview.status_counts(db, workspace_id=who.workspace_id, since=now - dt.timedelta(days=7))
+        day, week = overview.status_counts(
+            db, workspace_id=who.workspace_id, since=(now - dt.timedelta(hours=24), now - dt.timedelta(days=7))
+        )
         lines = overview.destination_lines(db, workspace_id=who.workspace_id, now=now)
         oldest = overview.oldest_undelivered(db, workspace_id=who.workspace_id)
         hourly = overview.delivered_per_hour(db, workspace_id=who.workspace_id, now=now)
@@ -123,21 +132,21 @@ def documents_page(owner: str, slug: str) -> str | tuple[str, int]:
     args, errors = _filter_args()
     shown = {k: request.args.get(k, "") for k in FILTERS}
     if errors:
-        return render_template("console/documents.html", errors=errors, shown=shown, found=None, destinations=[]), 400
+        return _invalid(errors, shown)
     cursor = args.pop("cursor", None)
     args.pop("page", None)
     args.pop("per_page", None)
     try:
         after = catalog.Cursor.decode(cursor) if cursor else None
     except ValueError as exc:
-        errors = {"cursor": [f"{exc}: start again from the newest page"]}
-        return render_template("console/documents.html", errors=errors, shown=shown, found=None, destinations=[]), 400
+        return _invalid({"cursor": [f"{exc}: start again from the newest page"]}, shown)
+    filters = to_filter(args)
     with session_scope(runtime().sessions) as db:
         found = catalog.list_documents(
-            db, workspace_id=who.workspace_id, filters=to_filter(args), per_page=PER_PAGE, after=after
+            db, workspace_id=who.workspace_id, filters=filters, per_page=PER_PAGE, after=after
         )
         rows = [_row(d) for d in found.documents]
-        failed = catalog.count_failed(db, workspace_id=who.workspace_id, filters=to_filter(args), cap=FAILED_SHOWN)
+        failed = catalog.count_failed(db, workspace_id=who.workspace_id, filters=filters, cap=FAILED_SHOWN)
         wired = overview.destination_ids(db, workspace_id=who.workspace_id)
     return render_template(
         "console/documents.html",
@@ -152,6 +161,11 @@ def documents_page(owner: str, slug: str) -> str | tuple[str, int]:
         next_cursor=found.next_cursor.encode() if found.next_cursor else None,
         refresh=REFRESH_SECONDS if any(r["status"] in IN_FLIGHT for r in rows) else None,
     )
+
+
+def _invalid(errors: dict[str, Any], shown: dict[str, str]) -> tuple[str, int]:
+    """The documents page with the filters as given and what is wrong with them; no query runs."""
+    return render_template("console/documents.html", errors=errors, shown=shown, found=None, destinations=[]), 400
 
 
 def _row(document: Any) -> dict[str, Any]:
@@ -193,11 +207,8 @@ def bulk_retry(owner: str, slug: str) -> str | BaseResponse | tuple[str, int]:
 @blueprint.route("/documents/<document_id>")
 @page()
 def document_page(owner: str, slug: str, document_id: str) -> str:
-    who = person()
     with session_scope(runtime().sessions) as db:
-        document = catalog.get_document(db, workspace_id=who.workspace_id, document_id=document_id)
-        if document is None:
-            abort(404)
+        document = _document(db, document_id)
         deliveries = [
             {
                 "destination": d.destination.public_id,
@@ -246,9 +257,7 @@ def document_page(owner: str, slug: str, document_id: str) -> str:
 def retry_one(owner: str, slug: str, document_id: str) -> BaseResponse:
     who, rt = person(), runtime()
     with session_scope(rt.sessions) as db:
-        document = catalog.get_document(db, workspace_id=who.workspace_id, document_id=document_id)
-        if document is None:
-            abort(404)
+        document = _document(db, document_id)
         try:
             wake = retry_document(db, document, now=rt.clock.now())
         except NothingToRetry:
@@ -272,11 +281,9 @@ def retry_one(owner: str, slug: str, document_id: str) -> BaseResponse:
 @page()
 def download(owner: str, slug: str, document_id: str) -> Response:
     """The bytes as an attachment. SAP may archive text/html: never rendered on the console's origin."""
-    who, rt = person(), runtime()
+    rt = runtime()
     with session_scope(rt.sessions) as db:
-        document = catalog.get_document(db, workspace_id=who.workspace_id, document_id=document_id)
-        if document is None:
-            abort(404)
+        document = _document(db, document_id)
         body = open_content(rt.staging, db, document)
         if body is None:
             abort(409, "no copy of this document can be read any more")
