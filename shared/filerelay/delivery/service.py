@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
@@ -393,13 +392,14 @@ def run(runtime: Runtime, delivery_id: str, *, rand: Callable[[], float] = rando
 
 
 def _link(runtime: Runtime, taken: Claim) -> Callable[[], tuple[str, dt.datetime]]:
-    """A signed download link to the claimed document, made only if the kind asks for one."""
-    return partial(
-        runtime.links.make,
-        workspace=taken.identity["workspace"],
-        document_id=taken.document_id,
-        now=runtime.clock.now(),
-    )
+    """A signed download link to the claimed document, made (and its clock read) only if the kind asks."""
+
+    def make() -> tuple[str, dt.datetime]:
+        return runtime.links.make(
+            workspace=taken.identity["workspace"], document_id=taken.document_id, now=runtime.clock.now()
+        )
+
+    return make
 
 
 def _attempt(runtime: Runtime, taken: Claim, rand: Callable[[], float]) -> None:
