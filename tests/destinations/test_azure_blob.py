@@ -19,8 +19,8 @@ from filerelay.destinations import azure_blob
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime
 from tests.support.azurite import KEY, Azurite, azurite
-from tests.support.destination_kinds import PDF, create, half, payload, sized, wire
-from tests.support.documents import attempts, delivery
+from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
+from tests.support.documents import delivery
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +74,10 @@ def test_a_stopped_service_means_retrying_then_delivered_when_it_is_back(
 ) -> None:
     wire(runtime, "azure_blob", {"container": container, "connection_string": storage.connection_string})
     delivery_id = create(runtime, "azure_blob", PDF)
-    storage.stop()
-    try:
-        assert service.run(runtime, delivery_id, rand=half) is True
-        row = delivery(runtime, delivery_id)
-        assert row.status == "retrying"
-        assert "upload to azure://" in (row.last_error or "")
-    finally:
-        storage.start()  # the same port and data
-    clock.advance(60)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "delivered"
-    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]
+    # The same port and data when it is back.
+    delivered_after_an_outage(
+        runtime, clock, delivery_id, stop=storage.stop, start=storage.start, error="upload to azure://"
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from filerelay.delivery import service
 from filerelay.destinations import gcs
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime
-from tests.support.destination_kinds import PDF, create, half, payload, sized, wire
-from tests.support.documents import attempts, delivery
+from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
+from tests.support.documents import delivery
 from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
 
 
@@ -89,18 +89,10 @@ def test_a_stopped_service_means_retrying_then_delivered_when_it_is_back(
     server, _ = google
     wire(runtime, "gcs", {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
     delivery_id = create(runtime, "gcs", PDF)
-    server.stop()
-    try:
-        assert service.run(runtime, delivery_id, rand=half) is True
-        row = delivery(runtime, delivery_id)
-        assert row.status == "retrying"
-        assert "upload to gs://" in (row.last_error or "")
-    finally:
-        server.start()  # the same port and folder
-    clock.advance(60)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "delivered"
-    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]
+    # The same port and folder when it is back.
+    delivered_after_an_outage(
+        runtime, clock, delivery_id, stop=server.stop, start=server.start, error="upload to gs://"
+    )
 
 
 def test_a_key_the_token_endpoint_refuses_fails_at_once(

@@ -17,8 +17,8 @@ from filerelay.delivery import service
 from filerelay.destinations import sftp
 from filerelay.destinations.base import DestinationError, Payload
 from filerelay.runtime import Runtime
-from tests.support.destination_kinds import PDF, create, half, sized, wire
-from tests.support.documents import attempts, delivery
+from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
+from tests.support.documents import delivery
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
 
 
@@ -79,18 +79,10 @@ def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
 ) -> None:
     wire(runtime, "sftp", settings_for(server))
     delivery_id = create(runtime, "sftp", PDF)
-    server.stop()
-
-    assert service.run(runtime, delivery_id, rand=half) is True
-    row = delivery(runtime, delivery_id)
-    assert row.status == "retrying"
-    assert "cannot be reached" in (row.last_error or "")
-
-    server.start()  # the same port, the same host key
-    clock.advance(60)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "delivered"
-    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]
+    # The same port and host key when it is back.
+    delivered_after_an_outage(
+        runtime, clock, delivery_id, stop=server.stop, start=server.start, error="cannot be reached"
+    )
 
 
 def test_a_wrong_password_fails_at_once_with_the_reason(runtime: Runtime, server: SftpServer, engine: object) -> None:

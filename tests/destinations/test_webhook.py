@@ -22,8 +22,8 @@ from filerelay.delivery import service, sweep
 from filerelay.destinations import webhook
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
-from tests.support.destination_kinds import PDF, create, half, sized, wire
-from tests.support.documents import attempts, delivery
+from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
+from tests.support.documents import delivery
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -99,18 +99,9 @@ def test_a_stopped_receiver_means_retrying_then_delivered_when_it_is_back(
 ) -> None:
     configure(runtime, receiver.url)
     delivery_id = create(runtime, "webhook", PDF)
-    receiver.stop()
-
-    assert service.run(runtime, delivery_id, rand=half) is True
-    row = delivery(runtime, delivery_id)
-    assert row.status == "retrying"
-    assert "ConnectionError" in (row.last_error or "")
-
-    receiver.start()  # the same port
-    clock.advance(60)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "delivered"
-    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]
+    delivered_after_an_outage(
+        runtime, clock, delivery_id, stop=receiver.stop, start=receiver.start, error="ConnectionError"
+    )
 
 
 @pytest.mark.parametrize(

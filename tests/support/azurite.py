@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import free_port, wait_for_port
+from tests.support.processes import ended, free_port, listening
 
 ACCOUNT = "devstoreaccount1"
 # The emulator's published development key (learn.microsoft.com, "Use Azurite"): not a secret.
@@ -46,7 +46,7 @@ class Azurite:
         return f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={self.account_url};"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
+        self.process = listening(
             [
                 azurite_binary(),
                 "--blobHost",
@@ -59,16 +59,13 @@ class Azurite:
                 # The SDK may speak a newer API version than this Azurite knows; the requests it sends are the same.
                 "--skipApiVersionCheck",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self.port,
+            "Azurite",
         )
-        wait_for_port(self.port, "Azurite")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
+        ended(self.process)
+        self.process = None
 
 
 @contextmanager

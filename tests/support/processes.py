@@ -45,6 +45,25 @@ def wait_for_port(port: int, what: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
 
 
+def listening(args: list[str], port: int, what: str) -> subprocess.Popen[bytes]:
+    """A server binary started quietly, returned once it accepts connections on the loopback `port`."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, what)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
+def ended(proc: subprocess.Popen[bytes] | None) -> None:
+    """A server started by `listening` asked to stop, and waited for."""
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def environment(home: Path, database_url: str, **extra: str) -> dict[str, str]:
     config = home / "filerelay.yaml"
     home.mkdir(parents=True, exist_ok=True)
