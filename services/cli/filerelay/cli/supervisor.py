@@ -44,6 +44,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
     return False
 
 
+def offers_demo_key(workspaces: list[str], host: str) -> bool:
+    """Whether `up` may hand out an admin key: the demo configuration, reachable from this machine only."""
+    return DEMO_WORKSPACE in workspaces and host in LOOPBACK
+
+
 def run_up(settings: Settings, *, host: str, port: int) -> int:
     settings.home.mkdir(parents=True, exist_ok=True)
     try:
@@ -55,7 +60,7 @@ def run_up(settings: Settings, *, host: str, port: int) -> int:
         click.echo(str(summary))
     workspaces = summary.workspaces if summary else []
     demo_key = None
-    if DEMO_WORKSPACE in workspaces and host in LOOPBACK:
+    if offers_demo_key(workspaces, host):
         demo_key = demo_admin_key(settings, now=SystemClock().now())
     # One metrics folder for the API and the worker (they share this host), so /metrics also shows the
     # worker's delivery counts; the children inherit it through the environment.
