@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 from tests.support.azurite import azurite
 from tests.support.bench_processes import clean_environ, exit_on_sigterm, filerelay_command, run_command, started
 from tests.support.fake_gcs import fake_gcs, service_account
+from tests.support.policy import LOOPBACK
 from tests.support.processes import free_port, peak_rss_bytes, stream_put
 from tests.support.relay_stack import profiled
 from tests.support.s3server import seaweedfs
@@ -145,7 +146,7 @@ def gcs_target(work: Path) -> Iterator[Target]:
         account, public = service_account(tokens.url)
         tokens.known[account["client_email"]] = public
         settings = {"bucket": BUCKET, "credentials_json": json.dumps(account), "endpoint_url": server.endpoint}
-        bucket = gcs.GcsDestination(*gcs.KIND.validate(settings)).bucket
+        bucket = gcs.GcsDestination(*gcs.KIND.validate(settings, LOOPBACK)).bucket
         bucket.client.create_bucket(BUCKET)
 
         def size(doc_id: str) -> int | None:

@@ -30,6 +30,7 @@ from filerelay.runtime import build_runtime
 from filerelay.settings import Settings
 from tests.support.console import sign_in
 from tests.support.databases import scratch_database
+from tests.support.policy import LOOPBACK
 
 KEY = "fr_live_bench_0123456789abcdef"
 CONFIG = f"""
@@ -139,7 +140,7 @@ def main() -> None:
         upgrade(url)
         runtime = build_runtime(Settings.from_env({"FILERELAY_DATABASE_URL": url, "FILERELAY_HOME": "/tmp/fr-bench"}))
         with session_scope(runtime.sessions) as session:
-            apply(session, load(CONFIG, {}), now=START)
+            apply(session, load(CONFIG, {}), now=START, policy=LOOPBACK)
         started = time.perf_counter()
         fill(runtime.engine, args.documents)
         print(

@@ -28,6 +28,7 @@ from filerelay.db.session import make_engine, session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
 from tests.support.databases import scratch_database
+from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server, seaweedfs
 from tests.support.sapclient import SapClient
 
@@ -70,7 +71,8 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(home: Path, db_url: str, engine: Engine) -> Settings:
-    return Settings.from_env({"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": db_url})
+    settings = Settings.from_env({"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": db_url})
+    return settings.with_overrides(operator_policy=LOOPBACK)
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
 
     env = {"ADMIN_KEY": ADMIN_KEY, "OUT_DIR": str(tmp_path / "out"), "S3_SECRET": "s3cr3t"}
     with session_scope(runtime.sessions) as session:
-        apply(session, load(CONFIG, env), now=runtime.clock.now())
+        apply(session, load(CONFIG, env), now=runtime.clock.now(), policy=LOOPBACK)
     return runtime
 
 

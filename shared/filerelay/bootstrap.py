@@ -27,7 +27,7 @@ def apply_config(settings: Settings, path: Path) -> Summary:
     engine = make_engine(settings.database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            return apply_file(session, path, now=SystemClock().now())
+            return apply_file(session, path, now=SystemClock().now(), policy=settings.policy)
     finally:
         engine.dispose()
 

@@ -20,7 +20,9 @@ import yaml
 from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.orm import Session
 
+from filerelay.delivery.paths import TemplateError, validate_template
 from filerelay.destinations import get_kind
+from filerelay.policy import OperatorPolicy
 from filerelay.workspace_config import api_keys, destinations, repositories, retry_settings, schemas, workspaces
 from filerelay.workspace_config.common import ConfigurationError
 
@@ -146,15 +148,16 @@ def _load_destination(entry: Mapping[str, Any], where: str, problems: list[str])
         return None
     try:
         # The kind's messages name the setting as the file places it: inline, not under `settings`.
-        get_kind(loaded["kind"]).validate(loaded["settings"])
+        get_kind(loaded["kind"]).load(loaded["settings"])
     except ValidationError as exc:
         problems.extend(schemas.flatten_messages(exc.messages, where))
         return None
     try:
-        destinations.destination_columns(loaded)
-    except ConfigurationError as exc:
-        problems.append(f"{where}.{exc}")
+        validate_template(loaded["path"])
+    except TemplateError as exc:
+        problems.append(f"{where}.path: {exc}")
         return None
+    # What the settings reach is checked against the operator's policy when they are applied.
     return loaded
 
 
@@ -190,21 +193,23 @@ class Summary:
         return "configuration applied: " + "; ".join(p for p in parts if p)
 
 
-def apply(session: Session, data: Mapping[str, Any], *, now: dt.datetime) -> Summary:
+def apply(session: Session, data: Mapping[str, Any], *, now: dt.datetime, policy: OperatorPolicy) -> Summary:
     """Create or update everything the (loaded) config names; the caller commits. Raises ConfigError
     (and the caller rolls back) if the database refuses what the file says, e.g. a key already used
-    by another workspace."""
+    by another workspace, or the operator's policy refuses what a destination would reach."""
     summary = Summary()
     try:
         for ws in data["workspaces"]:
-            _apply_workspace(session, ws, now, summary)
+            _apply_workspace(session, ws, now, policy, summary)
     except ConfigurationError as exc:
         raise ConfigError(str(exc)) from None
     session.flush()
     return summary
 
 
-def _apply_workspace(session: Session, ws: Mapping[str, Any], now: dt.datetime, summary: Summary) -> None:
+def _apply_workspace(
+    session: Session, ws: Mapping[str, Any], now: dt.datetime, policy: OperatorPolicy, summary: Summary
+) -> None:
     label = f"{ws['owner']}/{ws['slug']}"
     summary.workspaces.append(label)
     workspace, created = workspaces.put_workspace(session, owner=ws["owner"], slug=ws["slug"], now=now)
@@ -216,7 +221,7 @@ def _apply_workspace(session: Session, ws: Mapping[str, Any], now: dt.datetime, 
         )
         summary.note(change, f"api key {key['name']}")
     for body in ws["destinations"]:
-        change = destinations.put_destination(session, workspace_id=workspace.id, values=body, now=now)
+        change = destinations.put_destination(session, workspace_id=workspace.id, values=body, now=now, policy=policy)
         summary.note(change, f"destination {body['id']}")
     for body in ws["repositories"]:
         # The file states the wiring completely: routes not listed are removed.
@@ -225,9 +230,16 @@ def _apply_workspace(session: Session, ws: Mapping[str, Any], now: dt.datetime, 
         summary.note("updated" if rewired else None, f"routes of {body['repo_id']}")
 
 
-def apply_file(session: Session, path: Path, *, now: dt.datetime, environ: Mapping[str, str] | None = None) -> Summary:
+def apply_file(
+    session: Session,
+    path: Path,
+    *,
+    now: dt.datetime,
+    policy: OperatorPolicy,
+    environ: Mapping[str, str] | None = None,
+) -> Summary:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    return apply(session, load(text, environ), now=now)
+    return apply(session, load(text, environ), now=now, policy=policy)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from filerelay.db.models import Delivery, DeliveryStatus, Document
 from filerelay.delivery.paths import path_for
-from filerelay.destinations.base import DestinationError, build_client, get_kind
+from filerelay.destinations.base import Clients, DestinationError, get_kind
 from filerelay.staging import CHUNK_SIZE, StagingError, StagingStore
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,21 @@ class FileRange:
 
 
 def open_content(
-    staging: StagingStore, session: Session, document: Document, start: int = 0, length: int | None = None
+    staging: StagingStore,
+    session: Session,
+    document: Document,
+    start: int = 0,
+    length: int | None = None,
+    *,
+    clients: Clients,
 ) -> Iterator[bytes] | None:
-    """The bytes (or a range of them), streamed; None when no copy can be read any more."""
+    """The bytes (or a range of them), streamed; None when no copy can be read any more. `clients`: the
+    process's destination clients, under its operator policy, for reading back a delivered copy."""
     length = document.size_bytes - start if length is None else length
     staged = open_staged(staging, document)
     if staged is not None:
         return FileRange(staged, start, length)
-    return read_back(session, document, start, length)
+    return read_back(session, document, start, length, clients)
 
 
 def open_staged(staging: StagingStore, document: Document) -> BinaryIO | None:
@@ -104,7 +111,9 @@ class Window:
         self.close()
 
 
-def read_back(session: Session, document: Document, start: int, length: int) -> Iterator[bytes] | None:
+def read_back(
+    session: Session, document: Document, start: int, length: int, clients: Clients
+) -> Iterator[bytes] | None:
     """The document's bytes from the first destination that delivered its current content and can
     be read (staging was purged). None when no destination can give them back."""
     if length == 0:
@@ -114,7 +123,7 @@ def read_back(session: Session, document: Document, start: int, length: int) -> 
             continue
         destination = delivery.destination
         try:
-            client = build_client(destination.kind, destination.settings, destination.secrets)
+            client = clients.get(destination.kind, destination.settings, destination.secrets)
             chunks = client.read(delivery.path or path_for(document, destination), start, length)
             first = next(chunks, b"")
         except (DestinationError, NotImplementedError) as exc:

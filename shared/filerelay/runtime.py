@@ -25,10 +25,11 @@ class Runtime:
     enqueuer: Enqueuer
     clock: Clock
     # Destination clients, reused across deliveries (and threads) of this process.
-    clients: Clients = field(default_factory=Clients)
+    clients: Clients = field(init=False)
     links: FileLinks = field(init=False)
 
     def __post_init__(self) -> None:
+        self.clients = Clients(self.settings.policy)
         self.links = FileLinks(self.settings)
 
     def close(self) -> None:

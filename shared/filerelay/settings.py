@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from filerelay.policy import OperatorPolicy, PolicyError
+
 if TYPE_CHECKING:
     from filerelay.delivery.rules import BreakerPolicy
     from filerelay.staging import StagingStore
@@ -99,6 +101,9 @@ class Settings:
     # notifications carry; a link is valid this long, at most as long as staging keeps the bytes.
     public_url: str | None = None
     file_link_seconds: int = 3600
+    # What workspaces' destinations may reach (folders, addresses, the installation's identity); see
+    # `policy`. None: the defaults under `home`.
+    operator_policy: OperatorPolicy | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -106,6 +111,10 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("FILERELAY_HOME") or "./var").expanduser().resolve()
         config = env.get("FILERELAY_CONFIG") or None
+        try:
+            policy = OperatorPolicy.from_env(env, home=home)
+        except PolicyError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             home=home,
             database_url=env.get("FILERELAY_DATABASE_URL") or f"sqlite:///{home / 'filerelay.db'}",
@@ -127,12 +136,18 @@ class Settings:
             cookie_secure=_bool(env, "FILERELAY_COOKIE_SECURE", False),
             public_url=env.get("FILERELAY_PUBLIC_URL") or None,
             file_link_seconds=_int(env, "FILERELAY_FILE_LINK_SECONDS", 3600),
+            operator_policy=policy,
         )
 
     def open_staging(self) -> StagingStore:
         from filerelay.staging import open_staging
 
         return open_staging(self.staging_url, endpoint_url=self.staging_s3_endpoint_url, region=self.staging_s3_region)
+
+    @property
+    def policy(self) -> OperatorPolicy:
+        """The operator's policy for what destinations may reach (environment only)."""
+        return self.operator_policy or OperatorPolicy.from_env({}, home=self.home)
 
     @property
     def breaker(self) -> BreakerPolicy:
@@ -171,6 +186,7 @@ class Settings:
             "FILERELAY_COOKIE_SECURE": "true" if self.cookie_secure else "false",
             "FILERELAY_FILE_LINK_SECONDS": str(self.file_link_seconds),
         }
+        env.update(self.policy.environ())
         if self.public_url:
             env["FILERELAY_PUBLIC_URL"] = self.public_url
         if self.secret_key:

@@ -19,6 +19,7 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
+from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
 
 VIEWER_KEY = "fr_live_viewer_0123456789abcdef"
@@ -53,7 +54,7 @@ def relay(configured: Runtime, tmp_path: Path) -> Runtime:
     viewer and member keys, and a second workspace globex/main with a document of its own."""
     env = {"ADMIN_KEY": ADMIN_KEY, "OUT_DIR": str(tmp_path / "out"), "S3_SECRET": "s3cr3t"}
     with session_scope(configured.sessions) as session:
-        apply(session, load(MORE, env), now=configured.clock.now())
+        apply(session, load(MORE, env), now=configured.clock.now(), policy=LOOPBACK)
     return configured
 
 

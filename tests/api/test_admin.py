@@ -23,6 +23,7 @@ from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
 from tests.support.documents import accept, delivery
+from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
 
 BASE = "/api/acme/production"
@@ -351,7 +352,7 @@ def other_workspace(configured: Runtime) -> None:
         api_keys: [{{name: ops, role: admin, key: "{OTHER_KEY}"}}]
     """
     with session_scope(configured.sessions) as session:
-        apply(session, load(textwrap.dedent(config), {}), now=configured.clock.now())
+        apply(session, load(textwrap.dedent(config), {}), now=configured.clock.now(), policy=LOOPBACK)
 
 
 def test_member_and_viewer_keys_get_403_and_other_workspaces_404_everywhere(

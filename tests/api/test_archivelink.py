@@ -19,6 +19,7 @@ from filerelay.db.models import ArchiveDocument, Delivery, Document
 from filerelay.db.session import READ_ONLY, session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.policy import LOOPBACK
 from tests.support.sapclient import Part, SapClient
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
@@ -715,7 +716,7 @@ def test_bad_offsets_and_unknown_components(sap: SapClient) -> None:
 def test_a_workspace_is_its_owner_and_its_slug_together(server: str, configured: Runtime) -> None:
     more = "workspaces:\n  - {owner: globex, slug: production}\n  - {owner: acme, slug: staging}\n"
     with session_scope(configured.sessions) as session:
-        apply(session, load(more, {}), now=configured.clock.now())
+        apply(session, load(more, {}), now=configured.clock.now(), policy=LOOPBACK)
     for owner, slug, status in [("acme", "staging", 200), ("globex", "production", 200), ("globex", "staging", 404)]:
         reply = SapClient(f"{server}/archivelink/{owner}/{slug}").server_info(contRep=None)
         assert reply.status == status, (owner, slug, reply.error)

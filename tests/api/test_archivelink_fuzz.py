@@ -30,6 +30,7 @@ from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from filerelay.settings import DEFAULT_MAX_DOCUMENT_BYTES
 from tests.api.test_archivelink import broker_messages, staged_files
+from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
 
 PATH = b"/archivelink/acme/production"
@@ -58,7 +59,7 @@ def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
     from filerelay.config_file import apply, load
 
     with session_scope(runtime.sessions) as session:
-        apply(session, load(CONFIG, {"OUT_DIR": str(tmp_path / "out")}), now=runtime.clock.now())
+        apply(session, load(CONFIG, {"OUT_DIR": str(tmp_path / "out")}), now=runtime.clock.now(), policy=LOOPBACK)
     return runtime
 
 

@@ -19,6 +19,7 @@ from filerelay.delivery import service, sweep
 from filerelay.delivery.paths import path_for
 from filerelay.runtime import Runtime
 from tests.api.test_archivelink import staged_files
+from tests.support.policy import LOOPBACK
 from tests.support.sapclient import Part, SapClient
 
 DOC = "4A3F8B2C1D7E9F0A"
@@ -215,7 +216,12 @@ ERP_KEY = "fr_live_interop_erp_0123456789"
 def holders(configured: Runtime, tmp_path: Path) -> Runtime:
     """conftest's workspace plus F1 (the folder alone) and P1 (a pull integration alone)."""
     with session_scope(configured.sessions) as session:
-        apply(session, load(HOLDERS % ERP_KEY, {"OUT_DIR": str(tmp_path / "out")}), now=configured.clock.now())
+        apply(
+            session,
+            load(HOLDERS % ERP_KEY, {"OUT_DIR": str(tmp_path / "out")}),
+            now=configured.clock.now(),
+            policy=LOOPBACK,
+        )
     return configured
 
 

@@ -20,6 +20,7 @@ from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
 from tests.support.console import csrf_token, sign_in
+from tests.support.policy import LOOPBACK
 
 KEYS = {
     Role.VIEWER: "fr_live_matrix_viewer_0123456789",
@@ -144,7 +145,7 @@ def protected() -> list[tuple[str, str, Role]]:
 @pytest.fixture
 def client(configured: Runtime, tmp_path: Path) -> FlaskClient:
     with session_scope(configured.sessions) as session:
-        apply(session, load(CONFIG, {}), now=configured.clock.now())
+        apply(session, load(CONFIG, {}), now=configured.clock.now(), policy=LOOPBACK)
         session.execute(update(ApiKey).where(ApiKey.name == "gone").values(revoked_at=configured.clock.now()))
     return create_app(runtime=configured).test_client()
 

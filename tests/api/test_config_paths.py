@@ -19,6 +19,7 @@ from filerelay.db.models import ApiKey, Destination, Repository, Route, Workspac
 from filerelay.db.session import session_scope
 from filerelay.destinations import REGISTRY
 from filerelay.runtime import Runtime
+from tests.support.policy import LOOPBACK
 
 FILE_ADMIN = "fr_live_file_admin_0123456789abcdef"
 API_ADMIN = "fr_live_api_admin_0123456789abcdef"
@@ -236,8 +237,8 @@ def test_a_file_and_the_admin_api_store_the_same_configuration(runtime: Runtime,
     assert {d["kind"] for d in DESTINATIONS} == set(REGISTRY), "every kind is in the comparison"
     now = runtime.clock.now()
     with session_scope(runtime.sessions) as session:
-        apply(session, load(config_text(), {}), now=now)
-        apply(session, load(api_workspace_text(), {}), now=now)
+        apply(session, load(config_text(), {}), now=now, policy=LOOPBACK)
+        apply(session, load(api_workspace_text(), {}), now=now, policy=LOOPBACK)
 
     base = "/api/acme/from-api"
     call(client, "PATCH", base + "/settings", API_ADMIN, RETRY)
@@ -271,7 +272,7 @@ def test_applying_the_file_again_after_api_changes_restores_the_file(runtime: Ru
     """The file states the whole destination: a setting or override added through the API is gone
     after the next `config apply`, exactly as the file says."""
     with session_scope(runtime.sessions) as session:
-        apply(session, load(config_text(), {}), now=runtime.clock.now())
+        apply(session, load(config_text(), {}), now=runtime.clock.now(), policy=LOOPBACK)
     base = "/api/acme/from-file"
     before = read_back(client, base, FILE_ADMIN)
     call(
@@ -285,7 +286,9 @@ def test_applying_the_file_again_after_api_changes_restores_the_file(runtime: Ru
     assert read_back(client, base, FILE_ADMIN) != before
 
     with session_scope(runtime.sessions) as session:
-        summary = apply(session, load(config_text(), {}), now=runtime.clock.now() + dt.timedelta(minutes=1))
+        summary = apply(
+            session, load(config_text(), {}), now=runtime.clock.now() + dt.timedelta(minutes=1), policy=LOOPBACK
+        )
     assert summary.updated == ["destination d_s3", "routes of Z3"]
     assert read_back(client, base, FILE_ADMIN) == before
 

@@ -26,6 +26,7 @@ from filerelay.delivery.transitions import ExportStatus
 from filerelay.files import CURSOR_PATTERN, Cursor, FileStatus, file_status
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
+from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
 from tests.support.seeds import assert_same_shape, examples
 
@@ -73,7 +74,7 @@ def relay(configured: Runtime, tmp_path: Path) -> Runtime:
     P1 (alone) and P2 (beside the folder), F1 wired to the folder alone; and a second workspace."""
     env = {"OUT_DIR": str(tmp_path / "out")}
     with session_scope(configured.sessions) as session:
-        apply(session, load(MORE, env), now=configured.clock.now())
+        apply(session, load(MORE, env), now=configured.clock.now(), policy=LOOPBACK)
     return configured
 
 

@@ -21,6 +21,7 @@ from filerelay.runtime import Runtime
 from tests.support.azurite import KEY, Azurite, azurite
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
 from tests.support.documents import delivery
+from tests.support.policy import LOOPBACK
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def blob_of(storage: Azurite, container: str, name: str) -> Any:
 
 def client(storage: Azurite, container: str, **changes: object) -> azure_blob.AzureBlobDestination:
     values: dict[str, object] = {"container": container, "connection_string": storage.connection_string, **changes}
-    settings, secrets_ = azure_blob.KIND.validate({k: v for k, v in values.items() if v is not None})
+    settings, secrets_ = azure_blob.KIND.validate({k: v for k, v in values.items() if v is not None}, LOOPBACK)
     return azure_blob.AzureBlobDestination(settings, secrets_)
 
 
@@ -143,12 +144,12 @@ def test_read_back_holds_and_check(storage: Azurite, container: str) -> None:
 )
 def test_settings_are_checked(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        azure_blob.KIND.validate(values)
+        azure_blob.KIND.validate(values, LOOPBACK)
 
 
 def test_credentials_are_secrets_and_the_account_comes_from_the_url() -> None:
     settings, secrets_ = azure_blob.KIND.validate(
-        {"container": "docs", "account_url": "https://acme.blob.core.windows.net", "account_key": KEY}
+        {"container": "docs", "account_url": "https://acme.blob.core.windows.net", "account_key": KEY}, LOOPBACK
     )
     assert "account_key" not in settings
     assert secrets_["account_key"] == KEY

@@ -19,6 +19,7 @@ from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.destination_kinds import PDF, create, half, sized, wire
 from tests.support.documents import attempts, delivery
+from tests.support.policy import LOOPBACK
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
 
 
@@ -141,10 +142,10 @@ def test_refused_credentials_or_recipients_fail_at_once(
 
 
 def test_check_logs_in_and_sends_nothing(mail: SmtpServer) -> None:
-    settings, secrets = email_kind.KIND.validate(settings_for(mail))
+    settings, secrets = email_kind.KIND.validate(settings_for(mail), LOOPBACK)
     email_kind.EmailDestination(settings, secrets).check()
     assert mail.received == []
-    wrong, secrets = email_kind.KIND.validate(settings_for(mail, password="wrong"))
+    wrong, secrets = email_kind.KIND.validate(settings_for(mail, password="wrong"), LOOPBACK)
     with pytest.raises(DestinationError, match="login refused"):
         email_kind.EmailDestination(wrong, secrets).check()
 
@@ -164,11 +165,11 @@ def test_check_logs_in_and_sends_nothing(mail: SmtpServer) -> None:
 def test_settings_are_checked(mail: SmtpServer, changes: dict[str, object], message: str) -> None:
     values = {k: v for k, v in settings_for(mail, **changes).items() if v is not None}
     with pytest.raises(ValidationError, match=message):
-        email_kind.KIND.validate(values)
+        email_kind.KIND.validate(values, LOOPBACK)
 
 
 def test_the_password_is_a_secret(mail: SmtpServer) -> None:
-    settings, secrets = email_kind.KIND.validate(settings_for(mail))
+    settings, secrets = email_kind.KIND.validate(settings_for(mail), LOOPBACK)
     assert "password" not in settings
     assert secrets == {"password": PASSWORD}
     assert settings["from"] == "sap@acme.example"

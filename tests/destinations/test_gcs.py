@@ -22,6 +22,7 @@ from filerelay.runtime import Runtime
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
 from tests.support.documents import delivery
 from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
+from tests.support.policy import LOOPBACK
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def bucket(google: tuple[FakeGcs, TokenEndpoint], account: str) -> str:
 
 def client(server: FakeGcs, bucket: str, account: str) -> gcs.GcsDestination:
     settings, secrets_ = gcs.KIND.validate(
-        {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint}
+        {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint}, LOOPBACK
     )
     return gcs.GcsDestination(settings, secrets_)
 
@@ -165,7 +166,7 @@ def test_read_back_holds_and_check(google: tuple[FakeGcs, TokenEndpoint], accoun
 )
 def test_settings_are_checked(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        gcs.KIND.validate(values)
+        gcs.KIND.validate(values, LOOPBACK)
 
 
 def test_throttling_is_retried_after_what_retry_after_says() -> None:

@@ -30,6 +30,7 @@ from filerelay.destinations.base import Payload
 from filerelay.runtime import Runtime
 from filerelay.staging.local import LocalStagingStore
 from tests.support.documents import accept, attempts, delivery
+from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server
 from tests.support.s3stub import refusing_s3
 
@@ -64,7 +65,7 @@ class Created:
 
 def configure(runtime: Runtime, endpoint: str, bucket: str, access_key: str, secret: str) -> None:
     with session_scope(runtime.sessions) as session:
-        apply(session, load(config(endpoint, bucket, access_key, secret), {}), now=runtime.clock.now())
+        apply(session, load(config(endpoint, bucket, access_key, secret), {}), now=runtime.clock.now(), policy=LOOPBACK)
 
 
 def create_document(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> Created:
@@ -194,15 +195,17 @@ def test_a_missing_bucket_fails_at_once_with_the_reason(runtime: Runtime, engine
 
 def test_addressing_style_is_a_setting_for_s3_compatible_stores(s3: S3Server, bucket: str) -> None:
     kind = s3_destination.KIND
-    settings, _ = kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint, "addressing_style": "path"})
+    settings, _ = kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint, "addressing_style": "path"}, LOOPBACK)
 
     def style(settings: dict[str, object]) -> object:
         return s3_destination.S3Destination(settings, {}).client.meta.config.s3  # type: ignore[attr-defined]
 
     assert style(settings) == {"addressing_style": "path"}
-    aws, _ = kind.validate({"bucket": bucket, "addressing_style": "virtual"})
+    aws, _ = kind.validate({"bucket": bucket, "addressing_style": "virtual"}, LOOPBACK)
     assert style(aws) == {"addressing_style": "virtual"}
-    assert style(kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint})[0]) == {"addressing_style": "path"}
+    assert style(kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint}, LOOPBACK)[0]) == {
+        "addressing_style": "path"
+    }
     # Path style, as configured, reaches the S3-compatible server's bucket.
     usable, secret = kind.validate(
         {
@@ -211,11 +214,12 @@ def test_addressing_style_is_a_setting_for_s3_compatible_stores(s3: S3Server, bu
             "addressing_style": "path",
             "access_key_id": s3.access_key,
             "secret_access_key": s3.secret_key,
-        }
+        },
+        LOOPBACK,
     )
     s3_destination.S3Destination(usable, secret).check()
     with pytest.raises(ValidationError, match="addressing_style"):
-        kind.validate({"bucket": bucket, "addressing_style": "sideways"})
+        kind.validate({"bucket": bucket, "addressing_style": "sideways"}, LOOPBACK)
 
 
 # --- SeaweedFS: metadata and checksums --------------------------------------------------------------------

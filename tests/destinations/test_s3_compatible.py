@@ -13,6 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from filerelay.destinations import s3
 from tests.support.destination_kinds import PDF, payload, sized
+from tests.support.policy import LOOPBACK
 from tests.support.processes import free_port
 
 BUCKET = "compatible"
@@ -40,7 +41,8 @@ def test_path_style_to_another_s3_compatible_server(moto: str, size: int) -> Non
             "addressing_style": "path",
             "access_key_id": "k",
             "secret_access_key": "s",
-        }
+        },
+        LOOPBACK,
     )
     target = s3.S3Destination(settings, secrets)
     data = sized(size)

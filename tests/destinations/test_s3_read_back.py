@@ -10,6 +10,7 @@ import pytest
 
 from filerelay.destinations.base import Client, DestinationError, build_client
 from filerelay.destinations.s3 import CHUNK
+from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server
 
 # More than one CHUNK, so a read streams several pieces and a range can span a chunk boundary.
@@ -30,6 +31,7 @@ def client(s3: S3Server, bucket: str, *, secret: str | None = None) -> Client:
         "s3",
         {"bucket": bucket, "endpoint_url": s3.endpoint, "access_key_id": s3.access_key, "region": "us-east-1"},
         {"secret_access_key": secret or s3.secret_key},
+        LOOPBACK,
     )
 
 

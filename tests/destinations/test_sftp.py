@@ -19,6 +19,7 @@ from filerelay.destinations.base import DestinationError, Payload
 from filerelay.runtime import Runtime
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
 from tests.support.documents import delivery
+from tests.support.policy import LOOPBACK
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
 
 
@@ -43,7 +44,7 @@ def settings_for(server: SftpServer, **changes: object) -> dict[str, object]:
 
 
 def client(server: SftpServer, **changes: object) -> sftp.SftpDestination:
-    settings, secrets = sftp.KIND.validate(settings_for(server, **changes))
+    settings, secrets = sftp.KIND.validate(settings_for(server, **changes), LOOPBACK)
     return sftp.SftpDestination(settings, secrets)
 
 
@@ -166,12 +167,12 @@ def test_read_back_holds_and_check(server: SftpServer) -> None:
 )
 def test_settings_are_checked(server: SftpServer, changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        sftp.KIND.validate(settings_for(server, **changes))
+        sftp.KIND.validate(settings_for(server, **changes), LOOPBACK)
 
 
 def test_the_password_and_key_are_secrets(server: SftpServer) -> None:
     key = server.client_key_text  # OpenSSH's export differs each time (a random check number)
-    settings, secrets = sftp.KIND.validate(settings_for(server, private_key=key))
+    settings, secrets = sftp.KIND.validate(settings_for(server, private_key=key), LOOPBACK)
     assert "password" not in settings
     assert "private_key" not in settings
     assert secrets == {"password": PASSWORD, "private_key": key}

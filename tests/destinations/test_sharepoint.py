@@ -28,6 +28,7 @@ from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, Sha
 from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
 from tests.support.documents import accept, attempts, delivery, stage
+from tests.support.policy import LOOPBACK
 from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
 
 LIBRARY = "/sites/team/Shared Documents"
@@ -122,8 +123,10 @@ def test_columns_from_sap_metadata(sp: Emulator) -> None:
 
 def test_the_registered_kind_builds_a_working_client(sp: Emulator) -> None:
     """What the worker builds from stored settings and secrets, with a trailing slash on the site URL."""
-    settings, secrets = get_kind("sharepoint").validate({"site_url": sp.site_url + "/", "access_token": sp.token})
-    client = get_kind("sharepoint").build(settings, secrets)
+    settings, secrets = get_kind("sharepoint").validate(
+        {"site_url": sp.site_url + "/", "access_token": sp.token}, LOOPBACK
+    )
+    client = get_kind("sharepoint").build(settings, secrets, LOOPBACK)
     client.deliver(payload(b"built", "/Z1/built.pdf"))
     assert sp.files[f"{LIBRARY}/Z1/built.pdf"] == b"built"
 
@@ -301,7 +304,7 @@ def test_check_finds_a_library_whose_title_differs_from_its_url(sp: Emulator) ->
 def test_settings_need_certificate_auth_unless_a_static_token_is_given() -> None:
     kind = get_kind("sharepoint")
     with pytest.raises(ValidationError, match="tenant_id, client_id, thumbprint, certificate or certificate_path"):
-        kind.validate({"site_url": "https://contoso.sharepoint.com/sites/team"})
+        kind.validate({"site_url": "https://contoso.sharepoint.com/sites/team"}, LOOPBACK)
     settings, secrets = kind.validate(
         {
             "site_url": "https://contoso.sharepoint.com/sites/team",
@@ -309,11 +312,12 @@ def test_settings_need_certificate_auth_unless_a_static_token_is_given() -> None
             "client_id": "c",
             "thumbprint": "A" * 40,
             "certificate": "-----BEGIN PRIVATE KEY-----...",
-        }
+        },
+        LOOPBACK,
     )
     assert "certificate" not in settings
     assert secrets == {"certificate": "-----BEGIN PRIVATE KEY-----...", "access_token": None}
-    _, secrets = kind.validate({"site_url": "http://127.0.0.1:1/sites/t", "access_token": "tok"})
+    _, secrets = kind.validate({"site_url": "http://127.0.0.1:1/sites/t", "access_token": "tok"}, LOOPBACK)
     assert secrets["access_token"] == "tok"
 
 
@@ -503,7 +507,7 @@ def wire(sp: Emulator, runtime: Runtime, columns: str = "{}") -> None:
         """
     )
     with session_scope(runtime.sessions) as session:
-        apply(session, load(config, {}), now=runtime.clock.now())
+        apply(session, load(config, {}), now=runtime.clock.now(), policy=LOOPBACK)
 
 
 def accepted(runtime: Runtime, doc_id: str, data: bytes) -> tuple[str, str]:
@@ -583,7 +587,7 @@ def test_a_copy_that_landed_unseen_is_recorded_not_uploaded_again(
     with session_scope(runtime.sessions) as session:
         taken = service.claim(session, delivery_id=delivery_id, now=clock.now(), lease_seconds=60)
     assert taken is not None
-    assert service.perform(taken, runtime.staging).ok  # the upload lands; no finish follows
+    assert service.perform(taken, runtime.staging, runtime.clients).ok  # the upload lands; no finish follows
     clock.advance(61)
     with session_scope(runtime.sessions) as session:
         assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 1

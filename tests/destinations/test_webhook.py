@@ -24,6 +24,7 @@ from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
 from tests.support.documents import delivery
+from tests.support.policy import LOOPBACK
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -128,10 +129,12 @@ def test_a_refused_signature_or_a_gone_endpoint_fails_at_once(
 
 
 def test_check_reaches_the_receiver_without_delivering(receiver: Receiver) -> None:
-    settings, secrets = webhook.KIND.validate({"url": receiver.url, "secret": SECRET})
+    settings, secrets = webhook.KIND.validate({"url": receiver.url, "secret": SECRET}, LOOPBACK)
     webhook.WebhookDestination(settings, secrets).check()
     assert receiver.received == []
-    gone, secrets = webhook.KIND.validate({"url": receiver.url.replace("/hooks/", "/nothing/"), "secret": SECRET})
+    gone, secrets = webhook.KIND.validate(
+        {"url": receiver.url.replace("/hooks/", "/nothing/"), "secret": SECRET}, LOOPBACK
+    )
     with pytest.raises(DestinationError, match="HTTP 404"):
         webhook.WebhookDestination(gone, secrets).check()
     receiver.stop()
@@ -151,14 +154,14 @@ def test_check_reaches_the_receiver_without_delivering(receiver: Receiver) -> No
 )
 def test_settings_are_checked(values: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        webhook.KIND.validate(values)
+        webhook.KIND.validate(values, LOOPBACK)
 
 
 def test_the_secret_and_headers_are_stored_apart_and_the_key_is_what_whsec_carries() -> None:
     key = os.urandom(32)
     secret = "whsec_" + base64.b64encode(key).decode()
     settings, secrets = webhook.KIND.validate(
-        {"url": "https://erp.example.com/in", "secret": secret, "headers": {"a": "b"}}
+        {"url": "https://erp.example.com/in", "secret": secret, "headers": {"a": "b"}}, LOOPBACK
     )
     assert settings == {"url": "https://erp.example.com/in", "mode": "content"}
     assert secrets == {"secret": secret, "headers": {"a": "b"}}

@@ -22,6 +22,7 @@ from filerelay.config_file import apply, load
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server
 from tests.support.sapclient import SapClient
 
@@ -118,14 +119,14 @@ def make_relay(
                 "FILERELAY_LEASE_SECONDS": str(lease_seconds),
                 "FILERELAY_SWEEP_INTERVAL_SECONDS": "1",
             }
-        )
+        ).with_overrides(operator_policy=LOOPBACK)
         runtime = build_runtime(settings)
         with session_scope(runtime.sessions) as session:
             if config_for is not None:
                 config = config_for(bucket, out)
             else:
                 config = relay_config(s3, bucket, out, secret=secret or s3.secret_key, max_retries=max_retries)
-            apply(session, load(config, {}), now=runtime.clock.now())
+            apply(session, load(config, {}), now=runtime.clock.now(), policy=LOOPBACK)
         server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()

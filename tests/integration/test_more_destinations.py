@@ -20,6 +20,7 @@ from filerelay.db.session import session_scope
 from tests.integration.conftest import Relay, wait_until
 from tests.support.azurite import KEY, azurite
 from tests.support.fake_gcs import fake_gcs, service_account
+from tests.support.policy import LOOPBACK
 from tests.support.sftp_server import PASSWORD as SFTP_PASSWORD
 from tests.support.sftp_server import USER as SFTP_USER
 from tests.support.sftp_server import sftp_server
@@ -145,7 +146,7 @@ def _gcs_bucket(endpoint: str, account: dict[str, object], name: str, *, create:
     from filerelay.destinations import gcs
 
     settings, secrets = gcs.KIND.validate(
-        {"bucket": name, "credentials_json": json.dumps(account), "endpoint_url": endpoint}
+        {"bucket": name, "credentials_json": json.dumps(account), "endpoint_url": endpoint}, LOOPBACK
     )
     bucket = gcs.GcsDestination(settings, secrets).bucket
     if create:

@@ -21,6 +21,7 @@ from filerelay.config_file import apply, load
 from filerelay.db.models import Document
 from filerelay.db.session import make_engine, make_session_factory, session_scope
 from tests.integration.conftest import REDIS_URL, relay_config, wait_until
+from tests.support.policy import LOOPBACK
 from tests.support.processes import free_port, wait_ready
 from tests.support.s3server import S3Server
 from tests.support.sapclient import SapClient
@@ -68,7 +69,12 @@ def test_two_apis_and_two_workers_share_s3_staging(
     cleanup.callback(engine_.dispose)  # a pooled connection left open warns when collected
     session_factory = make_session_factory(engine_)
     with session_scope(session_factory) as session:
-        apply(session, load(relay_config(s3, archive_bucket, out, secret=s3.secret_key), {}), now=SystemClock().now())
+        apply(
+            session,
+            load(relay_config(s3, archive_bucket, out, secret=s3.secret_key), {}),
+            now=SystemClock().now(),
+            policy=LOOPBACK,
+        )
 
     def env(name: str) -> dict[str, str]:
         return {

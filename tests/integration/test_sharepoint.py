@@ -16,6 +16,7 @@ from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX
 from tests.integration.conftest import Relay, wait_until
+from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server
 from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
 
@@ -159,7 +160,7 @@ def test_s3_delivered_sharepoint_failed_and_a_retry_resends_sharepoint_only(
     key = "fr_live_sp_retry_0123456789abcdef"
     with session_scope(relay.runtime.sessions) as session:
         keys = f"workspaces: [{{owner: acme, slug: production, api_keys: [{{name: ops, role: member, key: {key}}}]}}]"
-        apply(session, load(keys, {}), now=relay.runtime.clock.now())
+        apply(session, load(keys, {}), now=relay.runtime.clock.now(), policy=LOOPBACK)
         document_id = session.scalars(select(Document.id)).one()
     reply = (
         create_app(runtime=relay.runtime)

@@ -16,6 +16,7 @@ from filerelay.delivery import service
 from filerelay.destinations.base import Payload
 from filerelay.runtime import Runtime
 from tests.support.documents import accept, attempts, delivery
+from tests.support.policy import LOOPBACK
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 # Retries are allowed: a delivery that ends `failed` after its first attempt was refused for good.
@@ -35,7 +36,7 @@ def wire(runtime: Runtime, kind: str, settings: dict[str, object]) -> None:
         ],
     }
     with session_scope(runtime.sessions) as session:
-        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now())
+        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now(), policy=LOOPBACK)
 
 
 def create(runtime: Runtime, kind: str, data: bytes, doc_id: str = "DOC1") -> str:

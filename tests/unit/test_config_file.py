@@ -21,6 +21,7 @@ from filerelay.db.session import session_scope
 from filerelay.destinations import REGISTRY
 from filerelay.runtime import Runtime
 from filerelay.workspace_config.schemas import parse_duration
+from tests.support.policy import LOOPBACK
 
 ADMIN_KEY = "fr_live_admin_0123456789abcdef"
 MEMBER_KEY = "fr_live_member_0123456789abcdef"
@@ -403,7 +404,7 @@ def base_config() -> dict[str, Any]:
 def run_apply(runtime: Runtime, config: dict[str, Any]) -> Summary:
     data = load(yaml.safe_dump(config), ENV)
     with session_scope(runtime.sessions) as session:
-        return apply(session, data, now=runtime.clock.now())
+        return apply(session, data, now=runtime.clock.now(), policy=LOOPBACK)
 
 
 def row_counts(session: Session) -> dict[str, int]:
@@ -607,7 +608,7 @@ def test_apply_file_reads_and_applies(engine: Engine, runtime: Runtime, tmp_path
     path = tmp_path / "filerelay.yaml"
     path.write_text(yaml.safe_dump(base_config()), encoding="utf-8")
     with session_scope(runtime.sessions) as session:
-        summary = apply_file(session, path, now=runtime.clock.now(), environ=ENV)
+        summary = apply_file(session, path, now=runtime.clock.now(), environ=ENV, policy=LOOPBACK)
     assert "workspace acme/production" in summary.created
     with session_scope(runtime.sessions) as session:
         assert row_counts(session)["repositories"] == 2
@@ -616,6 +617,6 @@ def test_apply_file_reads_and_applies(engine: Engine, runtime: Runtime, tmp_path
 def test_apply_file_missing_file_is_config_error(engine: Engine, runtime: Runtime, tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with session_scope(runtime.sessions) as session, pytest.raises(ConfigError, match=r"cannot read .*nope\.yaml"):
-        apply_file(session, missing, now=runtime.clock.now(), environ=ENV)
+        apply_file(session, missing, now=runtime.clock.now(), environ=ENV, policy=LOOPBACK)
     with session_scope(runtime.sessions) as session:
         assert row_counts(session)["workspaces"] == 0

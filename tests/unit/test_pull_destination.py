@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 
 from filerelay.destinations import get_kind
 from filerelay.destinations.base import DestinationError, Payload, build_client
+from tests.support.policy import LOOPBACK
 
 
 def payload() -> Payload:
@@ -25,7 +26,7 @@ def payload() -> Payload:
 
 def test_a_push_to_a_pull_destination_fails_for_good() -> None:
     with pytest.raises(DestinationError) as caught:
-        build_client("pull", {}, {}).deliver(payload())
+        build_client("pull", {}, {}, LOOPBACK).deliver(payload())
     assert caught.value.retryable is False
     assert caught.value.retry_after is None
     assert str(caught.value) == "a pull destination is fetched by its integration, never pushed to"
@@ -33,12 +34,12 @@ def test_a_push_to_a_pull_destination_fails_for_good() -> None:
 
 def test_nothing_can_be_read_back_from_a_pull_destination() -> None:
     with pytest.raises(DestinationError) as caught:
-        list(build_client("pull", {}, {}).read("/Z1/DOC1.pdf", 0, 4))
+        list(build_client("pull", {}, {}, LOOPBACK).read("/Z1/DOC1.pdf", 0, 4))
     assert str(caught.value) == "the integration keeps its copy; FileRelay cannot read it back"
 
 
 def test_a_pull_destination_takes_no_settings_of_its_own() -> None:
     kind = get_kind("pull")
-    assert kind.validate({}) == ({}, {})
+    assert kind.validate({}, LOOPBACK) == ({}, {})
     with pytest.raises(ValidationError):
-        kind.validate({"bucket": "archive"})
+        kind.validate({"bucket": "archive"}, LOOPBACK)

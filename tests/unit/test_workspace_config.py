@@ -22,6 +22,7 @@ from filerelay.workspace_config import api_keys, destinations, repositories, ret
 from filerelay.workspace_config.api_keys import KEY_PREFIX, ApiKeyWithValue, hash_key
 from filerelay.workspace_config.common import Conflict, InvalidInput, NotFound, find_workspace
 from filerelay.workspace_config.schemas import DEFAULT_PATH, MAX_DURATION_SECONDS, format_duration, parse_duration
+from tests.support.policy import LOOPBACK
 
 SECRET = "unit-secret-0123456789"
 
@@ -87,7 +88,7 @@ def test_an_unknown_workspace_is_not_found(session: Session) -> None:
 def test_create_destination_applies_defaults_and_keeps_secrets_apart(
     session: Session, ws: int, clock: FrozenClock
 ) -> None:
-    info = destinations.create_destination(session, workspace_id=ws, values=s3(), now=clock.now())
+    info = destinations.create_destination(session, workspace_id=ws, values=s3(), now=clock.now(), policy=LOOPBACK)
     assert (info.path, info.enabled, info.max_retries, info.retry_ttl) == (DEFAULT_PATH, True, None, None)
     assert info.secrets_set == ["secret_access_key"]
     assert "secret_access_key" not in info.settings
@@ -100,9 +101,14 @@ def test_update_merges_settings_of_the_same_kind_and_keeps_secrets(
     session: Session, ws: int, clock: FrozenClock
 ) -> None:
     now = clock.now()
-    destinations.create_destination(session, workspace_id=ws, values=s3(region="eu-west-1"), now=now)
+    destinations.create_destination(session, workspace_id=ws, values=s3(region="eu-west-1"), now=now, policy=LOOPBACK)
     info = destinations.update_destination(
-        session, workspace_id=ws, destination_id="dest_unit", changes={"settings": {"bucket": "bucket-two"}}, now=now
+        session,
+        workspace_id=ws,
+        destination_id="dest_unit",
+        changes={"settings": {"bucket": "bucket-two"}},
+        now=now,
+        policy=LOOPBACK,
     )
     assert (info.settings["bucket"], info.settings["region"], info.secrets_set) == (
         "bucket-two",
@@ -115,7 +121,12 @@ def test_an_update_that_changes_nothing_keeps_updated_at(session: Session, ws: i
     before = destinations.get_destination(session, workspace_id=ws, destination_id="dest_folder")
     clock.advance(60)
     after = destinations.update_destination(
-        session, workspace_id=ws, destination_id="dest_folder", changes={"name": before.name}, now=clock.now()
+        session,
+        workspace_id=ws,
+        destination_id="dest_folder",
+        changes={"name": before.name},
+        now=clock.now(),
+        policy=LOOPBACK,
     )
     assert after.updated_at == before.updated_at
 
@@ -134,19 +145,21 @@ def test_invalid_destinations_name_the_field(
 ) -> None:
     body = {**s3(), **values}
     with pytest.raises(InvalidInput, match=re.escape(message)) as caught:
-        destinations.create_destination(session, workspace_id=ws, values=body, now=clock.now())
+        destinations.create_destination(session, workspace_id=ws, values=body, now=clock.now(), policy=LOOPBACK)
     assert caught.value.field == field
 
 
 def test_a_duplicate_destination_id_is_a_conflict(session: Session, ws: int, clock: FrozenClock) -> None:
     with pytest.raises(Conflict, match="a destination dest_folder already exists") as caught:
-        destinations.create_destination(session, workspace_id=ws, values={**s3(), "id": "dest_folder"}, now=clock.now())
+        destinations.create_destination(
+            session, workspace_id=ws, values={**s3(), "id": "dest_folder"}, now=clock.now(), policy=LOOPBACK
+        )
     assert caught.value.field == "id"
 
 
 def test_another_workspace_sees_none_of_these_destinations(session: Session, clock: FrozenClock) -> None:
     other = textwrap.dedent("workspaces: [{owner: globex, slug: main}]")
-    apply(session, load(other, {}), now=clock.now())
+    apply(session, load(other, {}), now=clock.now(), policy=LOOPBACK)
     globex = find_workspace(session, "globex", "main").id
     assert destinations.list_destinations(session, workspace_id=globex) == []
     with pytest.raises(NotFound):
@@ -162,7 +175,7 @@ def test_deleting_a_destination_without_deliveries_removes_its_routes(session: S
 def test_the_check_runs_without_the_session_and_reports_what_failed(
     session: Session, ws: int, clock: FrozenClock, tmp_path: Path
 ) -> None:
-    check = destinations.destination_check(session, workspace_id=ws, destination_id="dest_folder")
+    check = destinations.destination_check(session, workspace_id=ws, destination_id="dest_folder", policy=LOOPBACK)
     session.rollback()  # the check needs nothing of the session any more
     assert check() == destinations.CheckResult(ok=True, detail="dest_folder: the folder destination passed its check")
 
@@ -174,8 +187,9 @@ def test_the_check_runs_without_the_session_and_reports_what_failed(
         destination_id="dest_folder",
         changes={"settings": {"root": str(blocker / "out")}},
         now=clock.now(),
+        policy=LOOPBACK,
     )
-    result = destinations.destination_check(session, workspace_id=ws, destination_id="dest_folder")()
+    result = destinations.destination_check(session, workspace_id=ws, destination_id="dest_folder", policy=LOOPBACK)()
     assert not result.ok
     assert result.detail.startswith(f"cannot create {blocker / 'out'}")
 

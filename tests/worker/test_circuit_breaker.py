@@ -115,7 +115,7 @@ def test_a_held_delivery_outlives_its_ttl_and_the_probe_closes_the_breaker(
     with session_scope(relay.sessions) as session:
         taken = service.claim(session, delivery_id=third, now=clock.now(), lease_seconds=60)
     assert taken is not None
-    result = service.perform(taken, relay.staging)
+    result = service.perform(taken, relay.staging, relay.clients)
     caplog.set_level(logging.WARNING, logger="filerelay.delivery.health")
     caplog.clear()
     with session_scope(relay.sessions) as session:
@@ -164,8 +164,8 @@ def test_a_refusal_of_one_document_does_not_count_toward_opening(relay: Runtime)
             taken = service.claim(session, delivery_id=delivery_id, now=relay.clock.now(), lease_seconds=60)
         assert taken is not None
         relay.staging.delete(taken.staging_key or "")
-        assert not service.perform(taken, relay.staging).retryable
-        result = service.perform(taken, relay.staging)
+        assert not service.perform(taken, relay.staging, relay.clients).retryable
+        result = service.perform(taken, relay.staging, relay.clients)
         with session_scope(relay.sessions) as session:
             service.finish(session, taken, result, now=relay.clock.now(), rand=half, breaker=relay.settings.breaker)
     destination = folder_destination(relay)

@@ -186,7 +186,7 @@ def test_finishing_one_delivery_leaves_its_siblings_attempt_running(configured: 
     folder, s3 = claim(configured, created.folder), claim(configured, created.s3)
     assert folder is not None
     assert s3 is not None
-    result = service.perform(folder, configured.staging)
+    result = service.perform(folder, configured.staging, configured.clients)
     with session_scope(configured.sessions) as session:
         service.finish(session, folder, result, now=configured.clock.now(), rand=half)
 
@@ -303,7 +303,7 @@ def test_content_replaced_while_delivering_is_sent_again_after_the_old_upload(
     assert outcome.enqueue == [(created.s3, "s3")]
     assert delivery(configured, created.folder).status == "delivering"
 
-    result = service.perform(taken, configured.staging)
+    result = service.perform(taken, configured.staging, configured.clients)
     assert result.ok
     with session_scope(configured.sessions) as session:
         wake = service.finish(session, taken, result, now=configured.clock.now(), rand=half).wake
@@ -340,7 +340,7 @@ def test_content_replaced_while_delivering_survives_the_old_bytes_being_released
     for key in outcome.delete_staged:  # what the ArchiveLink handler does after commit
         configured.staging.delete(key)
 
-    result = service.perform(taken, configured.staging)
+    result = service.perform(taken, configured.staging, configured.clients)
     with session_scope(configured.sessions) as session:
         wake = service.finish(session, taken, result, now=configured.clock.now(), rand=half).wake
 
@@ -363,13 +363,13 @@ def test_read_back_serves_the_delivered_bytes_once_staging_is_released(configure
 
     with session_scope(configured.sessions) as session:
         row = session.get_one(Document, created.document_id)
-        whole = content.read_back(session, row, 0, len(PDF))
+        whole = content.read_back(session, row, 0, len(PDF), configured.clients)
         assert whole is not None
         assert b"".join(whole) == PDF
-        part = content.read_back(session, row, 100, 50)
+        part = content.read_back(session, row, 100, 50, configured.clients)
         assert part is not None
         assert b"".join(part) == PDF[100:150]
-        empty = content.read_back(session, row, 10, 0)
+        empty = content.read_back(session, row, 10, 0, configured.clients)
         assert empty is not None
         assert b"".join(empty) == b""
 
@@ -380,7 +380,7 @@ def test_read_back_is_none_when_nothing_was_delivered(configured: Runtime) -> No
 
     with session_scope(configured.sessions) as session:
         row = session.get_one(Document, created.document_id)
-        assert content.read_back(session, row, 0, len(PDF)) is None
+        assert content.read_back(session, row, 0, len(PDF), configured.clients) is None
 
 
 def test_read_back_does_not_serve_a_copy_of_replaced_content(configured: Runtime) -> None:
@@ -390,7 +390,7 @@ def test_read_back_does_not_serve_a_copy_of_replaced_content(configured: Runtime
 
     with session_scope(configured.sessions) as session:
         row = session.get_one(Document, created.document_id)
-        assert content.read_back(session, row, 0, len(PDF)) is None
+        assert content.read_back(session, row, 0, len(PDF), configured.clients) is None
 
 
 # --- an attempt nobody saw end: ask the destination before sending again ------------------------------
@@ -401,7 +401,7 @@ def worker_dies_after_upload(runtime: Runtime, clock: FrozenClock, delivery_id: 
     taken = claim(runtime, delivery_id, lease_seconds=60)
     assert taken is not None
     assert not taken.unsure
-    assert service.perform(taken, runtime.staging).ok
+    assert service.perform(taken, runtime.staging, runtime.clients).ok
     clock.advance(61)
     with session_scope(runtime.sessions) as session:
         assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 1
@@ -481,7 +481,7 @@ def test_an_unexpected_error_is_a_retryable_result_named_after_it_and_logged_wit
     taken = claim(configured, created.folder)
     assert taken is not None
 
-    result = service.perform(dataclasses.replace(taken, settings={}), configured.staging)
+    result = service.perform(dataclasses.replace(taken, settings={}), configured.staging, configured.clients)
 
     assert (result.ok, result.error, result.error_class, result.retryable) == (
         False,
@@ -527,7 +527,9 @@ def test_claiming_a_pending_delivery_leaves_the_document_alone_and_a_retry_rolls
     )
     # Its finish leaves the document pending too (the S3 delivery waits): no change to stamp either.
     with session_scope(configured.sessions) as session:
-        service.finish(session, taken, service.perform(taken, configured.staging), now=clock.now(), rand=half)
+        service.finish(
+            session, taken, service.perform(taken, configured.staging, configured.clients), now=clock.now(), rand=half
+        )
     assert delivery(configured, created.folder).status == "delivered"
     assert document(configured, created.document_id).updated_at == stamped
 

@@ -246,7 +246,7 @@ def test_a_worker_finishing_after_its_lease_was_recovered_is_superseded(
     with session_scope(configured.sessions) as session:
         assert sweep.recover_expired_leases(session, now=clock.now(), limit=100, rand=half) == 1
 
-    result = service.perform(taken, configured.staging)
+    result = service.perform(taken, configured.staging, configured.clients)
     with session_scope(configured.sessions) as session:
         assert service.finish(session, taken, result, now=clock.now(), rand=half).verdict is None  # superseded
 

@@ -210,20 +210,20 @@ def _claim_of(delivery: Delivery, document: Document, destination: Destination, 
 def perform(
     claim: Claim,
     staging: StagingStore,
-    clients: Clients | None = None,
+    clients: Clients,
     *,
     lost: threading.Event | None = None,
     link: Callable[[], tuple[str, dt.datetime]] | None = None,
 ) -> Result:
     """Upload the staged bytes; every failure becomes a Result, never an exception. `clients` reuses
-    the destination's client across deliveries; without it one is built for this delivery. Once `lost`
+    the destination's client across deliveries, built under the process's operator policy. Once `lost`
     is set (the heartbeat found the lease gone) the staged bytes stop being readable: the upload stops."""
     key = claim.staging_key
     if key is None or not staging.exists(key):
         return Result(False, "the staged bytes are gone", "StagingError", retryable=False)
     payload = _payload(claim, key, staging, lost, link)
     try:
-        client = (clients or Clients(size=1)).get(claim.kind, claim.settings, claim.secrets)
+        client = clients.get(claim.kind, claim.settings, claim.secrets)
         if claim.unsure and _already_there(client, claim):
             return Result(True, found=True)  # nothing sent: the attempt records 0 bytes
         landed = client.deliver(payload)

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
+from filerelay.policy import OperatorPolicy
 
 BLOCK_SIZE = 4 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -188,7 +189,7 @@ def _stage_blocks(blob: Any, body: BinaryIO, payload: Payload) -> list[Any]:
     return blocks
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> AzureBlobDestination:
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> AzureBlobDestination:
     return AzureBlobDestination(settings, secrets)
 
 

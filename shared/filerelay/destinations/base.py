@@ -1,7 +1,9 @@
 """The small interface every destination kind implements, and the registry of kinds.
 
 A kind is one module: a marshmallow schema for its settings, the names of the settings that are
-secrets, and a client that can deliver a staged object to a path, read it back, and check itself.
+secrets, what the operator's policy requires of them, and a client that can deliver a staged object to a
+path, read it back, and check itself. Every client is built under the operator's policy
+(filerelay.policy), which bounds what a workspace's settings may reach.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from marshmallow import Schema, ValidationError
+
+from filerelay.policy import OperatorPolicy
 
 
 class DestinationError(Exception):
@@ -98,20 +102,41 @@ class Client(Protocol):
         ...
 
 
+# A kind's check of settings against the operator's policy when they are written: raises
+# marshmallow.ValidationError ({field: [reason]}) for what the policy refuses. The clients check again
+# when they act, since the policy or the world (a symlink, a name's address) may have changed since.
+Admit = Callable[[Mapping[str, Any], OperatorPolicy], None]
+
+
+def _admit_anything(_values: Mapping[str, Any], _policy: OperatorPolicy) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class DestinationKind:
     """A kind's name, its settings schema, which settings are secrets, and how to build its client."""
 
     name: str
     schema: type[Schema]
-    build: Callable[[Mapping[str, Any], Mapping[str, Any]], Client]
+    build: Callable[[Mapping[str, Any], Mapping[str, Any], OperatorPolicy], Client]
     secret_fields: frozenset[str] = frozenset()
     # Whether FileRelay can read a delivered copy back (for get/search once staging was purged).
     readable: bool = True
+    admit: Admit = _admit_anything
+    # The settings that say where the copies are (a root, a bucket and endpoint, a host and directory):
+    # fixed once the destination holds a delivery, since deliveries record paths relative to them.
+    location_fields: frozenset[str] = frozenset()
 
-    def validate(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Check a kind's settings; return (settings, secrets), split so secrets are stored apart."""
+    def load(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings' shape alone (a config file being read); `validate` is what stores them."""
         loaded: dict[str, Any] = self.schema().load(dict(values))
+        return loaded
+
+    def validate(self, values: Mapping[str, Any], policy: OperatorPolicy) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check a kind's settings, and what they reach against the operator's policy; return
+        (settings, secrets), split so secrets are stored apart."""
+        loaded = self.load(values)
+        self.admit(loaded, policy)
         settings = {k: v for k, v in loaded.items() if k not in self.secret_fields}
         secrets = {k: v for k, v in loaded.items() if k in self.secret_fields}
         return settings, secrets
@@ -133,8 +158,8 @@ def get_kind(name: str) -> DestinationKind:
         raise ValidationError(f"unknown destination kind {name!r}; known kinds: {known}") from None
 
 
-def build_client(kind: str, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> Client:
-    return get_kind(kind).build(settings, secrets)
+def build_client(kind: str, settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> Client:
+    return get_kind(kind).build(settings, secrets, policy)
 
 
 class Clients:
@@ -145,7 +170,8 @@ class Clients:
     are shared between the threads of a worker: a kind's client keeps no per-delivery state (SharePoint
     builds a fresh request context in each `deliver`, because a failed request leaves state in it)."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, policy: OperatorPolicy, size: int = 64) -> None:
+        self.policy = policy
         self._size = size
         self._lock = threading.Lock()
         self._clients: OrderedDict[str, Client] = OrderedDict()
@@ -159,7 +185,7 @@ class Clients:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = self._clients[key] = build_client(kind, settings, secrets)
+                client = self._clients[key] = build_client(kind, settings, secrets, self.policy)
                 while len(self._clients) > self._size:
                     self._clients.popitem(last=False)
             self._clients.move_to_end(key)

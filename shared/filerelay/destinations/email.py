@@ -28,6 +28,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
 from filerelay.file_links import LinkError
+from filerelay.policy import OperatorPolicy
 
 TIMEOUT = 60
 LINE = 57  # bytes per base64 line: 76 characters, as MIME wants
@@ -245,7 +246,7 @@ def _quoted(name: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
-def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any]) -> EmailDestination:
+def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], _policy: OperatorPolicy) -> EmailDestination:
     return EmailDestination(settings, secrets_)
 
 

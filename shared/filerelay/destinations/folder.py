@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, read_range, register, require_sha256
+from filerelay.policy import OperatorPolicy
 
 CHUNK = 1024 * 1024
 
@@ -98,7 +99,7 @@ class FolderClient:
             raise DestinationError(f"{self.root} is not writable")
 
 
-def build(settings: Mapping[str, Any], _secrets: Mapping[str, Any]) -> FolderClient:
+def build(settings: Mapping[str, Any], _secrets: Mapping[str, Any], _policy: OperatorPolicy) -> FolderClient:
     return FolderClient(settings["root"])
 
 

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.policy import OperatorPolicy
 
 CHUNK_SIZE = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 READ = 1024 * 1024
@@ -153,7 +154,7 @@ def _check(body: BinaryIO, payload: Payload) -> None:
         raise DestinationError("staged bytes do not match their sha256", retryable=False)
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> GcsDestination:
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> GcsDestination:
     return GcsDestination(settings, secrets)
 
 

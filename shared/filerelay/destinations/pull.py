@@ -13,6 +13,7 @@ from typing import Any
 from marshmallow import Schema
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.policy import OperatorPolicy
 
 NAME = "pull"
 
@@ -36,7 +37,7 @@ class PullClient:
         return False  # the integration's copy is out of sight
 
 
-def build(_settings: Mapping[str, Any], _secrets: Mapping[str, Any]) -> PullClient:
+def build(_settings: Mapping[str, Any], _secrets: Mapping[str, Any], _policy: OperatorPolicy) -> PullClient:
     return PullClient()
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from marshmallow import Schema, fields, validate
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
+from filerelay.policy import OperatorPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -201,7 +202,7 @@ def _extra(payload: Payload) -> dict[str, Any]:
     return {"ContentType": payload.content_type, "Metadata": {**payload.metadata, "sha256": payload.sha256}}
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> S3Destination:
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> S3Destination:
     return S3Destination(settings, secrets)
 
 

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, read_range, register
+from filerelay.policy import OperatorPolicy
 
 CHUNK = 1024 * 1024
 TIMEOUT = 30  # seconds, for the connection, the SSH handshake and each SFTP request
@@ -235,7 +236,7 @@ def _discard(sftp: Any, draft: str) -> None:
         sftp.remove(draft)
 
 
-def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any]) -> SftpDestination:
+def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], _policy: OperatorPolicy) -> SftpDestination:
     return SftpDestination(settings, secrets_)
 
 

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.policy import OperatorPolicy
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +415,7 @@ def _range(spool: Any, start: int, length: int | None) -> Iterator[bytes]:
             yield chunk
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> SharePointDestination:
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> SharePointDestination:
     return SharePointDestination(settings, secrets)
 
 

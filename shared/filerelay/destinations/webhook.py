@@ -29,6 +29,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
 from filerelay.file_links import LinkError
+from filerelay.policy import OperatorPolicy
 
 CHUNK = 1024 * 1024
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix Standard Webhooks secrets carry, not a secret
@@ -176,7 +177,7 @@ class WebhookDestination:
         return False  # a webhook cannot be asked what it received: the webhook-id lets it drop a repeat
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> WebhookDestination:
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> WebhookDestination:
     return WebhookDestination(settings, secrets)
 
 

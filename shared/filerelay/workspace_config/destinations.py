@@ -18,6 +18,7 @@ from filerelay.delivery.paths import TemplateError, validate_template
 from filerelay.delivery.transitions import Wake
 from filerelay.destinations import pull
 from filerelay.destinations.base import DestinationError, build_client, get_kind
+from filerelay.policy import OperatorPolicy
 from filerelay.workspace_config.common import (
     Conflict,
     InvalidInput,
@@ -117,18 +118,22 @@ _DESTINATION_COLUMNS = {
 }
 
 
-def _kind_settings(kind: str, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _kind_settings(
+    kind: str, values: Mapping[str, Any], policy: OperatorPolicy
+) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         destination_kind = get_kind(kind)
     except ValidationError as exc:
         raise InvalidInput("; ".join(exc.messages), field="kind") from None
     try:
-        return destination_kind.validate(values)
+        return destination_kind.validate(values, policy)
     except ValidationError as exc:
         raise invalid(exc, "settings") from None
 
 
-def _destination_columns(current: Destination | None, values: Mapping[str, Any]) -> dict[str, Any]:
+def _destination_columns(
+    current: Destination | None, values: Mapping[str, Any], policy: OperatorPolicy
+) -> dict[str, Any]:
     """Column values for the fields given. Settings given for the same kind are merged over the stored
     ones (secrets included), so a PATCH that leaves a secret out keeps it; a new kind starts afresh."""
     columns = {_DESTINATION_COLUMNS[k]: v for k, v in values.items() if k in _DESTINATION_COLUMNS}
@@ -140,18 +145,18 @@ def _destination_columns(current: Destination | None, values: Mapping[str, Any])
     if current is None or "kind" in values or "settings" in values:
         kind = values["kind"] if "kind" in values or current is None else current.kind
         kept = {**current.settings, **current.secrets} if current is not None and current.kind == kind else {}
-        settings, secret_values = _kind_settings(kind, {**kept, **values.get("settings", {})})
+        settings, secret_values = _kind_settings(kind, {**kept, **values.get("settings", {})}, policy)
         columns.update(kind=kind, settings=settings, secrets=secret_values)
     return columns
 
 
 def create_destination(
-    session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime
+    session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime, policy: OperatorPolicy
 ) -> DestinationInfo:
     """`values`: id, name, kind, and optionally settings (secrets included), path, enabled,
     max_retries, retry_ttl (seconds)."""
     defaults = {"settings": {}, "path": DEFAULT_PATH, "enabled": True}
-    columns = _destination_columns(None, {**defaults, **values})
+    columns = _destination_columns(None, {**defaults, **values}, policy)
     destination = Destination(
         workspace_id=workspace_id, public_id=values["id"], created_at=now, updated_at=now, **columns
     )
@@ -160,16 +165,18 @@ def create_destination(
     return _destination_info(destination)
 
 
-def destination_columns(values: Mapping[str, Any]) -> dict[str, Any]:
+def destination_columns(values: Mapping[str, Any], policy: OperatorPolicy) -> dict[str, Any]:
     """Every column of a destination stated whole (a config file's entry, loaded by DestinationCreate):
     its settings are exactly these, nothing merged. Raises InvalidInput; touches no database."""
-    return _destination_columns(None, values)
+    return _destination_columns(None, values, policy)
 
 
-def put_destination(session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime) -> str | None:
+def put_destination(
+    session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime, policy: OperatorPolicy
+) -> str | None:
     """Create the destination or bring it to exactly `values` (`config apply`). Answers "created",
     "updated" or None when nothing changed."""
-    columns = destination_columns(values)
+    columns = destination_columns(values, policy)
     destination = find_destination(session, workspace_id, values["id"])
     if destination is None:
         session.add(
@@ -185,10 +192,16 @@ def put_destination(session: Session, *, workspace_id: int, values: Mapping[str,
 
 
 def update_destination(
-    session: Session, *, workspace_id: int, destination_id: str, changes: Mapping[str, Any], now: dt.datetime
+    session: Session,
+    *,
+    workspace_id: int,
+    destination_id: str,
+    changes: Mapping[str, Any],
+    now: dt.datetime,
+    policy: OperatorPolicy,
 ) -> DestinationInfo:
     destination = _existing_destination(session, workspace_id, destination_id)
-    if assign_changed(destination, _destination_columns(destination, changes)):
+    if assign_changed(destination, _destination_columns(destination, changes, policy)):
         destination.updated_at = now
     session.flush()
     return _destination_info(destination)
@@ -250,17 +263,25 @@ class CheckResult:
 
 
 def _check(
-    destination_id: str, kind: str, settings: Mapping[str, Any], secret_values: Mapping[str, Any]
+    destination_id: str,
+    kind: str,
+    settings: Mapping[str, Any],
+    secret_values: Mapping[str, Any],
+    policy: OperatorPolicy,
 ) -> CheckResult:
     try:
-        build_client(kind, settings, secret_values).check()
+        build_client(kind, settings, secret_values, policy).check()
     except DestinationError as exc:
         return CheckResult(ok=False, detail=str(exc))
     return CheckResult(ok=True, detail=f"{destination_id}: the {kind} destination passed its check")
 
 
-def destination_check(session: Session, *, workspace_id: int, destination_id: str) -> Callable[[], CheckResult]:
+def destination_check(
+    session: Session, *, workspace_id: int, destination_id: str, policy: OperatorPolicy
+) -> Callable[[], CheckResult]:
     """The check of a destination's credentials and reachability, to run after the session is closed:
     it may wait on the network for seconds, and must not hold a transaction (SQLite's write lock) meanwhile."""
     destination = _existing_destination(session, workspace_id, destination_id)
-    return partial(_check, destination_id, destination.kind, dict(destination.settings), dict(destination.secrets))
+    return partial(
+        _check, destination_id, destination.kind, dict(destination.settings), dict(destination.secrets), policy
+    )

@@ -68,7 +68,10 @@ def list_destinations(owner: str, slug: str) -> dict[str, Any]:
 def create_destination(body: dict[str, Any], owner: str, slug: str) -> dict[str, Any]:
     """Create a destination; its settings are checked by its kind."""
     with _session() as session:
-        return {"data": destinations.create_destination(session, values=body, workspace_id=workspace_id(), now=_now())}
+        info = destinations.create_destination(
+            session, values=body, workspace_id=workspace_id(), now=_now(), policy=runtime().settings.policy
+        )
+        return {"data": info}
 
 
 @blueprint.route("/destinations/<destination_id>")
@@ -90,7 +93,12 @@ def update_destination(body: dict[str, Any], owner: str, slug: str, destination_
     """Change a destination; settings of the same kind are merged, so secrets left out are kept."""
     with _session() as session:
         info = destinations.update_destination(
-            session, destination_id=destination_id, changes=body, workspace_id=workspace_id(), now=_now()
+            session,
+            destination_id=destination_id,
+            changes=body,
+            workspace_id=workspace_id(),
+            now=_now(),
+            policy=runtime().settings.policy,
         )
         return {"data": info}
 
@@ -112,7 +120,9 @@ def delete_destination(owner: str, slug: str, destination_id: str) -> None:
 def check_destination(owner: str, slug: str, destination_id: str) -> dict[str, Any]:
     """Check the destination's credentials and reachability; 200 either way, with `ok` and the reason."""
     with _session() as session:
-        check = destinations.destination_check(session, destination_id=destination_id, workspace_id=workspace_id())
+        check = destinations.destination_check(
+            session, destination_id=destination_id, workspace_id=workspace_id(), policy=runtime().settings.policy
+        )
     return {"data": check()}
 
 

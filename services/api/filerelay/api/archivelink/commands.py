@@ -377,7 +377,7 @@ def get(call: Call) -> Response:
 
 def _content(rt: Runtime, session: Session, component: Document, start: int, length: int) -> Iterator[bytes]:
     """From staging while it holds the bytes; afterwards, back from a destination that has them."""
-    chunks = open_content(rt.staging, session, component, start, length)
+    chunks = open_content(rt.staging, session, component, start, length, clients=rt.clients)
     if chunks is None:
         raise ProtocolError(f"the content of component {component.comp_id} is no longer held by FileRelay", status=409)
     return chunks

@@ -284,7 +284,7 @@ def download(owner: str, slug: str, document_id: str) -> Response:
     rt = runtime()
     with session_scope(rt.sessions) as db:
         document = _document(db, document_id)
-        body = open_content(rt.staging, db, document)
+        body = open_content(rt.staging, db, document, clients=rt.clients)
         if body is None:
             abort(409, "no copy of this document can be read any more")
         response = Response(body, content_type=files.media_type(document))
@@ -311,8 +311,11 @@ def destinations_page(owner: str, slug: str) -> str:
 def test_destination(owner: str, slug: str, destination_id: str) -> BaseResponse:
     who = person()
     try:
-        with session_scope(runtime().sessions) as db:
-            check = destinations.destination_check(db, workspace_id=who.workspace_id, destination_id=destination_id)
+        rt = runtime()
+        with session_scope(rt.sessions) as db:
+            check = destinations.destination_check(
+                db, workspace_id=who.workspace_id, destination_id=destination_id, policy=rt.settings.policy
+            )
     except ConfigurationError as exc:
         flash(str(exc), "error")
         return _back("console.destinations_page")

@@ -83,7 +83,7 @@ def get_content(owner: str, slug: str, file_id: str, token: str | None = None) -
     rt = runtime()
     with session_scope(rt.sessions) as session:
         document = _live_file(session, file_id)
-        body = open_content(rt.staging, session, document)
+        body = open_content(rt.staging, session, document, clients=rt.clients)
         if body is None:
             raise ApiError(409, f"no copy of file {file_id} can be read any more", code="content_unavailable")
         response = Response(body, content_type=files.media_type(document))

@@ -1,0 +1,19 @@
+"""The operator's policy the tests run under.
+
+Every server the tests deliver to listens on loopback, which the default egress policy refuses, and
+every folder the tests write lies under the system's temporary directory. Tests that deliver build their
+clients under `LOOPBACK`, as an operator would allow with `FILERELAY_EGRESS_ALLOW=127.0.0.0/8,::1` and
+`FILERELAY_FOLDER_ROOTS=/tmp`; tests of the policy itself build their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tempfile
+from pathlib import Path
+
+from filerelay.policy import OperatorPolicy
+
+LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+LOOPBACK = OperatorPolicy(folder_roots=(Path(tempfile.gettempdir()).resolve(),), egress_allow=LOOPBACK_NETWORKS)
