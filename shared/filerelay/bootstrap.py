@@ -14,7 +14,7 @@ from filerelay import documents
 from filerelay.clock import SystemClock
 from filerelay.config_file import Summary, apply_file
 from filerelay.db.migrate import upgrade
-from filerelay.db.models import ApiKey, Repository, Role, SignatureMode
+from filerelay.db.models import ApiKey, Role
 from filerelay.db.session import make_engine, make_session_factory, session_scope
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
@@ -97,16 +97,6 @@ def prepare(settings: Settings) -> Summary | None:
             released = release_unreferenced(session, staging)
         if released:
             log.info("removed %d staged object(s) no document holds, left by a stopped process", released)
-        with session_scope(make_session_factory(engine)) as session:
-            signed = session.scalars(
-                select(Repository.repo_id).where(Repository.signature == SignatureMode.REQUIRED.value)
-            ).all()
     finally:
         engine.dispose()
-    if signed:
-        log.warning(
-            "repositories %s ask for signed URLs, but secKey verification is not built yet: "
-            "requests are accepted unsigned",
-            ", ".join(signed),
-        )
     return summary

@@ -3,12 +3,16 @@ staged objects of a create killed between putting its bytes in place and committ
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
+import pytest
+from sqlalchemy import update
+
 from filerelay import bootstrap
 from filerelay.bootstrap import UNREFERENCED_GRACE
-from filerelay.db.models import new_id
+from filerelay.db.models import Repository, SignatureMode, new_id
 from filerelay.runtime import Runtime
 from filerelay.staging import LocalStagingStore
 from tests.support.documents import accept, stage
@@ -48,3 +52,15 @@ def test_release_works_in_batches(configured: Runtime) -> None:
         assert bootstrap.release_unreferenced(session, configured.staging, batch=3) == 7
     assert [configured.staging.exists(k) for k in keys] == [False] * 7
     assert configured.staging.exists(held.key)
+
+
+def test_start_up_says_nothing_false_about_signed_repositories(
+    configured: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    # secKey verification is built (tests/api/test_signatures.py): a start-up warning that signed
+    # repositories accept unsigned requests sent basis teams looking for a hole that is not there.
+    with configured.sessions() as session, session.begin():
+        session.execute(update(Repository).values(signature=SignatureMode.REQUIRED.value))
+    with caplog.at_level(logging.WARNING):
+        bootstrap.prepare(configured.settings)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
