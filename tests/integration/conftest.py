@@ -23,10 +23,12 @@ from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
 from tests.support.policy import LOOPBACK
+from tests.support.redis_db import claim_url
 from tests.support.s3server import S3Server
 from tests.support.sapclient import SapClient
 
-REDIS_URL = os.environ.get("FILERELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# This run's own database: a second run on the machine must not flush our queues (or we its).
+REDIS_URL = claim_url()
 
 
 @pytest.fixture
