@@ -69,6 +69,18 @@ def test_a_document_arrives_as_an_identical_attachment(
     assert hashlib.sha256(data).hexdigest() in text.get_content()
 
 
+def test_a_plain_relay_without_tls_or_login_gets_its_greeting_first(runtime: Runtime, mail: SmtpServer) -> None:
+    # An internal relay on port 25, common in SAP landscapes: no STARTTLS, no AUTH. Nothing else says
+    # EHLO then, and a server refuses MAIL before it ("503 send HELO first").
+    wire(runtime, "email", settings_for(mail, username=None, password=None))
+    delivery_id = create(runtime, "email", PDF)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    assert delivery(runtime, delivery_id).status == "delivered"
+    assert mail.message()["Message-ID"] == f"<{delivery_id}.1@filerelay>"
+
+
 def test_a_document_above_the_attachment_limit_goes_as_a_link(
     runtime: Runtime, mail: SmtpServer, server: str, clock: FrozenClock
 ) -> None:

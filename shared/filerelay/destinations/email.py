@@ -93,6 +93,9 @@ class EmailDestination:
         except (smtplib.SMTPException, OSError) as exc:
             raise DestinationError(f"{where} cannot be reached: {type(exc).__name__}: {exc}") from exc
         try:
+            # STARTTLS and AUTH greet the server themselves; a plain relay (no TLS, no login) would send
+            # MAIL ungreeted, which servers refuse with "503 send HELO first".
+            smtp.ehlo_or_helo_if_needed()
             if self.starttls and not self.tls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.username:
