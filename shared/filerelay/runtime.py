@@ -11,7 +11,7 @@ from filerelay.clock import Clock, SystemClock
 from filerelay.db.session import make_engine, make_session_factory
 from filerelay.destinations.base import Clients
 from filerelay.file_links import FileLinks
-from filerelay.queue import Enqueuer, make_celery
+from filerelay.queue import Enqueuer, make_producer
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
 
@@ -43,6 +43,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         engine=engine,
         sessions=make_session_factory(engine),
         staging=settings.open_staging(),
-        enqueuer=Enqueuer(make_celery(settings, name="filerelay-producer")),
+        enqueuer=Enqueuer(make_producer(settings)),
         clock=clock or SystemClock(),
     )

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from filerelay.api import create_app
@@ -96,3 +97,44 @@ def test_create_with_the_broker_down_answers_201_and_the_sweeper_delivers_it_lat
     [key] = [o["Key"] for o in client.list_objects_v2(Bucket=relay.bucket)["Contents"]]
     assert key.endswith("/DOC1.pdf")
     assert client.get_object(Bucket=relay.bucket, Key=key)["Body"].read() == PDF
+
+
+@contextmanager
+def closing_broker() -> Iterator[tuple[str, list[int]]]:
+    """A "Redis" on loopback that takes each connection and drops it at once: every wake-up fails, and
+    each connection attempt is counted."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = [0]
+
+    def drop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted[0] += 1
+            conn.close()
+
+    thread = threading.Thread(target=drop, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+def test_creates_with_the_broker_failing_try_it_once_then_skip_it(configured: Runtime) -> None:
+    # SAP waits for the 201 in a work process; the wake-up is not needed for it. kombu's connection
+    # retries (3 connections and ~6 s of pauses per create) made each create wait on a dead broker.
+    with closing_broker() as (url, accepted):
+        api = build_runtime(configured.settings.with_overrides(broker_url=url), clock=configured.clock)
+        try:
+            with serving(api) as sap:
+                replies = [sap.create(f"DOC{n}", "data", PDF, "application/pdf") for n in range(3)]
+        finally:
+            api.close()
+        assert [r.status for r in replies] == [201, 201, 201]
+        assert accepted[0] == 1  # one try; the next creates skip the broker for a while
+    with session_scope(configured.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "pending")) == 6

@@ -21,7 +21,9 @@ def healthz() -> ResponseReturnValue:
 
 @blueprint.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """200 only when a document could be accepted right now: database (migrated), staging and broker answer."""
+    """200 when a document can be accepted right now: the database (migrated) and staging answer. The
+    broker is reported but not required: a create needs no wake-up (the sweeper sends those that could
+    not go), and an API taken out of service for a Redis outage would refuse SAP for nothing."""
     rt = runtime()
     checks: dict[str, str] = {}
     try:
@@ -39,12 +41,12 @@ def readyz() -> ResponseReturnValue:
         checks["staging"] = "ok"
     except Exception as exc:
         checks["staging"] = f"error: {exc}"
+    ready = all(v == "ok" for v in checks.values())
     try:
         rt.enqueuer.ping()
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"error: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
     return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
 
 
