@@ -52,6 +52,9 @@ PERMANENT_CODES = frozenset(
         "AccountProblem",
         "InvalidToken",
         "ExpiredToken",
+        # The body does not match the SHA-256 FileRelay sent with it, which is the accepted document's:
+        # the staged copy is damaged, and sending it again sends the same damage.
+        "BadDigest",
     }
 )
 # HEAD requests carry no body, so their errors have only the status as a code.
@@ -88,9 +91,10 @@ class S3Destination:
             aws_access_key_id=settings.get("access_key_id"),
             aws_secret_access_key=secrets.get("secret_access_key"),
             # FileRelay schedules its own retries (with backoff, in the database); one quick retry
-            # here only smooths over a dropped connection.
+            # here only smooths over a dropped connection. (`max_attempts` would count retries only:
+            # 2 of them, three requests.)
             config=Config(
-                retries={"max_attempts": 2, "mode": "standard"},
+                retries={"total_max_attempts": 2, "mode": "standard"},
                 connect_timeout=10,
                 read_timeout=120,
                 s3=_addressing(settings),
