@@ -110,6 +110,37 @@ def test_a_changed_host_key_is_refused_before_logging_in(runtime: Runtime, serve
     assert not (server.root / "inbox" / "Z1").exists()
 
 
+class Killed(BaseException):
+    """What the upload sees of a worker killed mid-write: nothing of FileRelay's clean-up runs."""
+
+
+class DyingStream(io.BytesIO):
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell() >= len(PDF) // 2:
+            raise Killed
+        # Small reads, so the upload is well under way when it dies.
+        return super().read(4096 if size is None or size < 0 else min(size, 4096))
+
+
+def test_a_killed_upload_leaves_no_part_file_once_the_next_attempt_ran(server: SftpServer) -> None:
+    target = client(server)
+    sha = hashlib.sha256(PDF).hexdigest()
+    dying = Payload(
+        open=lambda: DyingStream(PDF), size=len(PDF), sha256=sha, content_type="application/pdf", path="/Z1/DOC1.pdf"
+    )
+    with pytest.raises(Killed):
+        target.deliver(dying)
+    assert len(leftovers(server)) == 1  # what the killed worker left on the partner's server
+
+    target.deliver(
+        Payload(
+            open=lambda: io.BytesIO(PDF), size=len(PDF), sha256=sha, content_type="application/pdf", path="/Z1/DOC1.pdf"
+        )
+    )
+    assert (server.root / "inbox" / "Z1" / "DOC1.pdf").read_bytes() == PDF
+    assert leftovers(server) == []
+
+
 def test_a_failed_re_delivery_leaves_the_previous_copy_intact(server: SftpServer) -> None:
     target = client(server)
     good = Payload(

@@ -10,6 +10,7 @@ other key is refused before a password or key is offered.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import io
 import posixpath
@@ -139,6 +140,7 @@ class SftpDestination:
         with self._session() as sftp:
             try:
                 _makedirs(sftp, folder)
+                _clear_stale_drafts(sftp, folder, name)
                 with payload.open() as body:
                     _write(sftp, draft, body, payload.size)
                 _verify(sftp, draft, payload)
@@ -229,6 +231,20 @@ def _sha256(sftp: Any, path: str) -> str:
         while chunk := remote.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _clear_stale_drafts(sftp: Any, folder: str, name: str) -> None:
+    """Remove what killed uploads of this name left (`.NAME.<random>.part`), as the folder kind does: one
+    attempt at a path runs at a time (under its delivery's lease), so any draft there is abandoned. A
+    worker that outlived its lease and still writes one loses its rename, never anyone's copy."""
+    pattern = f".{name}.*.part"
+    try:
+        names = sftp.listdir(folder)
+    except OSError:
+        return  # writing the draft will report what is wrong with the folder
+    for each in names:
+        if fnmatch.fnmatchcase(each, pattern):
+            _discard(sftp, posixpath.join(folder, each))
 
 
 def _discard(sftp: Any, draft: str) -> None:
