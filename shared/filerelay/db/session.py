@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 READ_ONLY = "filerelay_read_only"
@@ -45,7 +47,30 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _wait_for_the_server(engine, CONNECT_WAIT_SECONDS)
+    return engine
+
+
+# How long a new connection waits for a database that refuses it (restarting, failing over) before the
+# error reaches the caller. A PostgreSQL restart takes about a second: SAP, whose create would have got a
+# 500 and been retried minutes later, gets its 201 a moment late instead.
+CONNECT_WAIT_SECONDS = 15.0
+
+
+def _wait_for_the_server(engine: Engine, seconds: float) -> None:
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        deadline = time.monotonic() + seconds
+        pause = 0.05
+        while True:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -74,3 +99,28 @@ def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     with session_scope(factory) as session:
         session.connection(execution_options={READ_ONLY: True})
         yield session
+
+
+T = TypeVar("T")
+
+# Tries of a unit of work whose connection the database dropped (a restart ends every session): the
+# second runs on a fresh connection, which waits for the server to be back (CONNECT_WAIT_SECONDS).
+DISCONNECT_TRIES = 3
+
+
+def dropped(exc: BaseException) -> bool:
+    """Whether the database closed the connection under a statement (restart, failover, killed backend)."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def read_again_if_dropped(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """`work` in a read_scope, run again when the database dropped its connection: it wrote nothing, so
+    running it twice changes nothing, and the request answers instead of failing with a 500."""
+    for attempt in range(1, DISCONNECT_TRIES + 1):
+        try:
+            with read_scope(factory) as session:
+                return work(session)
+        except DBAPIError as exc:
+            if not dropped(exc) or attempt == DISCONNECT_TRIES:
+                raise
+    raise AssertionError("unreachable")

@@ -39,7 +39,7 @@ from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, new_com
 from filerelay.api.context import runtime
 from filerelay.content import open_content
 from filerelay.db.models import ArchiveDocument, Document, new_id
-from filerelay.db.session import read_scope, session_scope
+from filerelay.db.session import DISCONNECT_TRIES, dropped, read_again_if_dropped, read_scope, session_scope
 from filerelay.documents import DocumentExists, NewComponent, Outcome
 from filerelay.logs import log_context
 from filerelay.repositories import Lookup, RepositoryContext
@@ -81,8 +81,10 @@ class Call:
         (the security check and the handler share it) and before any body is read."""
         if self._lookup is None:
             repo_id = self.cont_rep()
-            with read_scope(runtime().sessions) as session:
-                self._lookup = repositories.lookup(session, owner=self.owner, slug=self.slug, repo_id=repo_id)
+            self._lookup = read_again_if_dropped(
+                runtime().sessions,
+                lambda session: repositories.lookup(session, owner=self.owner, slug=self.slug, repo_id=repo_id),
+            )
         return self._lookup
 
     def repository(self) -> RepositoryContext:
@@ -243,31 +245,38 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
     document was stored after all (its COMMIT went through, its answer did not)."""
     rt = runtime()
     with log_context(repo_id=call.req.get("contRep"), doc_id=doc_id):
-        try:
-            with session_scope(rt.sessions) as session:
-                outcome = documents.create(
-                    session,
-                    repository=call.repository(),
-                    doc_id=doc_id,
-                    doc_prot=call.req.get("docProt"),
-                    components=components,
-                    now=rt.clock.now(),
-                )
-        except DocumentExists as exc:
-            _unstage(components)
-            if _already_stored(call, doc_id, components):
-                log.info("create repeated with identical content: answered 201, nothing changed")
-                return
-            raise ProtocolError(str(exc), status=403) from None
-        except BaseException:
-            # The error may have come with the COMMIT (a lost answer, a failover): then the rows exist
-            # and the bytes are theirs. Only bytes known to be nobody's are deleted.
-            committed = _committed(call, doc_id, components)
-            if committed is not True:
-                if committed is False:
-                    _unstage(components)
-                raise
-            log.warning("the database's answer to COMMIT was lost, but the document is stored")
+        for attempt in range(1, DISCONNECT_TRIES + 1):
+            try:
+                with session_scope(rt.sessions) as session:
+                    outcome = documents.create(
+                        session,
+                        repository=call.repository(),
+                        doc_id=doc_id,
+                        doc_prot=call.req.get("docProt"),
+                        components=components,
+                        now=rt.clock.now(),
+                    )
+            except DocumentExists as exc:
+                _unstage(components)
+                if _already_stored(call, doc_id, components):
+                    log.info("create repeated with identical content: answered 201, nothing changed")
+                    return
+                raise ProtocolError(str(exc), status=403) from None
+            except BaseException as exc:
+                # The error may have come with the COMMIT (a lost answer, a failover): then the rows exist
+                # and the bytes are theirs. Only bytes known to be nobody's are deleted.
+                committed = _committed(call, doc_id, components)
+                if committed is False and dropped(exc) and attempt < DISCONNECT_TRIES:
+                    # The database went away under the transaction (a restart) and kept nothing of it:
+                    # the bytes are staged, so the rows can go in again instead of SAP getting a 500.
+                    log.warning("the database dropped the connection before the create committed; again")
+                    continue
+                if committed is not True:
+                    if committed is False:
+                        _unstage(components)
+                    raise
+                log.warning("the database's answer to COMMIT was lost, but the document is stored")
+            break
         metrics.DOCUMENTS_RECEIVED.labels(workspace=f"{call.owner}/{call.slug}", repo_id=call.cont_rep()).inc()
         for accepted in outcome.documents:
             # The line that ties SAP's docId to our document_id, which the worker's lines carry.
