@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 from filerelay.api import create_app
@@ -54,6 +55,7 @@ def test_not_ready_until_the_schema_is_migrated(tmp_path: Path) -> None:
 def test_healthz_needs_nothing(tmp_path: Path) -> None:
     runtime = build_runtime(Settings.from_env({"FILERELAY_HOME": str(tmp_path)}))
     try:
-        assert create_app(runtime=runtime).test_client().get("/healthz").get_json() == {"status": "ok"}
+        answer = create_app(runtime=runtime).test_client().get("/healthz").get_json()
+        assert answer == {"status": "ok", "version": version("filerelay")}
     finally:
         runtime.close()

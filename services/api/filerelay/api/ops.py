@@ -10,13 +10,14 @@ from sqlalchemy import text
 from filerelay import metrics
 from filerelay.api.context import runtime
 from filerelay.db.migrate import current_revision, head_revision
+from filerelay.release import VERSION
 
 blueprint = Blueprint("ops", __name__)
 
 
 @blueprint.get("/healthz")
 def healthz() -> ResponseReturnValue:
-    return jsonify(status="ok")
+    return jsonify(status="ok", version=VERSION)
 
 
 @blueprint.get("/readyz")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from filerelay.queue import KINDS
+from filerelay.release import VERSION
 from filerelay.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def _logging() -> None:
 
 
 @click.group()
+@click.version_option(VERSION, prog_name="filerelay")
 def main() -> None:
     """FileRelay: an SAP ArchiveLink content server that relays every document to its destinations."""
 
