@@ -1,5 +1,5 @@
 """Clients that send their request heads a byte a second do not keep SAP's `create` waiting: the real
-`filerelay api` (gunicorn, 2 processes x 8 threads) with 64 of them trickling."""
+`filerelay api` (gunicorn, 8 threads per process) with 64 of them trickling."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ TRICKLE_SECONDS = 30.0
 
 @contextmanager
 def api_server(tmp_path: Path) -> Iterator[int]:
-    """`filerelay api` on its defaults (2 workers x 8 threads) over a migrated, configured SQLite file."""
+    """`filerelay api` with one worker process of 8 threads (the default per process) over a migrated,
+    configured SQLite file. One process, so that no slow client can land on another process by chance and
+    leave this one's threads free: without the protection, 8 slow clients would be enough to stall it."""
     home, port = tmp_path / "home", free_port()
     env = environment(home, f"sqlite:///{home / 'filerelay.db'}")
     env.pop("FILERELAY_BROKER_URL", None)
@@ -37,18 +39,36 @@ def api_server(tmp_path: Path) -> Iterator[int]:
     subprocess.run(
         [*cli, "config", "apply", env["FILERELAY_CONFIG"]], env=env, check=True, timeout=120, capture_output=True
     )
-    with filerelay(["api", "--host", "127.0.0.1", "--port", str(port)], env, port):
+    with filerelay(["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], env, port):
         yield port
+
+
+def kept_alive(port: int) -> socket.socket:
+    """A connection that has had one ordinary request answered and is kept alive for the next."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/readyz")
+    response = conn.getresponse()
+    assert response.status == 200
+    response.read()
+    assert conn.sock is not None
+    assert not response.will_close
+    sock: socket.socket = conn.sock
+    conn.sock = None  # ours now: the HTTPConnection must not close it
+    return sock
 
 
 class Trickle:
     """SLOW_CLIENTS connections, each sending a request head one byte a second (never finishing it),
-    for TRICKLE_SECONDS; `closed_by_server` counts the ones the server has hung up on."""
+    for TRICKLE_SECONDS: new ones, or ones kept alive after an ordinary request (their second request is
+    the slow one). `closed_by_server` counts the ones the server has hung up on."""
 
     HEAD = b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
 
-    def __init__(self, port: int) -> None:
-        self.sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(SLOW_CLIENTS)]
+    def __init__(self, port: int, *, kept_alive_first: bool) -> None:
+        self.sockets = [
+            kept_alive(port) if kept_alive_first else socket.create_connection(("127.0.0.1", port))
+            for _ in range(SLOW_CLIENTS)
+        ]
         self.sent = 0
         self.done = threading.Event()
         self._stop = threading.Event()
@@ -82,10 +102,13 @@ class Trickle:
             sock.close()
 
 
-def test_an_ordinary_create_is_answered_while_64_clients_trickle_their_headers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept_alive_first", [False, True], ids=["new connections", "kept-alive connections"])
+def test_an_ordinary_create_is_answered_while_64_clients_trickle_their_headers(
+    tmp_path: Path, kept_alive_first: bool
+) -> None:
     with ExitStack() as stack:
         port = stack.enter_context(api_server(tmp_path))
-        trickle = Trickle(port)
+        trickle = Trickle(port, kept_alive_first=kept_alive_first)
         stack.callback(trickle.stop)
         trickle.start()
         # Every slow client has sent its first bytes (past gunicorn's wait for a first byte), so each would
