@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +29,7 @@ TRICKLE_SECONDS = 30.0
 
 
 @contextmanager
-def api_server(tmp_path: Path) -> Iterator[int]:
+def api_server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """`filerelay api` with one worker process of 8 threads (the default per process) over a migrated,
     configured SQLite file. One process, so that no slow client can land on another process by chance and
     leave this one's threads free: without the protection, 8 slow clients would be enough to stall it."""
@@ -39,8 +41,8 @@ def api_server(tmp_path: Path) -> Iterator[int]:
     subprocess.run(
         [*cli, "config", "apply", env["FILERELAY_CONFIG"]], env=env, check=True, timeout=120, capture_output=True
     )
-    with filerelay(["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], env, port):
-        yield port
+    with filerelay(["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], env, port) as proc:
+        yield port, proc
 
 
 def kept_alive(port: int) -> socket.socket:
@@ -107,7 +109,7 @@ def test_an_ordinary_create_is_answered_while_64_clients_trickle_their_headers(
     tmp_path: Path, kept_alive_first: bool
 ) -> None:
     with ExitStack() as stack:
-        port = stack.enter_context(api_server(tmp_path))
+        port, _ = stack.enter_context(api_server(tmp_path))
         trickle = Trickle(port, kept_alive_first=kept_alive_first)
         stack.callback(trickle.stop)
         trickle.start()
@@ -127,7 +129,7 @@ def test_an_ordinary_create_is_answered_while_64_clients_trickle_their_headers(
 def test_heads_split_over_packets_and_kept_alive_connections_are_served(tmp_path: Path) -> None:
     """The worker gathers heads itself: one arriving in pieces, a second request on a kept-alive
     connection and a pipelined pair all reach the application whole."""
-    with api_server(tmp_path) as port:
+    with api_server(tmp_path) as (port, _):
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             for piece in (b"GET /rea", b"dyz HTTP/1.1\r\nHo", b"st: 127.0.0.1\r\n", b"\r\n"):
                 sock.sendall(piece)
@@ -150,3 +152,19 @@ def test_heads_split_over_packets_and_kept_alive_connections_are_served(tmp_path
                 chunk = sock.recv(4096)
                 assert chunk, received
                 received += chunk
+
+
+def test_a_stopping_server_closes_unfinished_heads_instead_of_waiting_for_them(tmp_path: Path) -> None:
+    """gunicorn waits up to its graceful timeout (30 s) for open connections; a head that is still
+    coming is closed a moment after the stop instead, so slow clients cannot hold a deployment's restart."""
+    with api_server(tmp_path) as (port, proc):
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        for sock in slow:
+            sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+        for sock in slow:
+            sock.settimeout(5)
+            assert sock.recv(1) == b""  # hung up on, without an answer
+            sock.close()

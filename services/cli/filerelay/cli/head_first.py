@@ -30,6 +30,9 @@ HEAD_TIMEOUT_SECONDS = 60.0
 # of 8190 bytes): a head that grows past it goes to a thread, where gunicorn's parser refuses it with 400.
 MAX_HEAD_BYTES = 1 << 20
 _RECV_SIZE = 64 * 1024
+# A stopping worker still takes the heads that are arriving for this long, as gunicorn gives its kept-alive
+# connections (their request is answered with Connection: close); then it closes the rest.
+STOP_LINGER_SECONDS = 2.0
 
 
 def head_complete(received: bytes | bytearray) -> bool:
@@ -49,6 +52,7 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         # Connections whose head is still coming, in the order they started (so by deadline).
         self._heads: dict[Any, _Head] = {}
+        self._stop_deadline: float | None = None
 
     def enqueue_req(self, conn: Any) -> None:
         """Every path to a thread (a new connection, a kept-alive one that became readable, one with
@@ -60,13 +64,18 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
             return
         # A body drain or a pipelining client may have left the next request's first bytes in the parser.
         already = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
-        head = _Head(time.monotonic() + HEAD_TIMEOUT_SECONDS, bytearray(already))
+        deadline = time.monotonic() + HEAD_TIMEOUT_SECONDS
+        if self._stop_deadline is not None:
+            deadline = min(deadline, self._stop_deadline)
+        head = _Head(deadline, bytearray(already))
         if head_complete(head.received):
             self._hand_off(conn, head)
             return
         conn.sock.setblocking(False)
         self._heads[conn] = head
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_readable, conn))
+        # A kept-alive connection comes here because it is readable: its head is usually there already.
+        self._on_head_readable(conn, conn.sock)
 
     def _on_head_readable(self, conn: Any, _sock: Any) -> None:
         head = self._heads[conn]
@@ -102,10 +111,14 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
 
     def murder_pending(self) -> None:
         """Runs on every turn of the main loop, also while stopping: close heads past their deadline,
-        and every unfinished head once the worker stops (no request has begun on those)."""
+        which a stopping worker brings forward to STOP_LINGER_SECONDS from when it began to stop."""
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive and self._stop_deadline is None:
+            self._stop_deadline = now + STOP_LINGER_SECONDS
+            for head in self._heads.values():  # the same cap for all keeps them in deadline order
+                head.deadline = min(head.deadline, self._stop_deadline)
         for conn, head in list(self._heads.items()):
-            if self.alive and head.deadline > now:
+            if head.deadline > now:
                 break
             self._drop(conn)
