@@ -11,11 +11,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/filerelay
 WORKDIR /src
-# Dependencies first, in their own layer, so a source change does not reinstall them.
-COPY pyproject.toml README.md ./
+# Dependencies first, in their own layer, so a source change does not reinstall them; at the versions
+# requirements.lock pins (scripts/lock.sh), so an image built later gets the same packages.
+COPY pyproject.toml README.md requirements.lock ./
 RUN python -c "import tomllib as t; print(*t.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
         > /tmp/requirements.txt \
-    && /opt/filerelay/bin/pip install -r /tmp/requirements.txt
+    && /opt/filerelay/bin/pip install -r /tmp/requirements.txt -c requirements.lock
 COPY services ./services
 COPY shared ./shared
 RUN /opt/filerelay/bin/pip install --no-deps .

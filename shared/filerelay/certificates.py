@@ -20,6 +20,9 @@ from filerelay.db.models import Certificate, Repository
 from filerelay.repositories import RepositoryContext
 
 MAX_CERTIFICATE_BYTES = 64 * 1024
+# putCert needs no credentials beyond reaching the endpoint (that is SAP's protocol): the inactive
+# certificates it leaves are bounded per repository, the oldest making way for the newest.
+MAX_PENDING_PER_REPOSITORY = 10
 
 
 class UnreadableCertificate(ValueError):
@@ -55,9 +58,12 @@ def fingerprint(certificate: x509.Certificate) -> str:
 def store(
     session: Session, *, repository: RepositoryContext, auth_id: str, body: bytes, now: dt.datetime
 ) -> Certificate:
-    """Keep a received certificate, inactive; sending the same one again changes nothing."""
+    """Keep a received certificate, inactive; sending the same one again changes nothing. A repository
+    keeps at most MAX_PENDING_PER_REPOSITORY inactive certificates: the oldest goes."""
     certificate = parse(body)
     print_ = fingerprint(certificate)
+    # One putCert at a time per repository, so two racing ones cannot both find room for themselves.
+    session.execute(select(Repository.id).where(Repository.id == repository.id).with_for_update())
     existing = session.scalar(
         select(Certificate).where(Certificate.repository_id == repository.id, Certificate.fingerprint == print_)
     )
@@ -78,7 +84,20 @@ def store(
     )
     session.add(row)
     session.flush()
+    _drop_oldest_pending(session, repository_id=repository.id)
     return row
+
+
+def _drop_oldest_pending(session: Session, *, repository_id: int) -> None:
+    pending = session.scalars(
+        select(Certificate)
+        .where(Certificate.repository_id == repository_id, Certificate.active.is_(False))
+        .order_by(Certificate.created_at.desc(), Certificate.id.desc())
+        .offset(MAX_PENDING_PER_REPOSITORY)
+    )
+    for old in pending:
+        session.delete(old)
+    session.flush()
 
 
 def trusted(session: Session, *, repository_id: int, auth_id: str, now: dt.datetime) -> list[bytes]:

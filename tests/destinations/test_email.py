@@ -185,3 +185,19 @@ def test_the_password_is_a_secret(mail: SmtpServer) -> None:
     assert "password" not in settings
     assert secrets == {"password": PASSWORD}
     assert settings["from"] == "sap@acme.example"
+
+
+@pytest.mark.parametrize("doc_id", ["DOC1\r\nBcc: thief@evil.example", "DOC1\nX-Injected: yes", "DOC1\u2028Bcc: x@y.z"])
+def test_a_subject_rendering_a_line_break_fails_the_delivery_and_sends_nothing(
+    runtime: Runtime, mail: SmtpServer, engine: object, doc_id: str
+) -> None:
+    wire(runtime, "email", settings_for(mail))
+    delivery_id = create(runtime, "email", PDF, doc_id=doc_id)
+
+    assert service.run(runtime, delivery_id, rand=half) is True
+
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed"  # final: the same values would render the same header again
+    assert "the e-mail header Subject would hold the control character U+" in (row.last_error or "")
+    assert "nothing was sent" in (row.last_error or "")
+    assert mail.received == []

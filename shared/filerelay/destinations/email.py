@@ -21,7 +21,8 @@ import secrets
 import smtplib
 import ssl
 import string
-from collections.abc import Iterator, Mapping
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
@@ -116,19 +117,21 @@ class EmailDestination:
     def deliver(self, payload: Payload) -> str | None:
         attach = payload.size <= self.max_attachment
         link = None if attach else _link(payload)
+        boundary = f"filerelay-{secrets.token_hex(12)}"
+        headers = self._headers(payload, boundary)
+        # Before connecting: a header that would break the message fails the delivery with nothing sent.
+        check_headers([*headers, ("Content-Type", _attachment_type(payload))])
         smtp = self._connect()
         try:
-            _send(smtp, f"smtp://{self.host}:{self.port}", self.sender, self.recipients, self._lines(payload, link))
+            lines = self._lines(payload, link, headers, boundary)
+            _send(smtp, f"smtp://{self.host}:{self.port}", self.sender, self.recipients, lines)
         finally:
             _hang_up(smtp)
         return None
 
-    def _lines(self, payload: Payload, link: tuple[str, dt.datetime] | None) -> Iterator[bytes]:
-        """The message, line by line (CRLF-terminated), the attachment read from staging as it goes."""
-        boundary = f"filerelay-{secrets.token_hex(12)}"
-        filename = payload.path.rsplit("/", 1)[-1] or "document"
-        values = {**payload.identity, "path": payload.path, "filename": filename}
-        headers = [
+    def _headers(self, payload: Payload, boundary: str) -> list[tuple[str, str]]:
+        values = _values(payload)
+        return [
             ("From", self.sender),
             ("To", ", ".join(self.recipients)),
             ("Subject", self.subject.format_map({k: values.get(k, "") for k in SUBJECT_FIELDS})),
@@ -137,13 +140,20 @@ class EmailDestination:
             ("MIME-Version", "1.0"),
             ("Content-Type", f'multipart/mixed; boundary="{boundary}"'),
         ]
+
+    def _lines(
+        self, payload: Payload, link: tuple[str, dt.datetime] | None, headers: list[tuple[str, str]], boundary: str
+    ) -> Iterator[bytes]:
+        """The message, line by line (CRLF-terminated), the attachment read from staging as it goes."""
+        values = _values(payload)
+        filename = values["filename"]
         # The policy folds long lines and encodes what is not ASCII (a subject with umlauts) as RFC 2047.
         yield "".join(email.policy.SMTP.fold(name, value) for name, value in headers).encode() + b"\r\n"
         yield f"--{boundary}\r\n".encode()
         yield b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
         yield from _base64_lines(_text_part(payload, values, link).encode())
         if link is None:
-            kind = payload.content_type.replace('"', "")
+            kind = _attachment_type(payload)
             yield f"--{boundary}\r\n".encode()
             yield f'Content-Type: {kind}; name="{_quoted(filename)}"\r\n'.encode()
             yield f'Content-Disposition: attachment; filename="{_quoted(filename)}"\r\n'.encode()
@@ -167,6 +177,33 @@ class EmailDestination:
 
     def holds(self, path: str, *, sha256: str, size: int) -> bool:
         return False  # a mailbox cannot be asked; the Message-ID lets a reader drop a repeat
+
+
+def _values(payload: Payload) -> dict[str, str]:
+    filename = payload.path.rsplit("/", 1)[-1] or "document"
+    return {**payload.identity, "path": payload.path, "filename": filename}
+
+
+def _attachment_type(payload: Payload) -> str:
+    return payload.content_type.replace('"', "")
+
+
+# C0 and C1 controls (CR, LF, NUL, TAB, NEL...) and the Unicode line and paragraph separators: each can
+# end a header line on the way to the wire (the header folding splits at any line boundary Python knows),
+# letting a document's values add headers (Bcc) or a body of their own.
+_CONTROL = frozenset({"Cc", "Zl", "Zp"})
+
+
+def check_headers(headers: Sequence[tuple[str, str]]) -> None:
+    """Refuse, for good, a message whose rendered headers hold a control character."""
+    for name, value in headers:
+        for position, char in enumerate(value):
+            if unicodedata.category(char) in _CONTROL:
+                raise DestinationError(
+                    f"the e-mail header {name} would hold the control character U+{ord(char):04X} at position "
+                    f"{position} (from the document's values): nothing was sent",
+                    retryable=False,
+                )
 
 
 def _hang_up(smtp: smtplib.SMTP) -> None:

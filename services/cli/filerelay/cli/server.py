@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
+from filerelay.cli.head_first import HeadFirstWorker
 from filerelay.logs import make_formatter
 from filerelay.metrics_dir import mark_process_dead, own_multiprocess_dir
 from filerelay.settings import Settings
@@ -53,8 +54,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
             {
                 "bind": f"{host}:{port}",
                 "workers": workers,
-                # Threads, so one slow SAP upload does not block the worker's other requests.
-                "worker_class": "gthread",
+                # Threads, so one slow SAP upload does not block the worker's other requests; gthread's,
+                # but a connection takes a thread only once its request head is complete (slow clients).
+                "worker_class": HeadFirstWorker,
                 "threads": threads,
                 "timeout": 120,
                 "graceful_timeout": 30,

@@ -13,6 +13,7 @@ from flask import Response, request
 from sqlalchemy.orm import Session
 
 from filerelay import certificates, content, documents, metrics, repositories
+from filerelay.api import served_content
 from filerelay.api.archivelink.multipart import MultipartWriter
 from filerelay.api.archivelink.protocol import (
     ArchiveLinkRequest,
@@ -376,12 +377,11 @@ def get(call: Call) -> Response:
         response.headers[name] = value
     if doc_prot is not None:
         response.headers["X-docProt"] = doc_prot
-    response.headers["X-Content-Type-Options"] = "nosniff"
     if _FILE_NAME.fullmatch(component.comp_id):
         # GOS attachments are components named like files (scan.tif); SAP's handler names the download
         # after them, and a browser opening a signed URL saves it under that name.
         response.headers["Content-Disposition"] = content_disposition(component.comp_id)
-    return response
+    return served_content.protect(response)
 
 
 def _content(rt: Runtime, session: Session, component: Document, start: int, length: int) -> Iterator[bytes]:
@@ -436,7 +436,12 @@ def doc_get(call: Call) -> Response:
     headers = _document_headers(document, len(components))
     headers |= {"X-contRep": repository.repo_id, "X-contentRep": repository.repo_id}
     response.headers.update(headers)
-    return response
+    # The parts carry the components as they are, but the answer as a whole is multipart/form-data,
+    # not inert: it goes as a download. SAP reads the body part by part and no header of the answer
+    # changes that; a browser never displays multipart/form-data anyway, so nothing is lost there.
+    # The parts' headers stay as SAP's handler sends them (a part's Content-Disposition would have to
+    # agree with its X-compId).
+    return served_content.protect(response)
 
 
 @command("delete", "GET", "DELETE")

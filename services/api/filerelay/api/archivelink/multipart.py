@@ -12,6 +12,11 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from filerelay.api.archivelink.protocol import ProtocolError
 
 READ_SIZE = 1024 * 1024
+# A request's parts and each part's header bytes are bounded: the parser hands header bytes over as they
+# arrive, and they are gathered until the line ends, so without a bound one endless header line (or
+# millions of empty parts, each a staging file and a row) grows the process with the body.
+MAX_PARTS = 100
+MAX_PART_HEADER_BYTES = 16 * 1024
 
 
 class PartHandler(Protocol):
@@ -32,17 +37,39 @@ def boundary_of(content_type: str | None) -> bytes:
     return boundary
 
 
+class _Bounds:
+    """Counts parts and the current part's header bytes as the parser reports them."""
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.bytes = 0
+
+    def part(self) -> None:
+        self.parts += 1
+        self.bytes = 0
+        if self.parts > MAX_PARTS:
+            raise ProtocolError(f"the request has more than {MAX_PARTS} parts")
+
+    def header_bytes(self, n: int) -> None:
+        self.bytes += n
+        if self.bytes > MAX_PART_HEADER_BYTES:
+            raise ProtocolError(f"part {self.parts} has more than {MAX_PART_HEADER_BYTES} bytes of headers")
+
+
 def read_parts(read: Callable[[int], bytes], content_type: str | None, handler: PartHandler) -> None:
     """Feed the body through the parser; the handler sees each part's headers, then its bytes in chunks."""
     headers: dict[str, str] = {}
     field: list[bytes] = []
     value: list[bytes] = []
     state = {"ended": False, "in_part": False}
+    bounds = _Bounds()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
+        bounds.header_bytes(end - start)
         field.append(data[start:end])
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
+        bounds.header_bytes(end - start)
         value.append(data[start:end])
 
     def on_header_end() -> None:
@@ -70,6 +97,7 @@ def read_parts(read: Callable[[int], bytes], content_type: str | None, handler: 
     parser = MultipartParser(
         boundary_of(content_type),
         {
+            "on_part_begin": bounds.part,
             "on_header_field": on_header_field,
             "on_header_value": on_header_value,
             "on_header_end": on_header_end,

@@ -344,6 +344,11 @@ def _backward(fp: Seekable, lo: int, hi: int, pattern: bytes, fold: bool, limit:
     return hits
 
 
+# search and attrSearch answer at most this many hits whatever numResults asks: the answer (and the list
+# behind it) must not grow with the component, e.g. 8 MiB of `a` searched for `a` is 8 million offsets.
+MAX_SEARCH_HITS = 10_000
+
+
 def search(
     fp: Seekable,
     size: int,
@@ -366,9 +371,10 @@ def search(
     start, end = _clamp(from_offset, size), _clamp(to_offset, size)
     fold = not case_sensitive
     needle = pattern.lower() if fold else pattern
+    limit = min(num_results, MAX_SEARCH_HITS)
     if start <= end:
-        return _forward(fp, start, end + 1, needle, fold, num_results, chunk_size)
-    return _backward(fp, end, start + 1, needle, fold, num_results, chunk_size)
+        return _forward(fp, start, end + 1, needle, fold, limit, chunk_size)
+    return _backward(fp, end, start + 1, needle, fold, limit, chunk_size)
 
 
 def format_search_result(offsets: Sequence[int]) -> bytes:
@@ -461,6 +467,7 @@ def attr_search(
     backward = 0 <= to_offset < from_offset
     lo, hi = (to_offset, from_offset) if backward else (from_offset, to_offset)
     wanted = [(p.position, p.position + p.length, p.value if case_sensitive else p.value.lower()) for p in patterns]
+    num_results = min(num_results, MAX_SEARCH_HITS)
     # Backwards, the last num_results lines in range are the answer: keep only those.
     hits: deque[tuple[int, int]] = deque(maxlen=num_results if backward else None)
     for line in lines:

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from werkzeug.wrappers.response import Response as BaseResponse
 
 from filerelay import audit, catalog, certificates, files, overview
+from filerelay.api import served_content
 from filerelay.api.console import chart, signin
 from filerelay.api.console.signin import page, person
 from filerelay.api.context import runtime
@@ -290,8 +291,7 @@ def download(owner: str, slug: str, document_id: str) -> Response:
         response = Response(body, content_type=files.media_type(document))
         response.headers["Content-Length"] = str(document.size_bytes)
         response.headers.set("Content-Disposition", "attachment", filename=files.filename(document))
-    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    return response
+    return served_content.protect(response)
 
 
 # --- destinations ------------------------------------------------------------------------------------

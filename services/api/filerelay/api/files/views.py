@@ -13,6 +13,7 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from filerelay import files
+from filerelay.api import served_content
 from filerelay.api.auth import requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
@@ -89,8 +90,7 @@ def get_content(owner: str, slug: str, file_id: str, token: str | None = None) -
         response = Response(body, content_type=files.media_type(document))
         response.headers["Content-Length"] = str(document.size_bytes)
         response.headers.set("Content-Disposition", "attachment", filename=files.filename(document))
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return served_content.protect(response)
 
 
 @blueprint.route("/<file_id>", methods=["PATCH"])
