@@ -27,7 +27,7 @@ from filerelay.db.models import Base
 from filerelay.db.session import make_engine, session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
-from tests.support.databases import scratch_database
+from tests.support.databases import TEST_ENCRYPTION_KEY, scratch_database
 from tests.support.s3server import S3Server, seaweedfs
 from tests.support.sapclient import SapClient
 
@@ -70,7 +70,13 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(home: Path, db_url: str, engine: Engine) -> Settings:
-    return Settings.from_env({"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": db_url})
+    return Settings.from_env(
+        {
+            "FILERELAY_HOME": str(home),
+            "FILERELAY_DATABASE_URL": db_url,
+            "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+        }
+    )
 
 
 @pytest.fixture
