@@ -63,7 +63,11 @@ def migrate() -> None:
     from filerelay.db.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url, settings=settings)
+    try:
+        # Migration 0008 encrypts the destination secrets written before it, with this process's keys.
+        upgrade(settings.database_url, settings=settings)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo("database schema is up to date")
 
 
@@ -83,6 +87,8 @@ def config_apply(file: Path) -> None:
         summary = apply_config(_settings(), file)
     except ConfigError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
+    except SettingsError as exc:  # the encryption keys the destination secrets are stored under
+        raise click.UsageError(str(exc)) from None
     click.echo(str(summary))
 
 
