@@ -148,8 +148,10 @@ def key_id_of(sealed: object) -> str:
             "run `filerelay migrate` to encrypt the rows written before encryption"
         )
     assert isinstance(sealed, str)
-    _, key_id, _ = sealed.split(":", 2)
-    return key_id
+    parts = sealed.split(":", 2)
+    if len(parts) != 3 or not parts[1]:
+        raise SecretsBoxError(f"a value marked {FORMAT} without a key id and ciphertext: it was altered")
+    return parts[1]
 
 
 def open_sealed(keyring: Keyring, sealed: object, *, purpose: str) -> dict[str, Any]:

@@ -61,6 +61,12 @@ def test_an_altered_value_or_one_from_another_column_does_not_open() -> None:
             open_sealed(keyring, wrong, purpose=purpose)
 
 
+@pytest.mark.parametrize("stored", ["fr1:", "fr1:abcd1234", "fr1::AAAA"])
+def test_a_truncated_value_is_refused(stored: str) -> None:
+    with pytest.raises(SecretsBoxError, match="without a key id and ciphertext"):
+        open_sealed(Keyring.from_texts([OLD]), stored, purpose=PURPOSE)
+
+
 @pytest.mark.parametrize("stored", [{"secret_access_key": "plain"}, {}, "plain text", None, 7])
 def test_a_value_that_is_not_sealed_is_refused_never_passed_through(stored: object) -> None:
     assert not is_sealed(stored)
