@@ -59,6 +59,9 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+KEY_ADVICE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
 def _key(environ: Mapping[str, str], name: str) -> str | None:
     """A signing key: absent, or one that cannot be guessed. A template's placeholder (`change-me…`) or a
     short word would let anyone who read the template forge what the key signs, so it stops the process
@@ -84,9 +87,6 @@ def _keys(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     if len(set(keys)) != len(keys):
         raise SettingsError(f"{name} lists the same key twice")
     return keys
-
-
-KEY_ADVICE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ class Settings:
     broker_polling_interval: float = 0.05
     # The web console's session cookie: signed with this key (every API replica must share it; without
     # it one is generated once under `home`), ended after this many idle minutes, and sent only over
-    # HTTPS when `cookie_secure` (set it behind TLS; the embedded default serves plain http on loopback).
+    # HTTPS when `cookie_secure` or the public URL is https (session_cookie_secure; the embedded default
+    # serves plain http on loopback).
     secret_key: str | None = field(default=None, repr=False)
     console_idle_minutes: int = 30
     cookie_secure: bool = False

@@ -379,17 +379,19 @@ def secrets_() -> None:
 def secrets_rotate(batch: int) -> None:
     """Re-encrypt every destination's secrets under the first of FILERELAY_ENCRYPTION_KEYS.
 
-    Put the new key first and keep the old one listed (every process must have both), run this, then drop
-    the old key. Idempotent: a second run re-encrypts nothing."""
+    To change keys with no moment where a process cannot open a row: list the new key second on every
+    process, then move it first, run this, then drop the old key. Idempotent: a second run re-encrypts
+    nothing."""
     from filerelay.db.sealed_rows import rotate
     from filerelay.db.types import keyring_of
     from filerelay.secrets_box import SecretsBoxError
 
     engine = _engine()
+    keyring = keyring_of(engine)
     try:
-        resealed = rotate(engine, keyring_of(engine), size=batch)
+        resealed = rotate(engine, keyring, size=batch)
     except SecretsBoxError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
-    click.echo(f"re-encrypted {resealed} destination(s) under key id {keyring_of(engine).primary.id}")
+    click.echo(f"re-encrypted {resealed} destination(s) under key id {keyring.primary.id}")
