@@ -21,10 +21,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import StatementError
 
 from filerelay.cli.main import main as cli
-from filerelay.db.models import AuditEvent, Destination
-from filerelay.db.session import make_engine, make_session_factory, read_scope
+from filerelay.db.models import AuditEvent, Destination, Workspace
+from filerelay.db.session import make_engine, make_session_factory, read_scope, session_scope
 from filerelay.runtime import Runtime
 from filerelay.secrets_box import Keyring, SecretsBoxError
 from tests.conftest import ADMIN_KEY
@@ -212,6 +213,28 @@ def test_a_wrong_or_missing_key_is_a_clear_error_never_plaintext(
             assert not any(value in str(caught.value) for value in values)
         with pytest.raises(SecretsBoxError, match="no encryption keys"):
             opened(keyless)
+        # Nor is a secret written in clear, and the error (bound for a log) does not carry it.
+        secret = fresh("neverwritten")
+        with pytest.raises(StatementError) as failed, session_scope(make_session_factory(keyless)) as session:
+            workspace = session.scalars(select(Workspace)).first()
+            assert workspace is not None
+            now = configured.clock.now()
+            session.add(
+                Destination(
+                    workspace_id=workspace.id,
+                    public_id="dest_keyless",
+                    name="x",
+                    kind="s3",
+                    settings={"bucket": "sealed-archive"},
+                    secrets={"secret_access_key": secret},
+                    path_template="/{doc_id}",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        assert isinstance(failed.value.orig, SecretsBoxError)
+        assert secret not in str(failed.value)
+        assert "dest_keyless" not in raw_secrets(configured.engine)
     finally:
         wrong.dispose()
         keyless.dispose()
