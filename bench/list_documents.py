@@ -29,7 +29,7 @@ from filerelay.delivery.sweep import sweep
 from filerelay.runtime import build_runtime
 from filerelay.settings import Settings
 from tests.support.console import sign_in
-from tests.support.databases import scratch_database
+from tests.support.databases import TEST_ENCRYPTION_KEY, scratch_database
 from tests.support.policy import LOOPBACK
 
 KEY = "fr_live_bench_0123456789abcdef"
@@ -138,7 +138,15 @@ def main() -> None:
     args = parser.parse_args()
     with scratch_database(args.database_url, prefix="filerelay_bench") as url:
         upgrade(url)
-        runtime = build_runtime(Settings.from_env({"FILERELAY_DATABASE_URL": url, "FILERELAY_HOME": "/tmp/fr-bench"}))
+        runtime = build_runtime(
+            Settings.from_env(
+                {
+                    "FILERELAY_DATABASE_URL": url,
+                    "FILERELAY_HOME": "/tmp/fr-bench",
+                    "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+                }
+            )
+        )
         with session_scope(runtime.sessions) as session:
             apply(session, load(CONFIG, {}), now=START, policy=LOOPBACK)
         started = time.perf_counter()

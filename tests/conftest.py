@@ -27,7 +27,7 @@ from filerelay.db.models import Base
 from filerelay.db.session import make_engine, session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
-from tests.support.databases import scratch_database
+from tests.support.databases import TEST_ENCRYPTION_KEY, scratch_database
 from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server, seaweedfs
 from tests.support.sapclient import SapClient
@@ -71,7 +71,13 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(home: Path, db_url: str, engine: Engine) -> Settings:
-    settings = Settings.from_env({"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": db_url})
+    settings = Settings.from_env(
+        {
+            "FILERELAY_HOME": str(home),
+            "FILERELAY_DATABASE_URL": db_url,
+            "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+        }
+    )
     return settings.with_overrides(operator_policy=LOOPBACK)
 
 

@@ -15,7 +15,7 @@ from filerelay.clock import SystemClock
 from filerelay.config_file import Summary, apply_file
 from filerelay.db.migrate import upgrade
 from filerelay.db.models import ApiKey, Role
-from filerelay.db.session import make_engine, make_session_factory, session_scope
+from filerelay.db.session import engine_for, make_session_factory, session_scope
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
 from filerelay.workspace_config import api_keys
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def apply_config(settings: Settings, path: Path) -> Summary:
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         with session_scope(make_session_factory(engine)) as session:
             return apply_file(session, path, now=SystemClock().now(), policy=settings.policy)
@@ -58,7 +58,7 @@ DEMO_KEY_NAME = "console-demo"
 def demo_admin_key(settings: Settings, *, now: dt.datetime) -> str | None:
     """A new admin key for the demo workspace, unless it already has a live one (a restart mints none)."""
     owner, slug = DEMO_WORKSPACE.split("/")
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         with session_scope(make_session_factory(engine)) as session:
             workspace = documents.find_workspace(session, owner=owner, slug=slug)
@@ -85,13 +85,13 @@ def demo_admin_key(settings: Settings, *, now: dt.datetime) -> str | None:
 
 def prepare(settings: Settings) -> Summary | None:
     """Migrate, apply FILERELAY_CONFIG if set, and clear uploads left by killed processes."""
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, settings=settings)
     summary = apply_config(settings, settings.config_file) if settings.config_file else None
     staging = settings.open_staging()
     removed = staging.purge_orphans()
     if removed:
         log.info("removed %d partial upload(s) left by a stopped process", removed)
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         with session_scope(make_session_factory(engine)) as session:
             released = release_unreferenced(session, staging)

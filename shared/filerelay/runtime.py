@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from filerelay.clock import Clock, SystemClock
-from filerelay.db.session import make_engine, make_session_factory
+from filerelay.db.session import engine_for, make_session_factory
 from filerelay.destinations.base import Clients
 from filerelay.file_links import FileLinks
 from filerelay.queue import Enqueuer, make_producer
@@ -37,7 +37,7 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     return Runtime(
         settings=settings,
         engine=engine,

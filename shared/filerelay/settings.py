@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from filerelay.policy import OperatorPolicy, PolicyError
+from filerelay.secrets_box import weakness
 
 if TYPE_CHECKING:
     from filerelay.delivery.rules import BreakerPolicy
@@ -59,6 +60,36 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+KEY_ADVICE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _key(environ: Mapping[str, str], name: str) -> str | None:
+    """A signing key: absent, or one that cannot be guessed. A template's placeholder (`change-me…`) or a
+    short word would let anyone who read the template forge what the key signs, so it stops the process
+    here, before it serves anything."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    reason = weakness(raw)
+    if reason:
+        raise SettingsError(f"{name} {reason}; {KEY_ADVICE}")
+    return raw
+
+
+def _keys(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated keys, each checked like a signing key; the reason names the key's place, never its
+    value."""
+    raw = [k.strip() for k in environ.get(name, "").split(",")]
+    keys = tuple(k for k in raw if k)
+    for number, key in enumerate(keys, start=1):
+        reason = weakness(key)
+        if reason:
+            raise SettingsError(f"{name}: key {number} of {len(keys)} {reason}; {KEY_ADVICE}")
+    if len(set(keys)) != len(keys):
+        raise SettingsError(f"{name} lists the same key twice")
+    return keys
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process needs to know about its surroundings; immutable once built."""
@@ -93,7 +124,8 @@ class Settings:
     broker_polling_interval: float = 0.05
     # The web console's session cookie: signed with this key (every API replica must share it; without
     # it one is generated once under `home`), ended after this many idle minutes, and sent only over
-    # HTTPS when `cookie_secure` (set it behind TLS; the embedded default serves plain http on loopback).
+    # HTTPS when `cookie_secure` or the public URL is https (session_cookie_secure; the embedded default
+    # serves plain http on loopback).
     secret_key: str | None = field(default=None, repr=False)
     console_idle_minutes: int = 30
     cookie_secure: bool = False
@@ -104,6 +136,10 @@ class Settings:
     # What workspaces' destinations may reach (folders, addresses, the installation's identity); see
     # `policy`. None: the defaults under `home`.
     operator_policy: OperatorPolicy | None = None
+    # Keys sealing destination secrets in the database (filerelay.secrets_box): the first seals, all open,
+    # so a new key goes first and the old one stays listed until `filerelay secrets rotate` has run. Empty:
+    # one is generated once under `home` (filerelay.encryption_keys), with the embedded database only.
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -131,12 +167,13 @@ class Settings:
             signature_clock_skew_seconds=_int(env, "FILERELAY_SIGNATURE_CLOCK_SKEW_SECONDS", 300),
             staging_s3_endpoint_url=env.get("FILERELAY_STAGING_S3_ENDPOINT_URL") or None,
             staging_s3_region=env.get("FILERELAY_STAGING_S3_REGION") or None,
-            secret_key=env.get("FILERELAY_SECRET_KEY") or None,
+            secret_key=_key(env, "FILERELAY_SECRET_KEY"),
             console_idle_minutes=_int(env, "FILERELAY_CONSOLE_IDLE_MINUTES", 30),
             cookie_secure=_bool(env, "FILERELAY_COOKIE_SECURE", False),
             public_url=env.get("FILERELAY_PUBLIC_URL") or None,
             file_link_seconds=_int(env, "FILERELAY_FILE_LINK_SECONDS", 3600),
             operator_policy=policy,
+            encryption_keys=_keys(env, "FILERELAY_ENCRYPTION_KEYS"),
         )
 
     def open_staging(self) -> StagingStore:
@@ -154,6 +191,17 @@ class Settings:
         from filerelay.delivery.rules import BreakerPolicy
 
         return BreakerPolicy(failures=self.breaker_failures, cooldown_seconds=self.breaker_cooldown_seconds)
+
+    @property
+    def session_cookie_secure(self) -> bool:
+        """Whether the console's cookie travels over HTTPS only: when asked, and always when the public
+        URL is https (a browser reaching the console over TLS must never send the session in clear)."""
+        return self.cookie_secure or (self.public_url or "").lower().startswith("https://")
+
+    @property
+    def embedded_database(self) -> bool:
+        """The database is the SQLite file of one host (the default under `home`), not a shared server."""
+        return self.database_url.startswith("sqlite")
 
     @property
     def embedded_broker(self) -> bool:
@@ -191,6 +239,8 @@ class Settings:
             env["FILERELAY_PUBLIC_URL"] = self.public_url
         if self.secret_key:
             env["FILERELAY_SECRET_KEY"] = self.secret_key
+        if self.encryption_keys:
+            env["FILERELAY_ENCRYPTION_KEYS"] = ",".join(self.encryption_keys)
         if self.staging_s3_endpoint_url:
             env["FILERELAY_STAGING_S3_ENDPOINT_URL"] = self.staging_s3_endpoint_url
         if self.staging_s3_region:

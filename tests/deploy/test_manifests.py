@@ -13,6 +13,7 @@ import functools
 import importlib.resources
 import json
 import re
+import secrets
 import shlex
 import socket
 from collections.abc import Iterator, Mapping
@@ -32,7 +33,7 @@ from filerelay.api.ops import blueprint as ops_blueprint
 from filerelay.cli.main import main as cli
 from filerelay.config_file import load as load_config
 from filerelay.queue import KINDS, celery_config, queue_name
-from filerelay.settings import Settings
+from filerelay.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -47,7 +48,9 @@ NOT_RESOURCES = {"kustomization.yaml", "secret.example.yaml"}
 # Without these, a process falls back to an embedded default that only works on one host (SQLite, a broker
 # in folders, staging on local disk): see test_the_defaults_of_the_required_variables_are_single_host_ones.
 PRODUCTION_REQUIRED = ("FILERELAY_DATABASE_URL", "FILERELAY_BROKER_URL", "FILERELAY_STAGING_URL")
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|_KEY$|CERTIFICATE")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|_KEYS?$|CERTIFICATE")
+# The keys FileRelay itself refuses as long as they are the templates' placeholders (filerelay.settings).
+REFUSED_PLACEHOLDERS = ("FILERELAY_SECRET_KEY", "FILERELAY_ENCRYPTION_KEYS")
 URL_PASSWORD = re.compile(r"://[^/@\s]*:([^@/\s]+)@")
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(?::?[-?])[^}]*)?\}")
 CONFIG_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -720,9 +723,38 @@ def test_every_process_names_its_database_broker_and_shared_staging(
     assert not missing, f"{where} leaves {missing} to their single-host defaults"
     # API and worker pods on different hosts must see the same staged bytes.
     assert env["FILERELAY_STAGING_URL"].startswith("s3://"), where
-    settings = Settings.from_env(env)
+    # A database server: every process seals and opens destination secrets with the keys it is given (it
+    # refuses to generate one of its own), and signs sessions with the shared key.
+    assert all(env.get(name) for name in REFUSED_PLACEHOLDERS), f"{where} lacks {REFUSED_PLACEHOLDERS}"
+    settings = Settings.from_env(filled_in(env))
     assert settings.database_url.startswith("postgresql")
     assert settings.broker_url.startswith("redis://")
+    assert settings.encryption_keys
+
+
+def filled_in(env: Mapping[str, str]) -> dict[str, str]:
+    """The template's environment once its keys are replaced as its comments say (a generated token)."""
+    return {**env, **{name: secrets.token_urlsafe(32) for name in REFUSED_PLACEHOLDERS if name in env}}
+
+
+@pytest.mark.parametrize("process", filerelay_processes(), ids=lambda p: p[0].replace(" ", "_"))
+def test_no_template_ships_a_key_that_would_be_accepted(process: tuple[str, list[str], dict[str, str]]) -> None:
+    """Started from a template as shipped, a process refuses: whoever copies it without generating keys
+    gets no console whose sessions anyone who read the template could forge."""
+    _, _, env = process
+    for name in REFUSED_PLACEHOLDERS:
+        if name not in env:
+            continue
+        with pytest.raises(SettingsError, match=rf"^{name}\b.*(placeholder|bytes long)"):
+            Settings.from_env({**filled_in(env), name: env[name]})
+
+
+def test_the_templates_say_how_to_generate_the_keys() -> None:
+    for template in (ENV_EXAMPLE, ROOT / "k8s" / "secret.example.yaml"):
+        text = template.read_text()
+        for name in REFUSED_PLACEHOLDERS:
+            assert name in text, f"{template.name} does not set {name}"
+        assert "secrets.token_urlsafe(32)" in text, f"{template.name} does not say how to generate a key"
 
 
 # ------------------------------------------------------------------------------------------ (e) the image

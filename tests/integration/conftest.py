@@ -22,6 +22,7 @@ from filerelay.config_file import apply, load
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.redis_db import claim_url
 from tests.support.s3server import S3Server
@@ -117,6 +118,7 @@ def make_relay(
             {
                 "FILERELAY_HOME": str(tmp_path / "home"),
                 "FILERELAY_DATABASE_URL": db_url,
+                "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
                 "FILERELAY_BROKER_URL": REDIS_URL,
                 "FILERELAY_LEASE_SECONDS": str(lease_seconds),
                 "FILERELAY_SWEEP_INTERVAL_SECONDS": "1",

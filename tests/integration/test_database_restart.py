@@ -19,6 +19,7 @@ from filerelay.db.migrate import upgrade
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.private_servers import PrivatePostgres, private_postgres
 from tests.support.sapclient import SapClient
@@ -40,9 +41,11 @@ workspaces:
 @contextmanager
 def api_on(pg: PrivatePostgres, home: Path) -> Iterator[SapClient]:
     url = pg.create_database("relay")
-    settings = Settings.from_env({"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": url})
+    settings = Settings.from_env(
+        {"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": url, "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY}
+    )
     settings = settings.with_overrides(operator_policy=LOOPBACK)
-    upgrade(url)
+    upgrade(url, settings=settings)
     runtime: Runtime = build_runtime(settings)
     with session_scope(runtime.sessions) as session:
         apply(session, load(CONFIG % (home / "out"), {}), now=SystemClock().now(), policy=LOOPBACK)

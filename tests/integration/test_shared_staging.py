@@ -20,7 +20,9 @@ from filerelay.clock import SystemClock
 from filerelay.config_file import apply, load
 from filerelay.db.models import Document
 from filerelay.db.session import make_engine, make_session_factory, session_scope
+from filerelay.secrets_box import Keyring
 from tests.integration.conftest import REDIS_URL, relay_config, wait_until
+from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.processes import free_port, wait_ready
 from tests.support.s3server import S3Server
@@ -65,7 +67,7 @@ def test_two_apis_and_two_workers_share_s3_staging(
     for bucket in (staging_bucket, archive_bucket):
         s3.client().create_bucket(Bucket=bucket)
     out = tmp_path / "out"
-    engine_ = make_engine(db_url)
+    engine_ = make_engine(db_url, keyring=Keyring.from_texts([TEST_ENCRYPTION_KEY]))
     cleanup.callback(engine_.dispose)  # a pooled connection left open warns when collected
     session_factory = make_session_factory(engine_)
     with session_scope(session_factory) as session:
@@ -81,6 +83,8 @@ def test_two_apis_and_two_workers_share_s3_staging(
             **os.environ,
             "FILERELAY_HOME": str(tmp_path / name),  # nothing shared on disk between "hosts"
             "FILERELAY_DATABASE_URL": db_url,
+            # Hosts that share nothing share the key, as they share the database.
+            "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
             "FILERELAY_BROKER_URL": REDIS_URL,
             "FILERELAY_STAGING_URL": f"s3://{staging_bucket}/filerelay",
             "FILERELAY_STAGING_S3_ENDPOINT_URL": s3.endpoint,

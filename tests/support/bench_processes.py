@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.processes import wait_ready
 
 
@@ -29,6 +30,7 @@ def clean_environ(**extra: str) -> dict[str, str]:
     """This process's environment without any FILERELAY_* setting the caller's shell may have, plus `extra`:
     a benchmark says exactly what each server gets."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FILERELAY_")}
+    env["FILERELAY_ENCRYPTION_KEYS"] = TEST_ENCRYPTION_KEY  # every server of a benchmark opens the same secrets
     env.update(extra)
     return env
 

@@ -10,6 +10,10 @@ from contextlib import contextmanager
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+# The key the tests' and benchmarks' processes seal destination secrets with (FILERELAY_ENCRYPTION_KEYS):
+# with a database server it must be given, and every process sharing one database needs the same.
+TEST_ENCRYPTION_KEY = "tk_4gR9xQ2mZ7vL1pW8sN3bC6yH0jD5fK2e"
+
 
 @contextmanager
 def scratch_database(server_url: str, prefix: str = "filerelay_test") -> Iterator[str]:

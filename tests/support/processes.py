@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from tests.support.databases import TEST_ENCRYPTION_KEY
+
 CONFIG = """
 workspaces:
   - owner: acme
@@ -72,6 +74,7 @@ def environment(home: Path, database_url: str, **extra: str) -> dict[str, str]:
         **os.environ,
         "FILERELAY_HOME": str(home),
         "FILERELAY_DATABASE_URL": database_url,
+        "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
         "FILERELAY_CONFIG": str(config),
         "OUT_DIR": str(home / "out"),
         **extra,

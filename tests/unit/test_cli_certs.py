@@ -14,11 +14,18 @@ from filerelay.cli import main
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from tests.api.test_certificates import certificate
+from tests.support.databases import TEST_ENCRYPTION_KEY
 
 
 @pytest.fixture
 def run(configured: Runtime, db_url: str, tmp_path: Path) -> CliRunner:
-    return CliRunner(env={"FILERELAY_DATABASE_URL": db_url, "FILERELAY_HOME": str(tmp_path / "home")})
+    return CliRunner(
+        env={
+            "FILERELAY_DATABASE_URL": db_url,
+            "FILERELAY_HOME": str(tmp_path / "home"),
+            "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+        }
+    )
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -11,7 +12,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+if TYPE_CHECKING:
+    from filerelay.settings import Settings
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The process's Settings, for migrations that need more than the URL (0008 seals rows with its keys).
+SETTINGS = "filerelay_settings"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -22,8 +28,19 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str, revision: str = "head", *, settings: Settings | None = None) -> None:
+    """Without `settings`, a migration that needs them reads them from the environment (Settings.from_env)."""
+    config = alembic_config(database_url)
+    if settings is not None:
+        config.attributes[SETTINGS] = settings
+    command.upgrade(config, revision)
+
+
+def downgrade(database_url: str, revision: str, *, settings: Settings | None = None) -> None:
+    config = alembic_config(database_url)
+    if settings is not None:
+        config.attributes[SETTINGS] = settings
+    command.downgrade(config, revision)
 
 
 @functools.cache

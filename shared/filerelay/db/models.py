@@ -24,7 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
 
-from filerelay.db.types import UTCDateTime
+from filerelay.db import sealed_rows
+from filerelay.db.types import SealedJSON, UTCDateTime
 
 
 def new_id(prefix: str) -> str:
@@ -137,8 +138,9 @@ class Destination(Base):
     name: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Write-only: never returned by any API.
-    secrets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Write-only: never returned by any API. Sealed at rest (AES-GCM, FILERELAY_ENCRYPTION_KEYS): the
+    # database holds ciphertext, the model a plain dict.
+    secrets: Mapped[dict[str, Any]] = mapped_column(SealedJSON(sealed_rows.PURPOSE), default=dict)
     path_template: Mapped[str] = mapped_column(String(512))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     max_retries: Mapped[int | None]

@@ -6,12 +6,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from filerelay.db.types import attach_keyring
+
+if TYPE_CHECKING:
+    from filerelay.secrets_box import Keyring
+    from filerelay.settings import Settings
 
 READ_ONLY = "filerelay_read_only"
 
@@ -38,18 +44,32 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, keyring: Keyring | None = None, **kwargs: Any) -> Engine:
+    """An engine for `url`; with `keyring`, it reads and writes sealed columns (Destination.secrets).
+    Without, touching one raises: migrations and tools that never need the secrets run without keys."""
+    # An error's message never lists the statement's parameters: they may be a secret on its way to
+    # being sealed, or a document's metadata, and such messages end up in logs.
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
-        return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    engine = create_engine(url, **kwargs)
-    _wait_for_the_server(engine, CONNECT_WAIT_SECONDS)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_engine(url, **kwargs)
+        _wait_for_the_server(engine, CONNECT_WAIT_SECONDS)
+    if keyring is not None:
+        attach_keyring(engine, keyring)
     return engine
+
+
+def engine_for(settings: Settings, **kwargs: Any) -> Engine:
+    """The process's engine: its database, with its encryption keys (filerelay.encryption_keys)."""
+    from filerelay.encryption_keys import encryption_keyring
+
+    return make_engine(settings.database_url, keyring=encryption_keyring(settings), **kwargs)
 
 
 # How long a new connection waits for a database that refuses it (restarting, failing over) before the

@@ -18,6 +18,7 @@ from filerelay.release import VERSION
 from filerelay.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
 
@@ -26,6 +27,21 @@ def _settings() -> Settings:
         return Settings.from_env()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _serving_settings() -> Settings:
+    """The settings of a long-running process (api, worker, sweeper, up), refused before anything starts
+    when a key is missing or unusable: better no service than one whose sessions can be forged or whose
+    destination secrets no other process can open. On the embedded database this generates the
+    encryption key under FILERELAY_HOME once, before any child process races for it."""
+    from filerelay.encryption_keys import encryption_keyring
+
+    settings = _settings()
+    try:
+        encryption_keyring(settings)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    return settings
 
 
 def _logging() -> None:
@@ -49,7 +65,11 @@ def migrate() -> None:
     from filerelay.db.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url)
+    try:
+        # Migration 0008 encrypts the destination secrets written before it, with this process's keys.
+        upgrade(settings.database_url, settings=settings)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo("database schema is up to date")
 
 
@@ -69,6 +89,8 @@ def config_apply(file: Path) -> None:
         summary = apply_config(_settings(), file)
     except ConfigError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
+    except SettingsError as exc:  # the encryption keys the destination secrets are stored under
+        raise click.UsageError(str(exc)) from None
     click.echo(str(summary))
 
 
@@ -81,8 +103,9 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
     """Run the HTTP service (ArchiveLink, REST, operations) under gunicorn."""
     from filerelay.cli.server import serve
 
+    settings = _serving_settings()
     _logging()
-    serve(_settings(), host=host, port=port, workers=workers, threads=threads)
+    serve(settings, host=host, port=port, workers=workers, threads=threads)
 
 
 def _queues(value: str) -> list[str]:
@@ -120,8 +143,8 @@ def worker(queues: str, concurrency: int, pool: str, metrics_port: int | None) -
     from filerelay.metrics_dir import own_multiprocess_dir
     from filerelay.queue import queue_name
 
+    settings = _serving_settings()
     _logging()
-    settings = _settings()
     names = ",".join(queue_name(k) for k in _queues(queues))
     # The shared metrics folder must be set before anything imports prometheus_client (the worker app does).
     with own_multiprocess_dir(settings.home) if metrics_port else contextlib.nullcontext():
@@ -157,8 +180,9 @@ def sweeper(once: bool) -> None:
     """Run the sweeper: due retries, lost messages, expired leases, TTL failures, staging purge."""
     from filerelay.worker.sweeper import run_forever
 
+    settings = _serving_settings()
     _logging()
-    run_forever(_settings(), once=once)
+    run_forever(settings, once=once)
 
 
 @main.command()
@@ -168,17 +192,28 @@ def up(host: str, port: int) -> None:
     """Everything in one go on embedded defaults: migrate, apply FILERELAY_CONFIG, API, worker, sweeper."""
     from filerelay.cli.supervisor import run_up
 
+    settings = _serving_settings()
     _logging()
-    sys.exit(run_up(_settings(), host=host, port=port))
+    sys.exit(run_up(settings, host=host, port=port))
+
+
+def _engine() -> Engine:
+    """The configured database, with its encryption keys; a missing or unusable key as a usage error."""
+    from filerelay.db.session import engine_for
+
+    try:
+        return engine_for(_settings())
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @contextmanager
 def _database() -> Iterator[Session]:
     """One unit of work on the configured database; the shared core's errors as command-line errors."""
-    from filerelay.db.session import make_engine, make_session_factory, session_scope
+    from filerelay.db.session import make_session_factory, session_scope
     from filerelay.workspace_config.common import ConfigurationError
 
-    engine = make_engine(_settings().database_url)
+    engine = _engine()
     try:
         with session_scope(make_session_factory(engine)) as session:
             yield session
@@ -334,3 +369,31 @@ def certs_activate(repo: str, fingerprint: str, workspace: str | None) -> None:
 def certs_revoke(repo: str, fingerprint: str, workspace: str | None) -> None:
     """Stop trusting the certificate with FINGERPRINT for repository REPO."""
     _switch_certificate(repo, fingerprint, workspace, active=False)
+
+
+@main.group("secrets")
+def secrets_() -> None:
+    """Destination secrets, sealed in the database under FILERELAY_ENCRYPTION_KEYS."""
+
+
+@secrets_.command("rotate")
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(min=1), help="Rows per transaction.")
+def secrets_rotate(batch: int) -> None:
+    """Re-encrypt every destination's secrets under the first of FILERELAY_ENCRYPTION_KEYS.
+
+    To change keys with no moment where a process cannot open a row: list the new key second on every
+    process, then move it first, run this, then drop the old key. Idempotent: a second run re-encrypts
+    nothing."""
+    from filerelay.db.sealed_rows import rotate
+    from filerelay.db.types import keyring_of
+    from filerelay.secrets_box import SecretsBoxError
+
+    engine = _engine()
+    keyring = keyring_of(engine)
+    try:
+        resealed = rotate(engine, keyring, size=batch)
+    except SecretsBoxError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"re-encrypted {resealed} destination(s) under key id {keyring.primary.id}")

@@ -30,7 +30,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_PATH="/ui/",  # never sent to the REST API or ArchiveLink
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
         # Flask checks the signature's age on every request and re-signs the cookie on each one: an idle
         # session expires on the server's clock, not the browser's.
         PERMANENT_SESSION_LIFETIME=dt.timedelta(minutes=settings.console_idle_minutes),
@@ -38,7 +38,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         # Only the console's forms are checked (below); the REST API and ArchiveLink authenticate every request.
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
-        WTF_CSRF_SSL_STRICT=settings.cookie_secure,
+        WTF_CSRF_SSL_STRICT=settings.session_cookie_secure,
     )
     csrf.init_app(app)
     app.register_blueprint(blueprint)
