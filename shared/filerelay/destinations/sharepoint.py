@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
 from filerelay.policy import OperatorPolicy
@@ -45,6 +45,7 @@ _RESERVED = frozenset(
     {"con", "prn", "aux", "nul", "desktop.ini"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
 )
 _VTI = re.compile(r"_vti_", re.IGNORECASE)
+_PEM_KEY = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.DOTALL)
 _COLUMN_SOURCE = re.compile(r"^(doc_id|repo_id|comp_id|content_type|meta\.[A-Za-z0-9_.-]+)$")
 
 
@@ -54,9 +55,11 @@ class SharePointSettings(Schema):
     tenant_id = fields.String(load_default=None)
     client_id = fields.String(load_default=None)
     thumbprint = fields.String(load_default=None, validate=validate.Regexp(r"^[0-9A-Fa-f]{40}$"))
-    # PEM text of the private key (and certificate), or a path to such a file.
+    # PEM text of the app's private key (its certificate may follow), stored with the secrets. Never a
+    # path: a workspace's settings name nothing on the host (it could name any key file there).
     certificate = fields.String(load_default=None)
-    certificate_path = fields.String(load_default=None)
+    # Accepted once; named only to say what replaced it.
+    certificate_path = fields.Raw(allow_none=True, load_only=True)
     # For emulators and local testing only: a fixed bearer token instead of the certificate flow.
     access_token = fields.String(load_default=None)
     # SharePoint column name → document field (doc_id, repo_id, comp_id, content_type, meta.NAME).
@@ -66,16 +69,40 @@ class SharePointSettings(Schema):
         load_default=dict,
     )
 
+    @validates("certificate_path")
+    def _no_path(self, value: Any, **_: Any) -> None:
+        if value is not None:
+            raise ValidationError(
+                "a file on FileRelay's host is no longer accepted: give the PEM private key inline as `certificate`"
+            )
+
+    @validates("certificate")
+    def _certificate(self, value: str | None, **_: Any) -> None:
+        if value is not None:
+            private_key_pem(value)
+
     @validates_schema
     def _credentials(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("access_token"):
+        if data.get("access_token") or data.get("certificate_path"):
             return
-        needed = ["tenant_id", "client_id", "thumbprint"]
+        needed = ["tenant_id", "client_id", "thumbprint", "certificate"]
         missing = [n for n in needed if not data.get(n)]
-        if not (data.get("certificate") or data.get("certificate_path")):
-            missing.append("certificate or certificate_path")
         if missing:
             raise ValidationError(f"certificate auth needs {', '.join(missing)} (or access_token for an emulator)")
+
+
+def private_key_pem(text: str) -> None:
+    """`text` holds an unencrypted PEM private key (its certificate may be beside it): what MSAL signs
+    the client assertion with."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    found = _PEM_KEY.search(text)
+    if found is None:
+        raise ValidationError("certificate is the PEM text of a private key (-----BEGIN PRIVATE KEY-----), not a path")
+    try:
+        load_pem_private_key(found.group(0).encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"certificate holds no unencrypted PEM private key: {exc}") from None
 
 
 def clean_name(segment: str, *, folder: bool = False, library_root: bool = False) -> str:
@@ -170,12 +197,18 @@ class SharePointDestination:
             ctx = ctx.with_access_token(lambda: {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
         else:
             certificate = self.secrets.get("certificate")
-            options: dict[str, Any] = {"thumbprint": self.settings["thumbprint"]}
-            if certificate:
-                options["private_key"] = certificate
-            else:
-                options["cert_path"] = self.settings["certificate_path"]
-            ctx = ctx.with_client_certificate(self.settings["tenant_id"], self.settings["client_id"], **options)
+            if not certificate:
+                # A destination stored when a path on the host was accepted: never opened any more.
+                raise DestinationError(
+                    "no certificate: give the PEM private key inline as `certificate` (a path is no longer accepted)",
+                    retryable=False,
+                )
+            ctx = ctx.with_client_certificate(
+                self.settings["tenant_id"],
+                self.settings["client_id"],
+                thumbprint=self.settings["thumbprint"],
+                private_key=certificate,
+            )
         # The library's default read timeout is unbounded; a stuck request must not hold a worker forever.
         ctx = ctx.with_transport(timeout=(10, 300))
         _fetch_digest_once(ctx.pending_request())
@@ -425,5 +458,6 @@ KIND = register(
         schema=SharePointSettings,
         build=build,
         secret_fields=frozenset({"certificate", "access_token"}),
+        location_fields=frozenset({"site_url", "library"}),
     )
 )
