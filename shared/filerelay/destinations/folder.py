@@ -45,7 +45,8 @@ def outside_roots(root: str, roots: tuple[Path, ...]) -> str | None:
         return f"root {root!r} cannot be resolved: {exc}"
     # /proc/self is the process reading it: a path through it names different files for the API and a
     # worker, and its entries (environ, fd/N, root) are the process itself, never a place for documents.
-    if resolved.parts[:2] == ("/", "proc"):
+    # Looked at before resolving too: /proc/self/root/srv resolves to /srv, /proc/self/cwd to the cwd.
+    if Path(os.path.normpath(given)).parts[:2] == ("/", "proc") or resolved.parts[:2] == ("/", "proc"):
         return f"root {root!r} is in /proc"
     if any(resolved == allowed or resolved.is_relative_to(allowed) for allowed in roots):
         return None
