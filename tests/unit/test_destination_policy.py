@@ -173,7 +173,7 @@ def test_gcs_without_a_key_of_its_own_is_refused_unless_allowed() -> None:
     kind = get_kind("gcs")
     with pytest.raises(ValidationError) as refused:
         kind.validate({"bucket": "docs"}, STRICT)
-    [reason] = refused.value.messages["credentials_json"]  # type: ignore[call-overload,index]
+    [reason] = refused.value.messages["credentials_json"]  # type: ignore[call-overload]
     assert "FILERELAY_ALLOW_AMBIENT_CREDENTIALS=true" in reason
     assert kind.validate({"bucket": "docs"}, AMBIENT) == (
         {"bucket": "docs", "endpoint_url": None},
