@@ -1200,7 +1200,7 @@ def app_certificate() -> str:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "filerelay-test")])
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # nothing checks its validity
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -1208,7 +1208,7 @@ def app_certificate() -> str:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
         .sign(key, hashes.SHA256())
     )
     pem_key = key.private_bytes(
