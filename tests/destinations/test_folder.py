@@ -87,3 +87,56 @@ def test_a_killed_attempt_s_temporary_file_is_cleared_by_the_next(tmp_path: Path
     other.write_bytes(b"half")
     client.deliver(payload("/Z1/x[1].pdf"))
     assert sorted(p.name for p in (tmp_path / "Z1").iterdir()) == [".y.pdf.0badc0de.part", "x[1].pdf"]
+
+
+# --- the operator's roots, checked again whenever the client acts -------------------------------------
+
+
+def test_a_root_replaced_by_a_symlink_to_outside_is_refused_at_every_use(tmp_path: Path) -> None:
+    roots = ((tmp_path / "roots").resolve(),)
+    (tmp_path / "roots" / "team").mkdir(parents=True)
+    (tmp_path / "theirs").mkdir()
+    client = FolderClient(str(tmp_path / "roots" / "team"), roots)
+    client.deliver(payload("/x.pdf"))
+    sha = hashlib.sha256(DATA).hexdigest()
+
+    (tmp_path / "roots" / "team").rename(tmp_path / "roots" / "team-moved")
+    (tmp_path / "roots" / "team").symlink_to(tmp_path / "theirs")
+    (tmp_path / "theirs" / "x.pdf").write_bytes(DATA)  # even the very bytes: they are not where they were
+
+    for use in (
+        lambda: client.deliver(payload("/y.pdf")),
+        lambda: client.read("/x.pdf"),
+        lambda: client.read_checked("/x.pdf", sha256=sha, size=len(DATA)),
+        lambda: client.holds("/x.pdf", sha256=sha, size=len(DATA)),
+        client.check,
+    ):
+        with pytest.raises(DestinationError, match=r"^refused: root .* is outside the operator's folder roots") as info:
+            use()
+        assert info.value.retryable is False
+    assert sorted(p.name for p in (tmp_path / "theirs").iterdir()) == ["x.pdf"]
+
+
+def test_a_root_that_resolves_elsewhere_inside_the_roots_is_refused_too(tmp_path: Path) -> None:
+    # Still inside the roots, but not the directory this client was built for (another team's, say).
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    client = FolderClient(str(tmp_path / "a"), ROOTS)
+    (tmp_path / "a").rmdir()
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    with pytest.raises(DestinationError, match=f"now resolves to {tmp_path / 'b'}"):
+        client.deliver(payload("/x.pdf"))
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_a_checked_read_serves_only_the_delivered_bytes(tmp_path: Path) -> None:
+    client = FolderClient(str(tmp_path), ROOTS)
+    client.deliver(payload("/r.pdf"))
+    sha = hashlib.sha256(DATA).hexdigest()
+    assert b"".join(client.read_checked("/r.pdf", sha256=sha, size=len(DATA))) == DATA
+    assert b"".join(client.read_checked("/r.pdf", sha256=sha, size=len(DATA), start=7, length=3)) == DATA[7:10]
+    for other in (DATA[:-1] + b"\0", DATA + b"\0", b""):
+        (tmp_path / "r.pdf").write_bytes(other)
+        with pytest.raises(DestinationError, match="is not the delivered document") as info:
+            client.read_checked("/r.pdf", sha256=sha, size=len(DATA))
+        assert info.value.retryable is False
