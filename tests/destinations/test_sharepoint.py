@@ -24,7 +24,7 @@ from filerelay.db.models import Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.destinations import get_kind, sharepoint
-from filerelay.destinations.base import DestinationError, Payload
+from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
 from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
@@ -770,3 +770,18 @@ def test_an_upload_that_lost_its_lease_stops_and_leaves_nothing_behind(
     assert service.run(runtime, delivery_id, rand=lambda: 0.5)
     assert sp.files[f"{LIBRARY}/Z1/INV-11.pdf"] == data
     assert len(sp.statuses("FinishUpload")) == 1
+
+
+def test_read_back_serves_only_the_delivered_bytes(sp: Emulator) -> None:
+    data = b"%PDF delivered " * 100
+    target = destination(sp)
+    target.deliver(payload(data, "/Z1/x.pdf"))
+    sha = hashlib.sha256(data).hexdigest()
+    got = read_verified(target, "/Z1/x.pdf", sha256=sha, size=len(data), start=4, length=9)
+    assert b"".join(got) == data[4:13]
+    assert len(sp.statuses(match="/$value")) == 1  # the check costs no second download
+    # Edited in SharePoint after its delivery (a new version, the same size): refused, nothing served.
+    sp.files["/sites/team/Shared Documents/Z1/x.pdf"] = data[:-1] + b"!"
+    with pytest.raises(DestinationError, match="is not the delivered document") as refused:
+        read_verified(target, "/Z1/x.pdf", sha256=sha, size=len(data))
+    assert refused.value.retryable is False

@@ -379,9 +379,37 @@ class SharePointDestination:
             )
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        return _range(self._spooled(path), start, length)
+
+    def read_checked(
+        self, path: str, *, sha256: str, size: int, start: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        """The file, spooled whole as every read is, hashed from the spool before any of it is served:
+        one download (where `holds` and then `read` would be two), and the bytes checked are the bytes
+        streamed."""
+        spool = self._spooled(path)
+        try:
+            digest, seen = hashlib.sha256(), 0
+            spool.seek(0)
+            while chunk := spool.read(CHUNK_SIZE):
+                digest.update(chunk)
+                seen += len(chunk)
+        except BaseException:
+            spool.close()
+            raise
+        if (seen, digest.hexdigest()) != (size, sha256):
+            spool.close()
+            raise DestinationError(
+                f"{path} in {self.library!r} is not the delivered document (it changed since: size or sha256 differ)",
+                retryable=False,
+            )
+        return _range(spool, start, length)
+
+    def _spooled(self, path: str) -> Any:
+        """The file at `path`, downloaded to a temporary file (on disk past one chunk); the caller closes it."""
         folder_path, name = self._server_path(path)
         ctx = self._context()
-        spool = tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE)  # noqa: SIM115 - closed by the generator
+        spool = tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE)  # noqa: SIM115 - the caller closes it
         try:
             ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}").download_session(
                 spool, chunk_size=CHUNK_SIZE
@@ -390,7 +418,7 @@ class SharePointDestination:
         except BaseException:
             spool.close()
             raise
-        return _range(spool, start, length)
+        return spool
 
     def check(self) -> None:
         # By URL, as deliveries address it: a library's title differs from its URL name (the default
