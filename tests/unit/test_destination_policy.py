@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from marshmallow import ValidationError
 
 from filerelay.destinations import REGISTRY
@@ -18,6 +16,7 @@ from filerelay.destinations.folder import outside_roots
 from filerelay.destinations.s3 import credentials_problem
 from filerelay.destinations.sharepoint import private_key_pem
 from filerelay.policy import OperatorPolicy
+from tests.support.sharepoint_emulator import app_certificate
 
 # --- folder roots -----------------------------------------------------------------------------------
 
@@ -184,26 +183,22 @@ def test_gcs_without_a_key_of_its_own_is_refused_unless_allowed() -> None:
 # --- SharePoint's key -------------------------------------------------------------------------------
 
 
-def pem_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
 def test_a_pem_private_key_is_taken_with_or_without_its_certificate_beside_it() -> None:
-    key = pem_key()
-    private_key_pem(key)
-    private_key_pem("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" + key)
+    pem = app_certificate()  # the key, then its certificate
+    private_key_pem(pem)
+    certificate_first = pem.index("-----BEGIN CERTIFICATE-----")
+    private_key_pem(pem[certificate_first:] + pem[:certificate_first])
 
 
 @pytest.mark.parametrize(
-    ("text", "says"),
+    "text",
     [
-        ("/etc/filerelay/sharepoint.pem", "not a path"),
-        ("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n", "no unencrypted PEM private key"),
+        "/etc/filerelay/sharepoint.pem",
+        "file:///etc/filerelay/sharepoint.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",  # the certificate without its key
+        "-----BEGIN PRIVATE KEY-----\nMIIE\n",  # cut short
     ],
 )
-def test_anything_but_a_pem_private_key_is_refused(text: str, says: str) -> None:
-    with pytest.raises(ValidationError, match=says):
+def test_anything_but_a_pem_private_key_is_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="not a path"):
         private_key_pem(text)
