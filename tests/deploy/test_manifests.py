@@ -723,7 +723,7 @@ def test_the_folder_roots_set_hold_the_folder_destinations_configured() -> None:
 
 
 def test_the_folder_roots_check_catches_a_destination_outside_them() -> None:
-    where, text, env = applied_configs()[0]
+    _, text, env = applied_configs()[0]
     outside = {**env, "FILERELAY_FOLDER_ROOTS": "/somewhere/else"}
     data = load_config(text, outside)
     [folder] = [d for w in data["workspaces"] for d in w["destinations"] if d["kind"] == "folder"]
