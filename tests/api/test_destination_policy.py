@@ -244,10 +244,15 @@ def test_a_copy_replaced_on_disk_is_never_served_once_staging_is_purged(
     ranged = sap.get(DOC, "data", fromOffset="0", toOffset="3")
     assert ranged.status == 409
     assert b"%PDF" not in ranged.body
+    browser = http_sign_in(server, UI, ADMIN_KEY)
+    download = browser.get(f"{UI}/documents/{document_id}/content")
+    assert download.status_code == 409
+    assert replacement not in download.content
 
     # The original bytes back in place: served again (the check is of the bytes, not a verdict kept).
     copy.write_bytes(PDF)
     assert content(server, document_id).content == PDF
+    assert browser.get(f"{UI}/documents/{document_id}/content").content == PDF
     assert sap.get(DOC, "data", fromOffset="9", toOffset="12").body == PDF[9:13]
 
 
