@@ -11,7 +11,7 @@ import pytest
 from marshmallow import ValidationError
 
 from filerelay.destinations import REGISTRY
-from filerelay.destinations.base import get_kind, location_change
+from filerelay.destinations.base import DestinationError, build_client, get_kind, location_change
 from filerelay.destinations.folder import outside_roots
 from filerelay.destinations.s3 import credentials_problem
 from filerelay.destinations.sharepoint import private_key_pem
@@ -178,6 +178,22 @@ def test_gcs_without_a_key_of_its_own_is_refused_unless_allowed() -> None:
         {"bucket": "docs", "endpoint_url": None},
         {"credentials_json": None},
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings"),
+    [
+        ("s3", {"bucket": "docs", "endpoint_url": "http://127.0.0.1:9"}),
+        ("gcs", {"bucket": "docs", "endpoint_url": None}),
+    ],
+)
+def test_a_stored_cloud_destination_without_credentials_is_never_built_under_a_strict_policy(
+    kind: str, settings: dict[str, object]
+) -> None:
+    # A row stored before the policy, or by hand: refused before any client exists (no request is made).
+    with pytest.raises(DestinationError, match="FILERELAY_ALLOW_AMBIENT_CREDENTIALS=true") as refused:
+        build_client(kind, settings, {}, STRICT)
+    assert refused.value.retryable is False
 
 
 # --- SharePoint's key -------------------------------------------------------------------------------
