@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 import requests
+from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from filerelay.cli import main
 from filerelay.config_file import ConfigError, apply, load
 from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
@@ -127,6 +129,29 @@ def test_a_config_file_with_a_root_outside_the_roots_is_refused_and_changes_noth
         "acme/production: destination dest_folder: settings.root: root '/proc/self' is in /proc"
     )
     assert call(server, "GET", "/destinations/dest_folder").json()["data"]["settings"] == {"root": str(out)}
+
+
+def test_config_apply_on_the_command_line_answers_the_reason(
+    configured: Runtime, server: str, db_url: str, tmp_path: Path, out: Path, elsewhere: Path
+) -> None:
+    config = tmp_path / "filerelay.yaml"
+    config.write_text(CONFIG)
+    environ = {
+        "FILERELAY_DATABASE_URL": db_url,
+        "FILERELAY_HOME": str(tmp_path / "cli-home"),
+        "FILERELAY_FOLDER_ROOTS": str(out),  # as the operator set it for every process
+        "ADMIN_KEY": ADMIN_KEY,
+        "S3_SECRET": "s3cr3t",
+    }
+    refused = CliRunner(env={**environ, "OUT_DIR": str(elsewhere)}).invoke(main, ["config", "apply", str(config)])
+    assert refused.exit_code == 1
+    assert "destination dest_folder: settings.root:" in refused.output
+    assert "is outside the operator's folder roots" in refused.output
+    assert call(server, "GET", "/destinations/dest_folder").json()["data"]["settings"] == {"root": str(out)}
+
+    applied = CliRunner(env={**environ, "OUT_DIR": str(out / "cli")}).invoke(main, ["config", "apply", str(config)])
+    assert applied.exit_code == 0, applied.output
+    assert call(server, "GET", "/destinations/dest_folder").json()["data"]["settings"] == {"root": str(out / "cli")}
 
 
 # --- refused when used: the world changed after the settings were written ----------------------------
