@@ -92,6 +92,8 @@ AZURITE = (
     ("kind", "before", "after", "moved"),
     [
         ("folder", {"root": "/a"}, {"root": "/b"}, ["root"]),
+        ("folder", {"root": "/srv/out"}, {"root": "/srv/out/"}, []),
+        ("folder", {"root": "/srv/out"}, {"root": "/srv/./out"}, []),
         ("s3", {"bucket": "b1", "endpoint_url": None}, {"bucket": "b2", "endpoint_url": None}, ["bucket"]),
         ("s3", {"bucket": "b1"}, {"bucket": "b1", "endpoint_url": "http://other:9000"}, ["endpoint_url"]),
         ("s3", {"bucket": "b1", "region": "us-east-1"}, {"bucket": "b1", "region": "eu-west-1"}, []),

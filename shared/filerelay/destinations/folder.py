@@ -177,12 +177,24 @@ class FolderClient:
             raise DestinationError(f"{self.root} is not writable")
 
 
+def location(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The root as a path: `/srv/out/` and `/srv/out` are the same folder (a link resolved elsewhere is
+    refused at every use, so the text is what says where the copies are)."""
+    root = values.get("root")
+    return {"root": os.path.normpath(root) if root else None}
+
+
 def build(settings: Mapping[str, Any], _secrets: Mapping[str, Any], policy: OperatorPolicy) -> FolderClient:
     return FolderClient(settings["root"], policy.folder_roots)
 
 
 KIND = register(
     DestinationKind(
-        name="folder", schema=FolderSettings, build=build, admit=admit_root, location_fields=frozenset({"root"})
+        name="folder",
+        schema=FolderSettings,
+        build=build,
+        admit=admit_root,
+        location_fields=frozenset({"root"}),
+        locate=location,
     )
 )
