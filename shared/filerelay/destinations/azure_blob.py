@@ -49,6 +49,8 @@ class AzureBlobSettings(Schema):
 
     @validates_schema
     def _credentials(self, data: Mapping[str, Any], **_: Any) -> None:
+        # Always credentials of the destination's own: there is no path to the installation's identity
+        # (no DefaultAzureCredential, managed or workload identity), whatever the operator's policy says.
         if data.get("connection_string"):
             return
         if not data.get("account_url"):
