@@ -337,6 +337,23 @@ def test_no_setting_names_a_file_on_the_host(settings: dict[str, str], field: st
     assert says in " ".join(messages[field])
 
 
+def test_a_destination_stored_with_a_certificate_path_is_mended_by_giving_the_key_inline() -> None:
+    stored = {
+        "site_url": "https://c.sharepoint.com/sites/t",
+        "tenant_id": "t",
+        "client_id": "c",
+        "thumbprint": "A" * 40,
+    }
+    stored["certificate_path"] = "/etc/filerelay/app.pem"
+    pem = app_certificate()
+    # What a PATCH merges over the stored settings: the key given, the path cleared.
+    settings, secrets = get_kind("sharepoint").validate(
+        {**stored, "certificate": pem, "certificate_path": None}, LOOPBACK
+    )
+    assert settings.get("certificate_path") is None
+    assert secrets["certificate"] == pem
+
+
 def test_a_destination_stored_with_a_certificate_path_never_opens_it(tmp_path: Path) -> None:
     key = tmp_path / "app.pem"
     key.write_text(app_certificate())

@@ -73,7 +73,8 @@ class SharePointSettings(Schema):
     def _no_path(self, value: Any, **_: Any) -> None:
         if value is not None:
             raise ValidationError(
-                "a file on FileRelay's host is no longer accepted: give the PEM private key inline as `certificate`"
+                "a file on FileRelay's host is no longer accepted: give the PEM private key inline as `certificate` "
+                "(and certificate_path: null)"
             )
 
     @validates("certificate")
