@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 export FILERELAY_CONFIG="${FILERELAY_CONFIG:-examples/demo.yaml}"
+# The demo's folder destination writes to $FILERELAY_HOME/out, the one folder root it allows.
+export FILERELAY_HOME="${FILERELAY_HOME:-$PWD/var}"
+export FILERELAY_FOLDER_ROOTS="${FILERELAY_FOLDER_ROOTS:-$FILERELAY_HOME/out}"
 exec .venv/bin/filerelay up "$@"

@@ -221,7 +221,13 @@ def _apply_workspace(
         )
         summary.note(change, f"api key {key['name']}")
     for body in ws["destinations"]:
-        change = destinations.put_destination(session, workspace_id=workspace.id, values=body, now=now, policy=policy)
+        try:
+            change = destinations.put_destination(
+                session, workspace_id=workspace.id, values=body, now=now, policy=policy
+            )
+        except ConfigurationError as exc:
+            # Which entry of which workspace: a policy's refusal names only the setting.
+            raise ConfigError(f"{label}: destination {body['id']}: {exc}") from None
         summary.note(change, f"destination {body['id']}")
     for body in ws["repositories"]:
         # The file states the wiring completely: routes not listed are removed.

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from filerelay.db.models import Delivery, DeliveryStatus, Document
 from filerelay.delivery.paths import path_for
-from filerelay.destinations.base import Clients, DestinationError, get_kind
+from filerelay.destinations.base import Clients, DestinationError, get_kind, read_verified
 from filerelay.staging import CHUNK_SIZE, StagingError, StagingStore
 
 log = logging.getLogger(__name__)
@@ -115,16 +115,26 @@ def read_back(
     session: Session, document: Document, start: int, length: int, clients: Clients
 ) -> Iterator[bytes] | None:
     """The document's bytes from the first destination that delivered its current content and can
-    be read (staging was purged). None when no destination can give them back."""
+    be read (staging was purged), and still holds exactly them (its size and sha256). None when no
+    destination can give them back: a copy replaced since its delivery is never served."""
     if length == 0:
         return iter(())
     for delivery in document.deliveries:
         if not _current_copy(document, delivery):
             continue
         destination = delivery.destination
+        if not get_kind(destination.kind).readable:
+            continue
         try:
             client = clients.get(destination.kind, destination.settings, destination.secrets)
-            chunks = client.read(delivery.path or path_for(document, destination), start, length)
+            chunks = read_verified(
+                client,
+                delivery.path or path_for(document, destination),
+                sha256=document.sha256,
+                size=document.size_bytes,
+                start=start,
+                length=length,
+            )
             first = next(chunks, b"")
         except (DestinationError, NotImplementedError) as exc:
             log.warning("cannot read %s back from %s: %s", document.id, destination.public_id, exc)

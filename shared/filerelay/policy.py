@@ -59,6 +59,17 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     raise PolicyError(f"{name} must be true or false, got {raw!r}")
 
 
+def ambient_refused(kind: str, own: str) -> str:
+    """Why a cloud destination without credentials of its own is refused: it would act as the
+    installation, whose identity reaches the staging store and whatever else the operator's keys or role
+    reach, for every workspace."""
+    return (
+        f"give {own}: without credentials of its own, the {kind} destination would act as this installation "
+        "(its environment keys, instance or pod role), which the operator allows only with "
+        "FILERELAY_ALLOW_AMBIENT_CREDENTIALS=true"
+    )
+
+
 @dataclass(frozen=True)
 class OperatorPolicy:
     # Directories a folder destination's root must lie inside (after resolving symlinks).

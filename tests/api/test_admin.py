@@ -140,9 +140,13 @@ def test_patch_without_secrets_keeps_them_and_a_new_secret_replaces_them(
     ok(call(client, "PATCH", "/destinations/dest_s3prod", {"settings": {"secret_access_key": NEW_SECRET}}))
     assert stored_secrets(configured, "dest_s3prod") == {"secret_access_key": NEW_SECRET}
 
-    # An optional secret set to null is no longer set.
-    cleared = ok(call(client, "PATCH", "/destinations/dest_s3prod", {"settings": {"secret_access_key": None}}))
-    assert cleared["secrets_set"] == []
+    # A secret set to null is no longer set: here that leaves half a key pair, which is refused.
+    cleared = call(client, "PATCH", "/destinations/dest_s3prod", {"settings": {"secret_access_key": None}})
+    assert cleared.status_code == 400
+    assert cleared.get_json()["errors"][0]["detail"] == (
+        "settings.secret_access_key: give both access_key_id and secret_access_key"
+    )
+    assert stored_secrets(configured, "dest_s3prod") == {"secret_access_key": NEW_SECRET}
 
 
 def test_secrets_appear_in_no_response(client: FlaskClient) -> None:

@@ -25,10 +25,12 @@ FILE_ADMIN = "fr_live_file_admin_0123456789abcdef"
 API_ADMIN = "fr_live_api_admin_0123456789abcdef"
 ROBOT_KEY = "fr_live_robot_0123456789abcdef"
 
+# Under the tests' folder roots (the system's temporary directory): nothing is written there.
+OUT = str(LOOPBACK.folder_roots[0] / "filerelay-config-paths" / "out")
 RETRY = {"max_retries": 2, "ttl": "6h", "backoff_base": "10s", "backoff_max": "5m"}
 # Every kind, some with their own retry settings, secrets included.
 DESTINATIONS: list[dict[str, Any]] = [
-    {"id": "d_folder", "name": "Folder", "kind": "folder", "settings": {"root": "/srv/out"}, "max_retries": 0},
+    {"id": "d_folder", "name": "Folder", "kind": "folder", "settings": {"root": OUT}, "max_retries": 0},
     {
         "id": "d_s3",
         "name": "S3",

@@ -34,6 +34,8 @@ from filerelay.cli.main import main as cli
 from filerelay.config_file import load as load_config
 from filerelay.queue import KINDS, celery_config, queue_name
 from filerelay.settings import Settings, SettingsError
+from filerelay.workspace_config.common import InvalidInput
+from filerelay.workspace_config.destinations import destination_columns
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -663,9 +665,11 @@ def test_a_wrong_command_is_caught() -> None:
         resolve(["serve"])
 
 
-def test_the_config_file_applied_is_mounted_and_valid() -> None:
+def applied_configs() -> list[tuple[str, str, dict[str, str]]]:
+    """(where, the config file's text, the environment) of every `config apply` the files run."""
     applies = [(where, args, env) for where, args, env in filerelay_processes() if args[:2] == ["config", "apply"]]
     assert {where.split()[0] for where, _, _ in applies} == {"docker-compose.yml", "k8s"}
+    found = []
     for where, args, env in applies:
         target = Path(args[2])
         if where.startswith("docker-compose.yml"):
@@ -679,9 +683,55 @@ def test_the_config_file_applied_is_mounted_and_valid() -> None:
             (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(target.parent)]
             (volume,) = [v for v in job["volumes"] if v["name"] == mount["name"]]
             text = k8s_sources()["ConfigMap", volume["configMap"]["name"]][target.name]
+        found.append((where, text, env))
+    return found
+
+
+def test_the_config_file_applied_is_mounted_and_valid() -> None:
+    for where, text, env in applied_configs():
         missing = {name for value in strings(yaml.safe_load(text)) for name in CONFIG_REF.findall(value)} - set(env)
         assert not missing, f"{where}: the config refers to unset variables {sorted(missing)}"
         load_config(text, env)  # the real parser and validation of `config apply`, without a database
+
+
+def folder_mounts(where: str) -> list[str]:
+    """Where the folder worker of docker-compose.yml or k8s mounts storage."""
+    if where == "docker-compose.yml":
+        return [v.split(":")[1] for v in compose()["services"]["worker-folder"].get("volumes", [])]
+    pod = named("Deployment", "filerelay-worker-folder")["spec"]["template"]
+    return [m["mountPath"] for c in all_containers(pod) for m in c.get("volumeMounts", [])]
+
+
+def test_the_folder_roots_set_hold_the_folder_destinations_configured() -> None:
+    """`config apply` admits the file's destinations under the policy its environment sets (as it does
+    when it runs): its folder roots hold the folder destinations, and lie on the folder worker's storage,
+    and every process of the installation has the same roots (the API reads copies back under them)."""
+    for where, text, env in applied_configs():
+        policy = Settings.from_env(env).policy
+        assert env.get("FILERELAY_FOLDER_ROOTS"), f"{where}: FILERELAY_FOLDER_ROOTS left to its default"
+        folders = 0
+        for workspace in load_config(text, env)["workspaces"]:
+            for destination in workspace["destinations"]:
+                destination_columns(destination, policy)  # what `config apply` checks before it stores
+                folders += destination["kind"] == "folder"
+        assert folders, f"{where}: no folder destination to check"
+        installation = where.split()[0]
+        mounts = [Path(m) for m in folder_mounts(installation)]
+        for root in policy.folder_roots:
+            assert any(root.is_relative_to(m) for m in mounts), f"{where}: {root} is on no volume of the worker"
+        for other, _, other_env in filerelay_processes():
+            if other.split()[0] == installation:
+                assert other_env.get("FILERELAY_FOLDER_ROOTS") == env["FILERELAY_FOLDER_ROOTS"], other
+        assert not policy.allow_ambient_credentials, f"{where}: a multi-team installation allows ambient credentials"
+
+
+def test_the_folder_roots_check_catches_a_destination_outside_them() -> None:
+    _, text, env = applied_configs()[0]
+    outside = {**env, "FILERELAY_FOLDER_ROOTS": "/somewhere/else"}
+    data = load_config(text, outside)
+    [folder] = [d for w in data["workspaces"] for d in w["destinations"] if d["kind"] == "folder"]
+    with pytest.raises(InvalidInput, match="outside the operator's folder roots"):
+        destination_columns(folder, Settings.from_env(outside).policy)
 
 
 # ---------------------------------------------------------------------------- (d) the environment they set

@@ -195,15 +195,19 @@ def test_a_missing_bucket_fails_at_once_with_the_reason(runtime: Runtime, engine
 
 def test_addressing_style_is_a_setting_for_s3_compatible_stores(s3: S3Server, bucket: str) -> None:
     kind = s3_destination.KIND
-    settings, _ = kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint, "addressing_style": "path"}, LOOPBACK)
+    keys = {"access_key_id": "AK", "secret_access_key": "SK"}
+    settings, _ = kind.validate(
+        {"bucket": bucket, "endpoint_url": s3.endpoint, "addressing_style": "path", **keys}, LOOPBACK
+    )
 
     def style(settings: dict[str, object]) -> object:
-        return s3_destination.S3Destination(settings, {}).client.meta.config.s3  # type: ignore[attr-defined]
+        destination = s3_destination.S3Destination(settings, {"secret_access_key": "SK"})
+        return destination.client.meta.config.s3  # type: ignore[attr-defined]
 
     assert style(settings) == {"addressing_style": "path"}
-    aws, _ = kind.validate({"bucket": bucket, "addressing_style": "virtual"}, LOOPBACK)
+    aws, _ = kind.validate({"bucket": bucket, "addressing_style": "virtual", **keys}, LOOPBACK)
     assert style(aws) == {"addressing_style": "virtual"}
-    assert style(kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint}, LOOPBACK)[0]) == {
+    assert style(kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint, **keys}, LOOPBACK)[0]) == {
         "addressing_style": "path"
     }
     # Path style, as configured, reaches the S3-compatible server's bucket.

@@ -4,11 +4,12 @@ them, and the errors that tell the caller to try the next destination."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 import pytest
 
-from filerelay.destinations.base import Client, DestinationError, build_client
+from filerelay.destinations.base import Client, DestinationError, build_client, read_verified
 from filerelay.destinations.s3 import CHUNK
 from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server
@@ -75,3 +76,15 @@ def test_check_fails_for_a_missing_bucket_and_for_a_wrong_secret(s3: S3Server, b
         client(s3, "no-such-bucket-here").check()
     with pytest.raises(DestinationError, match=rf"bucket {bucket} is not usable: .*\(HTTP 403\)"):
         client(s3, bucket, secret="not-the-secret").check()
+
+
+def test_read_back_serves_only_an_object_with_the_delivered_size_and_sha256(s3: S3Server, bucket: str) -> None:
+    sha = hashlib.sha256(BODY).hexdigest()
+    # Written by someone else (the fixture's plain PUT): no sha256 of FileRelay's beside it.
+    with pytest.raises(DestinationError, match="is not the delivered document") as refused:
+        read_verified(client(s3, bucket), "/Z1/DOC1.pdf", sha256=sha, size=len(BODY), start=0, length=10)
+    assert refused.value.retryable is False
+    # As a delivery stores it: served.
+    s3.client().put_object(Bucket=bucket, Key="Z1/DOC1.pdf", Body=BODY, Metadata={"sha256": sha})
+    got = read_verified(client(s3, bucket), "/Z1/DOC1.pdf", sha256=sha, size=len(BODY), start=5, length=10)
+    assert b"".join(got) == BODY[5:15]

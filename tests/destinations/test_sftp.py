@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from filerelay.clock import FrozenClock
 from filerelay.delivery import service
 from filerelay.destinations import sftp
-from filerelay.destinations.base import DestinationError, Payload
+from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.runtime import Runtime
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
 from tests.support.documents import delivery
@@ -208,3 +208,22 @@ def test_the_password_and_key_are_secrets(server: SftpServer) -> None:
     assert "private_key" not in settings
     assert secrets == {"password": PASSWORD, "private_key": key}
     assert public_line(server.host_key) == settings["host_key"]
+
+
+def test_read_back_serves_only_the_delivered_bytes(server: SftpServer) -> None:
+    # Over a chunk, so the check and the ranged read both cross chunk boundaries on the one handle.
+    data = sized(2 * sftp.CHUNK + 5)
+    sha = hashlib.sha256(data).hexdigest()
+    target = client(server)
+    target.deliver(
+        Payload(open=lambda: io.BytesIO(data), size=len(data), sha256=sha, content_type="x/y", path="/Z1/DOC1.pdf")
+    )
+    for start, length in [(0, None), (sftp.CHUNK - 2, 7), (len(data) - 3, None)]:
+        got = b"".join(read_verified(target, "/Z1/DOC1.pdf", sha256=sha, size=len(data), start=start, length=length))
+        assert got == data[start : None if length is None else start + length]
+
+    # Replaced on the server after its delivery (another writer, the same size): refused, nothing served.
+    (server.root / "inbox" / "Z1" / "DOC1.pdf").write_bytes(data[:-1] + b"\0")
+    with pytest.raises(DestinationError, match="is not the delivered document") as refused:
+        next(read_verified(target, "/Z1/DOC1.pdf", sha256=sha, size=len(data), start=0, length=4))
+    assert refused.value.retryable is False

@@ -11,6 +11,7 @@ import re
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -23,13 +24,13 @@ from filerelay.db.models import Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.destinations import get_kind, sharepoint
-from filerelay.destinations.base import DestinationError, Payload
+from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
 from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
 from tests.support.documents import accept, attempts, delivery, stage
 from tests.support.policy import LOOPBACK
-from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
+from tests.support.sharepoint_emulator import Emulator, app_certificate, sharepoint_emulator
 
 LIBRARY = "/sites/team/Shared Documents"
 
@@ -303,22 +304,69 @@ def test_check_finds_a_library_whose_title_differs_from_its_url(sp: Emulator) ->
 
 def test_settings_need_certificate_auth_unless_a_static_token_is_given() -> None:
     kind = get_kind("sharepoint")
-    with pytest.raises(ValidationError, match="tenant_id, client_id, thumbprint, certificate or certificate_path"):
+    with pytest.raises(ValidationError, match="tenant_id, client_id, thumbprint, certificate"):
         kind.validate({"site_url": "https://contoso.sharepoint.com/sites/team"}, LOOPBACK)
-    settings, secrets = kind.validate(
-        {
-            "site_url": "https://contoso.sharepoint.com/sites/team",
-            "tenant_id": "t",
-            "client_id": "c",
-            "thumbprint": "A" * 40,
-            "certificate": "-----BEGIN PRIVATE KEY-----...",
-        },
-        LOOPBACK,
-    )
+    pem = app_certificate()
+    app = {
+        "site_url": "https://contoso.sharepoint.com/sites/team",
+        "tenant_id": "t",
+        "client_id": "c",
+        "thumbprint": "A" * 40,
+    }
+    settings, secrets = kind.validate({**app, "certificate": pem}, LOOPBACK)
     assert "certificate" not in settings
-    assert secrets == {"certificate": "-----BEGIN PRIVATE KEY-----...", "access_token": None}
+    assert secrets == {"certificate": pem, "access_token": None}
     _, secrets = kind.validate({"site_url": "http://127.0.0.1:1/sites/t", "access_token": "tok"}, LOOPBACK)
     assert secrets["access_token"] == "tok"
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "says"),
+    [
+        ({"certificate_path": "/etc/filerelay/app.pem"}, "certificate_path", "give the PEM private key inline"),
+        ({"certificate": "/etc/filerelay/app.pem"}, "certificate", "not a path"),
+        ({"certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"}, "certificate", "not a path"),
+    ],
+)
+def test_no_setting_names_a_file_on_the_host(settings: dict[str, str], field: str, says: str) -> None:
+    app = {"site_url": "https://c.sharepoint.com/sites/t", "tenant_id": "t", "client_id": "c", "thumbprint": "A" * 40}
+    with pytest.raises(ValidationError) as refused:
+        get_kind("sharepoint").validate({**app, **settings}, LOOPBACK)
+    messages = refused.value.messages
+    assert isinstance(messages, dict)
+    assert says in " ".join(messages[field])
+
+
+def test_a_destination_stored_with_a_certificate_path_is_mended_by_giving_the_key_inline() -> None:
+    stored = {
+        "site_url": "https://c.sharepoint.com/sites/t",
+        "tenant_id": "t",
+        "client_id": "c",
+        "thumbprint": "A" * 40,
+    }
+    stored["certificate_path"] = "/etc/filerelay/app.pem"
+    pem = app_certificate()
+    # What a PATCH merges over the stored settings: the key given, the path cleared.
+    settings, secrets = get_kind("sharepoint").validate(
+        {**stored, "certificate": pem, "certificate_path": None}, LOOPBACK
+    )
+    assert settings.get("certificate_path") is None
+    assert secrets["certificate"] == pem
+
+
+def test_a_destination_stored_with_a_certificate_path_never_opens_it(tmp_path: Path) -> None:
+    key = tmp_path / "app.pem"
+    key.write_text(app_certificate())
+    settings = {
+        "site_url": "https://c.sharepoint.com/sites/t",
+        "tenant_id": "t",
+        "client_id": "c",
+        "thumbprint": "A" * 40,
+        "certificate_path": str(key),
+    }
+    with pytest.raises(DestinationError, match="give the PEM private key inline") as refused:
+        SharePointDestination(settings, {}).check()
+    assert refused.value.retryable is False
 
 
 # --- upload sessions: documents larger than one chunk (a small chunk here, the same code path) --------
@@ -739,3 +787,18 @@ def test_an_upload_that_lost_its_lease_stops_and_leaves_nothing_behind(
     assert service.run(runtime, delivery_id, rand=lambda: 0.5)
     assert sp.files[f"{LIBRARY}/Z1/INV-11.pdf"] == data
     assert len(sp.statuses("FinishUpload")) == 1
+
+
+def test_read_back_serves_only_the_delivered_bytes(sp: Emulator) -> None:
+    data = b"%PDF delivered " * 100
+    target = destination(sp)
+    target.deliver(payload(data, "/Z1/x.pdf"))
+    sha = hashlib.sha256(data).hexdigest()
+    got = read_verified(target, "/Z1/x.pdf", sha256=sha, size=len(data), start=4, length=9)
+    assert b"".join(got) == data[4:13]
+    assert len(sp.statuses(match="/$value")) == 1  # the check costs no second download
+    # Edited in SharePoint after its delivery (a new version, the same size): refused, nothing served.
+    sp.files["/sites/team/Shared Documents/Z1/x.pdf"] = data[:-1] + b"!"
+    with pytest.raises(DestinationError, match="is not the delivered document") as refused:
+        read_verified(target, "/Z1/x.pdf", sha256=sha, size=len(data))
+    assert refused.value.retryable is False

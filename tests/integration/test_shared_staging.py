@@ -91,6 +91,8 @@ def test_two_apis_and_two_workers_share_s3_staging(
             "AWS_ACCESS_KEY_ID": s3.access_key,
             "AWS_SECRET_ACCESS_KEY": s3.secret_key,
             "FILERELAY_SWEEP_INTERVAL_SECONDS": "1",
+            # The folder destination writes to `out`, beside the homes: the operator's roots allow it.
+            **LOOPBACK.environ(),
         }
 
     def start(name: str, *args: str) -> subprocess.Popen[bytes]:

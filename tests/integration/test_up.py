@@ -58,7 +58,7 @@ def _up_once(tmp_path: Path, home: Path, port: int) -> str:
     proc = subprocess.Popen(
         [sys.executable, "-m", "filerelay.cli", "up", "--port", str(port)],
         env=env,
-        cwd=tmp_path,  # the demo's folder destination writes under ./var/out
+        cwd=tmp_path,  # the demo writes under $FILERELAY_HOME/out, whatever the working directory
         start_new_session=True,
         stdout=subprocess.PIPE,
         text=True,

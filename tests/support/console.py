@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import requests
 from flask.testing import FlaskClient
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -21,3 +23,31 @@ def sign_in(client: FlaskClient, key: str, workspace: str = "acme/production") -
     login = f"/ui/{workspace}/login"
     token = csrf_token(client, login)
     return client.post(login, data={"api_key": key, "csrf_token": token}).status_code
+
+
+class Browser:
+    """A signed-in console session against a real server over HTTP: its cookies, its forms' CSRF tokens."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.session = requests.Session()
+
+    def get(self, page: str) -> requests.Response:
+        return self.session.get(self.server + page, timeout=30)
+
+    def post(self, page: str, data: dict[str, Any]) -> requests.Response:
+        return self.session.post(self.server + page, data=data, timeout=30, allow_redirects=False)
+
+    def csrf(self, page: str) -> str:
+        found = TOKEN.search(self.get(page).text)
+        assert found is not None, f"no form on {page}"
+        return found[1]
+
+
+def http_sign_in(server: str, ui: str, key: str) -> Browser:
+    """`ui`: the workspace's console, e.g. /ui/acme/production."""
+    browser = Browser(server)
+    login = f"{ui}/login"
+    reply = browser.post(login, {"api_key": key, "csrf_token": browser.csrf(login)})
+    assert reply.status_code == 302, reply.text
+    return browser

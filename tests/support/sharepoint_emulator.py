@@ -1186,3 +1186,32 @@ def sharepoint_emulator(site: str = "team", token: str = "test-token") -> Iterat
         server.close_connections()
         server.server_close()
         thread.join(timeout=5)
+
+
+def app_certificate() -> str:
+    """What an admin pastes as a SharePoint destination's `certificate`: the Entra app's PEM private key
+    followed by its self-signed certificate (the emulator takes a token instead; nothing signs with it)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "filerelay-test")])
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # nothing checks its validity
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return (pem_key + certificate.public_bytes(serialization.Encoding.PEM)).decode()

@@ -352,7 +352,9 @@ def test_load_returns_defaults_durations_and_split_secrets() -> None:
 
 # --- apply against a real database -----------------------------------------------------------------
 
-ENV = {"ADMIN_KEY": ADMIN_KEY, "MEMBER_KEY": MEMBER_KEY, "S3_SECRET": S3_SECRET, "OUT_DIR": "/srv/filerelay/out"}
+# Under the tests' folder roots (the system's temporary directory): nothing is written there.
+OUT_DIR = str(LOOPBACK.folder_roots[0] / "filerelay" / "out")
+ENV = {"ADMIN_KEY": ADMIN_KEY, "MEMBER_KEY": MEMBER_KEY, "S3_SECRET": S3_SECRET, "OUT_DIR": OUT_DIR}
 
 BASE: dict[str, Any] = {
     "workspaces": [
@@ -453,7 +455,7 @@ def test_apply_creates_everything(engine: Engine, runtime: Runtime) -> None:
         assert all(k.workspace_id == workspace.id and k.revoked_at is None for k in keys.values())
         destinations = {d.public_id: d for d in session.scalars(select(Destination))}
         assert {i: d.kind for i, d in destinations.items()} == {"dest_folder": "folder", "dest_s3prod": "s3"}
-        assert destinations["dest_folder"].settings == {"root": "/srv/filerelay/out"}
+        assert destinations["dest_folder"].settings == {"root": OUT_DIR}
         assert destinations["dest_folder"].path_template == "/{repo_id}/{doc_id}_{comp_id}{ext}"
         assert destinations["dest_s3prod"].name == "S3 Production Archive"
         assert destinations["dest_s3prod"].enabled is True

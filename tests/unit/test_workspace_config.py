@@ -48,7 +48,7 @@ def s3(**settings: object) -> dict[str, object]:
         "id": "dest_unit",
         "name": "Unit S3",
         "kind": "s3",
-        "settings": {"bucket": "unit-bucket", "secret_access_key": SECRET, **settings},
+        "settings": {"bucket": "unit-bucket", "access_key_id": "unit", "secret_access_key": SECRET, **settings},
     }
 
 

@@ -49,6 +49,8 @@ class AzureBlobSettings(Schema):
 
     @validates_schema
     def _credentials(self, data: Mapping[str, Any], **_: Any) -> None:
+        # Always credentials of the destination's own: there is no path to the installation's identity
+        # (no DefaultAzureCredential, managed or workload identity), whatever the operator's policy says.
         if data.get("connection_string"):
             return
         if not data.get("account_url"):
@@ -149,6 +151,30 @@ class AzureBlobDestination:
         return found.size == size and (found.metadata or {}).get("sha256") == sha256
 
 
+def location(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The account's blob endpoint and the container. From a connection string only its endpoint parts
+    (not its AccountKey or SharedAccessSignature, which are rotated without moving anything)."""
+    url = values.get("account_url")
+    connection = values.get("connection_string")
+    if connection:
+        parts = _connection_parts(connection)
+        url = parts.get("blobendpoint") or (
+            f"{parts.get('defaultendpointsprotocol', 'https')}://{parts.get('accountname', '')}"
+            f".blob.{parts.get('endpointsuffix', 'core.windows.net')}"
+        )
+    return {"account": url.rstrip("/").lower() if url else None, "container": values.get("container")}
+
+
+def _connection_parts(text: str) -> dict[str, str]:
+    """An Azure Storage connection string's `Name=value;` pairs, names lower-cased (as the SDK reads them)."""
+    parts = {}
+    for pair in text.split(";"):
+        name, _, value = pair.partition("=")
+        if name.strip():
+            parts[name.strip().lower()] = value.strip()
+    return parts
+
+
 def _account_name(url: str) -> str:
     """The account in an account URL: https://ACCOUNT.blob.core.windows.net, or http://host:port/ACCOUNT (emulators)."""
     from urllib.parse import urlparse
@@ -199,5 +225,7 @@ KIND = register(
         schema=AzureBlobSettings,
         build=build,
         secret_fields=frozenset({"account_key", "connection_string", "sas_token"}),
+        location_fields=frozenset({"account_url", "connection_string", "container"}),
+        locate=location,
     )
 )

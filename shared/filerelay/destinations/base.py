@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from marshmallow import Schema, ValidationError
 
@@ -102,6 +102,36 @@ class Client(Protocol):
         ...
 
 
+@runtime_checkable
+class ChecksOnRead(Protocol):
+    """A client that can check a copy against the delivered document's sha256 as it reads it back, on
+    the one open file (nothing can replace it between the check and the read)."""
+
+    def read_checked(
+        self, path: str, *, sha256: str, size: int, start: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        """Like `read`, but raise DestinationError (not retryable) unless the whole copy at `path` has
+        this size and sha256; nothing is yielded from a copy that fails."""
+        ...
+
+
+def read_verified(
+    client: Client, path: str, *, sha256: str, size: int, start: int = 0, length: int | None = None
+) -> Iterator[bytes]:
+    """What was delivered at `path`, read back only if it is still the delivered document: anyone who
+    can write where the copies are (the host, the bucket's other users) could have replaced it, and
+    FileRelay serves it as the archived original. Kinds that read a copy whole to check it do so on the
+    file they stream (`ChecksOnRead`); the others answer `holds`, which for object stores is one HEAD
+    comparing the size and the sha256 FileRelay stored with the object."""
+    if isinstance(client, ChecksOnRead):
+        return client.read_checked(path, sha256=sha256, size=size, start=start, length=length)
+    if not client.holds(path, sha256=sha256, size=size):
+        raise DestinationError(
+            f"the copy at {path} is not the delivered document (size or sha256 differ)", retryable=False
+        )
+    return client.read(path, start, length)
+
+
 # A kind's check of settings against the operator's policy when they are written: raises
 # marshmallow.ValidationError ({field: [reason]}) for what the policy refuses. The clients check again
 # when they act, since the policy or the world (a symlink, a name's address) may have changed since.
@@ -126,6 +156,16 @@ class DestinationKind:
     # The settings that say where the copies are (a root, a bucket and endpoint, a host and directory):
     # fixed once the destination holds a delivery, since deliveries record paths relative to them.
     location_fields: frozenset[str] = frozenset()
+    # Where the copies are, from a destination's settings and secrets: by default the location fields'
+    # values; a kind whose location hides in a secret (Azure's connection string, which also carries a key
+    # that may be rotated) says which part of it is the location.
+    locate: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+
+    def location(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """What names where this kind's copies are, from (settings and secrets) `values`."""
+        if self.locate is not None:
+            return dict(self.locate(values))
+        return {name: values.get(name) for name in sorted(self.location_fields)}
 
     def load(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The settings' shape alone (a config file being read); `validate` is what stores them."""
@@ -156,6 +196,15 @@ def get_kind(name: str) -> DestinationKind:
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise ValidationError(f"unknown destination kind {name!r}; known kinds: {known}") from None
+
+
+def location_change(old_kind: str, old: Mapping[str, Any], new_kind: str, new: Mapping[str, Any]) -> list[str]:
+    """The settings (or `kind`) whose change would move where a destination's copies are: its deliveries
+    record paths relative to that place, and FileRelay reads them back from there."""
+    if old_kind != new_kind:
+        return ["kind"]
+    before, after = get_kind(old_kind).location(old), get_kind(new_kind).location(new)
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
 
 
 def build_client(kind: str, settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> Client:

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
-from filerelay.policy import OperatorPolicy
+from filerelay.policy import OperatorPolicy, ambient_refused
 
 CHUNK_SIZE = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 READ = 1024 * 1024
@@ -29,13 +29,22 @@ class GcsSettings(Schema):
         required=True,
         validate=validate.Regexp(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", error="not a valid bucket name"),
     )
-    credentials_json = fields.String(required=True)
+    # A service account key of the destination's own; without one, the installation's identity (its
+    # GOOGLE_APPLICATION_CREDENTIALS, the instance's or pod's account), only where the operator allows it.
+    credentials_json = fields.String(load_default=None)
     # An emulator (fake-gcs-server) or a private endpoint instead of https://storage.googleapis.com.
     endpoint_url = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"})
 
     @validates("credentials_json")
-    def _credentials(self, value: str, **_: Any) -> None:
-        service_account_info(value)
+    def _credentials(self, value: str | None, **_: Any) -> None:
+        if value is not None:
+            service_account_info(value)
+
+
+def admit_credentials(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """A gcs destination, when written, brings its own key unless the operator allows ambient ones."""
+    if not values.get("credentials_json") and not policy.allow_ambient_credentials:
+        raise ValidationError({"credentials_json": [ambient_refused("gcs", "credentials_json")]})
 
 
 def service_account_info(text: str) -> dict[str, Any]:
@@ -72,16 +81,23 @@ def _error(exc: Exception, what: str) -> DestinationError:
 
 
 class GcsDestination:
-    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], *, ambient: bool = False) -> None:
         from google.cloud import storage
         from google.oauth2 import service_account
 
-        info = service_account_info(secrets["credentials_json"])
-        credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-            info, scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
-        )
         options = {"api_endpoint": settings["endpoint_url"]} if settings.get("endpoint_url") else None
-        client = storage.Client(project=info["project_id"], credentials=credentials, client_options=options)
+        if secrets.get("credentials_json"):
+            info = service_account_info(secrets["credentials_json"])
+            # Explicit credentials and project: the client never looks for the installation's own.
+            credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                info, scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
+            )
+            client = storage.Client(project=info["project_id"], credentials=credentials, client_options=options)
+        elif ambient:
+            # The installation's Application Default Credentials, as the operator allowed.
+            client = storage.Client(client_options=options)
+        else:
+            raise DestinationError(ambient_refused("gcs", "credentials_json"), retryable=False)
         self.bucket_name: str = settings["bucket"]
         self.bucket = client.bucket(self.bucket_name)
 
@@ -154,10 +170,18 @@ def _check(body: BinaryIO, payload: Payload) -> None:
         raise DestinationError("staged bytes do not match their sha256", retryable=False)
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> GcsDestination:
-    return GcsDestination(settings, secrets)
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> GcsDestination:
+    return GcsDestination(settings, secrets, ambient=policy.allow_ambient_credentials)
 
 
 KIND = register(
-    DestinationKind(name="gcs", schema=GcsSettings, build=build, secret_fields=frozenset({"credentials_json"}))
+    DestinationKind(
+        name="gcs",
+        schema=GcsSettings,
+        build=build,
+        secret_fields=frozenset({"credentials_json"}),
+        admit=admit_credentials,
+        # Bucket names are global; the endpoint says which service (an emulator, a private endpoint) holds it.
+        location_fields=frozenset({"bucket", "endpoint_url"}),
+    )
 )

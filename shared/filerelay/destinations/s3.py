@@ -8,10 +8,10 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
-from filerelay.policy import OperatorPolicy
+from filerelay.policy import OperatorPolicy, ambient_refused
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,6 +37,30 @@ class S3Settings(Schema):
     secret_access_key = fields.String(load_default=None)
     # S3-compatible stores (R2, MinIO, Wasabi…) mostly want `path`; AWS wants `virtual` (its default).
     addressing_style = fields.String(validate=validate.OneOf(["path", "virtual"]))
+
+
+OWN_CREDENTIALS = "access_key_id and secret_access_key"
+
+
+def credentials_problem(values: Mapping[str, Any], policy: OperatorPolicy) -> tuple[str, str] | None:
+    """(setting, reason) when the settings' credentials are not the destination's own and complete, and
+    the operator does not allow the installation's identity; None when they may be used."""
+    key, secret = values.get("access_key_id"), values.get("secret_access_key")
+    if key and secret:
+        return None
+    if key or secret:
+        # boto3 would fail on half a key pair; say so when it is written, not at the first delivery.
+        return ("secret_access_key" if key else "access_key_id", f"give both {OWN_CREDENTIALS}")
+    if policy.allow_ambient_credentials:
+        return None
+    return ("access_key_id", ambient_refused("s3", OWN_CREDENTIALS))
+
+
+def admit_credentials(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """An s3 destination, when written, brings its own keys unless the operator allows ambient ones."""
+    problem = credentials_problem(values, policy)
+    if problem is not None:
+        raise ValidationError({problem[0]: [problem[1]]})
 
 
 # Answers no retry can change until someone fixes the configuration: the bucket is missing, the
@@ -79,10 +103,13 @@ def _error(exc: Exception, what: str) -> DestinationError:
 
 
 class S3Destination:
-    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], *, ambient: bool = False) -> None:
         import boto3
         from botocore.config import Config
 
+        own = bool(settings.get("access_key_id") and secrets.get("secret_access_key"))
+        if not own and not ambient:
+            raise DestinationError(ambient_refused("s3", OWN_CREDENTIALS), retryable=False)
         self.bucket: str = settings["bucket"]
         self.client: S3Client = boto3.client(
             "s3",
@@ -98,6 +125,10 @@ class S3Destination:
                 connect_timeout=10,
                 read_timeout=120,
                 s3=_addressing(settings),
+                # With keys of its own, nothing of the installation's AWS configuration applies either:
+                # an endpoint from AWS_ENDPOINT_URL or a profile would send the workspace's requests
+                # (and keys) to wherever the installation's own store is.
+                ignore_configured_endpoint_urls=own,  # type: ignore[call-arg]  # botocore has it; its stubs lag
             ),
         )
 
@@ -206,10 +237,19 @@ def _extra(payload: Payload) -> dict[str, Any]:
     return {"ContentType": payload.content_type, "Metadata": {**payload.metadata, "sha256": payload.sha256}}
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> S3Destination:
-    return S3Destination(settings, secrets)
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> S3Destination:
+    return S3Destination(settings, secrets, ambient=policy.allow_ambient_credentials)
 
 
 KIND = register(
-    DestinationKind(name="s3", schema=S3Settings, build=build, secret_fields=frozenset({"secret_access_key"}))
+    DestinationKind(
+        name="s3",
+        schema=S3Settings,
+        build=build,
+        secret_fields=frozenset({"secret_access_key"}),
+        admit=admit_credentials,
+        # The bucket and the server holding it. Not the region (AWS bucket names are global; the region
+        # only routes the request) nor the addressing style (the same bucket, addressed differently).
+        location_fields=frozenset({"bucket", "endpoint_url"}),
+    )
 )

@@ -162,6 +162,30 @@ class SftpDestination:
                 raise _error(exc, f"reading {target}") from exc
             yield from read_range(remote, start, length, CHUNK)
 
+    def read_checked(
+        self, path: str, *, sha256: str, size: int, start: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        """The remote file hashed whole through the handle that then streams it (two passes over the
+        network, one chunk in memory): a file replaced on the server after its delivery is refused, and
+        one renamed over it after the check is not the one read."""
+        target = self._target(path)
+        with self._session() as sftp:
+            try:
+                remote = sftp.open(target, "rb")
+            except OSError as exc:
+                raise _error(exc, f"reading {target}") from exc
+            with remote:
+                try:
+                    found = _digest(remote)
+                except OSError as exc:
+                    raise _error(exc, f"reading {target}") from exc
+                if found != (size, sha256):
+                    raise DestinationError(
+                        f"{target} is not the delivered document (it changed since: size or sha256 differ)",
+                        retryable=False,
+                    )
+                yield from read_range(remote, start, length, CHUNK)
+
     def check(self) -> None:
         with self._session() as sftp:
             try:
@@ -225,12 +249,19 @@ def _verify(sftp: Any, draft: str, payload: Payload) -> None:
 
 
 def _sha256(sftp: Any, path: str) -> str:
-    digest = hashlib.sha256()
     with sftp.open(path, "rb") as remote:
-        remote.prefetch()
-        while chunk := remote.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return _digest(remote)[1]
+
+
+def _digest(remote: Any) -> tuple[int, str]:
+    """(size, sha256) of an open remote file, read from its start with the requests pipelined."""
+    digest, seen = hashlib.sha256(), 0
+    remote.seek(0)
+    remote.prefetch()
+    while chunk := remote.read(CHUNK):
+        digest.update(chunk)
+        seen += len(chunk)
+    return seen, digest.hexdigest()
 
 
 def _clear_stale_drafts(sftp: Any, folder: str, name: str) -> None:
@@ -257,5 +288,13 @@ def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], _policy: Ope
 
 
 KIND = register(
-    DestinationKind(name="sftp", schema=SftpSettings, build=build, secret_fields=frozenset({"password", "private_key"}))
+    DestinationKind(
+        name="sftp",
+        schema=SftpSettings,
+        build=build,
+        secret_fields=frozenset({"password", "private_key"}),
+        # The server, the directory, and the user: SFTP servers commonly chroot each user, so the same
+        # root under another user is another directory.
+        location_fields=frozenset({"host", "port", "username", "root"}),
+    )
 )

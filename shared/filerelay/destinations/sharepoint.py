@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
 from filerelay.policy import OperatorPolicy
@@ -45,6 +45,7 @@ _RESERVED = frozenset(
     {"con", "prn", "aux", "nul", "desktop.ini"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
 )
 _VTI = re.compile(r"_vti_", re.IGNORECASE)
+_PEM_KEY = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.DOTALL)
 _COLUMN_SOURCE = re.compile(r"^(doc_id|repo_id|comp_id|content_type|meta\.[A-Za-z0-9_.-]+)$")
 
 
@@ -54,9 +55,11 @@ class SharePointSettings(Schema):
     tenant_id = fields.String(load_default=None)
     client_id = fields.String(load_default=None)
     thumbprint = fields.String(load_default=None, validate=validate.Regexp(r"^[0-9A-Fa-f]{40}$"))
-    # PEM text of the private key (and certificate), or a path to such a file.
+    # PEM text of the app's private key (its certificate may follow), stored with the secrets. Never a
+    # path: a workspace's settings name nothing on the host (it could name any key file there).
     certificate = fields.String(load_default=None)
-    certificate_path = fields.String(load_default=None)
+    # Accepted once; named only to say what replaced it.
+    certificate_path = fields.Raw(allow_none=True, load_only=True)
     # For emulators and local testing only: a fixed bearer token instead of the certificate flow.
     access_token = fields.String(load_default=None)
     # SharePoint column name → document field (doc_id, repo_id, comp_id, content_type, meta.NAME).
@@ -66,16 +69,38 @@ class SharePointSettings(Schema):
         load_default=dict,
     )
 
+    @validates("certificate_path")
+    def _no_path(self, value: Any, **_: Any) -> None:
+        if value is not None:
+            raise ValidationError(
+                "a file on FileRelay's host is no longer accepted: give the PEM private key inline as `certificate` "
+                "(and certificate_path: null)"
+            )
+
+    @validates("certificate")
+    def _certificate(self, value: str | None, **_: Any) -> None:
+        if value is not None:
+            private_key_pem(value)
+
     @validates_schema
     def _credentials(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("access_token"):
+        if data.get("access_token") or data.get("certificate_path"):
             return
-        needed = ["tenant_id", "client_id", "thumbprint"]
+        needed = ["tenant_id", "client_id", "thumbprint", "certificate"]
         missing = [n for n in needed if not data.get(n)]
-        if not (data.get("certificate") or data.get("certificate_path")):
-            missing.append("certificate or certificate_path")
         if missing:
             raise ValidationError(f"certificate auth needs {', '.join(missing)} (or access_token for an emulator)")
+
+
+def private_key_pem(text: str) -> None:
+    """`text` holds a PEM private key block (its certificate may be beside it): what MSAL signs the client
+    assertion with. Its shape only: whether Entra ID accepts the key is for the destination's `test`, and
+    a deployment's templates hold placeholders until the real key is filled in."""
+    if _PEM_KEY.search(text) is None:
+        raise ValidationError(
+            "certificate is the PEM text of a private key (-----BEGIN PRIVATE KEY----- … -----END PRIVATE KEY-----), "
+            "not a path"
+        )
 
 
 def clean_name(segment: str, *, folder: bool = False, library_root: bool = False) -> str:
@@ -170,12 +195,18 @@ class SharePointDestination:
             ctx = ctx.with_access_token(lambda: {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
         else:
             certificate = self.secrets.get("certificate")
-            options: dict[str, Any] = {"thumbprint": self.settings["thumbprint"]}
-            if certificate:
-                options["private_key"] = certificate
-            else:
-                options["cert_path"] = self.settings["certificate_path"]
-            ctx = ctx.with_client_certificate(self.settings["tenant_id"], self.settings["client_id"], **options)
+            if not certificate:
+                # A destination stored when a path on the host was accepted: never opened any more.
+                raise DestinationError(
+                    "no certificate: give the PEM private key inline as `certificate` (a path is no longer accepted)",
+                    retryable=False,
+                )
+            ctx = ctx.with_client_certificate(
+                self.settings["tenant_id"],
+                self.settings["client_id"],
+                thumbprint=self.settings["thumbprint"],
+                private_key=certificate,
+            )
         # The library's default read timeout is unbounded; a stuck request must not hold a worker forever.
         ctx = ctx.with_transport(timeout=(10, 300))
         _fetch_digest_once(ctx.pending_request())
@@ -346,9 +377,37 @@ class SharePointDestination:
             )
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        return _range(self._spooled(path), start, length)
+
+    def read_checked(
+        self, path: str, *, sha256: str, size: int, start: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        """The file, spooled whole as every read is, hashed from the spool before any of it is served:
+        one download (where `holds` and then `read` would be two), and the bytes checked are the bytes
+        streamed."""
+        spool = self._spooled(path)
+        try:
+            digest, seen = hashlib.sha256(), 0
+            spool.seek(0)
+            while chunk := spool.read(CHUNK_SIZE):
+                digest.update(chunk)
+                seen += len(chunk)
+        except BaseException:
+            spool.close()
+            raise
+        if (seen, digest.hexdigest()) != (size, sha256):
+            spool.close()
+            raise DestinationError(
+                f"{path} in {self.library!r} is not the delivered document (it changed since: size or sha256 differ)",
+                retryable=False,
+            )
+        return _range(spool, start, length)
+
+    def _spooled(self, path: str) -> Any:
+        """The file at `path`, downloaded to a temporary file (on disk past one chunk); the caller closes it."""
         folder_path, name = self._server_path(path)
         ctx = self._context()
-        spool = tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE)  # noqa: SIM115 - closed by the generator
+        spool = tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE)  # noqa: SIM115 - the caller closes it
         try:
             ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}").download_session(
                 spool, chunk_size=CHUNK_SIZE
@@ -357,7 +416,7 @@ class SharePointDestination:
         except BaseException:
             spool.close()
             raise
-        return _range(spool, start, length)
+        return spool
 
     def check(self) -> None:
         # By URL, as deliveries address it: a library's title differs from its URL name (the default
@@ -425,5 +484,6 @@ KIND = register(
         schema=SharePointSettings,
         build=build,
         secret_fields=frozenset({"certificate", "access_token"}),
+        location_fields=frozenset({"site_url", "library"}),
     )
 )

@@ -17,7 +17,7 @@ from filerelay.delivery import health, transitions
 from filerelay.delivery.paths import TemplateError, validate_template
 from filerelay.delivery.transitions import Wake
 from filerelay.destinations import pull
-from filerelay.destinations.base import DestinationError, build_client, get_kind
+from filerelay.destinations.base import DestinationError, build_client, get_kind, location_change
 from filerelay.policy import OperatorPolicy
 from filerelay.workspace_config.common import (
     Conflict,
@@ -150,6 +150,34 @@ def _destination_columns(
     return columns
 
 
+def _deliveries(session: Session, destination: Destination) -> int:
+    return session.scalar(select(func.count()).where(Delivery.destination_id == destination.id)) or 0
+
+
+def _keep_location(session: Session, destination: Destination, columns: Mapping[str, Any]) -> None:
+    """A destination that holds a delivery keeps its location (root, bucket, host and directory...):
+    its deliveries are recorded relative to it, and moving it would leave them pointing at whatever the
+    new place has at those paths, which read-back would serve as the archived documents."""
+    if "settings" not in columns and "kind" not in columns:
+        return
+    moved = location_change(
+        destination.kind,
+        {**destination.settings, **destination.secrets},
+        columns.get("kind", destination.kind),
+        {**columns.get("settings", destination.settings), **columns.get("secrets", destination.secrets)},
+    )
+    if not moved:
+        return
+    deliveries = _deliveries(session, destination)
+    if deliveries:
+        field = "kind" if moved == ["kind"] else f"settings/{moved[0]}"
+        raise Conflict(
+            f"destination {destination.public_id} holds {deliveries} delivery record(s) at its current location, "
+            f"which changing {', '.join(moved)} would move: create a new destination instead",
+            field=field,
+        )
+
+
 def create_destination(
     session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime, policy: OperatorPolicy
 ) -> DestinationInfo:
@@ -184,6 +212,7 @@ def put_destination(
         )
         flush_or_conflict(session, f"a destination {values['id']} already exists", "id")
         return "created"
+    _keep_location(session, destination, columns)
     if not assign_changed(destination, columns):
         return None
     destination.updated_at = now
@@ -201,7 +230,9 @@ def update_destination(
     policy: OperatorPolicy,
 ) -> DestinationInfo:
     destination = _existing_destination(session, workspace_id, destination_id)
-    if assign_changed(destination, _destination_columns(destination, changes, policy)):
+    columns = _destination_columns(destination, changes, policy)
+    _keep_location(session, destination, columns)
+    if assign_changed(destination, columns):
         destination.updated_at = now
     session.flush()
     return _destination_info(destination)
@@ -211,7 +242,7 @@ def delete_destination(session: Session, *, workspace_id: int, destination_id: s
     """Only a destination nothing was ever sent to: deleting one with deliveries would erase where
     documents went (deliveries cascade). Such a destination can be disabled instead."""
     destination = _existing_destination(session, workspace_id, destination_id)
-    deliveries = session.scalar(select(func.count()).where(Delivery.destination_id == destination.id)) or 0
+    deliveries = _deliveries(session, destination)
     if deliveries:
         raise Conflict(
             f"destination {destination_id} has {deliveries} delivery record(s), which deleting it would erase; "
