@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import requests
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
 
 from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
@@ -36,8 +35,8 @@ def allow_ambient() -> bool:
 
 
 @pytest.fixture
-def settings(home: Path, db_url: str, engine: Engine, allow_ambient: bool) -> Settings:
-    settings = Settings.from_env({"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": db_url})
+def settings(settings: Settings, allow_ambient: bool) -> Settings:
+    """The tests' settings, with the operator's flag as the test sets it."""
     policy = dataclasses.replace(LOOPBACK, allow_ambient_credentials=allow_ambient)
     return settings.with_overrides(operator_policy=policy)
 

@@ -17,7 +17,6 @@ import pytest
 import requests
 from click.testing import CliRunner
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
 
 from filerelay.cli import main
 from filerelay.config_file import ConfigError, apply, load
@@ -28,6 +27,7 @@ from filerelay.runtime import Runtime
 from filerelay.settings import Settings
 from tests.conftest import ADMIN_KEY, CONFIG
 from tests.support.console import http_sign_in
+from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
 
@@ -39,9 +39,8 @@ PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 
 
 @pytest.fixture
-def settings(home: Path, db_url: str, engine: Engine, tmp_path: Path) -> Settings:
+def settings(settings: Settings, tmp_path: Path) -> Settings:
     """The tests' settings, with `out` as the operator's only folder root."""
-    settings = Settings.from_env({"FILERELAY_HOME": str(home), "FILERELAY_DATABASE_URL": db_url})
     policy = dataclasses.replace(LOOPBACK, folder_roots=((tmp_path / "out").resolve(),))
     return settings.with_overrides(operator_policy=policy)
 
@@ -140,6 +139,7 @@ def test_config_apply_on_the_command_line_answers_the_reason(
         "FILERELAY_DATABASE_URL": db_url,
         "FILERELAY_HOME": str(tmp_path / "cli-home"),
         "FILERELAY_FOLDER_ROOTS": str(out),  # as the operator set it for every process
+        "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,  # the server's: the CLI opens its secrets too
         "ADMIN_KEY": ADMIN_KEY,
         "S3_SECRET": "s3cr3t",
     }

@@ -32,6 +32,7 @@ from flask import Flask
 from filerelay.api.ops import blueprint as ops_blueprint
 from filerelay.cli.main import main as cli
 from filerelay.config_file import load as load_config
+from filerelay.policy import OperatorPolicy
 from filerelay.queue import KINDS, celery_config, queue_name
 from filerelay.settings import Settings, SettingsError
 from filerelay.workspace_config.common import InvalidInput
@@ -702,12 +703,17 @@ def folder_mounts(where: str) -> list[str]:
     return [m["mountPath"] for c in all_containers(pod) for m in c.get("volumeMounts", [])]
 
 
+def policy_of(env: dict[str, str]) -> OperatorPolicy:
+    """The operator's policy an environment sets (alone: the templates' keys are placeholders on purpose)."""
+    return OperatorPolicy.from_env(env, home=Path(env.get("FILERELAY_HOME") or "./var").resolve())
+
+
 def test_the_folder_roots_set_hold_the_folder_destinations_configured() -> None:
     """`config apply` admits the file's destinations under the policy its environment sets (as it does
     when it runs): its folder roots hold the folder destinations, and lie on the folder worker's storage,
     and every process of the installation has the same roots (the API reads copies back under them)."""
     for where, text, env in applied_configs():
-        policy = Settings.from_env(env).policy
+        policy = policy_of(env)
         assert env.get("FILERELAY_FOLDER_ROOTS"), f"{where}: FILERELAY_FOLDER_ROOTS left to its default"
         folders = 0
         for workspace in load_config(text, env)["workspaces"]:
@@ -731,7 +737,7 @@ def test_the_folder_roots_check_catches_a_destination_outside_them() -> None:
     data = load_config(text, outside)
     [folder] = [d for w in data["workspaces"] for d in w["destinations"] if d["kind"] == "folder"]
     with pytest.raises(InvalidInput, match="outside the operator's folder roots"):
-        destination_columns(folder, Settings.from_env(outside).policy)
+        destination_columns(folder, policy_of(outside))
 
 
 # ---------------------------------------------------------------------------- (d) the environment they set
