@@ -23,6 +23,7 @@ from tests.api.conftest import MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers
 from tests.api.test_certificates import certificate
 from tests.api.test_console import failed_document, signed_in, statuses
 from tests.conftest import ADMIN_KEY
+from tests.support.audit import audit_entries
 from tests.support.console import csrf_token
 from tests.support.sapclient import SapClient
 
@@ -36,17 +37,7 @@ OTHER_SECRET = "S3CRET-never-shown-0002"
 
 
 def every_entry(client: FlaskClient, **filters: str) -> list[dict[str, Any]]:
-    """The workspace's entries, newest first, every page followed by its cursor."""
-    found: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"per_page": 100, **filters}
-    while True:
-        reply = client.get(AUDIT, query_string=params, headers=headers())
-        assert reply.status_code == 200, reply.get_json()
-        body = reply.get_json()
-        found += body["data"]
-        if body["meta"]["next_cursor"] is None:
-            return found
-        params["cursor"] = body["meta"]["next_cursor"]
+    return audit_entries(client, ADMIN_KEY, **filters)
 
 
 def last_id(client: FlaskClient) -> int:
