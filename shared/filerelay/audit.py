@@ -132,6 +132,7 @@ def record(
     changes: Mapping[str, Any] | None = None,
     **detail: Any,
 ) -> None:
+    """One entry, in the session of the change it records. Called by filerelay.operations only."""
     session.add(
         AuditEvent(
             workspace_id=workspace_id,
