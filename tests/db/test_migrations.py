@@ -172,47 +172,49 @@ def test_audit_entries_written_before_0009_still_read(empty_database: str, tmp_p
     upgrade(url, "0007")
     at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                _WORKSPACES.insert().values(
-                    id=1,
-                    owner_slug="acme",
-                    slug="production",
-                    max_retries=5,
-                    retry_ttl_seconds=3600,
-                    backoff_base_seconds=30,
-                    backoff_max_seconds=3600,
-                    created_at=at,
-                )
+    with engine.begin() as conn:
+        conn.execute(
+            _WORKSPACES.insert().values(
+                id=1,
+                owner_slug="acme",
+                slug="production",
+                max_retries=5,
+                retry_ttl_seconds=3600,
+                backoff_base_seconds=30,
+                backoff_max_seconds=3600,
+                created_at=at,
             )
-            conn.execute(
-                sa.table(
-                    "audit_events",
-                    *(sa.column(name, sa.String) for name in ("actor", "via", "action", "target")),
-                    sa.column("workspace_id", sa.Integer),
-                    sa.column("at", UTCDateTime()),
-                    sa.column("detail", sa.JSON),
-                )
-                .insert()
-                .values(
-                    workspace_id=1,
-                    at=at,
-                    actor="ops",
-                    via="console",
-                    action="destination.pause",
-                    target="dest_folder",
-                    detail={},
-                )
+        )
+        conn.execute(
+            sa.table(
+                "audit_events",
+                *(sa.column(name, sa.String) for name in ("actor", "via", "action", "target")),
+                sa.column("workspace_id", sa.Integer),
+                sa.column("at", UTCDateTime()),
+                sa.column("detail", sa.JSON),
             )
-        upgrade(url, "0009", settings=settings)
-        downgrade(url, "0007", settings=settings)
-        upgrade(url, settings=settings)
-        with session_scope(make_session_factory(engine)) as session:
-            (event,) = audit.listing(session, workspace_id=1, per_page=10).events
-            assert (event.actor, event.actor_prefix, event.via, event.changes) == ("ops", None, "console", {})
-            shaped = AuditEntry().dump(event)
-        assert shaped["actor"] == {"name": "ops", "key_prefix": None}
-        assert (shaped["channel"], shaped["changes"], shaped["detail"]) == ("console", {}, {})
-    finally:
-        engine.dispose()
+            .insert()
+            .values(
+                workspace_id=1,
+                at=at,
+                actor="ops",
+                via="console",
+                action="destination.pause",
+                target="dest_folder",
+                detail={},
+            )
+        )
+    engine.dispose()
+    upgrade(url, "0009", settings=settings)
+    downgrade(url, "0007", settings=settings)
+    upgrade(url, settings=settings)
+
+    engine = make_engine(url)
+    with session_scope(make_session_factory(engine)) as session:
+        (event,) = audit.listing(session, workspace_id=1, per_page=10).events
+        row = (event.actor, event.actor_prefix, event.via, event.changes)
+        shaped = AuditEntry().dump(event)
+    engine.dispose()
+    assert row == ("ops", None, "console", {})
+    assert shaped["actor"] == {"name": "ops", "key_prefix": None}
+    assert (shaped["channel"], shaped["changes"], shaped["detail"]) == ("console", {}, {})
