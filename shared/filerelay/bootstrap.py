@@ -11,14 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from filerelay import documents
+from filerelay.audit import CLI_ACTOR
 from filerelay.clock import SystemClock
 from filerelay.config_file import Summary, apply_file
 from filerelay.db.migrate import upgrade
 from filerelay.db.models import ApiKey, Role
 from filerelay.db.session import engine_for, make_session_factory, session_scope
+from filerelay.operations import Transaction, configuration
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
-from filerelay.workspace_config import api_keys
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,9 @@ def demo_admin_key(settings: Settings, *, now: dt.datetime) -> str | None:
             taken = set(session.scalars(select(ApiKey.name).where(ApiKey.workspace_id == workspace.id)))
             names = itertools.chain([DEMO_KEY_NAME], (f"{DEMO_KEY_NAME}-{i}" for i in itertools.count(2)))
             name = next(n for n in names if n not in taken)
-            return api_keys.create_key(
-                session, workspace_id=workspace.id, name=name, role=Role.ADMIN.value, now=now
-            ).key
+            # Minted by `filerelay up`: an operator's command, audited as the command line's.
+            tx = Transaction(session=session, actor=CLI_ACTOR, now=now)
+            return configuration.create_key(tx, workspace_id=workspace.id, name=name, role=Role.ADMIN.value).key
     finally:
         engine.dispose()
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +10,7 @@ from sqlalchemy import Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from filerelay.db.models import Delivery, Destination, Document, Repository
+from filerelay.keyset import Cursor as Cursor  # the documents listing's cursor
 
 # Counting every match of a filter over millions of rows costs more than the page itself; past this
 # many, `total` says "at least" instead (and `total_exact` is false).
@@ -28,31 +26,6 @@ class DocumentFilter:
     received_before: dt.datetime | None = None
     destination_id: str | None = None
     doc_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page ends, in the listing's order (newest first): the next page starts after it."""
-
-    received_at: dt.datetime
-    document_id: str
-
-    def encode(self) -> str:
-        raw = json.dumps([self.received_at.isoformat(), self.document_id], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str) -> Cursor:
-        """Raise ValueError for anything that is not a cursor this module wrote."""
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            received_at, document_id = json.loads(raw)
-            when = dt.datetime.fromisoformat(received_at)
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-            raise ValueError("not a cursor from a previous page's meta.next_cursor") from exc
-        if not isinstance(document_id, str) or when.tzinfo is None:
-            raise ValueError("not a cursor from a previous page's meta.next_cursor")
-        return cls(when, document_id)
 
 
 @dataclass(frozen=True)
@@ -125,7 +98,7 @@ def list_documents(
     total = int(counted or 0)
     query = base.order_by(Document.received_at.desc(), Document.id.desc()).limit(per_page + 1)
     if after is not None:
-        query = query.where(tuple_(Document.received_at, Document.id) < tuple_(after.received_at, after.document_id))
+        query = query.where(tuple_(Document.received_at, Document.id) < tuple_(after.at, after.key))
     else:
         query = query.offset((page - 1) * per_page)
     rows = session.scalars(query.options(*_WITH_DELIVERIES)).all()

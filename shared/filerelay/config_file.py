@@ -20,10 +20,13 @@ import yaml
 from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.orm import Session
 
+from filerelay.audit import CONFIG_FILE_ACTOR
 from filerelay.delivery.paths import TemplateError, validate_template
 from filerelay.destinations import get_kind
+from filerelay.operations import configuration
+from filerelay.operations.transaction import Transaction
 from filerelay.policy import OperatorPolicy
-from filerelay.workspace_config import api_keys, destinations, repositories, retry_settings, schemas, workspaces
+from filerelay.workspace_config import api_keys, schemas
 from filerelay.workspace_config.common import ConfigurationError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -194,44 +197,43 @@ class Summary:
 
 
 def apply(session: Session, data: Mapping[str, Any], *, now: dt.datetime, policy: OperatorPolicy) -> Summary:
-    """Create or update everything the (loaded) config names; the caller commits. Raises ConfigError
-    (and the caller rolls back) if the database refuses what the file says, e.g. a key already used
-    by another workspace, or the operator's policy refuses what a destination would reach."""
+    """Create or update everything the (loaded) config names, each change through filerelay.operations
+    with its audit entry (actor and channel `config-file`); the caller commits. Raises ConfigError (and
+    the caller rolls back, entries included) if the database refuses what the file says, e.g. a key
+    already used by another workspace, or the operator's policy refuses what a destination would reach."""
+    tx = Transaction(session=session, actor=CONFIG_FILE_ACTOR, now=now)
     summary = Summary()
     try:
         for ws in data["workspaces"]:
-            _apply_workspace(session, ws, now, policy, summary)
+            _apply_workspace(tx, ws, policy, summary)
     except ConfigurationError as exc:
         raise ConfigError(str(exc)) from None
     session.flush()
     return summary
 
 
-def _apply_workspace(
-    session: Session, ws: Mapping[str, Any], now: dt.datetime, policy: OperatorPolicy, summary: Summary
-) -> None:
+def _apply_workspace(tx: Transaction, ws: Mapping[str, Any], policy: OperatorPolicy, summary: Summary) -> None:
     label = f"{ws['owner']}/{ws['slug']}"
     summary.workspaces.append(label)
-    workspace, created = workspaces.put_workspace(session, owner=ws["owner"], slug=ws["slug"], now=now)
-    retried = retry_settings.put_retry_settings(session, workspace_id=workspace.id, values=ws["retry"])
+    workspace_id, created, retried = configuration.put_workspace(
+        tx, owner=ws["owner"], slug=ws["slug"], retry=ws["retry"]
+    )
     summary.note("created" if created else "updated" if retried else None, f"workspace {label}")
     for key in ws["api_keys"]:
-        change = api_keys.put_key(
-            session, workspace_id=workspace.id, name=key["name"], role=key["role"], key=key["key"], now=now
+        change = configuration.put_key(
+            tx, workspace_id=workspace_id, name=key["name"], role=key["role"], key=key["key"]
         )
         summary.note(change, f"api key {key['name']}")
     for body in ws["destinations"]:
         try:
-            change = destinations.put_destination(
-                session, workspace_id=workspace.id, values=body, now=now, policy=policy
-            )
+            change = configuration.put_destination(tx, workspace_id=workspace_id, values=body, policy=policy)
         except ConfigurationError as exc:
             # Which entry of which workspace: a policy's refusal names only the setting.
             raise ConfigError(f"{label}: destination {body['id']}: {exc}") from None
         summary.note(change, f"destination {body['id']}")
     for body in ws["repositories"]:
         # The file states the wiring completely: routes not listed are removed.
-        change, rewired = repositories.put_repository(session, workspace_id=workspace.id, values=body, now=now)
+        change, rewired = configuration.put_repository(tx, workspace_id=workspace_id, values=body)
         summary.note(change, f"repository {body['repo_id']}")
         summary.note("updated" if rewired else None, f"routes of {body['repo_id']}")
 

@@ -92,6 +92,7 @@ ROUTES: dict[tuple[str, str], Role | str] = {
     ("GET", f"{W}/certificates"): A,
     ("POST", f"{W}/certificates/<repo_id>/<fingerprint>/activate"): A,
     ("POST", f"{W}/certificates/<repo_id>/<fingerprint>/revoke"): A,
+    ("GET", f"{W}/audit"): A,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,

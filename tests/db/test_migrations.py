@@ -15,9 +15,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+from filerelay import audit
+from filerelay.api.audit.schemas import AuditEntry
 from filerelay.db.migrate import current_revision, downgrade, upgrade
 from filerelay.db.models import Base, Destination
-from filerelay.db.session import make_engine, session_scope
+from filerelay.db.session import make_engine, make_session_factory, session_scope
 from filerelay.db.types import UTCDateTime
 from filerelay.runtime import build_runtime
 from filerelay.secrets_box import Keyring
@@ -155,3 +157,64 @@ def test_0008_without_usable_keys_stops_and_leaves_the_rows_as_they_were(empty_d
         assert current_revision(conn) == "0007"
         assert conn.execute(sa.select(_DESTINATIONS.c.secrets).where(_DESTINATIONS.c.id == 1)).scalar() == PLAINTEXT
     engine.dispose()
+
+
+# --- 0009: the audit log records every change ---------------------------------------------------------
+
+
+def test_audit_entries_written_before_0009_still_read(empty_database: str, tmp_path: Path) -> None:
+    """0009 adds the key prefix and the changed settings; an entry from before reads with neither, and
+    the REST answer's shape holds for it; going back down and up again keeps it."""
+    url = empty_database
+    settings = Settings.from_env(
+        {"FILERELAY_HOME": str(tmp_path / "home"), "FILERELAY_DATABASE_URL": url, "FILERELAY_ENCRYPTION_KEYS": KEY}
+    )
+    upgrade(url, "0007")
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            _WORKSPACES.insert().values(
+                id=1,
+                owner_slug="acme",
+                slug="production",
+                max_retries=5,
+                retry_ttl_seconds=3600,
+                backoff_base_seconds=30,
+                backoff_max_seconds=3600,
+                created_at=at,
+            )
+        )
+        conn.execute(
+            sa.table(
+                "audit_events",
+                *(sa.column(name, sa.String) for name in ("actor", "via", "action", "target")),
+                sa.column("workspace_id", sa.Integer),
+                sa.column("at", UTCDateTime()),
+                sa.column("detail", sa.JSON),
+            )
+            .insert()
+            .values(
+                workspace_id=1,
+                at=at,
+                actor="ops",
+                via="console",
+                action="destination.pause",
+                target="dest_folder",
+                detail={},
+            )
+        )
+    engine.dispose()
+    upgrade(url, "0009", settings=settings)
+    downgrade(url, "0007", settings=settings)
+    upgrade(url, settings=settings)
+
+    engine = make_engine(url)
+    with session_scope(make_session_factory(engine)) as session:
+        (event,) = audit.listing(session, workspace_id=1, per_page=10).events
+        row = (event.actor, event.actor_prefix, event.via, event.changes)
+        shaped = AuditEntry().dump(event)
+    engine.dispose()
+    assert row == ("ops", None, "console", {})
+    assert shaped["actor"] == {"name": "ops", "key_prefix": None}
+    assert (shaped["channel"], shaped["changes"], shaped["detail"]) == ("console", {}, {})

@@ -10,10 +10,13 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from filerelay import certificates, documents
+from filerelay.api import create_app
 from filerelay.cli import main
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from tests.api.test_certificates import certificate
+from tests.conftest import ADMIN_KEY
+from tests.support.audit import audit_entries
 from tests.support.databases import TEST_ENCRYPTION_KEY
 
 
@@ -72,3 +75,20 @@ def test_unknown_repository_or_fingerprint_is_a_clear_error(run: CliRunner, rece
     unknown_print = run.invoke(main, ["certs", "activate", "Z1", "ab" * 32])
     assert unknown_print.exit_code == 1
     assert f"no certificate {'ab' * 32} for repository Z1" in unknown_print.output
+
+
+def test_activate_and_revoke_are_audited_as_the_command_line(
+    run: CliRunner, received: str, configured: Runtime
+) -> None:
+    assert run.invoke(main, ["certs", "activate", "Z1", received.upper()]).exit_code == 0
+    assert run.invoke(main, ["certs", "revoke", "Z1", received, "--workspace", "acme/production"]).exit_code == 0
+    assert run.invoke(main, ["certs", "activate", "Z1", "ab" * 32]).exit_code == 1  # refused: no entry
+    entries = [
+        (e["actor"]["name"], e["channel"], e["action"], e["target"], e["changes"])
+        for e in audit_entries(create_app(runtime=configured).test_client(), ADMIN_KEY)
+        if e["channel"] != "config-file"
+    ]
+    assert entries == [
+        ("cli", "cli", "certificate.revoke", f"Z1/{received}", {"active": {"before": True, "after": False}}),
+        ("cli", "cli", "certificate.activate", f"Z1/{received}", {"active": {"before": False, "after": True}}),
+    ]

@@ -9,11 +9,14 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from filerelay.api import create_app
 from filerelay.cli import main
 from filerelay.db.models import ApiKey
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from filerelay.workspace_config.api_keys import hash_key
+from tests.conftest import ADMIN_KEY
+from tests.support.audit import audit_entries
 from tests.support.databases import TEST_ENCRYPTION_KEY
 
 
@@ -83,3 +86,22 @@ def test_clear_errors(run: CliRunner, args: list[str], message: str) -> None:
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_create_and_revoke_are_audited_as_the_command_line(run: CliRunner, configured: Runtime) -> None:
+    key = keys(run, "create", "acme/production", "robot", "--role", "member").stdout.strip()
+    keys(run, "revoke", "acme/production", "robot")
+    assert keys(run, "revoke", "acme/production", "nobody").exit_code != 0  # refused: no entry
+    entries = [
+        e
+        for e in audit_entries(create_app(runtime=configured).test_client(), ADMIN_KEY)
+        if e["channel"] != "config-file"
+    ]
+    assert [(e["actor"], e["channel"], e["action"], e["target"]) for e in entries] == [
+        ({"name": "cli", "key_prefix": None}, "cli", "api_key.revoke", "robot"),
+        ({"name": "cli", "key_prefix": None}, "cli", "api_key.create", "robot"),
+    ]
+    assert entries[1]["changes"]["role"] == {"before": None, "after": "member"}
+    assert entries[1]["changes"]["prefix"] == {"before": None, "after": key[:12]}
+    assert entries[0]["changes"] == {"revoked": {"before": False, "after": True}}
+    assert key not in repr(entries)

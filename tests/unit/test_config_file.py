@@ -15,12 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from filerelay.api import create_app
 from filerelay.config_file import ConfigError, Summary, apply, apply_file, load, substitute_env
-from filerelay.db.models import ApiKey, Base, Destination, Repository, Route, Workspace
+from filerelay.db.models import ApiKey, AuditEvent, Base, Destination, Repository, Route, Workspace
 from filerelay.db.session import session_scope
 from filerelay.destinations import REGISTRY
 from filerelay.runtime import Runtime
 from filerelay.workspace_config.schemas import parse_duration
+from tests.support.audit import audit_entries
 from tests.support.policy import LOOPBACK
 
 ADMIN_KEY = "fr_live_admin_0123456789abcdef"
@@ -622,3 +624,70 @@ def test_apply_file_missing_file_is_config_error(engine: Engine, runtime: Runtim
         apply_file(session, missing, now=runtime.clock.now(), environ=ENV, policy=LOOPBACK)
     with session_scope(runtime.sessions) as session:
         assert row_counts(session)["workspaces"] == 0
+
+
+# --- the audit log: what a file changed, read as an admin reads it ------------------------------------
+
+
+def audit_log(runtime: Runtime, key: str = ADMIN_KEY) -> list[dict[str, Any]]:
+    return audit_entries(create_app(runtime=runtime).test_client(), key)
+
+
+def test_apply_records_each_change_as_the_config_file_once(engine: Engine, runtime: Runtime) -> None:
+    run_apply(runtime, base_config())
+    first = audit_log(runtime)
+    assert {(e["actor"]["name"], e["actor"]["key_prefix"], e["channel"]) for e in first} == {
+        ("config-file", None, "config-file")
+    }
+    assert sorted((e["action"], e["target"]) for e in first) == [
+        ("api_key.create", "ops"),
+        ("api_key.create", "robot"),
+        ("destination.create", "dest_folder"),
+        ("destination.create", "dest_s3prod"),
+        ("repository.create", "Z1"),
+        ("repository.create", "Z2"),
+        ("settings.update", "retry"),
+        ("workspace.create", "acme/production"),
+    ]
+    s3 = next(e for e in first if e["target"] == "dest_s3prod")
+    assert s3["changes"]["settings.secret_access_key"] == "changed"
+    assert s3["changes"]["settings.bucket"] == {"before": None, "after": "archive"}
+
+    # Applying the same file again changes nothing, and records nothing.
+    run_apply(runtime, base_config())
+    assert audit_log(runtime) == first
+
+    config = base_config()
+    ws = config["workspaces"][0]
+    ws["retry"]["max_retries"] = 7
+    ws["api_keys"][0]["key"] = rotated = "fr_live_rotated_0123456789abcdef"
+    ws["destinations"][1]["secret_access_key"] = "rotated-secret-value"
+    ws["repositories"][0]["signature"] = "required"
+    ws["repositories"][0]["destinations"] = ["dest_folder"]
+    run_apply(runtime, config)
+    new = {(e["action"], e["target"]): e["changes"] for e in audit_log(runtime, rotated)[: -len(first)]}
+    assert new == {
+        ("settings.update", "retry"): {"max_retries": {"before": 3, "after": 7}},
+        ("api_key.update", "ops"): {"key": "changed", "prefix": {"before": ADMIN_KEY[:12], "after": rotated[:12]}},
+        ("destination.update", "dest_s3prod"): {"settings.secret_access_key": "changed"},
+        ("repository.update", "Z1"): {
+            "signature": {"before": "none", "after": "required"},
+            "destinations": {"before": ["dest_folder", "dest_s3prod"], "after": ["dest_folder"]},
+        },
+    }
+    with session_scope(runtime.sessions) as session:
+        stored = repr(session.execute(select(AuditEvent.changes, AuditEvent.detail)).all())
+    for secret in (S3_SECRET, "rotated-secret-value", ADMIN_KEY, MEMBER_KEY, rotated):
+        assert secret not in stored
+
+
+def test_a_file_the_database_refuses_records_nothing(engine: Engine, runtime: Runtime) -> None:
+    run_apply(runtime, base_config())
+    before = audit_log(runtime)
+    config = base_config()
+    config["workspaces"][0]["retry"]["max_retries"] = 9  # a change that would be recorded ...
+    other = copy.deepcopy(config["workspaces"][0]) | {"slug": "staging"}  # ... but the key is taken
+    config["workspaces"].append(other)
+    with pytest.raises(ConfigError, match="an API key with this value exists"):
+        run_apply(runtime, config)
+    assert audit_log(runtime) == before

@@ -436,17 +436,27 @@ class Certificate(Base):
 
 
 class AuditEvent(Base):
-    """Who changed what by hand, and when: retries, pauses, certificate switches (shown to admins)."""
+    """Who changed what, and when: every configuration change and every operation (shown to admins, never
+    edited). Written by filerelay.operations in the transaction of the change it records."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_workspace_at", "workspace_id", "at"),)
+    __table_args__ = (
+        # The listing's order (newest first, id breaking ties) and its keyset cursor, per workspace.
+        Index("ix_audit_events_workspace_at_id", "workspace_id", "at", "id"),
+        Index("ix_audit_events_workspace_target", "workspace_id", "target"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     at: Mapped[dt.datetime]
-    # The API key's name (keys are named per workspace), and whether it acted through the REST API or the console.
+    # The API key's name (keys are named per workspace) and its prefix, or `cli` / `config-file`; and the
+    # channel it acted through: api | console | cli | config-file.
     actor: Mapped[str] = mapped_column(String(100))
+    actor_prefix: Mapped[str | None] = mapped_column(String(16))
     via: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(255))
+    # What the operation did beyond its target (deliveries re-queued, a bulk retry's filters).
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The settings changed: {"field": {"before": …, "after": …}}, a secret as {"field": "changed"}.
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))

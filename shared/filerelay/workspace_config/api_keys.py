@@ -7,11 +7,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from marshmallow import fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from filerelay.audit import Secret
 from filerelay.db.models import ApiKey, Workspace
 from filerelay.workspace_config.common import (
     NotFound,
@@ -125,3 +127,19 @@ def revoke_key(session: Session, *, workspace_id: int, name: str, now: dt.dateti
         key.revoked_at = now
     session.flush()
     return record(KeyInfo, key)
+
+
+def audit_view(session: Session, *, workspace_id: int, name: str) -> dict[str, Any] | None:
+    """The key as the audit log compares it before and after a change (None: there is none): its role,
+    prefix and whether it is revoked; the key itself only as audit.Secret (of its hash), never its value."""
+    row = None
+    if storable(name):
+        row = session.scalar(select(ApiKey).where(ApiKey.workspace_id == workspace_id, ApiKey.name == name))
+    if row is None:
+        return None
+    return {
+        "role": row.role,
+        "prefix": row.prefix,
+        "revoked": row.revoked_at is not None,
+        "key": Secret.of(row.key_hash),
+    }

@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from filerelay.audit import Secret
 from filerelay.db.models import Delivery, Destination, Route
 from filerelay.delivery import health, transitions
 from filerelay.delivery.paths import TemplateError, validate_template
@@ -316,3 +317,22 @@ def destination_check(
     return partial(
         _check, destination_id, destination.kind, dict(destination.settings), dict(destination.secrets), policy
     )
+
+
+def audit_view(session: Session, *, workspace_id: int, destination_id: str) -> dict[str, Any] | None:
+    """The destination as the audit log compares it before and after a change (None: there is none):
+    its fields and each kind setting (`settings.NAME`), a secret only as audit.Secret, never its value."""
+    destination = find_destination(session, workspace_id, destination_id)
+    if destination is None:
+        return None
+    view: dict[str, Any] = {
+        "name": destination.name,
+        "kind": destination.kind,
+        "path": destination.path_template,
+        "enabled": destination.enabled,
+        "max_retries": destination.max_retries,
+        "retry_ttl": destination.retry_ttl_seconds,
+    }
+    view |= {f"settings.{k}": v for k, v in destination.settings.items()}
+    view |= {f"settings.{k}": Secret.of(v) for k, v in destination.secrets.items()}
+    return view

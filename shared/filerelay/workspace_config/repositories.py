@@ -198,3 +198,13 @@ def remove_route(session: Session, *, workspace_id: int, repo_id: str, destinati
         raise NotFound(f"repository {repo_id} is not wired to {destination_id}")
     session.delete(route)
     session.flush()
+
+
+def audit_view(session: Session, *, workspace_id: int, repo_id: str) -> dict[str, Any] | None:
+    """The repository as the audit log compares it before and after a change (None: there is none)."""
+    repository = _repository(session, workspace_id, repo_id)
+    if repository is None:
+        return None
+    session.refresh(repository, ["destinations"])  # the wiring as it is now, not as first loaded
+    info = _repository_info(repository)
+    return {"description": info.description, "signature": info.signature, "destinations": info.destinations}

@@ -12,6 +12,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from filerelay.api import console, ops
     from filerelay.api.admin import views as admin
     from filerelay.api.archivelink import views as archivelink
+    from filerelay.api.audit import views as audit
     from filerelay.api.certificates import views as certificates
     from filerelay.api.documents import views as documents
     from filerelay.api.errors import ApiError, RestApi, handle_api_error
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(archivelink.blueprint)
     app.register_blueprint(ops.blueprint)
     api = RestApi(app)
-    for blueprint in (documents.blueprint, files.blueprint, admin.blueprint, certificates.blueprint):
+    for blueprint in (documents.blueprint, files.blueprint, admin.blueprint, certificates.blueprint, audit.blueprint):
         api.register_blueprint(blueprint)
     app.register_error_handler(ApiError, handle_api_error)
     console.init_app(app, runtime.settings)

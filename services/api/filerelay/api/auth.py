@@ -12,12 +12,14 @@ from typing import ParamSpec, TypeVar
 
 from flask import g, request
 
-from filerelay.api.context import runtime
+from filerelay import audit
+from filerelay.api.context import operations_context, runtime
 from filerelay.api.errors import ApiError
 from filerelay.audit import Actor
 from filerelay.db.models import Role
 from filerelay.db.session import session_scope
 from filerelay.documents import find_workspace
+from filerelay.operations import Context
 from filerelay.workspace_config.api_keys import KEY_PREFIX, live_key
 
 P = ParamSpec("P")
@@ -55,6 +57,7 @@ def authenticate(owner: str, slug: str, minimum: Role) -> None:
         g.role = role
         g.api_key_id = api_key.id
         g.api_key_name = api_key.name
+        g.api_key_prefix = api_key.prefix
 
 
 def authenticate_link(owner: str, slug: str, document_id: str) -> None:
@@ -72,6 +75,7 @@ def authenticate_link(owner: str, slug: str, document_id: str) -> None:
         g.role = Role.VIEWER
         g.api_key_id = None
         g.api_key_name = "download link"
+        g.api_key_prefix = None
 
 
 def requires(minimum: Role, *, link_for: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -96,7 +100,12 @@ def requires(minimum: Role, *, link_for: str | None = None) -> Callable[[Callabl
 
 def actor() -> Actor:
     """The authenticated key, as the audit log names whoever acted through the REST API."""
-    return Actor(name=str(g.api_key_name), via="api")
+    return Actor(name=str(g.api_key_name), channel=audit.API, key_prefix=g.api_key_prefix)
+
+
+def acting() -> Context:
+    """The operations context of a change made by the authenticated key."""
+    return operations_context(actor())
 
 
 def workspace_id() -> int:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
+    from filerelay.operations import Transaction
+
 
 def _settings() -> Settings:
     try:
@@ -223,6 +225,25 @@ def _database() -> Iterator[Session]:
         engine.dispose()
 
 
+@contextmanager
+def _change() -> Iterator[Transaction]:
+    """One change on the configured database through the operations layer, audited as `cli`."""
+    from filerelay.audit import CLI_ACTOR
+    from filerelay.clock import SystemClock
+    from filerelay.db.session import make_session_factory
+    from filerelay.operations import Context, transaction
+    from filerelay.workspace_config.common import ConfigurationError
+
+    engine = _engine()
+    try:
+        with transaction(Context(sessions=make_session_factory(engine), actor=CLI_ACTOR, clock=SystemClock())) as tx:
+            yield tx
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
 def _workspace_id(session: Session, workspace: str) -> int:
     from filerelay.workspace_config.common import find_workspace
 
@@ -243,13 +264,10 @@ def keys() -> None:
 @click.option("--role", type=click.Choice(["viewer", "member", "admin"]), default="viewer", show_default=True)
 def keys_create(workspace: str, name: str, role: str) -> None:
     """Create key NAME and print it. It is shown this once: only its hash is stored."""
-    from filerelay.clock import SystemClock
-    from filerelay.workspace_config.api_keys import create_key
+    from filerelay.operations import configuration
 
-    with _database() as session:
-        new = create_key(
-            session, workspace_id=_workspace_id(session, workspace), name=name, role=role, now=SystemClock().now()
-        )
+    with _change() as tx:
+        new = configuration.create_key(tx, workspace_id=_workspace_id(tx.session, workspace), name=name, role=role)
     # The key alone on stdout, so `KEY=$(filerelay keys create …)` captures just the key.
     click.echo(f"created {role} key {name!r} for {workspace}; store it now, it is not shown again:", err=True)
     click.echo(new.key)
@@ -285,11 +303,10 @@ def _echo_table(table: Sequence[tuple[str, ...]]) -> None:
 @click.argument("name")
 def keys_revoke(workspace: str, name: str) -> None:
     """Revoke key NAME: from now on it is refused (401). It stays listed."""
-    from filerelay.clock import SystemClock
-    from filerelay.workspace_config.api_keys import revoke_key
+    from filerelay.operations import configuration
 
-    with _database() as session:
-        info = revoke_key(session, workspace_id=_workspace_id(session, workspace), name=name, now=SystemClock().now())
+    with _change() as tx:
+        info = configuration.revoke_key(tx, workspace_id=_workspace_id(tx.session, workspace), name=name)
     click.echo(f"revoked key {name!r} of {workspace} at {_when(info.revoked_at)}")
 
 
@@ -327,25 +344,20 @@ def _switch_certificate(repo: str, fingerprint: str, workspace: str | None, *, a
     from sqlalchemy import select
 
     from filerelay import certificates
-    from filerelay.clock import SystemClock
     from filerelay.db.models import Repository
+    from filerelay.operations import configuration
 
-    with _database() as session:
+    with _change() as tx:
         if workspace:
-            workspace_ids = [_workspace_id(session, workspace)]
+            workspace_ids = [_workspace_id(tx.session, workspace)]
         else:
-            workspace_ids = list(session.scalars(select(Repository.workspace_id).where(Repository.repo_id == repo)))
+            workspace_ids = list(tx.session.scalars(select(Repository.workspace_id).where(Repository.repo_id == repo)))
         if len(workspace_ids) != 1:
             found = "no workspace has" if not workspace_ids else "several workspaces have"
             raise click.ClickException(f"{found} a repository {repo}; name one with --workspace OWNER/SLUG")
         try:
-            info = certificates.set_active(
-                session,
-                workspace_id=workspace_ids[0],
-                repo_id=repo,
-                fingerprint_=fingerprint,
-                active=active,
-                now=SystemClock().now(),
+            info = configuration.set_certificate(
+                tx, workspace_id=workspace_ids[0], repo_id=repo, fingerprint=fingerprint, active=active
             )
         except certificates.UnknownCertificate as exc:
             raise click.ClickException(str(exc)) from None

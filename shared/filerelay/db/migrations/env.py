@@ -12,13 +12,16 @@ url = config.get_main_option("sqlalchemy.url")
 assert url, "sqlalchemy.url must be set by filerelay.db.migrate"
 
 engine = make_engine(url)
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-engine.dispose()
+try:
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+finally:
+    # Also when a migration stops (0008 without usable keys): no connection is left open behind it.
+    engine.dispose()

@@ -1,9 +1,9 @@
 """Configuration endpoints (admin role): destinations, repositories, routes, retry settings, API keys.
-Thin: parse, call filerelay.workspace_config, shape. Its errors become 400, 404 and 409 here."""
+Thin: parse, then read through filerelay.workspace_config or change through filerelay.operations (which
+audits every change), shape. Their errors become 400, 404 and 409 here."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,14 +11,14 @@ from typing import Any
 from flask import Response
 from sqlalchemy.orm import Session
 
-from filerelay import audit
 from filerelay.api.admin import schemas
-from filerelay.api.auth import actor, requires, workspace_id
+from filerelay.api.auth import acting, requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError, ErrorsSchema, handle_api_error
 from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
 from filerelay.db.models import Role
-from filerelay.db.session import session_scope
+from filerelay.db.session import read_scope
+from filerelay.operations import configuration, relay, transaction
 from filerelay.workspace_config import api_keys, destinations, repositories, retry_settings
 from filerelay.workspace_config.common import ConfigurationError, Conflict, InvalidInput, NotFound
 
@@ -36,16 +36,9 @@ def _configuration_error(error: ConfigurationError) -> Response:
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    with session_scope(runtime().sessions) as session:
+    """A read: changes go through filerelay.operations."""
+    with read_scope(runtime().sessions) as session:
         yield session
-
-
-def _now() -> dt.datetime:
-    return runtime().clock.now()
-
-
-def _audited(session: Session, action: str, target: str) -> None:
-    audit.record(session, workspace_id=workspace_id(), actor=actor(), action=action, target=target, now=_now())
 
 
 # --- destinations -----------------------------------------------------------------------------------
@@ -67,11 +60,11 @@ def list_destinations(owner: str, slug: str) -> dict[str, Any]:
 @blueprint.alt_response(409, schema=ErrorsSchema, description="a destination with this id exists")
 def create_destination(body: dict[str, Any], owner: str, slug: str) -> dict[str, Any]:
     """Create a destination; its settings are checked by its kind."""
-    with _session() as session:
-        info = destinations.create_destination(
-            session, values=body, workspace_id=workspace_id(), now=_now(), policy=runtime().settings.policy
+    with transaction(acting()) as tx:
+        info = configuration.create_destination(
+            tx, values=body, workspace_id=workspace_id(), policy=runtime().settings.policy
         )
-        return {"data": info}
+    return {"data": info}
 
 
 @blueprint.route("/destinations/<destination_id>")
@@ -91,16 +84,15 @@ def get_destination(owner: str, slug: str, destination_id: str) -> dict[str, Any
 @blueprint.response(200, schemas.DestinationEnvelope)
 def update_destination(body: dict[str, Any], owner: str, slug: str, destination_id: str) -> dict[str, Any]:
     """Change a destination; settings of the same kind are merged, so secrets left out are kept."""
-    with _session() as session:
-        info = destinations.update_destination(
-            session,
+    with transaction(acting()) as tx:
+        info = configuration.update_destination(
+            tx,
             destination_id=destination_id,
             changes=body,
             workspace_id=workspace_id(),
-            now=_now(),
             policy=runtime().settings.policy,
         )
-        return {"data": info}
+    return {"data": info}
 
 
 @blueprint.route("/destinations/<destination_id>", methods=["DELETE"])
@@ -110,8 +102,8 @@ def update_destination(body: dict[str, Any], owner: str, slug: str, destination_
 def delete_destination(owner: str, slug: str, destination_id: str) -> None:
     """Delete a destination no document was ever delivered to, with its routes. One with deliveries
     answers 409: disable it (`PATCH {"enabled": false}`) to keep where documents went."""
-    with _session() as session:
-        destinations.delete_destination(session, destination_id=destination_id, workspace_id=workspace_id())
+    with transaction(acting()) as tx:
+        configuration.delete_destination(tx, destination_id=destination_id, workspace_id=workspace_id())
 
 
 @blueprint.route("/destinations/<destination_id>/test", methods=["POST"])
@@ -133,11 +125,8 @@ def check_destination(owner: str, slug: str, destination_id: str) -> dict[str, A
 def pause_destination(owner: str, slug: str, destination_id: str) -> dict[str, Any]:
     """Hold the destination's deliveries: none is attempted and none spends its retry TTL until resumed.
     Kept apart from `enabled` (which `config apply` sets)."""
-    with _session() as session:
-        info = destinations.pause_destination(
-            session, destination_id=destination_id, workspace_id=workspace_id(), now=_now()
-        )
-        _audited(session, audit.PAUSE, destination_id)
+    with transaction(acting()) as tx:
+        info = relay.pause(tx, destination_id=destination_id, workspace_id=workspace_id())
     return {"data": info}
 
 
@@ -148,12 +137,8 @@ def pause_destination(owner: str, slug: str, destination_id: str) -> dict[str, A
 def resume_destination(owner: str, slug: str, destination_id: str) -> dict[str, Any]:
     """Let the deliveries go again (unless the circuit breaker holds them); their TTL deadlines move by
     the time they waited, and those due are sent at once."""
-    with _session() as session:
-        info, wake = destinations.resume_destination(
-            session, destination_id=destination_id, workspace_id=workspace_id(), now=_now()
-        )
-        _audited(session, audit.RESUME, destination_id)
-    runtime().enqueuer.enqueue(wake)  # after commit
+    with transaction(acting()) as tx:  # wakes the due deliveries after its commit
+        info = relay.resume(tx, destination_id=destination_id, workspace_id=workspace_id())
     return {"data": info}
 
 
@@ -176,8 +161,8 @@ def list_repositories(owner: str, slug: str) -> dict[str, Any]:
 @blueprint.alt_response(409, schema=ErrorsSchema, description="a repository with this id exists")
 def create_repository(body: dict[str, Any], owner: str, slug: str) -> dict[str, Any]:
     """Create a content repository (SAP contRep), optionally wired to destinations."""
-    with _session() as session:
-        return {"data": repositories.create_repository(session, values=body, workspace_id=workspace_id(), now=_now())}
+    with transaction(acting()) as tx:
+        return {"data": configuration.create_repository(tx, values=body, workspace_id=workspace_id())}
 
 
 @blueprint.route("/repositories/<repo_id>")
@@ -195,10 +180,8 @@ def get_repository(owner: str, slug: str, repo_id: str) -> dict[str, Any]:
 @blueprint.response(200, schemas.RepositoryEnvelope)
 def update_repository(body: dict[str, Any], owner: str, slug: str, repo_id: str) -> dict[str, Any]:
     """Change a repository; a `destinations` list replaces its wiring."""
-    with _session() as session:
-        return {
-            "data": repositories.update_repository(session, repo_id=repo_id, changes=body, workspace_id=workspace_id())
-        }
+    with transaction(acting()) as tx:
+        return {"data": configuration.update_repository(tx, repo_id=repo_id, changes=body, workspace_id=workspace_id())}
 
 
 @blueprint.route("/repositories/<repo_id>", methods=["DELETE"])
@@ -207,8 +190,8 @@ def update_repository(body: dict[str, Any], owner: str, slug: str, repo_id: str)
 @blueprint.alt_response(409, schema=ErrorsSchema, description="the repository holds documents")
 def delete_repository(owner: str, slug: str, repo_id: str) -> None:
     """Delete a repository that holds no documents, with its routes."""
-    with _session() as session:
-        repositories.delete_repository(session, repo_id=repo_id, workspace_id=workspace_id())
+    with transaction(acting()) as tx:
+        configuration.delete_repository(tx, repo_id=repo_id, workspace_id=workspace_id())
 
 
 # --- routes -----------------------------------------------------------------------------------------
@@ -230,10 +213,10 @@ def list_routes(owner: str, slug: str) -> dict[str, Any]:
 @blueprint.alt_response(409, schema=ErrorsSchema, description="already wired")
 def create_route(body: dict[str, Any], owner: str, slug: str) -> dict[str, Any]:
     """Wire a repository to a destination: documents received from now on are delivered there too."""
-    with _session() as session:
+    with transaction(acting()) as tx:
         return {
-            "data": repositories.add_route(
-                session, repo_id=body["repo_id"], destination_id=body["destination_id"], workspace_id=workspace_id()
+            "data": configuration.add_route(
+                tx, repo_id=body["repo_id"], destination_id=body["destination_id"], workspace_id=workspace_id()
             )
         }
 
@@ -243,8 +226,8 @@ def create_route(body: dict[str, Any], owner: str, slug: str) -> dict[str, Any]:
 @blueprint.response(204)
 def delete_route(owner: str, slug: str, repo_id: str, destination_id: str) -> None:
     """Unwire: documents received from now on are not delivered there; deliveries made stay."""
-    with _session() as session:
-        repositories.remove_route(session, repo_id=repo_id, destination_id=destination_id, workspace_id=workspace_id())
+    with transaction(acting()) as tx:
+        configuration.remove_route(tx, repo_id=repo_id, destination_id=destination_id, workspace_id=workspace_id())
 
 
 # --- settings ---------------------------------------------------------------------------------------
@@ -265,8 +248,8 @@ def get_settings(owner: str, slug: str) -> dict[str, Any]:
 @blueprint.response(200, schemas.RetrySettingsEnvelope)
 def update_settings(body: dict[str, Any], owner: str, slug: str) -> dict[str, Any]:
     """Change retry settings; they apply to retry cycles that start from now on."""
-    with _session() as session:
-        return {"data": retry_settings.update_retry_settings(session, changes=body, workspace_id=workspace_id())}
+    with transaction(acting()) as tx:
+        return {"data": configuration.update_retry_settings(tx, changes=body, workspace_id=workspace_id())}
 
 
 # --- API keys ---------------------------------------------------------------------------------------
@@ -290,10 +273,8 @@ def list_api_keys(owner: str, slug: str) -> dict[str, Any]:
 )
 def create_api_key(body: dict[str, Any], owner: str, slug: str) -> dict[str, Any]:
     """Create a key; the answer carries the key itself, once: only its hash is stored."""
-    with _session() as session:
-        new = api_keys.create_key(
-            session, name=body["name"], role=body["role"], workspace_id=workspace_id(), now=_now()
-        )
+    with transaction(acting()) as tx:
+        new = configuration.create_key(tx, name=body["name"], role=body["role"], workspace_id=workspace_id())
     return {"data": {**vars(new.info), "key": new.key}}
 
 
@@ -302,5 +283,5 @@ def create_api_key(body: dict[str, Any], owner: str, slug: str) -> dict[str, Any
 @blueprint.response(200, schemas.ApiKeyEnvelope)
 def revoke_api_key(owner: str, slug: str, name: str) -> dict[str, Any]:
     """Revoke a key: from now on it gets 401. It stays listed, with `revoked_at`."""
-    with _session() as session:
-        return {"data": api_keys.revoke_key(session, name=name, workspace_id=workspace_id(), now=_now())}
+    with transaction(acting()) as tx:
+        return {"data": configuration.revoke_key(tx, name=name, workspace_id=workspace_id())}

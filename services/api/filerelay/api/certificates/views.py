@@ -7,13 +7,14 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from filerelay import audit, certificates
-from filerelay.api.auth import actor, requires, workspace_id
+from filerelay import certificates
+from filerelay.api.auth import acting, requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
 from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint, UtcDateTime
 from filerelay.db.models import Role
-from filerelay.db.session import session_scope
+from filerelay.db.session import read_scope
+from filerelay.operations import configuration, transaction
 
 blueprint = RestBlueprint(
     "certificates",
@@ -55,33 +56,18 @@ class ListArgs(ma.Schema):
 @blueprint.response(200, CertificateList)
 def list_certificates(owner: str, slug: str, repo_id: str | None = None) -> dict[str, Any]:
     """Every certificate received for the workspace's repositories, active or not."""
-    with session_scope(runtime().sessions) as session:
+    with read_scope(runtime().sessions) as session:
         return {"data": certificates.list_for(session, workspace_id=workspace_id(), repo_id=repo_id)}
 
 
 def _switch(repo_id: str, fingerprint: str, *, active: bool) -> dict[str, Any]:
-    rt = runtime()
-    with session_scope(rt.sessions) as session:
-        try:
-            info = certificates.set_active(
-                session,
-                workspace_id=workspace_id(),
-                repo_id=repo_id,
-                fingerprint_=fingerprint,
-                active=active,
-                now=rt.clock.now(),
+    try:
+        with transaction(acting()) as tx:
+            info = configuration.set_certificate(
+                tx, workspace_id=workspace_id(), repo_id=repo_id, fingerprint=fingerprint, active=active
             )
-        except certificates.UnknownCertificate as exc:
-            raise ApiError(404, str(exc)) from None
-        audit.record(
-            session,
-            workspace_id=workspace_id(),
-            actor=actor(),
-            action=audit.ACTIVATE if active else audit.REVOKE,
-            target=f"{repo_id}/{fingerprint}",
-            now=rt.clock.now(),
-            subject=info.subject,
-        )
+    except certificates.UnknownCertificate as exc:
+        raise ApiError(404, str(exc)) from None
     return {"data": info}
 
 

@@ -16,6 +16,7 @@ from flask import abort, g, redirect, request, session, url_for
 from sqlalchemy import select
 from werkzeug.wrappers.response import Response
 
+from filerelay import audit
 from filerelay.api.auth import RANK
 from filerelay.api.context import runtime
 from filerelay.audit import Actor
@@ -33,6 +34,7 @@ class Person:
 
     key_id: int
     key_name: str
+    key_prefix: str
     role: Role
     workspace_id: int
     owner: str
@@ -43,13 +45,14 @@ class Person:
 
     @property
     def actor(self) -> Actor:
-        return Actor(name=self.key_name, via="console")
+        return Actor(name=self.key_name, channel=audit.CONSOLE, key_prefix=self.key_prefix)
 
 
 def _person(api_key: ApiKey, workspace: Workspace) -> Person:
     return Person(
         key_id=api_key.id,
         key_name=api_key.name,
+        key_prefix=api_key.prefix,
         role=Role(api_key.role),
         workspace_id=workspace.id,
         owner=workspace.owner_slug,

@@ -15,14 +15,16 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 from filerelay import audit, catalog, certificates, files, overview
 from filerelay.api import served_content
+from filerelay.api.audit.schemas import AuditArgs
 from filerelay.api.console import chart, signin
 from filerelay.api.console.signin import page, person
-from filerelay.api.context import runtime
+from filerelay.api.context import operations_context, runtime
 from filerelay.api.documents.schemas import FILTERS, ListArgs, to_filter
 from filerelay.content import open_content
 from filerelay.db.models import DocumentStatus, Role
 from filerelay.db.session import session_scope
-from filerelay.delivery.retry import NothingToRetry, retry_document, retry_matching
+from filerelay.delivery.retry import NothingToRetry
+from filerelay.operations import Context, UnknownItem, configuration, relay, transaction
 from filerelay.workspace_config import destinations
 from filerelay.workspace_config.common import ConfigurationError
 
@@ -37,10 +39,16 @@ FAILED_SHOWN = 1_000
 # Pages that show something in flight reload themselves this often (seconds), without JavaScript.
 REFRESH_SECONDS = 5
 IN_FLIGHT = {DocumentStatus.PENDING.value, DocumentStatus.RETRYING.value}
+AUDIT_PER_PAGE = 50
 
 
 def _now() -> dt.datetime:
     return runtime().clock.now()
+
+
+def _acting() -> Context:
+    """The operations context of a change made by the signed-in key."""
+    return operations_context(person().actor)
 
 
 def _document(db: Any, document_id: str) -> Any:
@@ -200,7 +208,7 @@ def bulk_retry(owner: str, slug: str) -> str | BaseResponse | tuple[str, int]:
         with session_scope(rt.sessions) as db:
             documents, deliveries = catalog.count_failed(db, workspace_id=who.workspace_id, filters=filters)
         return render_template("console/confirm_retry.html", raw=raw, documents=documents, deliveries=deliveries)
-    done = retry_matching(rt, workspace_id=who.workspace_id, filters=filters, actor=who.actor, described=raw)
+    done = relay.retry_matching(_acting(), workspace_id=who.workspace_id, filters=filters, described=raw)
     flash(f"Re-queued {done.deliveries} failed deliveries of {done.documents} documents.")
     return _back("console.documents_page", **raw)
 
@@ -256,25 +264,15 @@ def document_page(owner: str, slug: str, document_id: str) -> str:
 @blueprint.route("/documents/<document_id>/retry", methods=["POST"])
 @page(Role.MEMBER)
 def retry_one(owner: str, slug: str, document_id: str) -> BaseResponse:
-    who, rt = person(), runtime()
-    with session_scope(rt.sessions) as db:
-        document = _document(db, document_id)
-        try:
-            wake = retry_document(db, document, now=rt.clock.now())
-        except NothingToRetry:
-            flash("Nothing to retry: no delivery of this document has failed.")
-            return _back("console.document_page", document_id=document_id)
-        audit.record(
-            db,
-            workspace_id=who.workspace_id,
-            actor=who.actor,
-            action=audit.RETRY,
-            target=document_id,
-            now=rt.clock.now(),
-            deliveries=len(wake),
-        )
-    rt.enqueuer.enqueue(wake)
-    flash(f"Re-queued {len(wake)} failed deliveries.")
+    try:
+        with transaction(_acting()) as tx:  # wakes the deliveries after its commit
+            retried = relay.retry(tx, workspace_id=person().workspace_id, document_id=document_id)
+    except UnknownItem:
+        abort(404)
+    except NothingToRetry:
+        flash("Nothing to retry: no delivery of this document has failed.")
+        return _back("console.document_page", document_id=document_id)
+    flash(f"Re-queued {retried} failed deliveries.")
     return _back("console.document_page", document_id=document_id)
 
 
@@ -329,30 +327,13 @@ def test_destination(owner: str, slug: str, destination_id: str) -> BaseResponse
 @blueprint.route("/destinations/<destination_id>/<any(pause, resume):action>", methods=["POST"])
 @page(Role.ADMIN)
 def switch_destination(owner: str, slug: str, destination_id: str, action: str) -> BaseResponse:
-    who, rt = person(), runtime()
-    wake: list[Any] = []
+    switch = relay.pause if action == "pause" else relay.resume
     try:
-        with session_scope(rt.sessions) as db:
-            if action == "pause":
-                destinations.pause_destination(
-                    db, workspace_id=who.workspace_id, destination_id=destination_id, now=rt.clock.now()
-                )
-            else:
-                _, wake = destinations.resume_destination(
-                    db, workspace_id=who.workspace_id, destination_id=destination_id, now=rt.clock.now()
-                )
-            audit.record(
-                db,
-                workspace_id=who.workspace_id,
-                actor=who.actor,
-                action=audit.PAUSE if action == "pause" else audit.RESUME,
-                target=destination_id,
-                now=rt.clock.now(),
-            )
+        with transaction(_acting()) as tx:  # a resume wakes the due deliveries after its commit
+            switch(tx, workspace_id=person().workspace_id, destination_id=destination_id)
     except ConfigurationError as exc:
         flash(str(exc), "error")
         return _back("console.destinations_page")
-    rt.enqueuer.enqueue(wake)
     flash(f"{destination_id} {'paused' if action == 'pause' else 'resumed'}.")
     return _back("console.destinations_page")
 
@@ -371,25 +352,14 @@ def certificates_page(owner: str, slug: str) -> str:
 @blueprint.route("/certificates/<repo_id>/<fingerprint>/<any(activate, revoke):action>", methods=["POST"])
 @page(Role.ADMIN)
 def switch_certificate(owner: str, slug: str, repo_id: str, fingerprint: str, action: str) -> BaseResponse:
-    who, rt = person(), runtime()
     try:
-        with session_scope(rt.sessions) as db:
-            info = certificates.set_active(
-                db,
-                workspace_id=who.workspace_id,
+        with transaction(_acting()) as tx:
+            info = configuration.set_certificate(
+                tx,
+                workspace_id=person().workspace_id,
                 repo_id=repo_id,
-                fingerprint_=fingerprint,
+                fingerprint=fingerprint,
                 active=action == "activate",
-                now=rt.clock.now(),
-            )
-            audit.record(
-                db,
-                workspace_id=who.workspace_id,
-                actor=who.actor,
-                action=audit.ACTIVATE if action == "activate" else audit.REVOKE,
-                target=f"{repo_id}/{fingerprint}",
-                now=rt.clock.now(),
-                subject=info.subject,
             )
     except certificates.UnknownCertificate as exc:
         flash(str(exc), "error")
@@ -400,10 +370,44 @@ def switch_certificate(owner: str, slug: str, repo_id: str, fingerprint: str, ac
 
 @blueprint.route("/audit")
 @page(Role.ADMIN)
-def audit_page(owner: str, slug: str) -> str:
+def audit_page(owner: str, slug: str) -> str | tuple[str, int]:
+    """The audit log, newest first: the rows GET /api/OWNER/WORKSPACE/audit answers, with its filters."""
+    raw = {k: v for k, v in request.args.items() if v != "" and k in AuditArgs().fields}
+    shown = {k: request.args.get(k, "") for k in ("action", "target", "since")}
+    try:
+        args = AuditArgs().load({**raw, "per_page": raw.get("per_page", AUDIT_PER_PAGE)})
+        after = audit.decode_cursor(args["cursor"]) if "cursor" in args else None
+    except (ma.ValidationError, ValueError) as exc:
+        message = exc.messages if isinstance(exc, ma.ValidationError) else {"cursor": [str(exc)]}
+        return render_template("console/audit.html", events=[], errors=message, shown=shown, next_cursor=None), 400
     with session_scope(runtime().sessions) as db:
+        found = audit.listing(
+            db,
+            workspace_id=person().workspace_id,
+            per_page=args["per_page"],
+            action=args.get("action"),
+            target=args.get("target"),
+            since=args.get("since"),
+            after=after,
+        )
         events = [
-            {"at": e.at, "actor": e.actor, "via": e.via, "action": e.action, "target": e.target, "detail": e.detail}
-            for e in audit.recent(db, workspace_id=person().workspace_id)
+            {
+                "at": e.at,
+                "actor": e.actor,
+                "actor_prefix": e.actor_prefix,
+                "via": e.via,
+                "action": e.action,
+                "target": e.target,
+                "detail": e.detail,
+                "changes": e.changes or {},
+            }
+            for e in found.events
         ]
-    return render_template("console/audit.html", events=events)
+    return render_template(
+        "console/audit.html",
+        events=events,
+        errors={},
+        shown=shown,
+        actions=audit.ACTIONS,
+        next_cursor=found.next_cursor.encode() if found.next_cursor else None,
+    )

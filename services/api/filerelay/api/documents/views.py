@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from filerelay import audit, catalog
-from filerelay.api.auth import actor, requires, workspace_id
+from filerelay import catalog
+from filerelay.api.auth import acting, requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.documents import schemas
 from filerelay.api.errors import ApiError
 from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
 from filerelay.db.models import Role
 from filerelay.db.session import session_scope
-from filerelay.delivery.retry import NothingToRetry, retry_document, retry_matching
+from filerelay.delivery.retry import NothingToRetry
+from filerelay.operations import UnknownItem, relay, transaction
 
 blueprint = RestBlueprint(
     "documents", __name__, url_prefix=f"{WORKSPACE_PREFIX}/documents", description="Documents received from SAP"
@@ -72,23 +73,14 @@ def get_document(owner: str, slug: str, document_id: str) -> dict[str, Any]:
 @blueprint.alt_response(409, description="no delivery of this document has failed")
 def retry(owner: str, slug: str, document_id: str) -> dict[str, Any]:
     """Re-queue every failed delivery of the document; delivered ones are never re-sent."""
-    rt = runtime()
-    with session_scope(rt.sessions) as session:
-        try:
-            wake = retry_document(session, _document(session, document_id), now=rt.clock.now())
-        except NothingToRetry as exc:
-            raise ApiError(409, str(exc), code="nothing_to_retry") from None
-        audit.record(
-            session,
-            workspace_id=workspace_id(),
-            actor=actor(),
-            action=audit.RETRY,
-            target=document_id,
-            now=rt.clock.now(),
-            deliveries=len(wake),
-        )
-    rt.enqueuer.enqueue(wake)
-    with session_scope(rt.sessions) as session:
+    try:
+        with transaction(acting()) as tx:  # wakes the deliveries after its commit
+            relay.retry(tx, workspace_id=workspace_id(), document_id=document_id)
+    except UnknownItem as exc:
+        raise ApiError(404, str(exc)) from None
+    except NothingToRetry as exc:
+        raise ApiError(409, str(exc), code="nothing_to_retry") from None
+    with session_scope(runtime().sessions) as session:
         return {"data": _document(session, document_id)}
 
 
@@ -98,11 +90,10 @@ def retry(owner: str, slug: str, document_id: str) -> dict[str, Any]:
 @blueprint.response(200, schemas.BulkRetryEnvelope)
 def bulk_retry(owner: str, slug: str, **filters: Any) -> dict[str, Any]:
     """Re-queue the failed deliveries of every document matching the filters (and destination)."""
-    done = retry_matching(
-        runtime(),
+    done = relay.retry_matching(
+        acting(),
         workspace_id=workspace_id(),
         filters=schemas.to_filter(filters),
-        actor=actor(),
         described={k: str(v) for k, v in filters.items()},
     )
     return {"data": {"attributes": {"documents": done.documents, "deliveries": done.deliveries}}}

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from filerelay import files
 from filerelay.api import served_content
-from filerelay.api.auth import requires, workspace_id
+from filerelay.api.auth import acting, requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.errors import ApiError
 from filerelay.api.files import schemas
@@ -23,6 +23,7 @@ from filerelay.content import open_content
 from filerelay.db.models import Document, Role
 from filerelay.db.session import session_scope
 from filerelay.files import Cursor
+from filerelay.operations import UnknownItem, relay, transaction
 
 blueprint = RestBlueprint(
     "files", __name__, url_prefix=f"{WORKSPACE_PREFIX}/files", description="Files for pull integrations"
@@ -113,6 +114,8 @@ def report_export(report: dict[str, Any], owner: str, slug: str, file_id: str) -
 @blueprint.response(204)
 def delete_file(owner: str, slug: str, file_id: str) -> None:
     """Soft delete: gone from the documents list and from SAP, still in the change feed as `deleted`."""
-    rt = runtime()
-    with session_scope(rt.sessions) as session:
-        files.soft_delete(session, _file(session, file_id, lock=True), now=rt.clock.now())
+    try:
+        with transaction(acting()) as tx:
+            relay.delete_file(tx, workspace_id=workspace_id(), file_id=file_id)
+    except UnknownItem as exc:
+        raise ApiError(404, str(exc)) from None

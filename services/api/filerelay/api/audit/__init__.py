@@ -1,0 +1,1 @@
+"""The audit log over REST (admin, read-only)."""
