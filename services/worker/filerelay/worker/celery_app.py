@@ -36,6 +36,8 @@ class ProcessRuntime:
 
 def make_worker_app(settings: Settings) -> Celery:
     app = make_celery(settings, name="filerelay-worker")
+    # An ack lost to a dying broker restarts the connection instead of leaving the worker idle for good.
+    app.conf.worker_consumer = "filerelay.worker.consumer:RecoveringConsumer"
     runtime = ProcessRuntime(settings)
     tasks.register(app, runtime.get)
 
