@@ -99,32 +99,49 @@ def install(app: Celery, settings: Settings, queues: list[str], concurrency: int
     def _taken(**_: object) -> None:
         watchdog.taken()
 
+    started = threading.Event()
+
     @signals.worker_ready.connect(weak=False)
     def _start(**_: object) -> None:
+        if started.is_set():  # Celery sends it once; one watchdog whatever happens
+            return
+        started.set()
+        _beat(heartbeat)
+        watch = threading.Thread(
+            target=_watch, args=(watchdog, heartbeat, interval, stall_seconds, queues), name="filerelay-watchdog"
+        )
+        watch.daemon = True
+        watch.start()
+
+
+def _beat(heartbeat: Path) -> None:
+    try:
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
         heartbeat.touch()
-        threading.Thread(target=_run, name="filerelay-watchdog", daemon=True).start()
+    except OSError:  # a full or read-only home: the probe will say so; the worker goes on
+        log.exception("could not touch the heartbeat file %s", heartbeat)
 
-    def _run() -> None:
-        while True:
-            time.sleep(interval)
-            try:
-                healthy = watchdog.check()
-            except Exception:
-                log.exception("the watchdog's check failed; trying again")
-                continue
-            if healthy:
-                heartbeat.touch()
-                continue
-            log.critical(
-                "the worker took no wake-up for %.0f s while wake-ups waited in %s and it had room for "
-                "them; stopping (exit code %d) to be started again",
-                stall_seconds,
-                ", ".join(queues),
-                STALLED_EXIT_CODE,
-            )
-            # What SIGTERM does: the consumer loop sees it and shuts down warmly, with our exit code.
-            state.should_stop = STALLED_EXIT_CODE  # type: ignore[assignment]  # celery-types: None only
-            time.sleep(SHUTDOWN_GRACE_SECONDS)
-            log.critical("the warm shutdown did not end within %.0f s; exiting", SHUTDOWN_GRACE_SECONDS)
-            os._exit(STALLED_EXIT_CODE)
+
+def _watch(watchdog: Watchdog, heartbeat: Path, interval: float, stall_seconds: float, queues: list[str]) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            healthy = watchdog.check()
+        except Exception:
+            log.exception("the watchdog's check failed; trying again")
+            continue
+        if healthy:
+            _beat(heartbeat)
+            continue
+        log.critical(
+            "the worker took no wake-up for %.0f s while wake-ups waited in %s and it had room for them; "
+            "stopping (exit code %d) to be started again",
+            stall_seconds,
+            ", ".join(queues),
+            STALLED_EXIT_CODE,
+        )
+        # What SIGTERM does: the consumer loop sees it and shuts down warmly, with our exit code.
+        state.should_stop = STALLED_EXIT_CODE  # type: ignore[assignment]  # celery-types: None only
+        time.sleep(SHUTDOWN_GRACE_SECONDS)
+        log.critical("the warm shutdown did not end within %.0f s; exiting", SHUTDOWN_GRACE_SECONDS)
+        os._exit(STALLED_EXIT_CODE)
