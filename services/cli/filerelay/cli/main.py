@@ -140,7 +140,16 @@ def _queues(value: str) -> list[str]:
     default=None,
     help="Serve this worker's delivery counters at :PORT/metrics (for a worker pod's Prometheus scrape).",
 )
-def worker(queues: str, concurrency: int, pool: str, metrics_port: int | None) -> None:
+@click.option(
+    "--stall-seconds",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Exit (code 3, to be started again) when wake-ups wait this long in the worker's queues while it has "
+    "room and takes none; while it is taking work it touches $FILERELAY_HOME/worker-<hostname>.heartbeat "
+    "(a liveness probe's file). 0 turns both off.",
+)
+def worker(queues: str, concurrency: int, pool: str, metrics_port: int | None, stall_seconds: float) -> None:
     """Run a delivery worker for the given destination kinds (one Celery queue per kind)."""
     from filerelay.metrics_dir import own_multiprocess_dir
     from filerelay.queue import queue_name
@@ -150,13 +159,17 @@ def worker(queues: str, concurrency: int, pool: str, metrics_port: int | None) -
     names = ",".join(queue_name(k) for k in _queues(queues))
     # The shared metrics folder must be set before anything imports prometheus_client (the worker app does).
     with own_multiprocess_dir(settings.home) if metrics_port else contextlib.nullcontext():
-        from filerelay.worker.celery_app import make_worker_app
+        from filerelay.worker import watchdog
+        from filerelay.worker.celery_app import make_worker_app, run_worker
 
         if metrics_port:
             from filerelay.metrics import serve_counts
 
             serve_counts(metrics_port)
-        make_worker_app(settings).worker_main(
+        app = make_worker_app(settings)
+        watchdog.install(app, settings, names.split(","), concurrency, stall_seconds)
+        code = run_worker(
+            app,
             [
                 "worker",
                 "--queues",
@@ -172,8 +185,10 @@ def worker(queues: str, concurrency: int, pool: str, metrics_port: int | None) -
                 "--without-heartbeat",
                 "--hostname",
                 f"filerelay-{queues}@%h",
-            ]
+            ],
         )
+        if code:
+            sys.exit(code)
 
 
 @main.command()

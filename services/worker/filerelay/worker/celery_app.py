@@ -36,6 +36,8 @@ class ProcessRuntime:
 
 def make_worker_app(settings: Settings) -> Celery:
     app = make_celery(settings, name="filerelay-worker")
+    # An ack lost to a dying broker restarts the connection instead of leaving the worker idle for good.
+    app.conf.worker_consumer = "filerelay.worker.consumer:RecoveringConsumer"
     runtime = ProcessRuntime(settings)
     tasks.register(app, runtime.get)
 
@@ -49,3 +51,21 @@ def make_worker_app(settings: Settings) -> Celery:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     return app
+
+
+def run_worker(app: Celery, argv: list[str]) -> int:
+    """Run `celery worker` with `argv`; the worker's exit code (Celery's start drops it and returns None,
+    which would end every worker with 0: a supervisor must see a stalled worker's 3, or Celery's 1)."""
+    codes: list[int] = []
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _record(sender: object = None, **_: object) -> None:
+        code = getattr(sender, "exitcode", None)
+        if isinstance(code, int):
+            codes.append(code)
+
+    try:
+        app.start(argv)
+    finally:
+        signals.worker_shutdown.disconnect(_record)
+    return codes[-1] if codes else 0
