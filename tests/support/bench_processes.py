@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from tests.support.databases import TEST_ENCRYPTION_KEY
+from tests.support.policy import LOOPBACK
 from tests.support.processes import wait_ready
 
 
@@ -31,6 +32,9 @@ def clean_environ(**extra: str) -> dict[str, str]:
     a benchmark says exactly what each server gets."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FILERELAY_")}
     env["FILERELAY_ENCRYPTION_KEYS"] = TEST_ENCRYPTION_KEY  # every server of a benchmark opens the same secrets
+    # A benchmark's destinations are servers of its own on loopback, and its folders lie under the temp
+    # directory: allowed as an operator would allow them (the default policy refuses loopback).
+    env.update(LOOPBACK.environ())
     env.update(extra)
     return env
 
