@@ -146,7 +146,7 @@ def gcs_target(work: Path) -> Iterator[Target]:
         account, public = service_account(tokens.url)
         tokens.known[account["client_email"]] = public
         settings = {"bucket": BUCKET, "credentials_json": json.dumps(account), "endpoint_url": server.endpoint}
-        bucket = gcs.GcsDestination(*gcs.KIND.validate(settings, LOOPBACK)).bucket
+        bucket = gcs.GcsDestination(*gcs.KIND.validate(settings, LOOPBACK), LOOPBACK).bucket
         bucket.client.create_bucket(BUCKET)
 
         def size(doc_id: str) -> int | None:

@@ -48,7 +48,7 @@ def blob_of(storage: Azurite, container: str, name: str) -> Any:
 def client(storage: Azurite, container: str, **changes: object) -> azure_blob.AzureBlobDestination:
     values: dict[str, object] = {"container": container, "connection_string": storage.connection_string, **changes}
     settings, secrets_ = azure_blob.KIND.validate({k: v for k, v in values.items() if v is not None}, LOOPBACK)
-    return azure_blob.AzureBlobDestination(settings, secrets_)
+    return azure_blob.AzureBlobDestination(settings, secrets_, LOOPBACK)
 
 
 @pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 11])

@@ -143,11 +143,11 @@ def test_refused_credentials_or_recipients_fail_at_once(
 
 def test_check_logs_in_and_sends_nothing(mail: SmtpServer) -> None:
     settings, secrets = email_kind.KIND.validate(settings_for(mail), LOOPBACK)
-    email_kind.EmailDestination(settings, secrets).check()
+    email_kind.EmailDestination(settings, secrets, LOOPBACK).check()
     assert mail.received == []
     wrong, secrets = email_kind.KIND.validate(settings_for(mail, password="wrong"), LOOPBACK)
     with pytest.raises(DestinationError, match="login refused"):
-        email_kind.EmailDestination(wrong, secrets).check()
+        email_kind.EmailDestination(wrong, secrets, LOOPBACK).check()
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def client(server: FakeGcs, bucket: str, account: str) -> gcs.GcsDestination:
     settings, secrets_ = gcs.KIND.validate(
         {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint}, LOOPBACK
     )
-    return gcs.GcsDestination(settings, secrets_)
+    return gcs.GcsDestination(settings, secrets_, LOOPBACK)
 
 
 def stored(server: FakeGcs, bucket: str, account: str, name: str) -> Any:

@@ -198,7 +198,7 @@ def test_addressing_style_is_a_setting_for_s3_compatible_stores(s3: S3Server, bu
     settings, _ = kind.validate({"bucket": bucket, "endpoint_url": s3.endpoint, "addressing_style": "path"}, LOOPBACK)
 
     def style(settings: dict[str, object]) -> object:
-        return s3_destination.S3Destination(settings, {}).client.meta.config.s3  # type: ignore[attr-defined]
+        return s3_destination.S3Destination(settings, {}, LOOPBACK).client.meta.config.s3  # type: ignore[attr-defined]
 
     assert style(settings) == {"addressing_style": "path"}
     aws, _ = kind.validate({"bucket": bucket, "addressing_style": "virtual"}, LOOPBACK)
@@ -217,7 +217,7 @@ def test_addressing_style_is_a_setting_for_s3_compatible_stores(s3: S3Server, bu
         },
         LOOPBACK,
     )
-    s3_destination.S3Destination(usable, secret).check()
+    s3_destination.S3Destination(usable, secret, LOOPBACK).check()
     with pytest.raises(ValidationError, match="addressing_style"):
         kind.validate({"bucket": bucket, "addressing_style": "sideways"}, LOOPBACK)
 
@@ -259,6 +259,7 @@ def test_holds_tells_an_identical_object_from_another(s3: S3Server, bucket: str)
     target = s3_destination.S3Destination(
         {"bucket": bucket, "endpoint_url": s3.endpoint, "access_key_id": s3.access_key},
         {"secret_access_key": s3.secret_key},
+        LOOPBACK,
     )
     sha = hashlib.sha256(PDF).hexdigest()
     assert not target.holds("/held/x.pdf", sha256=sha, size=len(PDF))  # nothing there

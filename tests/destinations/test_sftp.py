@@ -45,7 +45,7 @@ def settings_for(server: SftpServer, **changes: object) -> dict[str, object]:
 
 def client(server: SftpServer, **changes: object) -> sftp.SftpDestination:
     settings, secrets = sftp.KIND.validate(settings_for(server, **changes), LOOPBACK)
-    return sftp.SftpDestination(settings, secrets)
+    return sftp.SftpDestination(settings, secrets, LOOPBACK)
 
 
 def leftovers(server: SftpServer) -> list[str]:

@@ -130,16 +130,16 @@ def test_a_refused_signature_or_a_gone_endpoint_fails_at_once(
 
 def test_check_reaches_the_receiver_without_delivering(receiver: Receiver) -> None:
     settings, secrets = webhook.KIND.validate({"url": receiver.url, "secret": SECRET}, LOOPBACK)
-    webhook.WebhookDestination(settings, secrets).check()
+    webhook.WebhookDestination(settings, secrets, LOOPBACK).check()
     assert receiver.received == []
     gone, secrets = webhook.KIND.validate(
         {"url": receiver.url.replace("/hooks/", "/nothing/"), "secret": SECRET}, LOOPBACK
     )
     with pytest.raises(DestinationError, match="HTTP 404"):
-        webhook.WebhookDestination(gone, secrets).check()
+        webhook.WebhookDestination(gone, secrets, LOOPBACK).check()
     receiver.stop()
     with pytest.raises(DestinationError, match="cannot be reached"):
-        webhook.WebhookDestination(settings, secrets).check()
+        webhook.WebhookDestination(settings, secrets, LOOPBACK).check()
 
 
 @pytest.mark.parametrize(

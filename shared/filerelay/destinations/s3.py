@@ -8,9 +8,11 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
+from filerelay import egress
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
+from filerelay.destinations.transport import guard_boto_client, peer_code
 from filerelay.policy import OperatorPolicy
 
 if TYPE_CHECKING:
@@ -63,7 +65,7 @@ def _error(exc: Exception, what: str) -> DestinationError:
 
     if isinstance(exc, ClientError):
         response: Any = exc.response
-        code = response.get("Error", {}).get("Code", "?")
+        code = peer_code(response.get("Error", {}).get("Code"))
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         retry_after = headers.get("retry-after")
@@ -72,11 +74,14 @@ def _error(exc: Exception, what: str) -> DestinationError:
             retryable=code not in PERMANENT_CODES and status not in PERMANENT_STATUSES,
             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
         )
-    return DestinationError(f"{what}: {type(exc).__name__}: {exc}")
+    refused = egress.refused_in(exc)
+    if refused is not None:
+        return DestinationError(f"{what}: {refused}", retryable=False)
+    return DestinationError(f"{what}: {type(exc).__name__}: {egress.scrub(str(exc))}")
 
 
 class S3Destination:
-    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> None:
         import boto3
         from botocore.config import Config
 
@@ -96,6 +101,7 @@ class S3Destination:
                 s3=_addressing(settings),
             ),
         )
+        guard_boto_client(self.client, policy, timeout=(10, 120))
 
     @staticmethod
     def key(path: str) -> str:
@@ -202,10 +208,24 @@ def _extra(payload: Payload) -> dict[str, Any]:
     return {"ContentType": payload.content_type, "Metadata": {**payload.metadata, "sha256": payload.sha256}}
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> S3Destination:
-    return S3Destination(settings, secrets)
+def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """The endpoint's host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
+    if values.get("endpoint_url"):
+        reason = egress.literal_refusal(egress.url_host(values["endpoint_url"]) or "", policy)
+        if reason is not None:
+            raise ValidationError({"endpoint_url": [reason]})
+
+
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> S3Destination:
+    return S3Destination(settings, secrets, policy)
 
 
 KIND = register(
-    DestinationKind(name="s3", schema=S3Settings, build=build, secret_fields=frozenset({"secret_access_key"}))
+    DestinationKind(
+        name="s3",
+        schema=S3Settings,
+        build=build,
+        secret_fields=frozenset({"secret_access_key"}),
+        admit=_admit_hosts,
+    )
 )
