@@ -16,4 +16,7 @@ from filerelay.policy import OperatorPolicy
 
 LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
+# The egress defaults, with the tests' folder roots: what a test of the guard's refusals runs under.
+DEFAULT = OperatorPolicy(folder_roots=(Path(tempfile.gettempdir()).resolve(),))
+
 LOOPBACK = OperatorPolicy(folder_roots=(Path(tempfile.gettempdir()).resolve(),), egress_allow=LOOPBACK_NETWORKS)
