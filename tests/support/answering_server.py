@@ -51,7 +51,17 @@ def answering_server(answer: Answering | None = None) -> Iterator[Answering]:
             if self.command != "HEAD":
                 self.wfile.write(state.body)
 
-        do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _answer
+        def do_GET(self) -> None:
+            self._answer()
+
+        def do_HEAD(self) -> None:
+            self._answer()
+
+        def do_POST(self) -> None:
+            self._answer()
+
+        def do_PUT(self) -> None:
+            self._answer()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.port = server.server_address[1]
