@@ -184,8 +184,9 @@ def refused_in(exc: BaseException | None) -> EgressRefused | None:
         seen.add(id(found))
         waiting.extend([found.__cause__, found.__context__])
         waiting.extend(arg for arg in getattr(found, "args", ()) if isinstance(arg, BaseException))
-        # urllib3's MaxRetryError keeps the failure it gave up on as `reason`, botocore its as `error`.
-        for name in ("reason", "error"):
+        # urllib3's MaxRetryError keeps the failure it gave up on as `reason`, botocore its as `error`,
+        # azure-core its as `inner_exception`.
+        for name in ("reason", "error", "inner_exception"):
             inner = getattr(found, name, None)
             if isinstance(inner, BaseException):
                 waiting.append(inner)

@@ -19,7 +19,7 @@ from filerelay.destinations.base import DestinationError, Payload
 from filerelay.runtime import Runtime
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
 from tests.support.documents import delivery
-from tests.support.policy import LOOPBACK
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
 
 
@@ -177,3 +177,18 @@ def test_the_password_and_key_are_secrets(server: SftpServer) -> None:
     assert "private_key" not in settings
     assert secrets == {"password": PASSWORD, "private_key": key}
     assert public_line(server.host_key) == settings["host_key"]
+
+
+def test_the_default_policy_refuses_the_loopback_server_at_connect(server: SftpServer) -> None:
+    """Written under LOOPBACK (the tests' policy), connected under the defaults: paramiko gets no socket."""
+    settings, secrets = sftp.KIND.validate(settings_for(server), LOOPBACK)
+    with pytest.raises(DestinationError) as info:
+        sftp.SftpDestination(settings, secrets, DEFAULT).check()
+    refused_by_the_guard(info.value)
+    assert not info.value.retryable
+
+
+@pytest.mark.parametrize("host", ["::1", "169.254.169.254", "localhost"])
+def test_a_host_the_policy_refuses_is_refused_when_written(server: SftpServer, host: str) -> None:
+    with pytest.raises(ValidationError, match="host"):
+        sftp.KIND.validate(settings_for(server, host=host), DEFAULT)
