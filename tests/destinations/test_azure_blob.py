@@ -18,11 +18,11 @@ from filerelay.delivery import service
 from filerelay.destinations import azure_blob
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime
+from tests.support.answering_server import SECRET as PEER_SECRET
+from tests.support.answering_server import Answering, answering_server
 from tests.support.azurite import ACCOUNT, KEY, Azurite, azurite
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
 from tests.support.documents import delivery
-from tests.support.answering_server import SECRET as PEER_SECRET
-from tests.support.answering_server import Answering, answering_server
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 
 
@@ -196,7 +196,10 @@ def test_the_services_error_code_is_shown_its_message_is_not_and_a_redirect_is_n
     [
         ({"account_url": "http://169.254.169.254/acct", "sas_token": "s"}, "account_url"),
         ({"connection_string": "UseDevelopmentStorage=true"}, "connection_string"),
-        ({"connection_string": f"AccountName=a;AccountKey={KEY};BlobEndpoint=http://[::1]:10000/a"}, "connection_string"),
+        (
+            {"connection_string": f"AccountName=a;AccountKey={KEY};BlobEndpoint=http://[::1]:10000/a"},
+            "connection_string",
+        ),
     ],
 )
 def test_an_endpoint_the_policy_refuses_is_refused_when_written(values: dict[str, str], field: str) -> None:
