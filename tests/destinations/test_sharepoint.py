@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import re
 import textwrap
@@ -27,8 +28,10 @@ from filerelay.destinations.base import DestinationError, Payload
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
 from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
+from tests.support.answering_server import SECRET as PEER_SECRET
+from tests.support.answering_server import Answering, answering_server
 from tests.support.documents import accept, attempts, delivery, stage
-from tests.support.policy import LOOPBACK
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sharepoint_emulator import FIELD_MISSING_CODE, FIELD_READ_ONLY_CODE, Emulator, sharepoint_emulator
 
 LIBRARY = "/sites/team/Shared Documents"
@@ -738,3 +741,53 @@ def test_an_upload_that_lost_its_lease_stops_and_leaves_nothing_behind(
     assert service.run(runtime, delivery_id, rand=lambda: 0.5)
     assert sp.files[f"{LIBRARY}/Z1/INV-11.pdf"] == data
     assert len(sp.statuses("FinishUpload")) == 1
+
+
+# --- the egress guard ---------------------------------------------------------------------------------------
+
+
+def test_the_default_policy_refuses_the_loopback_site_at_connect(sp: Emulator) -> None:
+    target = SharePointDestination({"site_url": sp.site_url}, {"access_token": sp.token}, DEFAULT)
+    with pytest.raises(DestinationError) as info:
+        target.check()
+    refused_by_the_guard(info.value)
+    assert not info.value.retryable
+    assert sp.requests == []
+
+
+def test_the_sites_error_code_is_shown_its_message_is_not_and_a_redirect_is_not_followed() -> None:
+    error = {"error": {"code": "-2147024891, System.UnauthorizedAccessException", "message": {"value": PEER_SECRET}}}
+    answer = Answering(status=403, body=json.dumps(error).encode(), headers={"content-type": "application/json"})
+    with answering_server(answer) as peer:
+        target = SharePointDestination({"site_url": f"{peer.url}/sites/team"}, {"access_token": "t"}, LOOPBACK)
+        with pytest.raises(DestinationError) as info:
+            target.check()
+        assert "HTTP 403 -2147024891, System.UnauthorizedAccessException" in str(info.value)
+        assert PEER_SECRET not in str(info.value)
+        peer.status, peer.body, peer.headers = 302, b"", {"location": f"{peer.url}/elsewhere"}
+        with pytest.raises(DestinationError):
+            target.check()
+    assert not any("/elsewhere" in asked for asked in peer.asked)
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"site_url": "http://169.254.169.254/sites/team", "access_token": "t"}, "site_url"),
+        ({"site_url": "http://localhost/sites/team", "access_token": "t"}, "site_url"),
+        (
+            {
+                "site_url": "https://contoso.sharepoint.com/sites/team",
+                "tenant_id": "evil.example/../x",
+                "client_id": "c",
+                "thumbprint": "A" * 40,
+                "certificate_path": "/x.pem",
+            },
+            "tenant_id",
+        ),
+    ],
+)
+def test_a_site_or_tenant_the_policy_refuses_is_refused_when_written(values: dict[str, str], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        get_kind("sharepoint").validate(values, DEFAULT)
+    assert field in info.value.messages_dict
