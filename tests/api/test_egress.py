@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from filerelay.api import create_app
 from filerelay.config_file import ConfigError, apply, load
+from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.runtime import Runtime, build_runtime
@@ -160,3 +162,18 @@ def test_a_delivery_error_shows_neither_the_peers_body_nor_the_urls_credentials(
         assert SECRET not in text
         assert "pa55w0rd" not in text
     assert checked.json()["data"]["ok"] is False
+
+
+def test_a_urls_credentials_are_not_shown_to_readers_and_still_used(strict: str, configured: Runtime) -> None:
+    settings = {"url": "https://relay:pa55w0rd@hooks.erp.example.com/in", "secret": WEBHOOK_SECRET}
+    body = {"id": "dest_hook", "name": "H", "kind": "webhook", "settings": settings}
+    created = call(strict, "POST", "/destinations", body)
+    assert created.status_code == 201, created.text
+    for reply in (created, call(strict, "GET", "/destinations/dest_hook"), call(strict, "GET", "/destinations")):
+        assert "pa55w0rd" not in reply.text
+    assert created.json()["data"]["settings"]["url"] == "https://hooks.erp.example.com/in"
+    # A PATCH of another field keeps the stored URL whole: what was hidden is not lost.
+    assert call(strict, "PATCH", "/destinations/dest_hook", {"name": "Hook"}).status_code == 200
+    with session_scope(configured.sessions) as session:
+        stored = session.scalars(select(Destination).where(Destination.public_id == "dest_hook")).one()
+        assert stored.settings["url"] == settings["url"]
