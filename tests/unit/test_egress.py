@@ -7,6 +7,7 @@ import ipaddress
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,3 +200,68 @@ def test_a_service_account_key_whose_token_uri_is_refused_is_refused_when_writte
         REGISTRY["gcs"].validate(values, DEFAULT)
     info, _ = service_account("https://oauth2.googleapis.com/token")
     REGISTRY["gcs"].validate({**values, "credentials_json": json.dumps(info)}, DEFAULT)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An HTTPS server on 127.0.0.1 whose certificate names only `localhost`; (port, the certificate)."""
+    import datetime as dt
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime(2000, 1, 1, tzinfo=dt.UTC))  # valid whatever the clock says
+        .not_valid_after(dt.datetime(2100, 1, 1, tzinfo=dt.UTC))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield server.server_address[1], cert_path
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_is_verified_against_the_urls_name_while_the_checked_address_is_connected(
+    tls_server: tuple[int, Path],
+) -> None:
+    """The guard connects to 127.0.0.1, an address; the certificate names only `localhost`: it is accepted
+    for https://localhost (SNI and verification use the name), and refused for https://127.0.0.1."""
+    from filerelay.destinations.transport import guarded_session
+
+    port, cert = tls_server
+    session = guarded_session(LOOPBACK)
+    assert session.get(f"https://localhost:{port}/", verify=str(cert), timeout=10).status_code == 204
+    with pytest.raises(requests.exceptions.SSLError):
+        session.get(f"https://127.0.0.1:{port}/", verify=str(cert), timeout=10)
