@@ -87,6 +87,9 @@ def test_two_apis_and_two_workers_share_s3_staging(
             "AWS_ACCESS_KEY_ID": s3.access_key,
             "AWS_SECRET_ACCESS_KEY": s3.secret_key,
             "FILERELAY_SWEEP_INTERVAL_SECONDS": "1",
+            # The workers deliver to the archive bucket on loopback, which the egress defaults refuse (the
+            # staging bucket, the installation's own, is not a destination: the guard does not apply to it).
+            "FILERELAY_EGRESS_ALLOW": "127.0.0.0/8,::1",
         }
 
     def start(name: str, *args: str) -> subprocess.Popen[bytes]:
