@@ -484,6 +484,8 @@ def chaos_stack(work: Path) -> Iterator[Stack]:
             FILERELAY_WAKE_GRACE_SECONDS="5",
             FILERELAY_BREAKER_COOLDOWN_SECONDS="5",
             CHAOS_S3_SECRET=s3.secret_key,
+            # Its S3 server and SharePoint emulator listen on loopback, which the egress defaults refuse.
+            FILERELAY_EGRESS_ALLOW="127.0.0.0/8,::1",
         )
         log = work / "setup.log"
         run_command(filerelay_command("migrate"), env, log)

@@ -146,7 +146,7 @@ def gcs_target(work: Path) -> Iterator[Target]:
         account, public = service_account(tokens.url)
         tokens.known[account["client_email"]] = public
         settings = {"bucket": BUCKET, "credentials_json": json.dumps(account), "endpoint_url": server.endpoint}
-        bucket = gcs.GcsDestination(*gcs.KIND.validate(settings, LOOPBACK)).bucket
+        bucket = gcs.GcsDestination(*gcs.KIND.validate(settings, LOOPBACK), LOOPBACK).bucket
         bucket.client.create_bucket(BUCKET)
 
         def size(doc_id: str) -> int | None:
@@ -210,7 +210,8 @@ def measure(kind: str, size: int, work: Path) -> Measured:
     home = work / "home"
     home.mkdir(parents=True)
     url = f"sqlite:///{home / 'filerelay.db'}"
-    env = clean_environ(FILERELAY_HOME=str(home), FILERELAY_DATABASE_URL=url)
+    # Every target listens on loopback, which the egress defaults refuse: allowed as the tests allow it.
+    env = clean_environ(FILERELAY_HOME=str(home), FILERELAY_DATABASE_URL=url, FILERELAY_EGRESS_ALLOW="127.0.0.0/8,::1")
     log = work / "filerelay.log"
     with ExitStack() as stack:
         target = stack.enter_context(TARGETS[kind](work))

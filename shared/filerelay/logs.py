@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+from filerelay.egress import scrub
+
 LOG_FORMAT_ENV = "FILERELAY_LOG_FORMAT"
 
 Field = str | int
@@ -50,11 +52,12 @@ class JsonFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            # A URL's user:password@ never reaches a log line, whoever logged it (filerelay.egress.scrub).
+            "message": scrub(record.getMessage()),
         }
         entry.update(current_context())
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = scrub(self.formatException(record.exc_info))
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         # default=str: a context value or message argument of an odd type must not cost the line.
@@ -68,7 +71,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = scrub(super().format(record))  # as JsonFormatter: no URL's user:password@
         fields = current_context()
         if not fields:
             return line

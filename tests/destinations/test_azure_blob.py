@@ -18,10 +18,12 @@ from filerelay.delivery import service
 from filerelay.destinations import azure_blob
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime
-from tests.support.azurite import KEY, Azurite, azurite
+from tests.support.answering_server import SECRET as PEER_SECRET
+from tests.support.answering_server import Answering, answering_server
+from tests.support.azurite import ACCOUNT, KEY, Azurite, azurite
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
 from tests.support.documents import delivery
-from tests.support.policy import LOOPBACK
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def blob_of(storage: Azurite, container: str, name: str) -> Any:
 def client(storage: Azurite, container: str, **changes: object) -> azure_blob.AzureBlobDestination:
     values: dict[str, object] = {"container": container, "connection_string": storage.connection_string, **changes}
     settings, secrets_ = azure_blob.KIND.validate({k: v for k, v in values.items() if v is not None}, LOOPBACK)
-    return azure_blob.AzureBlobDestination(settings, secrets_)
+    return azure_blob.AzureBlobDestination(settings, secrets_, LOOPBACK)
 
 
 @pytest.mark.parametrize("size", [len(PDF), 20 * 1024 * 1024 + 11])
@@ -155,3 +157,52 @@ def test_credentials_are_secrets_and_the_account_comes_from_the_url() -> None:
     assert secrets_["account_key"] == KEY
     assert azure_blob._account_name("https://acme.blob.core.windows.net") == "acme"
     assert azure_blob._account_name("http://127.0.0.1:10000/devstoreaccount1") == "devstoreaccount1"
+
+
+# --- the egress guard ---------------------------------------------------------------------------------------
+
+
+def test_the_default_policy_refuses_the_loopback_service_at_connect(storage: Azurite, container: str) -> None:
+    """Written under LOOPBACK (the tests' policy), connected under the defaults: azure-core's transport
+    sends through the guarded session."""
+    values = {"container": container, "connection_string": storage.connection_string}
+    settings, secrets_ = azure_blob.KIND.validate(values, LOOPBACK)
+    with pytest.raises(DestinationError) as info:
+        azure_blob.AzureBlobDestination(settings, secrets_, DEFAULT).check()
+    refused_by_the_guard(info.value)
+    assert not info.value.retryable
+
+
+def test_the_services_error_code_is_shown_its_message_is_not_and_a_redirect_is_not_followed(container: str) -> None:
+    refusing = Answering(
+        status=403,
+        body=f"<Error><Code>AuthorizationFailure</Code><Message>{PEER_SECRET}</Message></Error>".encode(),
+        headers={"content-type": "application/xml", "x-ms-error-code": "AuthorizationFailure"},
+    )
+    with answering_server(refusing) as peer:
+        values = {"container": container, "account_url": f"{peer.url}/{ACCOUNT}", "account_key": KEY}
+        with pytest.raises(DestinationError) as info:
+            azure_blob.AzureBlobDestination(*azure_blob.KIND.validate(values, LOOPBACK), LOOPBACK).check()
+        assert "AuthorizationFailure (HTTP 403)" in str(info.value)
+        assert PEER_SECRET not in str(info.value)
+        peer.status, peer.body, peer.headers = 302, b"", {"location": f"{peer.url}/elsewhere"}
+        with pytest.raises(DestinationError, match=r"HTTP 302"):
+            azure_blob.AzureBlobDestination(*azure_blob.KIND.validate(values, LOOPBACK), LOOPBACK).check()
+    assert not any("/elsewhere" in asked for asked in peer.asked)
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"account_url": "http://169.254.169.254/acct", "sas_token": "s"}, "account_url"),
+        ({"connection_string": "UseDevelopmentStorage=true"}, "connection_string"),
+        (
+            {"connection_string": f"AccountName=a;AccountKey={KEY};BlobEndpoint=http://[::1]:10000/a"},
+            "connection_string",
+        ),
+    ],
+)
+def test_an_endpoint_the_policy_refuses_is_refused_when_written(values: dict[str, str], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        azure_blob.KIND.validate({"container": "docs", **values}, DEFAULT)
+    assert field in info.value.messages_dict

@@ -19,7 +19,7 @@ from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.destination_kinds import PDF, create, half, sized, wire
 from tests.support.documents import attempts, delivery
-from tests.support.policy import LOOPBACK
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
 
 
@@ -155,11 +155,11 @@ def test_refused_credentials_or_recipients_fail_at_once(
 
 def test_check_logs_in_and_sends_nothing(mail: SmtpServer) -> None:
     settings, secrets = email_kind.KIND.validate(settings_for(mail), LOOPBACK)
-    email_kind.EmailDestination(settings, secrets).check()
+    email_kind.EmailDestination(settings, secrets, LOOPBACK).check()
     assert mail.received == []
     wrong, secrets = email_kind.KIND.validate(settings_for(mail, password="wrong"), LOOPBACK)
     with pytest.raises(DestinationError, match="login refused"):
-        email_kind.EmailDestination(wrong, secrets).check()
+        email_kind.EmailDestination(wrong, secrets, LOOPBACK).check()
 
 
 @pytest.mark.parametrize(
@@ -201,3 +201,18 @@ def test_a_subject_rendering_a_line_break_fails_the_delivery_and_sends_nothing(
     assert "the e-mail header Subject would hold the control character U+" in (row.last_error or "")
     assert "nothing was sent" in (row.last_error or "")
     assert mail.received == []
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_the_default_policy_refuses_the_loopback_server_at_connect(mail: SmtpServer, tls: bool) -> None:
+    """Written under LOOPBACK (the tests' policy), connected under the defaults: plain and implicit TLS."""
+    settings, secrets = email_kind.KIND.validate(settings_for(mail, tls=tls), LOOPBACK)
+    with pytest.raises(DestinationError) as info:
+        email_kind.EmailDestination(settings, secrets, DEFAULT).check()
+    refused_by_the_guard(info.value)
+    assert not info.value.retryable
+
+
+def test_a_host_the_policy_refuses_is_refused_when_written(mail: SmtpServer) -> None:
+    with pytest.raises(ValidationError, match="smtp_host"):
+        email_kind.KIND.validate(settings_for(mail, smtp_host="localhost"), DEFAULT)

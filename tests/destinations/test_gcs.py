@@ -5,6 +5,7 @@ resumable upload), outages, a refused key, a missing bucket, reading back."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import secrets
@@ -18,11 +19,14 @@ from filerelay.clock import FrozenClock
 from filerelay.delivery import service
 from filerelay.destinations import gcs
 from filerelay.destinations.base import DestinationError
+from filerelay.policy import OperatorPolicy
 from filerelay.runtime import Runtime
+from tests.support.answering_server import SECRET as PEER_SECRET
+from tests.support.answering_server import Answering, answering_server
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
 from tests.support.documents import delivery
 from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
-from tests.support.policy import LOOPBACK
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,7 @@ def client(server: FakeGcs, bucket: str, account: str) -> gcs.GcsDestination:
     settings, secrets_ = gcs.KIND.validate(
         {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint}, LOOPBACK
     )
-    return gcs.GcsDestination(settings, secrets_)
+    return gcs.GcsDestination(settings, secrets_, LOOPBACK)
 
 
 def stored(server: FakeGcs, bucket: str, account: str, name: str) -> Any:
@@ -184,3 +188,59 @@ def test_throttling_is_retried_after_what_retry_after_says() -> None:
     assert gcs._error(answered(404, "The specified bucket does not exist."), "upload").retryable is False
     assert gcs._error(answered(403, "forbidden"), "upload").retryable is False
     assert gcs._error(answered(503, "backend error"), "upload").retryable is True
+
+
+# --- the egress guard ---------------------------------------------------------------------------------------
+
+
+def test_the_default_policy_refuses_the_loopback_service_at_connect(
+    google: tuple[FakeGcs, TokenEndpoint], account: str, bucket: str
+) -> None:
+    server, _ = google
+    settings, secrets_ = gcs.KIND.validate(
+        {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint}, LOOPBACK
+    )
+    with pytest.raises(DestinationError) as info:
+        gcs.GcsDestination(settings, secrets_, DEFAULT).check()
+    refused_by_the_guard(info.value)
+    assert not info.value.retryable
+
+
+def test_the_token_request_goes_through_the_guard(google: tuple[FakeGcs, TokenEndpoint], bucket: str) -> None:
+    """The storage endpoint on 127.0.0.1 is allowed, the key's token_uri on 127.0.0.2 is not: the refusal
+    names 127.0.0.2, so the token request was judged (unguarded, it would have met a closed port)."""
+    server, tokens = google
+    info, _ = service_account(tokens.url.replace("127.0.0.1", "127.0.0.2"))
+    only_one = OperatorPolicy(folder_roots=LOOPBACK.folder_roots, egress_allow=(ipaddress.ip_network("127.0.0.1/32"),))
+    values = {"bucket": bucket, "credentials_json": json.dumps(info), "endpoint_url": server.endpoint}
+    settings, secrets_ = gcs.KIND.validate(values, LOOPBACK)
+    with pytest.raises(DestinationError, match=r"egress refused: 127\.0\.0\.2 is a loopback address") as refused:
+        gcs.GcsDestination(settings, secrets_, only_one).check()
+    refused_by_the_guard(refused.value)
+
+
+def test_the_token_endpoints_body_is_not_shown_beyond_its_error_code(bucket: str) -> None:
+    answer = Answering(
+        status=400,
+        body=json.dumps({"error": "invalid_grant", "error_description": PEER_SECRET}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with answering_server(answer) as peer:
+        info, _ = service_account(f"{peer.url}/token")
+        settings, secrets_ = gcs.KIND.validate({"bucket": bucket, "credentials_json": json.dumps(info)}, LOOPBACK)
+        with pytest.raises(DestinationError) as refused:
+            gcs.GcsDestination(settings, secrets_, LOOPBACK).check()
+    assert str(refused.value).endswith("the service account key was refused: invalid_grant")
+    assert PEER_SECRET not in str(refused.value)
+
+
+def test_the_apis_error_reason_is_shown_and_its_message_is_not(account: str) -> None:
+    body = {"error": {"code": 403, "message": PEER_SECRET, "errors": [{"reason": "forbidden", "message": PEER_SECRET}]}}
+    with answering_server(Answering(status=403, body=json.dumps(body).encode())) as peer:
+        settings, secrets_ = gcs.KIND.validate(
+            {"bucket": "docs", "credentials_json": account, "endpoint_url": peer.url}, LOOPBACK
+        )
+        with pytest.raises(DestinationError) as refused:
+            gcs.GcsDestination(settings, secrets_, LOOPBACK).check()
+    assert str(refused.value).endswith("HTTP 403 forbidden")
+    assert PEER_SECRET not in str(refused.value)

@@ -26,11 +26,14 @@ from filerelay.config_file import apply, load
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations import s3 as s3_destination
-from filerelay.destinations.base import Payload
+from filerelay.destinations.base import DestinationError, Payload
 from filerelay.runtime import Runtime
 from filerelay.staging.local import LocalStagingStore
+from tests.support.answering_server import SECRET as PEER_SECRET
+from tests.support.answering_server import Answering, answering_server
+from tests.support.destination_kinds import payload
 from tests.support.documents import accept, attempts, delivery
-from tests.support.policy import LOOPBACK
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.s3server import S3Server
 from tests.support.s3stub import refusing_s3
 
@@ -201,7 +204,7 @@ def test_addressing_style_is_a_setting_for_s3_compatible_stores(s3: S3Server, bu
     )
 
     def style(settings: dict[str, object]) -> object:
-        destination = s3_destination.S3Destination(settings, {"secret_access_key": "SK"})
+        destination = s3_destination.S3Destination(settings, {"secret_access_key": "SK"}, LOOPBACK)
         return destination.client.meta.config.s3  # type: ignore[attr-defined]
 
     assert style(settings) == {"addressing_style": "path"}
@@ -221,7 +224,7 @@ def test_addressing_style_is_a_setting_for_s3_compatible_stores(s3: S3Server, bu
         },
         LOOPBACK,
     )
-    s3_destination.S3Destination(usable, secret).check()
+    s3_destination.S3Destination(usable, secret, LOOPBACK).check()
     with pytest.raises(ValidationError, match="addressing_style"):
         kind.validate({"bucket": bucket, "addressing_style": "sideways"}, LOOPBACK)
 
@@ -263,6 +266,7 @@ def test_holds_tells_an_identical_object_from_another(s3: S3Server, bucket: str)
     target = s3_destination.S3Destination(
         {"bucket": bucket, "endpoint_url": s3.endpoint, "access_key_id": s3.access_key},
         {"secret_access_key": s3.secret_key},
+        LOOPBACK,
     )
     sha = hashlib.sha256(PDF).hexdigest()
     assert not target.holds("/held/x.pdf", sha256=sha, size=len(PDF))  # nothing there
@@ -327,3 +331,42 @@ def test_multipart_staged_bytes_not_matching_the_sha256_fail_and_leave_nothing(
     assert listing(s3, bucket) == []
     uploads = s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert [u["Key"] for u in uploads] == []
+
+
+# --- the egress guard ---------------------------------------------------------------------------------------
+
+
+def test_the_default_policy_refuses_the_loopback_endpoint_at_connect(s3: S3Server, bucket: str) -> None:
+    """Written under LOOPBACK (the tests' policy), connected under the defaults: botocore sends through
+    the guarded session, whose refusal comes before any connection, and botocore's own retry repeats it."""
+    values = {"bucket": bucket, "endpoint_url": s3.endpoint, "access_key_id": s3.access_key}
+    settings, secrets_ = s3_destination.KIND.validate({**values, "secret_access_key": s3.secret_key}, LOOPBACK)
+    target = s3_destination.S3Destination(settings, secrets_, DEFAULT)
+    with pytest.raises(DestinationError) as info:
+        target.check()
+    refused_by_the_guard(info.value)
+    assert not info.value.retryable
+    s3_destination.S3Destination(settings, secrets_, LOOPBACK).check()
+
+
+def test_the_endpoints_error_code_is_shown_and_its_message_is_not(bucket: str) -> None:
+    """An endpoint that answers S3's XML error with a message: the code goes into the error, the text not."""
+    answer = Answering(
+        status=403,
+        body=f"<Error><Code>AccessDenied</Code><Message>{PEER_SECRET}</Message></Error>".encode(),
+        headers={"content-type": "application/xml"},
+    )
+    with answering_server(answer) as peer:
+        settings, secrets_ = s3_destination.KIND.validate(
+            {"bucket": bucket, "endpoint_url": peer.url, "access_key_id": "k", "secret_access_key": "s"}, LOOPBACK
+        )
+        with pytest.raises(DestinationError) as info:
+            s3_destination.S3Destination(settings, secrets_, LOOPBACK).deliver(payload(PDF))
+    assert "AccessDenied (HTTP 403)" in str(info.value)
+    assert PEER_SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize("endpoint", ["http://169.254.169.254", "http://[::1]:8333", "http://0.0.0.0:8333"])
+def test_an_endpoint_the_policy_refuses_is_refused_when_written(endpoint: str) -> None:
+    with pytest.raises(ValidationError, match="endpoint_url"):
+        s3_destination.KIND.validate({"bucket": "docs", "endpoint_url": endpoint}, DEFAULT)

@@ -44,7 +44,7 @@ def test_path_style_to_another_s3_compatible_server(moto: str, size: int) -> Non
         },
         LOOPBACK,
     )
-    target = s3.S3Destination(settings, secrets)
+    target = s3.S3Destination(settings, secrets, LOOPBACK)
     data = sized(size)
     target.deliver(payload(data))
     assert hashlib.sha256(b"".join(target.read("/Z1/DOC1.pdf"))).hexdigest() == hashlib.sha256(data).hexdigest()

@@ -19,7 +19,7 @@ from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.runtime import Runtime
 from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
 from tests.support.documents import delivery
-from tests.support.policy import LOOPBACK
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
 
 
@@ -45,7 +45,7 @@ def settings_for(server: SftpServer, **changes: object) -> dict[str, object]:
 
 def client(server: SftpServer, **changes: object) -> sftp.SftpDestination:
     settings, secrets = sftp.KIND.validate(settings_for(server, **changes), LOOPBACK)
-    return sftp.SftpDestination(settings, secrets)
+    return sftp.SftpDestination(settings, secrets, LOOPBACK)
 
 
 def leftovers(server: SftpServer) -> list[str]:
@@ -227,3 +227,18 @@ def test_read_back_serves_only_the_delivered_bytes(server: SftpServer) -> None:
     with pytest.raises(DestinationError, match="is not the delivered document") as refused:
         next(read_verified(target, "/Z1/DOC1.pdf", sha256=sha, size=len(data), start=0, length=4))
     assert refused.value.retryable is False
+
+
+def test_the_default_policy_refuses_the_loopback_server_at_connect(server: SftpServer) -> None:
+    """Written under LOOPBACK (the tests' policy), connected under the defaults: paramiko gets no socket."""
+    settings, secrets = sftp.KIND.validate(settings_for(server), LOOPBACK)
+    with pytest.raises(DestinationError) as info:
+        sftp.SftpDestination(settings, secrets, DEFAULT).check()
+    refused_by_the_guard(info.value)
+    assert not info.value.retryable
+
+
+@pytest.mark.parametrize("host", ["::1", "169.254.169.254", "localhost"])
+def test_a_host_the_policy_refuses_is_refused_when_written(server: SftpServer, host: str) -> None:
+    with pytest.raises(ValidationError, match="host"):
+        sftp.KIND.validate(settings_for(server, host=host), DEFAULT)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import re
 import textwrap
@@ -28,9 +29,17 @@ from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
 from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
+from tests.support.answering_server import SECRET as PEER_SECRET
+from tests.support.answering_server import Answering, answering_server
 from tests.support.documents import accept, attempts, delivery, stage
-from tests.support.policy import LOOPBACK
-from tests.support.sharepoint_emulator import Emulator, app_certificate, sharepoint_emulator
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
+from tests.support.sharepoint_emulator import (
+    FIELD_MISSING_CODE,
+    FIELD_READ_ONLY_CODE,
+    Emulator,
+    app_certificate,
+    sharepoint_emulator,
+)
 
 LIBRARY = "/sites/team/Shared Documents"
 
@@ -42,7 +51,7 @@ def sp() -> Iterator[Emulator]:
 
 
 def destination(sp: Emulator, **settings: object) -> SharePointDestination:
-    return SharePointDestination({"site_url": sp.site_url, **settings}, {"access_token": sp.token})
+    return SharePointDestination({"site_url": sp.site_url, **settings}, {"access_token": sp.token}, LOOPBACK)
 
 
 def payload(data: bytes, path: str, **identity: str) -> Payload:
@@ -156,11 +165,8 @@ def test_errors_say_what_failed_and_whether_a_retry_can_help() -> None:
     """The classification every failed request goes through (the emulator tests reach it by HTTP)."""
     for status, retryable in ((400, False), (404, False), (405, True), (409, True), (429, True), (503, True)):
         error = sharepoint._error(_HTTPError(status, "3"), "cannot add x.pdf")
-        assert (str(error), error.retryable, error.retry_after) == (
-            f"cannot add x.pdf: HTTP {status}: HTTP error {status}",
-            retryable,
-            3.0,
-        )
+        # The answer's status, not its text: the site is whatever the workspace named.
+        assert (str(error), error.retryable, error.retry_after) == (f"cannot add x.pdf: HTTP {status}", retryable, 3.0)
     # No HTTP answer at all (a refused connection, a library error): the exception's kind, retryable.
     refused = sharepoint._error(ConnectionRefusedError("refused"), "cannot create folder Z1")
     assert (str(refused), refused.retryable, refused.retry_after) == (
@@ -179,7 +185,9 @@ def test_a_missing_column_fails_for_good_and_names_the_column(sp: Emulator) -> N
     with pytest.raises(DestinationError, match=r"did not set the columns Kunde on /Z1/x\.pdf") as info:
         target.deliver(payload(b"x", "/Z1/x.pdf", doc_id="D-1", repo_id="Z1"))
     assert not info.value.retryable
-    assert "Column 'Kunde' does not exist" in str(info.value)
+    # SharePoint's code for the field, not its message: what the site says is not repeated.
+    assert f"Kunde: error {FIELD_MISSING_CODE}" in str(info.value)
+    assert "does not exist" not in str(info.value)
     assert "DocId" not in str(info.value).split("(", 1)[0]  # only the failed column is blamed
     # SharePoint saves none of the fields when one fails; the upload itself went through.
     assert sp.files[f"{LIBRARY}/Z1/x.pdf"] == b"x"
@@ -188,7 +196,7 @@ def test_a_missing_column_fails_for_good_and_names_the_column(sp: Emulator) -> N
 
 def test_a_read_only_column_fails_for_good(sp: Emulator) -> None:
     target = destination(sp, columns={"Title": "doc_id", "ID": "repo_id"})
-    with pytest.raises(DestinationError, match=r"columns ID on .*This field cannot be updated") as info:
+    with pytest.raises(DestinationError, match=rf"columns ID on .*ID: error {FIELD_READ_ONLY_CODE}") as info:
         target.deliver(payload(b"x", "/Z1/x.pdf", doc_id="D-1", repo_id="Z1"))
     assert not info.value.retryable
 
@@ -242,7 +250,7 @@ def test_an_expired_form_digest_is_refreshed(sp: Emulator) -> None:
 
 
 def test_a_wrong_token_fails_retryably_with_the_status(sp: Emulator) -> None:
-    target = SharePointDestination({"site_url": sp.site_url}, {"access_token": "not-the-token"})
+    target = SharePointDestination({"site_url": sp.site_url}, {"access_token": "not-the-token"}, LOOPBACK)
     with pytest.raises(DestinationError, match="HTTP 401") as info:
         target.deliver(payload(b"x", "/Z1/x.pdf"))
     assert info.value.retryable
@@ -365,7 +373,7 @@ def test_a_destination_stored_with_a_certificate_path_never_opens_it(tmp_path: P
         "certificate_path": str(key),
     }
     with pytest.raises(DestinationError, match="give the PEM private key inline") as refused:
-        SharePointDestination(settings, {}).check()
+        SharePointDestination(settings, {}, LOOPBACK).check()
     assert refused.value.retryable is False
 
 
@@ -802,3 +810,53 @@ def test_read_back_serves_only_the_delivered_bytes(sp: Emulator) -> None:
     with pytest.raises(DestinationError, match="is not the delivered document") as refused:
         read_verified(target, "/Z1/x.pdf", sha256=sha, size=len(data))
     assert refused.value.retryable is False
+
+
+# --- the egress guard ---------------------------------------------------------------------------------------
+
+
+def test_the_default_policy_refuses_the_loopback_site_at_connect(sp: Emulator) -> None:
+    target = SharePointDestination({"site_url": sp.site_url}, {"access_token": sp.token}, DEFAULT)
+    with pytest.raises(DestinationError) as info:
+        target.check()
+    refused_by_the_guard(info.value)
+    assert not info.value.retryable
+    assert sp.requests == []
+
+
+def test_the_sites_error_code_is_shown_its_message_is_not_and_a_redirect_is_not_followed() -> None:
+    error = {"error": {"code": "-2147024891, System.UnauthorizedAccessException", "message": {"value": PEER_SECRET}}}
+    answer = Answering(status=403, body=json.dumps(error).encode(), headers={"content-type": "application/json"})
+    with answering_server(answer) as peer:
+        target = SharePointDestination({"site_url": f"{peer.url}/sites/team"}, {"access_token": "t"}, LOOPBACK)
+        with pytest.raises(DestinationError) as info:
+            target.check()
+        assert "HTTP 403 -2147024891, System.UnauthorizedAccessException" in str(info.value)
+        assert PEER_SECRET not in str(info.value)
+        peer.status, peer.body, peer.headers = 302, b"", {"location": f"{peer.url}/elsewhere"}
+        with pytest.raises(DestinationError):
+            target.check()
+    assert not any("/elsewhere" in asked for asked in peer.asked)
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"site_url": "http://169.254.169.254/sites/team", "access_token": "t"}, "site_url"),
+        ({"site_url": "http://localhost/sites/team", "access_token": "t"}, "site_url"),
+        (
+            {
+                "site_url": "https://contoso.sharepoint.com/sites/team",
+                "tenant_id": "evil.example/../x",
+                "client_id": "c",
+                "thumbprint": "A" * 40,
+                "certificate_path": "/x.pem",
+            },
+            "tenant_id",
+        ),
+    ],
+)
+def test_a_site_or_tenant_the_policy_refuses_is_refused_when_written(values: dict[str, str], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        get_kind("sharepoint").validate(values, DEFAULT)
+    assert field in info.value.messages_dict

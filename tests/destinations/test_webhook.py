@@ -22,9 +22,11 @@ from filerelay.delivery import service, sweep
 from filerelay.destinations import webhook
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
-from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
+from tests.support.answering_server import SECRET as PEER_SECRET
+from tests.support.answering_server import Answering, answering_server
+from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
 from tests.support.documents import delivery
-from tests.support.policy import LOOPBACK
+from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -130,16 +132,16 @@ def test_a_refused_signature_or_a_gone_endpoint_fails_at_once(
 
 def test_check_reaches_the_receiver_without_delivering(receiver: Receiver) -> None:
     settings, secrets = webhook.KIND.validate({"url": receiver.url, "secret": SECRET}, LOOPBACK)
-    webhook.WebhookDestination(settings, secrets).check()
+    webhook.WebhookDestination(settings, secrets, LOOPBACK).check()
     assert receiver.received == []
     gone, secrets = webhook.KIND.validate(
         {"url": receiver.url.replace("/hooks/", "/nothing/"), "secret": SECRET}, LOOPBACK
     )
     with pytest.raises(DestinationError, match="HTTP 404"):
-        webhook.WebhookDestination(gone, secrets).check()
+        webhook.WebhookDestination(gone, secrets, LOOPBACK).check()
     receiver.stop()
     with pytest.raises(DestinationError, match="cannot be reached"):
-        webhook.WebhookDestination(settings, secrets).check()
+        webhook.WebhookDestination(settings, secrets, LOOPBACK).check()
 
 
 @pytest.mark.parametrize(
@@ -245,3 +247,57 @@ def test_a_link_expires_before_staging_lets_its_bytes_go(
     assert sweep.sweep(worker).purged == 1
     assert requests.get(data["download_url"], timeout=10).status_code == 401
     worker.close()
+
+
+# --- the egress guard ---------------------------------------------------------------------------------------
+
+
+def test_the_default_policy_refuses_the_loopback_receiver_at_connect(receiver: Receiver) -> None:
+    """Written under LOOPBACK (the tests' policy), connected under the defaults: the guard refuses, for good."""
+    settings, secrets = webhook.KIND.validate({"url": receiver.url, "secret": SECRET}, LOOPBACK)
+    target = webhook.WebhookDestination(settings, secrets, DEFAULT)
+    with pytest.raises(DestinationError) as checked:
+        target.check()
+    refused_by_the_guard(checked.value)
+    with pytest.raises(DestinationError) as delivered:
+        target.deliver(payload(PDF))
+    refused_by_the_guard(delivered.value)
+    assert not delivered.value.retryable
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest", "http://[::ffff:127.0.0.1]:9/x", "http://localhost:9"]
+)
+def test_a_url_the_policy_refuses_is_refused_when_written(url: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        webhook.KIND.validate({"url": url, "secret": SECRET}, DEFAULT)
+    assert "url" in info.value.messages_dict
+
+
+def test_neither_the_peers_body_nor_the_urls_credentials_reach_the_recorded_error(
+    runtime: Runtime, engine: object
+) -> None:
+    with answering_server() as peer:
+        configure(runtime, peer.url.replace("://", "://relay:pa55w0rd@") + "/hooks/in")
+        delivery_id = create(runtime, "webhook", PDF)
+        assert service.run(runtime, delivery_id, rand=half) is True
+    error = delivery(runtime, delivery_id).last_error or ""
+    assert "HTTP 500" in error
+    assert PEER_SECRET not in error
+    assert "pa55w0rd" not in error
+    assert "relay:" not in error
+    assert peer.asked == ["POST /hooks/in"]
+
+
+def test_a_redirect_is_not_followed(runtime: Runtime, engine: object) -> None:
+    with answering_server(Answering(status=307, body=b"", headers={})) as peer:
+        peer.headers["location"] = f"{peer.url}/elsewhere"
+        configure(runtime, f"{peer.url}/hooks/in")
+        delivery_id = create(runtime, "webhook", PDF)
+        assert service.run(runtime, delivery_id, rand=half) is True
+        settings, secrets = webhook.KIND.validate({"url": f"{peer.url}/hooks/in", "secret": SECRET}, LOOPBACK)
+        with pytest.raises(DestinationError, match=r"HTTP 307 \(a redirect, not followed"):
+            webhook.WebhookDestination(settings, secrets, LOOPBACK).check()
+    assert "HTTP 307 (a redirect, not followed" in (delivery(runtime, delivery_id).last_error or "")
+    assert peer.asked == ["POST /hooks/in", "HEAD /hooks/in"]

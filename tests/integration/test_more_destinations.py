@@ -148,7 +148,7 @@ def _gcs_bucket(endpoint: str, account: dict[str, object], name: str, *, create:
     settings, secrets = gcs.KIND.validate(
         {"bucket": name, "credentials_json": json.dumps(account), "endpoint_url": endpoint}, LOOPBACK
     )
-    bucket = gcs.GcsDestination(settings, secrets).bucket
+    bucket = gcs.GcsDestination(settings, secrets, LOOPBACK).bucket
     if create:
         bucket.client.create_bucket(name)
     return bucket

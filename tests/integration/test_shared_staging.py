@@ -91,7 +91,9 @@ def test_two_apis_and_two_workers_share_s3_staging(
             "AWS_ACCESS_KEY_ID": s3.access_key,
             "AWS_SECRET_ACCESS_KEY": s3.secret_key,
             "FILERELAY_SWEEP_INTERVAL_SECONDS": "1",
-            # The folder destination writes to `out`, beside the homes: the operator's roots allow it.
+            # The folder destination writes to `out`, beside the homes, and the workers deliver to the archive
+            # bucket on loopback: the tests' policy allows both (the staging bucket, the installation's own,
+            # is not a destination: the egress guard does not apply to it).
             **LOOPBACK.environ(),
         }
 

@@ -12,8 +12,19 @@ import ipaddress
 import tempfile
 from pathlib import Path
 
+from filerelay import egress
 from filerelay.policy import OperatorPolicy
 
 LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
+# The egress defaults, with the tests' folder roots: what a test of the guard's refusals runs under.
+DEFAULT = OperatorPolicy(folder_roots=(Path(tempfile.gettempdir()).resolve(),))
+
 LOOPBACK = OperatorPolicy(folder_roots=(Path(tempfile.gettempdir()).resolve(),), egress_allow=LOOPBACK_NETWORKS)
+
+
+def refused_by_the_guard(error: BaseException) -> None:
+    """`error` is the egress guard's refusal (raised before any connection was made), not any failure to
+    connect: a loopback server that is up would otherwise have answered."""
+    assert egress.refused_in(error) is not None, f"not the guard's refusal: {error!r}"
+    assert "egress refused" in str(error)

@@ -284,6 +284,9 @@ def relay_stack(
             FILERELAY_DATABASE_URL=url,
             FILERELAY_BROKER_URL=redis_url,
             BENCH_S3_SECRET=s3.secret_key,
+            # The S3 server (or the delay proxy in front of it) listens on loopback, which the egress
+            # defaults refuse: allowed as the tests allow it (tests/support/policy.py).
+            FILERELAY_EGRESS_ALLOW="127.0.0.0/8,::1",
         )
         run_command(filerelay_command("migrate"), env, log)
         run_command(filerelay_command("config", "apply", str(config)), env, log)

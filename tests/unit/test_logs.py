@@ -157,3 +157,16 @@ def test_the_create_path_and_a_delivery_log_with_their_ids(sap: SapClient, confi
     assert (accepted["document_id"], accepted["doc_id"], accepted["repo_id"]) == (document_id, "DOC1", "Z1")
     assert delivered["message"] == f"delivery {delivery_id} attempt 1: delivered"
     assert (delivered["document_id"], delivered["delivery_id"], delivered["attempt"]) == (document_id, delivery_id, 1)
+
+
+def test_no_log_line_carries_a_urls_credentials(stream: io.StringIO) -> None:
+    log = logging.getLogger("filerelay.test_logs")
+    try:
+        raise ConnectionError("POST https://relay:pa55w0rd@hooks.example.com/in failed")
+    except ConnectionError:
+        log.exception("posting to %s", "https://relay:pa55w0rd@hooks.example.com/in")
+    [entry] = lines(stream)
+    assert entry["message"] == "posting to https://hooks.example.com/in"
+    assert "https://hooks.example.com/in failed" in entry["exception"]
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "to %s", ("ftp://u:p@h/x",), None)
+    assert TextFormatter().format(record).endswith("to ftp://h/x")

@@ -40,6 +40,7 @@ from filerelay.delivery.paths import path_for
 from filerelay.delivery.rules import BreakerPolicy, policy_for
 from filerelay.delivery.transitions import AttemptResult, Finished, Wake
 from filerelay.destinations.base import Client, Clients, DestinationError, Payload
+from filerelay.egress import scrub
 from filerelay.logs import log_context
 from filerelay.runtime import Runtime
 from filerelay.staging import StagingStore
@@ -231,7 +232,8 @@ def perform(
         return Result(False, str(exc), type(exc).__name__, exc.retryable, exc.retry_after)
     except Exception as exc:  # a bug or an unexpected library error: counted and retried, not lost
         log.exception("delivery %s raised unexpectedly", claim.delivery_id)
-        return Result(False, f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        # Recorded and shown to the workspace: no URL's user:password@ (filerelay.egress.scrub).
+        return Result(False, f"{type(exc).__name__}: {scrub(str(exc))}", type(exc).__name__)
     return Result(True, size=claim.size, path=landed)
 
 

@@ -17,7 +17,9 @@ from typing import Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from filerelay import egress
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
+from filerelay.destinations.transport import guarded_session, peer_code
 from filerelay.policy import OperatorPolicy
 
 BLOCK_SIZE = 4 * 1024 * 1024
@@ -63,8 +65,8 @@ def _error(exc: Exception, what: str) -> DestinationError:
     from azure.core.exceptions import HttpResponseError
 
     if isinstance(exc, HttpResponseError):
-        found = getattr(exc, "error_code", None) or "?"
-        code = str(getattr(found, "value", found))  # the SDK's StorageErrorCode, or the service's own string
+        # The SDK's StorageErrorCode, or the service's own string (its x-ms-error-code): never its message.
+        code = peer_code(getattr(exc, "error_code", None))
         status = exc.status_code
         headers: Any = getattr(exc.response, "headers", None) or {}
         after = str(headers.get("retry-after", ""))
@@ -73,17 +75,32 @@ def _error(exc: Exception, what: str) -> DestinationError:
             retryable=code not in PERMANENT_CODES and status not in (401, 403),
             retry_after=float(after) if after.isdigit() else None,
         )
-    return DestinationError(f"{what}: {type(exc).__name__}: {exc}")
+    refused = egress.refused_in(exc)
+    if refused is not None:
+        return DestinationError(f"{what}: {refused}", retryable=False)
+    return DestinationError(f"{what}: {type(exc).__name__}: {egress.scrub(str(exc))}")
+
+
+def _transport(policy: OperatorPolicy) -> Any:
+    """azure-core's requests transport on a guarded session (filerelay.destinations.transport), which
+    stays this client's: not owned by the transport, so closing a client never makes the transport open
+    a plain session of its own."""
+    from azure.core.pipeline.transport import RequestsTransport
+    from urllib3.util.retry import Retry
+
+    # As azure-core sets up a session of its own: retries and redirects are the pipeline's business.
+    session = guarded_session(policy, max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    return RequestsTransport(session=session, session_owner=False, connection_timeout=10, read_timeout=120)
 
 
 class AzureBlobDestination:
-    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> None:
         from azure.storage.blob import BlobServiceClient
 
         self.container_name: str = settings["container"]
         # FileRelay schedules its own retries, with backoff, in the database: one quick retry here only
-        # smooths over a dropped connection.
-        options: dict[str, Any] = {"retry_total": 1, "connection_timeout": 10, "read_timeout": 120}
+        # smooths over a dropped connection. No redirect is followed: what answers is what was configured.
+        options: dict[str, Any] = {"retry_total": 1, "permit_redirects": False, "transport": _transport(policy)}
         if secrets.get("connection_string"):
             service = BlobServiceClient.from_connection_string(secrets["connection_string"], **options)
         else:
@@ -215,8 +232,30 @@ def _stage_blocks(blob: Any, body: BinaryIO, payload: Payload) -> list[Any]:
     return blocks
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> AzureBlobDestination:
-    return AzureBlobDestination(settings, secrets)
+def _connection_string_host(text: str) -> str | None:
+    """The host a connection string sends requests to when it names one (BlobEndpoint, or the local
+    emulator); None when it is the account's name under an endpoint suffix (a name, judged at connect)."""
+    parts = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+    found = {key.strip().lower(): value.strip() for key, value in parts.items()}
+    if found.get("usedevelopmentstorage", "").lower() == "true":
+        return "127.0.0.1"
+    return egress.url_host(found["blobendpoint"]) if found.get("blobendpoint") else None
+
+
+def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """The account URL's (or the connection string's endpoint's) host, if an address or `localhost`,
+    must be one the egress policy lets a destination reach."""
+    for field, host in (
+        ("account_url", egress.url_host(values["account_url"]) if values.get("account_url") else None),
+        ("connection_string", _connection_string_host(values.get("connection_string") or "")),
+    ):
+        reason = egress.literal_refusal(host, policy) if host else None
+        if reason is not None:
+            raise ValidationError({field: [reason]})
+
+
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> AzureBlobDestination:
+    return AzureBlobDestination(settings, secrets, policy)
 
 
 KIND = register(
@@ -225,6 +264,7 @@ KIND = register(
         schema=AzureBlobSettings,
         build=build,
         secret_fields=frozenset({"account_key", "connection_string", "sas_token"}),
+        admit=_admit_hosts,
         location_fields=frozenset({"account_url", "connection_string", "container"}),
         locate=location,
     )

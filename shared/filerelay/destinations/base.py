@@ -142,6 +142,16 @@ def _admit_anything(_values: Mapping[str, Any], _policy: OperatorPolicy) -> None
     return None
 
 
+def admit_every(*checks: Admit) -> Admit:
+    """One admit of several (a kind's credentials and the hosts it reaches): each must let the settings in."""
+
+    def admit(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+        for check in checks:
+            check(values, policy)
+
+    return admit
+
+
 @dataclass(frozen=True)
 class DestinationKind:
     """A kind's name, its settings schema, which settings are secrets, and how to build its client."""

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import email.policy
 import email.utils
+import re
 import secrets
 import smtplib
 import ssl
@@ -27,7 +28,9 @@ from typing import Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from filerelay import egress
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.transport import GuardedSMTP, GuardedSMTPSSL
 from filerelay.file_links import LinkError
 from filerelay.policy import OperatorPolicy
 
@@ -70,7 +73,8 @@ class EmailSettings(Schema):
 
 
 class EmailDestination:
-    def __init__(self, settings: Mapping[str, Any], secrets_: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets_: Mapping[str, Any], policy: OperatorPolicy) -> None:
+        self.policy = policy
         self.host: str = settings["smtp_host"]
         self.port: int = settings.get("smtp_port") or 587
         self.starttls: bool = bool(settings.get("starttls"))
@@ -85,14 +89,22 @@ class EmailDestination:
     def _connect(self) -> smtplib.SMTP:
         """Connected, in TLS (implicit or STARTTLS unless switched off) and logged in; closed again on failure."""
         where = f"smtp://{self.host}:{self.port}"
+        if self.tls:
+            smtp: smtplib.SMTP = GuardedSMTPSSL(self.policy, timeout=TIMEOUT, context=ssl.create_default_context())
+        else:
+            smtp = GuardedSMTP(self.policy, timeout=TIMEOUT)
         try:
-            if self.tls:
-                context = ssl.create_default_context()
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=TIMEOUT, context=context)
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=TIMEOUT)
+            # The greeting's text is the server's: only its code may reach an error.
+            code, _ = smtp.connect(self.host, self.port)
+        except egress.EgressRefused as exc:
+            smtp.close()
+            raise DestinationError(f"{where} cannot be reached: {exc}", retryable=False) from exc
         except (smtplib.SMTPException, OSError) as exc:
-            raise DestinationError(f"{where} cannot be reached: {type(exc).__name__}: {exc}") from exc
+            smtp.close()
+            raise DestinationError(f"{where} cannot be reached: {_failure(exc)}") from exc
+        if code != 220:
+            smtp.close()
+            raise DestinationError(f"{where} greeted with {code}, not 220")
         try:
             # STARTTLS and AUTH greet the server themselves; a plain relay (no TLS, no login) would send
             # MAIL ungreeted, which servers refuse with "503 send HELO first".
@@ -104,14 +116,14 @@ class EmailDestination:
         except smtplib.SMTPAuthenticationError as exc:
             smtp.close()
             raise DestinationError(
-                f"{where}: login refused: {exc.smtp_code} {_text(exc.smtp_error)}", retryable=False
+                f"{where}: login refused: {exc.smtp_code}{_status(exc.smtp_error)}", retryable=False
             ) from exc
         except smtplib.SMTPNotSupportedError as exc:
             smtp.close()
-            raise DestinationError(f"{where}: {exc}", retryable=False) from exc
+            raise DestinationError(f"{where}: {exc}", retryable=False) from exc  # smtplib's own words
         except (smtplib.SMTPException, OSError) as exc:
             smtp.close()
-            raise DestinationError(f"{where}: TLS or login did not complete: {type(exc).__name__}: {exc}") from exc
+            raise DestinationError(f"{where}: TLS or login did not complete: {_failure(exc)}") from exc
         return smtp
 
     def deliver(self, payload: Payload) -> str | None:
@@ -171,7 +183,7 @@ class EmailDestination:
         try:
             code, message = smtp.noop()
             if code >= 400:
-                raise DestinationError(f"smtp://{self.host}:{self.port} answered {code} {_text(message)}")
+                raise DestinationError(f"smtp://{self.host}:{self.port} answered {code}{_status(message)}")
         finally:
             _hang_up(smtp)
 
@@ -270,11 +282,30 @@ def _send(smtp: smtplib.SMTP, where: str, sender: str, recipients: list[str], li
         if code != 250:
             raise _refused(code, message, f"{where} refused the message")
     except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
-        raise DestinationError(f"{where}: the connection broke: {type(exc).__name__}: {exc}") from exc
+        raise DestinationError(f"{where}: the connection broke: {_failure(exc)}") from exc
 
 
 def _refused(code: int, message: bytes, what: str) -> DestinationError:
-    return DestinationError(f"{what}: {code} {_text(message)}", retryable=code < 500)
+    return DestinationError(f"{what}: {code}{_status(message)}", retryable=code < 500)
+
+
+_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+
+
+def _status(message: bytes | str) -> str:
+    """The enhanced status code (RFC 3463, `5.1.1`) a reply starts with, if any: the SMTP server's own
+    code. The rest of its text is the server's, a server the workspace chose, and is not repeated."""
+    first = _text(message).split(" ", 1)[0].strip()
+    return f" {first}" if _ENHANCED.match(first) else ""
+
+
+def _failure(exc: BaseException) -> str:
+    """What failed, without text a server sent: a reply's code, or the local error."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{type(exc).__name__} {exc.smtp_code}{_status(exc.smtp_error)}"
+    if isinstance(exc, smtplib.SMTPException):
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"  # a local OSError (refused, reset, timed out, TLS verification)
 
 
 def _text(message: bytes | str) -> str:
@@ -286,12 +317,24 @@ def _quoted(name: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
-def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], _policy: OperatorPolicy) -> EmailDestination:
-    return EmailDestination(settings, secrets_)
+def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """The SMTP host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
+    reason = egress.literal_refusal(values["smtp_host"], policy)
+    if reason is not None:
+        raise ValidationError({"smtp_host": [reason]})
+
+
+def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], policy: OperatorPolicy) -> EmailDestination:
+    return EmailDestination(settings, secrets_, policy)
 
 
 KIND = register(
     DestinationKind(
-        name="email", schema=EmailSettings, build=build, secret_fields=frozenset({"password"}), readable=False
+        name="email",
+        schema=EmailSettings,
+        build=build,
+        secret_fields=frozenset({"password"}),
+        readable=False,
+        admit=_admit_hosts,
     )
 )

@@ -16,7 +16,9 @@ from typing import Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay import egress
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, admit_every, register
+from filerelay.destinations.transport import NoRedirects, guard, guarded_session, peer_code
 from filerelay.policy import OperatorPolicy, ambient_refused
 
 CHUNK_SIZE = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
@@ -64,40 +66,82 @@ def _error(exc: Exception, what: str) -> DestinationError:
     from google.api_core import exceptions as api
     from google.auth import exceptions as auth
 
+    refused = egress.refused_in(exc)
+    if refused is not None:
+        return DestinationError(f"{what}: {refused}", retryable=False)
     if isinstance(exc, auth.RefreshError):
-        # The token endpoint refused the key (revoked, deleted, wrong account): no retry fixes that.
-        return DestinationError(f"{what}: the service account key was refused: {exc}", retryable=False)
+        # The token endpoint refused the key (revoked, deleted, wrong account): no retry fixes that. Of
+        # its answer only the OAuth error code is shown (`invalid_grant`): the endpoint is the key's
+        # token_uri, which the workspace wrote, so the rest of its body is not for us to repeat.
+        return DestinationError(f"{what}: the service account key was refused: {_oauth_code(exc)}", retryable=False)
     if isinstance(exc, api.GoogleAPICallError):
         status = exc.code or 0
+        # The message is the server's text: it decides, it is not shown.
         permanent = status in (401, 403) or (status == 404 and "bucket" in str(exc.message).lower())
         headers: Any = getattr(exc.response, "headers", None) or {}
         after = str(headers.get("retry-after", ""))
         return DestinationError(
-            f"{what}: HTTP {status} {exc.message}",
+            f"{what}: HTTP {status} {_reason(exc)}",
             retryable=not permanent,
             retry_after=float(after) if after.isdigit() else None,
         )
-    return DestinationError(f"{what}: {type(exc).__name__}: {exc}")
+    return DestinationError(f"{what}: {type(exc).__name__}: {egress.scrub(str(exc))}")
+
+
+def _oauth_code(exc: Exception) -> str:
+    """The `error` of an OAuth token endpoint's JSON answer (RFC 6749 5.2), as google-auth keeps it."""
+    answer = next((arg for arg in exc.args if isinstance(arg, dict)), {})
+    return peer_code(answer.get("error"))
+
+
+def _reason(exc: Any) -> str:
+    """The JSON API's error reason (`notFound`, `forbidden`), the API's own code."""
+    errors = getattr(exc, "errors", None) or []
+    first = errors[0] if errors and isinstance(errors[0], dict) else {}
+    return peer_code(first.get("reason") or getattr(exc, "reason", None))
+
+
+def _session(credentials: Any, policy: OperatorPolicy) -> Any:
+    """google-auth's AuthorizedSession with every connection through the egress guard and no redirect
+    followed, for the storage API and for the token endpoint (the key's token_uri) alike."""
+    from google.auth.transport.requests import AuthorizedSession, Request
+
+    class Session(NoRedirects, AuthorizedSession):
+        pass
+
+    token_requests = Request(session=guarded_session(policy))
+    return guard(Session(credentials, auth_request=token_requests), policy)  # type: ignore[no-untyped-call]
 
 
 class GcsDestination:
-    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], *, ambient: bool = False) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> None:
         from google.cloud import storage
         from google.oauth2 import service_account
 
         options = {"api_endpoint": settings["endpoint_url"]} if settings.get("endpoint_url") else None
+        scopes = ["https://www.googleapis.com/auth/devstorage.read_write"]
         if secrets.get("credentials_json"):
             info = service_account_info(secrets["credentials_json"])
             # Explicit credentials and project: the client never looks for the installation's own.
             credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-                info, scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
+                info, scopes=scopes
             )
-            client = storage.Client(project=info["project_id"], credentials=credentials, client_options=options)
-        elif ambient:
-            # The installation's Application Default Credentials, as the operator allowed.
-            client = storage.Client(client_options=options)
+            project = info["project_id"]
+        elif policy.allow_ambient_credentials:
+            # The installation's Application Default Credentials, as the operator allowed. Their tokens
+            # come through the egress guard too: on GCE/GKE the operator also allows the metadata address.
+            import google.auth
+
+            credentials, project = google.auth.default(scopes=scopes)
         else:
             raise DestinationError(ambient_refused("gcs", "credentials_json"), retryable=False)
+        # `_http`: google-cloud-core's way to give a client its HTTP session.
+        client = storage.Client(
+            project=project,
+            credentials=credentials,
+            client_options=options,
+            _http=_session(credentials, policy),
+        )
         self.bucket_name: str = settings["bucket"]
         self.bucket = client.bucket(self.bucket_name)
 
@@ -170,8 +214,21 @@ def _check(body: BinaryIO, payload: Payload) -> None:
         raise DestinationError("staged bytes do not match their sha256", retryable=False)
 
 
+def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """The endpoint's and the key's token_uri's hosts, if addresses or `localhost`, must be ones the egress
+    policy lets a destination reach."""
+    key = values.get("credentials_json")
+    token_uri = service_account_info(key).get("token_uri") if key else None
+    for field, url in (("endpoint_url", values.get("endpoint_url")), ("credentials_json", token_uri)):
+        host = egress.url_host(url) if isinstance(url, str) else None
+        reason = egress.literal_refusal(host, policy) if host else None
+        if reason is not None:
+            what = "the token_uri's host: " if field == "credentials_json" else ""
+            raise ValidationError({field: [what + reason]})
+
+
 def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> GcsDestination:
-    return GcsDestination(settings, secrets, ambient=policy.allow_ambient_credentials)
+    return GcsDestination(settings, secrets, policy)
 
 
 KIND = register(
@@ -180,7 +237,7 @@ KIND = register(
         schema=GcsSettings,
         build=build,
         secret_fields=frozenset({"credentials_json"}),
-        admit=admit_credentials,
+        admit=admit_every(admit_credentials, _admit_hosts),
         # Bucket names are global; the endpoint says which service (an emulator, a private endpoint) holds it.
         location_fields=frozenset({"bucket", "endpoint_url"}),
     )

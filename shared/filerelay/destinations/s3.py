@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
+from filerelay import egress
+from filerelay.destinations.base import (
+    DestinationError,
+    DestinationKind,
+    Payload,
+    admit_every,
+    pieces,
+    register,
+    require_sha256,
+)
+from filerelay.destinations.transport import guard_boto_client, peer_code
 from filerelay.policy import OperatorPolicy, ambient_refused
 
 if TYPE_CHECKING:
@@ -90,7 +100,7 @@ def _error(exc: Exception, what: str) -> DestinationError:
 
     if isinstance(exc, ClientError):
         response: Any = exc.response
-        code = response.get("Error", {}).get("Code", "?")
+        code = peer_code(response.get("Error", {}).get("Code"))
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         retry_after = headers.get("retry-after")
@@ -99,16 +109,19 @@ def _error(exc: Exception, what: str) -> DestinationError:
             retryable=code not in PERMANENT_CODES and status not in PERMANENT_STATUSES,
             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
         )
-    return DestinationError(f"{what}: {type(exc).__name__}: {exc}")
+    refused = egress.refused_in(exc)
+    if refused is not None:
+        return DestinationError(f"{what}: {refused}", retryable=False)
+    return DestinationError(f"{what}: {type(exc).__name__}: {egress.scrub(str(exc))}")
 
 
 class S3Destination:
-    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], *, ambient: bool = False) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> None:
         import boto3
         from botocore.config import Config
 
         own = bool(settings.get("access_key_id") and secrets.get("secret_access_key"))
-        if not own and not ambient:
+        if not own and not policy.allow_ambient_credentials:
             raise DestinationError(ambient_refused("s3", OWN_CREDENTIALS), retryable=False)
         self.bucket: str = settings["bucket"]
         self.client: S3Client = boto3.client(
@@ -131,6 +144,7 @@ class S3Destination:
                 ignore_configured_endpoint_urls=own,  # type: ignore[call-arg]  # botocore has it; its stubs lag
             ),
         )
+        guard_boto_client(self.client, policy, timeout=(10, 120))
 
     @staticmethod
     def key(path: str) -> str:
@@ -237,8 +251,16 @@ def _extra(payload: Payload) -> dict[str, Any]:
     return {"ContentType": payload.content_type, "Metadata": {**payload.metadata, "sha256": payload.sha256}}
 
 
+def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """The endpoint's host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
+    if values.get("endpoint_url"):
+        reason = egress.literal_refusal(egress.url_host(values["endpoint_url"]) or "", policy)
+        if reason is not None:
+            raise ValidationError({"endpoint_url": [reason]})
+
+
 def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> S3Destination:
-    return S3Destination(settings, secrets, ambient=policy.allow_ambient_credentials)
+    return S3Destination(settings, secrets, policy)
 
 
 KIND = register(
@@ -247,7 +269,7 @@ KIND = register(
         schema=S3Settings,
         build=build,
         secret_fields=frozenset({"secret_access_key"}),
-        admit=admit_credentials,
+        admit=admit_every(admit_credentials, _admit_hosts),
         # The bucket and the server holding it. Not the region (AWS bucket names are global; the region
         # only routes the request) nor the addressing style (the same bucket, addressed differently).
         location_fields=frozenset({"bucket", "endpoint_url"}),

@@ -15,13 +15,13 @@ import hashlib
 import io
 import posixpath
 import secrets
-import socket
 import stat
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from filerelay import egress
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, read_range, register
 from filerelay.policy import OperatorPolicy
 
@@ -74,7 +74,8 @@ def load_private_key(text: str) -> Any:
 
 
 class SftpDestination:
-    def __init__(self, settings: Mapping[str, Any], secrets_: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets_: Mapping[str, Any], policy: OperatorPolicy) -> None:
+        self.policy = policy
         self.host: str = settings["host"]
         self.port: int = settings.get("port") or 22
         self.username: str = settings["username"]
@@ -93,7 +94,10 @@ class SftpDestination:
 
         where = f"sftp://{self.username}@{self.host}:{self.port}"
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=TIMEOUT)
+            # paramiko takes the socket: the connection goes to an address the egress guard admitted.
+            sock = egress.connect((self.host, self.port), self.policy, timeout=TIMEOUT)
+        except egress.EgressRefused as exc:
+            raise DestinationError(f"{where} cannot be reached: {exc}", retryable=False) from exc
         except OSError as exc:
             raise DestinationError(f"{where} cannot be reached: {exc}") from exc
         transport = paramiko.Transport(sock)
@@ -283,8 +287,15 @@ def _discard(sftp: Any, draft: str) -> None:
         sftp.remove(draft)
 
 
-def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], _policy: OperatorPolicy) -> SftpDestination:
-    return SftpDestination(settings, secrets_)
+def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """The host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
+    reason = egress.literal_refusal(values["host"], policy)
+    if reason is not None:
+        raise ValidationError({"host": [reason]})
+
+
+def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], policy: OperatorPolicy) -> SftpDestination:
+    return SftpDestination(settings, secrets_, policy)
 
 
 KIND = register(
@@ -293,6 +304,7 @@ KIND = register(
         schema=SftpSettings,
         build=build,
         secret_fields=frozenset({"password", "private_key"}),
+        admit=_admit_hosts,
         # The server, the directory, and the user: SFTP servers commonly chroot each user, so the same
         # root under another user is another directory.
         location_fields=frozenset({"host", "port", "username", "root"}),

@@ -24,7 +24,9 @@ from urllib.parse import urlsplit
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from filerelay import egress
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.transport import guarded_session, peer_code
 from filerelay.policy import OperatorPolicy
 
 log = logging.getLogger(__name__)
@@ -159,26 +161,49 @@ def _fetch_digest_once(request: Any) -> None:
 
 
 class SharePointError(DestinationError):
-    """A failed SharePoint request, with the HTTP status when there was an answer."""
+    """A failed SharePoint request, with the HTTP status and SharePoint's error code when there was an answer."""
 
-    def __init__(self, message: str, *, status: int | None, retryable: bool, retry_after: float | None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None, retryable: bool, retry_after: float | None, code: str | None = None
+    ) -> None:
         super().__init__(message, retryable=retryable, retry_after=retry_after)
         self.status = status
+        self.code = code
+
+
+# SharePoint's code for "a file with that name already exists" (an Overwrite=false add).
+FILE_EXISTS = "-2130575257"
 
 
 def _error(exc: Exception, what: str) -> SharePointError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     retry_after = _retry_after(exc)
+    refused = egress.refused_in(exc)
+    if refused is not None:
+        return SharePointError(f"{what}: {refused}", status=None, retryable=False, retry_after=None)
     # 400/404 on our own requests mean the library or path is wrong: a retry will not fix that.
     retryable = status not in (400, 404)
-    detail = f"HTTP {status}" if status else type(exc).__name__
-    message = f"{what}: {detail}: {str(exc)[:300]}"
-    return SharePointError(message, status=status, retryable=retryable, retry_after=retry_after)
+    if not status:
+        # No answer (a refused connection, a library error): the library's words, not a peer's.
+        message = f"{what}: {type(exc).__name__}: {egress.scrub(str(exc))[:300]}"
+        return SharePointError(message, status=None, retryable=retryable, retry_after=retry_after)
+    # An answer: its status and SharePoint's own error code, never its message (the site URL is the
+    # workspace's, and so is whatever answers there).
+    code = getattr(exc, "code", None)
+    shown = f" {peer_code(code)}" if code else ""
+    return SharePointError(
+        f"{what}: HTTP {status}{shown}",
+        status=status,
+        retryable=retryable,
+        retry_after=retry_after,
+        code=str(code) if code else None,
+    )
 
 
 class SharePointDestination:
-    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> None:
+        self.policy = policy
         self.settings = settings
         self.secrets = secrets
         self.site_url: str = settings["site_url"].rstrip("/")
@@ -208,7 +233,8 @@ class SharePointDestination:
                 private_key=certificate,
             )
         # The library's default read timeout is unbounded; a stuck request must not hold a worker forever.
-        ctx = ctx.with_transport(timeout=(10, 300))
+        # Its requests to the site go through the egress guard, and follow no redirect.
+        ctx = ctx.with_transport(timeout=(10, 300), session=guarded_session(self.policy))
         _fetch_digest_once(ctx.pending_request())
         return ctx
 
@@ -296,7 +322,7 @@ class SharePointDestination:
                 # Overwrite=False: a file that appeared meanwhile is never emptied...
                 target = self._add(ctx, folder_path, name, b"", overwrite=False)
             except SharePointError as exc:
-                if exc.status != 400 or "already exists" not in str(exc):
+                if exc.status != 400 or not (exc.code or "").startswith(FILE_EXISTS):
                     raise
                 # ...the session goes into it instead.
                 target = ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}")
@@ -368,7 +394,8 @@ class SharePointDestination:
         # value the column refuses comes back the same on a retry, so neither is retried.
         failed = [value for value in result.value if value.HasException]
         if failed:
-            details = "; ".join(f"{v.FieldName}: {v.ErrorMessage or f'error {v.ErrorCode}'}" for v in failed)
+            # Each field's error code, not its message: SharePoint's text is the site's to show, not ours.
+            details = "; ".join(f"{v.FieldName}: error {peer_code(v.ErrorCode)}" for v in failed)
             names = ", ".join(str(v.FieldName) for v in failed)
             raise DestinationError(
                 f"SharePoint did not set the columns {names} on {payload.path} ({details}); "
@@ -474,8 +501,23 @@ def _range(spool: Any, start: int, length: int | None) -> Iterator[bytes]:
             yield chunk
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> SharePointDestination:
-    return SharePointDestination(settings, secrets)
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
+
+
+def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """The site URL's host, if an address or `localhost`, must be one the egress policy lets a destination
+    reach. The sign-in goes to Entra ID's fixed authority with the tenant in its path: the tenant must be
+    a tenant id or domain, nothing that could change where the sign-in goes."""
+    reason = egress.literal_refusal(egress.url_host(values["site_url"]) or "", policy)
+    if reason is not None:
+        raise ValidationError({"site_url": [reason]})
+    tenant = values.get("tenant_id")
+    if tenant and not _TENANT.match(tenant):
+        raise ValidationError({"tenant_id": ["a tenant id (a GUID) or the tenant's domain name"]})
+
+
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> SharePointDestination:
+    return SharePointDestination(settings, secrets, policy)
 
 
 KIND = register(
@@ -484,6 +526,7 @@ KIND = register(
         schema=SharePointSettings,
         build=build,
         secret_fields=frozenset({"certificate", "access_token"}),
+        admit=_admit_hosts,
         location_fields=frozenset({"site_url", "library"}),
     )
 )

@@ -9,7 +9,9 @@ https://www.standardwebhooks.com; the document's identity rides in `x-filerelay-
 read twice from staging, once to sign and once to send, so no document is held in memory.
 
 The receiver's 2xx delivers. 410 Gone (the endpoint is retired), 401 and 403 (it refuses our signature)
-fail the delivery at once; everything else, 429/503 with Retry-After included, is retried.
+fail the delivery at once; everything else, 429/503 with Retry-After included, is retried. A redirect is
+not followed (it is an answer like any other non-2xx), and the receiver's body never reaches an error:
+the receiver is whatever the workspace named, and what it says is not for FileRelay to repeat.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any, BinaryIO
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from filerelay import egress
 from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.transport import guarded_session
 from filerelay.file_links import LinkError
 from filerelay.policy import OperatorPolicy
 
@@ -109,14 +113,14 @@ class _Body:
 
 
 class WebhookDestination:
-    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
-        import requests
-
+    def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> None:
         self.url: str = settings["url"]
+        # What errors name: the URL without any user:password@ it carries.
+        self.where = egress.without_userinfo(self.url)
         self.mode: str = settings.get("mode") or "content"
         self._key = signing_key(secrets["secret"])
         self._headers: dict[str, str] = dict(secrets.get("headers") or {})
-        self._http = requests.Session()
+        self._http = guarded_session(policy)
 
     def deliver(self, payload: Payload) -> str | None:
         message_id = f"msg_{payload.delivery_key or payload.sha256}"
@@ -147,14 +151,15 @@ class WebhookDestination:
         import requests
 
         try:
-            reply = self._http.post(self.url, data=body, headers=dict(headers), timeout=TIMEOUT)
+            reply = self._http.post(self.url, data=body, headers=dict(headers), timeout=TIMEOUT, allow_redirects=False)
         except requests.RequestException as exc:
-            raise DestinationError(f"POST {self.url} failed: {type(exc).__name__}: {exc}") from exc
-        if 200 <= reply.status_code < 300:
-            return
+            raise _unreachable(exc, f"POST {self.where} failed") from exc
+        with reply:
+            if 200 <= reply.status_code < 300:
+                return
         after = reply.headers.get("retry-after", "")
         raise DestinationError(
-            f"POST {self.url} answered HTTP {reply.status_code}: {reply.text[:200]}",
+            f"POST {self.where} answered HTTP {reply.status_code}{_redirect(reply.status_code)}",
             retryable=reply.status_code not in PERMANENT_STATUSES,
             retry_after=float(after) if after.isdigit() else None,
         )
@@ -167,18 +172,39 @@ class WebhookDestination:
         import requests
 
         try:
-            reply = self._http.head(self.url, headers=self._headers, timeout=TIMEOUT, allow_redirects=True)
+            reply = self._http.head(self.url, headers=self._headers, timeout=TIMEOUT, allow_redirects=False)
         except requests.RequestException as exc:
-            raise DestinationError(f"{self.url} cannot be reached: {type(exc).__name__}: {exc}") from exc
-        if reply.status_code >= 500 or reply.status_code in (404, 410):
-            raise DestinationError(f"{self.url} answered HTTP {reply.status_code}", retryable=False)
+            raise _unreachable(exc, f"{self.where} cannot be reached") from exc
+        status = reply.status_code
+        if status >= 500 or status in (404, 410) or 300 <= status < 400:
+            raise DestinationError(f"{self.where} answered HTTP {status}{_redirect(status)}", retryable=False)
 
     def holds(self, path: str, *, sha256: str, size: int) -> bool:
         return False  # a webhook cannot be asked what it received: the webhook-id lets it drop a repeat
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], _policy: OperatorPolicy) -> WebhookDestination:
-    return WebhookDestination(settings, secrets)
+def _redirect(status: int) -> str:
+    return " (a redirect, not followed: configure the URL it points to)" if 300 <= status < 400 else ""
+
+
+def _unreachable(exc: Exception, what: str) -> DestinationError:
+    """A failure before any answer: the guard's refusal says why and is not retried (the policy or the
+    URL must change first); any other is retried."""
+    refused = egress.refused_in(exc)
+    if refused is not None:
+        return DestinationError(f"{what}: {refused}", retryable=False)
+    return DestinationError(f"{what}: {type(exc).__name__}: {egress.scrub(str(exc))}")
+
+
+def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+    """The URL's host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
+    reason = egress.literal_refusal(egress.url_host(values["url"]) or "", policy)
+    if reason is not None:
+        raise ValidationError({"url": [reason]})
+
+
+def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> WebhookDestination:
+    return WebhookDestination(settings, secrets, policy)
 
 
 KIND = register(
@@ -188,5 +214,6 @@ KIND = register(
         build=build,
         secret_fields=frozenset({"secret", "headers"}),
         readable=False,
+        admit=_admit_hosts,
     )
 )

@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from filerelay import egress
 from filerelay.audit import Secret
 from filerelay.db.models import Delivery, Destination, Route
 from filerelay.delivery import health, transitions
@@ -74,7 +75,8 @@ def _destination_info(destination: Destination) -> DestinationInfo:
         DestinationInfo,
         destination,
         id=destination.public_id,
-        settings=dict(destination.settings),
+        # What viewers read: a URL without the user:password@ it may carry (kept in storage, and used).
+        settings={k: egress.without_userinfo(v) if isinstance(v, str) else v for k, v in destination.settings.items()},
         # An optional secret left out is stored as None: it is not "set".
         secrets_set=sorted(k for k, v in destination.secrets.items() if v not in (None, "")),
         path=destination.path_template,
