@@ -6,6 +6,7 @@ Each test saves screenshots (FILERELAY_SCREENSHOTS=DIR keeps them, e.g. docs/scr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from filerelay.runtime import Runtime
 from tests.api.conftest import VIEWER_KEY, deliver_all, headers
 from tests.api.test_certificates import certificate
 from tests.conftest import ADMIN_KEY
+from tests.support.outage_proxy import outage_proxy
 from tests.support.s3server import S3Server
 from tests.support.sapclient import SapClient
 
@@ -92,8 +94,25 @@ def test_sign_in_and_the_overview_counts_are_the_apis(
     page.screenshot(path=shots / "overview.png", full_page=True)
 
 
+# The fixtures' S3 endpoint (tests/conftest.py): nothing listens there, so its deliveries fail.
+S3_OUTAGE_PORT = 9
+
+
 def test_filter_open_a_failed_document_retry_it_and_see_it_delivered(
     populated: Runtime, server: str, page: Page, api: FlaskClient, s3: S3Server, shots: Path
+) -> None:
+    with contextlib.ExitStack() as stack:
+        retried_until_delivered(stack, server, page, api, s3, populated, shots)
+
+
+def retried_until_delivered(
+    stack: contextlib.ExitStack,
+    server: str,
+    page: Page,
+    api: FlaskClient,
+    s3: S3Server,
+    populated: Runtime,
+    shots: Path,
 ) -> None:
     sign_in(page, server, ADMIN_KEY)
     page.get_by_role("link", name="Documents").click()
@@ -110,17 +129,18 @@ def test_filter_open_a_failed_document_retry_it_and_see_it_delivered(
     expect(s3_section.locator("table tbody tr")).to_have_count(1)  # one attempt, with its error
     expect(page.locator('section.delivery[data-destination="dest_folder"]')).to_contain_text("Path:")
     page.screenshot(path=shots / "document-failed.png", full_page=True)
-    # The S3 outage ends: the destination now points at a live S3 server with its bucket.
+    # The S3 outage ends: a live S3 server answers at the address the destination names (its location
+    # is fixed once it holds deliveries), and the admin gives it the server's keys.
     s3.client().create_bucket(Bucket="archive")
+    host, port = s3.endpoint.removeprefix("http://").split(":")
+    try:
+        back = outage_proxy((host, int(port)), port=S3_OUTAGE_PORT)
+        stack.enter_context(back)
+    except PermissionError:
+        pytest.skip(f"port {S3_OUTAGE_PORT} (where the fixtures' S3 is down) needs root to bind")
     fixed = api.patch(
         "/api/acme/production/destinations/dest_s3prod",
-        json={
-            "settings": {
-                "endpoint_url": s3.endpoint,
-                "access_key_id": s3.access_key,
-                "secret_access_key": s3.secret_key,
-            }
-        },
+        json={"settings": {"access_key_id": s3.access_key, "secret_access_key": s3.secret_key}},
         headers=headers(),
     )
     assert fixed.status_code == 200, fixed.get_json()

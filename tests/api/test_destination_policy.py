@@ -140,6 +140,7 @@ def test_config_apply_on_the_command_line_answers_the_reason(
         "FILERELAY_HOME": str(tmp_path / "cli-home"),
         "FILERELAY_FOLDER_ROOTS": str(out),  # as the operator set it for every process
         "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,  # the server's: the CLI opens its secrets too
+        "FILERELAY_EGRESS_ALLOW": "127.0.0.0/8,::1",  # the file's S3 is the tests' server on loopback
         "ADMIN_KEY": ADMIN_KEY,
         "S3_SECRET": "s3cr3t",
     }

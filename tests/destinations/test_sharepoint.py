@@ -850,7 +850,7 @@ def test_the_sites_error_code_is_shown_its_message_is_not_and_a_redirect_is_not_
                 "tenant_id": "evil.example/../x",
                 "client_id": "c",
                 "thumbprint": "A" * 40,
-                "certificate_path": "/x.pem",
+                "certificate": app_certificate(),
             },
             "tenant_id",
         ),

@@ -33,9 +33,9 @@ def _reset(sock: socket.socket) -> None:
 
 
 class OutageProxy:
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], *, port: int = 0) -> None:
         self.upstream = upstream
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._is_down = False
@@ -105,8 +105,10 @@ class OutageProxy:
 
 
 @contextmanager
-def outage_proxy(upstream: tuple[str, int]) -> Iterator[OutageProxy]:
-    proxy = OutageProxy(upstream)
+def outage_proxy(upstream: tuple[str, int], *, port: int = 0) -> Iterator[OutageProxy]:
+    """A proxy to `upstream`, on `port` (a free one by default; a given one, to bring a server back at the
+    address a destination names)."""
+    proxy = OutageProxy(upstream, port=port)
     try:
         yield proxy
     finally:

@@ -143,11 +143,20 @@ def _admit_anything(_values: Mapping[str, Any], _policy: OperatorPolicy) -> None
 
 
 def admit_every(*checks: Admit) -> Admit:
-    """One admit of several (a kind's credentials and the hosts it reaches): each must let the settings in."""
+    """One admit of several (a kind's credentials and the hosts it reaches): each must let the settings in,
+    and the answer names every refusal at once, as a schema does."""
 
     def admit(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+        refused: dict[str, list[str]] = {}
         for check in checks:
-            check(values, policy)
+            try:
+                check(values, policy)
+            except ValidationError as exc:
+                for field_name, messages in exc.messages_dict.items():
+                    found = messages if isinstance(messages, list) else [messages]
+                    refused.setdefault(str(field_name), []).extend(str(m) for m in found)
+        if refused:
+            raise ValidationError(refused)
 
     return admit
 
