@@ -14,37 +14,22 @@ from contextlib import contextmanager
 import pytest
 import redis
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
-from filerelay.api import create_app
 from filerelay.clock import FrozenClock, SystemClock
 from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import sweep
 from filerelay.runtime import Runtime, build_runtime
 from tests.integration.conftest import Relay, wait_until
+from tests.support.app_server import serving
 from tests.support.processes import free_port
 from tests.support.s3server import S3Server
-from tests.support.sapclient import SapClient
 
 pytestmark = pytest.mark.slow
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 100 + b"\n%%EOF\n"
 # What the sweeper waits before it re-sends a wake-up that may still be on its way.
 GRACE_SECONDS = 10  # FILERELAY_WAKE_GRACE_SECONDS' default
-
-
-@contextmanager
-def serving(runtime: Runtime) -> Iterator[SapClient]:
-    """The real app, on its own runtime, behind a threaded HTTP server on loopback."""
-    server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield SapClient(f"http://127.0.0.1:{server.server_port}/archivelink/acme/production")
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 def delivery_rows(runtime: Runtime) -> dict[str, tuple[str, int]]:

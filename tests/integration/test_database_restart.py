@@ -10,15 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
-from filerelay.api import create_app
 from filerelay.clock import SystemClock
 from filerelay.config_file import apply, load
 from filerelay.db.migrate import upgrade
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.app_server import serving
 from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.private_servers import PrivatePostgres, private_postgres
@@ -49,14 +48,10 @@ def api_on(pg: PrivatePostgres, home: Path) -> Iterator[SapClient]:
     runtime: Runtime = build_runtime(settings)
     with session_scope(runtime.sessions) as session:
         apply(session, load(CONFIG % (home / "out"), {}), now=SystemClock().now(), policy=LOOPBACK)
-    server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
     try:
-        yield SapClient(f"http://127.0.0.1:{server.server_port}/archivelink/acme/production")
+        with serving(runtime) as sap:
+            yield sap
     finally:
-        server.shutdown()
-        thread.join()
         runtime.close()
 
 

@@ -26,14 +26,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from werkzeug.serving import make_server
 
-from filerelay.api import create_app
 from filerelay.config_file import apply, load
 from filerelay.db.models import Delivery
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.app_server import serving
 from tests.support.policy import LOOPBACK
 from tests.support.private_servers import PrivateRedis, private_redis
 from tests.support.processes import kill_group
@@ -54,18 +53,6 @@ workspaces:
     repositories:
       - {{id: Z1, description: Invoices, signature: none, destinations: [dest_folder]}}
 """
-
-
-@contextmanager
-def api(runtime: Runtime) -> Iterator[SapClient]:
-    server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield SapClient(f"http://127.0.0.1:{server.server_port}/archivelink/acme/production")
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 @contextmanager
@@ -124,7 +111,7 @@ def test_a_worker_whose_redis_is_killed_twice_in_a_row_delivers_everything(
                 config = textwrap.dedent(CONFIG.format(out=tmp_path / "out"))
                 apply(session, load(config, {}), now=runtime.clock.now(), policy=LOOPBACK)
             env = {**os.environ, **settings.environ()}
-            with api(runtime) as sap:
+            with serving(runtime) as sap:
                 for n in range(BACKLOG):
                     assert sap.create(f"B{n:04d}", "data", b"%PDF-" + os.urandom(2048)).status == 201
                 worker_log = tmp_path / "worker.log"
