@@ -65,7 +65,7 @@ def test_server_info_for_one_repository_and_an_unknown_one(sap: SapClient) -> No
     records = sap.server_info().records()
     assert [r.get("contRep") for r in records[1:]] == ["Z1"]
     unknown = sap.server_info(contRep="QQ")
-    assert unknown.status == 400
+    assert unknown.status == 404
     assert unknown.error == "unknown content repository QQ"
 
 
@@ -615,7 +615,7 @@ def test_a_repository_with_no_destination_discards(configured: Runtime, server: 
         ),
         ("GET", "info&pVersion=0047&contRep=Z1", 400, "missing mandatory parameter docId"),
         ("GET", "info&pVersion=0047&docId=X", 400, "missing mandatory parameter contRep"),
-        ("GET", "info&pVersion=0047&contRep=QQ&docId=X", 400, "unknown content repository QQ"),
+        ("GET", "info&pVersion=0047&contRep=QQ&docId=X", 404, "unknown content repository QQ"),
         (
             "GET",
             "info&pVersion=0047&contRep=Z1&docId=X&docId=Y",

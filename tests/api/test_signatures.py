@@ -183,7 +183,7 @@ def test_put_cert_with_an_unreadable_body_is_406(server: str, configured: Runtim
     ("query", "status"),
     [
         ("putCert&pVersion=0047&contRep=S1", 400),  # authId is mandatory
-        ("putCert&pVersion=0047&contRep=QQ&authId=CN%3DS4H", 400),  # unknown repository
+        ("putCert&pVersion=0047&contRep=QQ&authId=CN%3DS4H", 404),  # unknown repository
         ("putCert&pVersion=0047&authId=CN%3DS4H", 400),
     ],
 )

@@ -411,7 +411,8 @@ def run_search(
 def reference_search(
     data: bytes, pattern: bytes, case_sensitive: bool, from_offset: int, to_offset: int, num_results: int
 ) -> list[int]:
-    """Byte-by-byte, whole-content version of the documented semantics."""
+    """Byte-by-byte, whole-content version of the documented semantics: every offset in the (inclusive)
+    range where the pattern starts, overlapping ones too, a match free to run past the range's end."""
     size, length = len(data), len(pattern)
     if size == 0:
         return []
@@ -419,17 +420,10 @@ def reference_search(
     end = size - 1 if to_offset < 0 or to_offset >= size else to_offset
     if not case_sensitive:
         data, pattern = data.lower(), pattern.lower()
-    hits: list[int] = []
     forward = start <= end
     lo, hi = (start, end) if forward else (end, start)
-    position = lo if forward else hi - length + 1
-    while lo <= position <= hi - length + 1 and len(hits) < num_results:
-        if data[position : position + length] == pattern:
-            hits.append(position)
-            position += length if forward else -length
-        else:
-            position += 1 if forward else -1
-    return hits
+    every = [p for p in range(lo, hi + 1) if data[p : p + length] == pattern]
+    return (every if forward else every[::-1])[:num_results]
 
 
 @pytest.mark.parametrize(
@@ -440,16 +434,16 @@ def reference_search(
         (b"abcabcabc", b"abc", {"num_results": 1}, [0]),
         (b"abcabcabc", b"abc", {"from_offset": 1}, [3, 6]),
         (b"abcabcabc", b"abc", {"from_offset": 1, "to_offset": 5}, [3]),
-        (b"abcabcabc", b"abc", {"to_offset": 7}, [0, 3]),
+        (b"abcabcabc", b"abc", {"to_offset": 7}, [0, 3, 6]),  # 6 starts within the range
         (b"abcabcabc", b"abc", {"to_offset": 8}, [0, 3, 6]),
-        (b"abcabcabc", b"abc", {"from_offset": 3, "to_offset": 3}, []),
+        (b"abcabcabc", b"abc", {"from_offset": 3, "to_offset": 3}, [3]),
         (b"abcabcabc", b"abc", {"from_offset": -1, "to_offset": 0}, [6, 3, 0]),
         (b"abcabcabc", b"abc", {"from_offset": 8, "to_offset": 0, "num_results": 1}, [6]),
-        (b"abcabcabc", b"abc", {"from_offset": 7, "to_offset": 0}, [3, 0]),
+        (b"abcabcabc", b"abc", {"from_offset": 7, "to_offset": 0}, [6, 3, 0]),
         (b"abcabcabc", b"abc", {"from_offset": 8, "to_offset": 1}, [6, 3]),
         (b"abcabcabc", b"abc", {"from_offset": 100, "to_offset": 2}, [6, 3]),
-        (b"aaaa", b"aa", {}, [0, 2]),
-        (b"aaaaa", b"aa", {"from_offset": -1, "to_offset": 0}, [3, 1]),
+        (b"aaaa", b"aa", {}, [0, 1, 2]),  # overlapping hits
+        (b"aaaaa", b"aa", {"from_offset": -1, "to_offset": 0}, [3, 2, 1, 0]),
         (b"xABCxabc", b"abc", {"case_sensitive": False}, [1, 5]),
         (b"xABCxabc", b"ABC", {"case_sensitive": False}, [1, 5]),
         (b"xABCxabc", b"abc", {"case_sensitive": True}, [5]),

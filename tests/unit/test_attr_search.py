@@ -45,6 +45,9 @@ def search(
         ("14+20+Acme+plc", [AttrPattern(14, 20, b"Acme+plc")]),  # the value is the rest of the part
         ("14+20+Acme%20plc", [AttrPattern(14, 20, b"Acme plc")]),
         ("14+20+a%2Bb", [AttrPattern(14, 20, b"a+b")]),
+        # Clients that percent-encode the separators too (other implementations' suites send this).
+        ("0%2B4%2B1000", [AttrPattern(0, 4, b"1000")]),
+        ("0%2b4%2B1000%234%2B10%2Ba%2Bb", [AttrPattern(0, 4, b"1000"), AttrPattern(4, 10, b"a+b")]),
         ("14+20+Br%F6sel", [AttrPattern(14, 20, b"Br\xf6sel")]),  # bytes as the code page has them
     ],
 )

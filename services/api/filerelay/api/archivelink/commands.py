@@ -93,7 +93,9 @@ class Call:
         if found.workspace_id is None:
             raise ProtocolError(f"no content server at /archivelink/{self.owner}/{self.slug}", status=404)
         if found.repository is None:
-            raise ProtocolError(f"unknown content repository {self.cont_rep()}")
+            # 404, as the specification lists for "content repository not found", for every command that
+            # names one (serverInfo included), as for an unknown document.
+            raise ProtocolError(f"unknown content repository {self.cont_rep()}", status=404)
         return found.repository
 
     def document(self, session: Session) -> tuple[RepositoryContext, ArchiveDocument]:

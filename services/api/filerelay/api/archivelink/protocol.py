@@ -307,39 +307,47 @@ def _read_at(fp: Seekable, offset: int, length: int) -> bytes:
     return b"".join(parts)
 
 
-def _forward(fp: Seekable, lo: int, hi: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
+def _forward(fp: Seekable, lo: int, hi: int, size: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
+    """Every offset p in [lo, hi) where the pattern starts, ascending; a hit may run past `hi` (the range
+    bounds where hits start) and hits may overlap (`aa` in `aaa` is at 0 and 1)."""
     hits: list[int] = []
     keep = len(pattern) - 1
+    read_end = min(size, hi + keep)
     buf, buf_start, pos, resume = b"", lo, lo, lo
-    while pos < hi and len(hits) < limit:
-        chunk = _read_at(fp, pos, min(step, hi - pos))
+    while pos < read_end and len(hits) < limit:
+        chunk = _read_at(fp, pos, min(step, read_end - pos))
         pos += len(chunk)
         buf += chunk.lower() if fold else chunk
         index = max(resume - buf_start, 0)
-        while len(hits) < limit and (index := buf.find(pattern, index)) >= 0:
+        while len(hits) < limit and (index := buf.find(pattern, index)) >= 0 and buf_start + index < hi:
             hits.append(buf_start + index)
-            index += len(pattern)
-            resume = buf_start + index
+            index += 1
+        resume = buf_start + index if index >= 0 else buf_start + max(len(buf) - keep, 0)
         # Only the last len(pattern)-1 bytes can still start a match that ends in the next chunk.
         cut = max(len(buf) - keep, 0)
         buf, buf_start = buf[cut:], buf_start + cut
     return hits
 
 
-def _backward(fp: Seekable, lo: int, hi: int, pattern: bytes, fold: bool, limit: int, step: int) -> list[int]:
+def _backward(
+    fp: Seekable, lo: int, hi: int, size: int, pattern: bytes, fold: bool, limit: int, step: int
+) -> list[int]:
+    """The same offsets as `_forward`, descending from `hi` - 1."""
     hits: list[int] = []
     keep = len(pattern) - 1
-    buf, pos, bound = b"", hi, hi
+    pos = min(size, hi + keep)
+    bound = pos  # a further hit ends at or before this offset (overlapping the last one is allowed)
+    buf = b""
     while pos > lo and len(hits) < limit:
-        size = min(step, pos - lo)
-        pos -= size
-        chunk = _read_at(fp, pos, size)
+        step_size = min(step, pos - lo)
+        pos -= step_size
+        chunk = _read_at(fp, pos, step_size)
         buf = (chunk.lower() if fold else chunk) + buf
-        end = bound - pos
-        while len(hits) < limit and (index := buf.rfind(pattern, 0, end)) >= 0:
-            hits.append(pos + index)
-            end = index
-        bound = pos + end
+        while len(hits) < limit and (index := buf.rfind(pattern, 0, bound - pos)) >= 0:
+            bound = pos + index + keep
+            if pos + index < hi:
+                hits.append(pos + index)
+        # Only the first len(pattern)-1 bytes can still end a match that starts in the previous chunk.
         buf = buf[:keep]
     return hits
 
@@ -373,8 +381,8 @@ def search(
     needle = pattern.lower() if fold else pattern
     limit = min(num_results, MAX_SEARCH_HITS)
     if start <= end:
-        return _forward(fp, start, end + 1, needle, fold, limit, chunk_size)
-    return _backward(fp, end, start + 1, needle, fold, limit, chunk_size)
+        return _forward(fp, start, end + 1, size, needle, fold, limit, chunk_size)
+    return _backward(fp, end, start + 1, size, needle, fold, limit, chunk_size)
 
 
 def format_search_result(offsets: Sequence[int]) -> bytes:
@@ -410,6 +418,11 @@ class AttrPattern:
     value: bytes
 
 
+# position, length (digits) and the value (the rest), the two separators `+` or, from clients that encode
+# it, `%2B`: digits hold no `+`, so either spelling splits the same way.
+_ATTR_PART = re.compile(r"([0-9]+)(?:\+|%2[Bb])([0-9]+)(?:\+|%2[Bb])(.*)", re.DOTALL)
+
+
 def parse_attr_patterns(raw: str) -> list[AttrPattern]:
     """The raw (still %-encoded) pattern: parts joined by `#`, each `position+length+value`.
 
@@ -419,10 +432,10 @@ def parse_attr_patterns(raw: str) -> list[AttrPattern]:
     """
     patterns: list[AttrPattern] = []
     for part in _PART_SEPARATOR.split(raw):
-        position, sep1, rest = part.partition("+")
-        length, sep2, value = rest.partition("+")
-        if not (sep1 and sep2 and position.isdigit() and length.isdigit()):
+        fields = _ATTR_PART.fullmatch(part)
+        if fields is None:
             raise ProtocolError(f"invalid attrSearch pattern part {_shown(part)!r}: expected position+length+value")
+        position, length, value = fields.groups()
         decoded = urllib.parse.unquote_to_bytes(value)
         if int(length) == 0 or not decoded:
             raise ProtocolError(f"attrSearch pattern part {_shown(part)!r} has an empty column range or value")
