@@ -310,6 +310,16 @@ def test_check_finds_a_library_whose_title_differs_from_its_url(sp: Emulator) ->
         destination(sp, library="Rechnungen 2026").check()  # the title is not the address
 
 
+def test_a_delivery_to_a_library_named_by_its_title_fails_with_the_reason_and_writes_nothing(sp: Emulator) -> None:
+    # "Documents" is the default library's title: its address is /sites/team/Documents, a plain folder
+    # of the site, outside any library.
+    with pytest.raises(DestinationError, match="no document library at /sites/team/Documents") as info:
+        destination(sp, library="Documents").deliver(payload(b"%PDF title", "/Z1/x.pdf"))
+    assert not info.value.retryable
+    assert not [path for path in sp.files if path.startswith("/sites/team/Documents/")]
+    assert not sp.statuses(match="/Files/add")
+
+
 def test_settings_need_certificate_auth_unless_a_static_token_is_given() -> None:
     kind = get_kind("sharepoint")
     with pytest.raises(ValidationError, match="tenant_id, client_id, thumbprint, certificate"):

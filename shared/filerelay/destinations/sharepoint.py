@@ -209,6 +209,8 @@ class SharePointDestination:
         self.site_url: str = settings["site_url"].rstrip("/")
         self.site_path = urlsplit(self.site_url).path.rstrip("/")
         self.library: str = settings.get("library") or "Shared Documents"
+        # Whether this client found the library at its URL; deliveries look once (clients are reused).
+        self._library_found = False
 
     def _context(self) -> Any:
         """A fresh client context per delivery: a failed request leaves state in the old one."""
@@ -268,8 +270,14 @@ class SharePointDestination:
             raise _error(exc, what) from exc
 
     def deliver(self, payload: Payload) -> str | None:
+        ctx = self._context()
+        if not self._library_found:
+            # A library's title (`Documents`) in `library` addresses a plain folder of the site, outside
+            # any library: refused as `test` refuses it, before anything is written there.
+            self._find_library(ctx)
+            self._library_found = True
         try:
-            self._deliver(payload, self._context())
+            self._deliver(payload, ctx)
         except SharePointError as exc:
             if exc.status != 401:
                 raise
@@ -446,10 +454,12 @@ class SharePointDestination:
         return spool
 
     def check(self) -> None:
+        self._find_library(self._context())
+
+    def _find_library(self, ctx: Any) -> None:
         # By URL, as deliveries address it: a library's title differs from its URL name (the default
         # "Shared Documents" library is titled "Documents"), so a lookup by title fails for it.
         url = f"{self.site_path}/{self.library}"
-        ctx = self._context()
         ctx.web.get_list(url).get()
         try:
             self._run(ctx, f"library {self.library!r} on {self.site_url} is not usable")
