@@ -57,7 +57,7 @@ def test_received_counts_every_document_sap_created(server: str, sap: SapClient)
     assert reply.status == 201
     # Refused creates do not count: a duplicate, and an unknown repository.
     assert sap.create("DOC1", "data", b"again").status == 403
-    assert SapClient(sap_endpoint(server), cont_rep="NOPE").create("DOC9", "data", b"x").status == 400
+    assert SapClient(sap_endpoint(server), cont_rep="NOPE").create("DOC9", "data", b"x").status == 404
     after = scrape(server)
 
     assert received(after) - received(before) == 5
