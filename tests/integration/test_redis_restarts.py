@@ -33,6 +33,7 @@ from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
 from tests.support.app_server import serving
+from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.private_servers import PrivateRedis, private_redis
 from tests.support.processes import kill_group
@@ -98,6 +99,7 @@ def test_a_worker_whose_redis_is_killed_twice_in_a_row_delivers_everything(
             {
                 "FILERELAY_HOME": str(tmp_path / "home"),
                 "FILERELAY_DATABASE_URL": db_url,
+                "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,  # required with PostgreSQL
                 "FILERELAY_BROKER_URL": redis_server.url,
                 "FILERELAY_LEASE_SECONDS": "15",
                 # The sweeper sends the wake-ups Redis lost soon after it is back.
