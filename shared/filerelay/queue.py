@@ -1,7 +1,9 @@
-"""The producer side of the delivery queues: names, broker configuration, and enqueue-after-commit.
+"""The producer side of the delivery queues: names, broker configuration, and wake-ups after commit.
 
-The queue is only a wake-up call (ARCHITECTURE.md §1): every message can be lost or duplicated without
-losing or doubling a delivery, because the database row is the truth and the sweeper re-enqueues.
+A queue carries wake-ups, never deliveries: a wake-up says "deliveries of this kind are due", and the
+worker that takes it claims them from the database in batches (filerelay.delivery.drain). Any wake-up
+can be lost or duplicated without losing or doubling a delivery: the row is the truth, a duplicate
+claims nothing, and the sweeper wakes a kind whose due work nobody took.
 """
 
 from __future__ import annotations
@@ -9,17 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
-from filerelay.logs import log_context
 from filerelay.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The wake-up of one delivery, as earlier versions sent it: still taken, so an upgrade drops none.
 DELIVER_TASK = "filerelay.deliver"
 # Destination kinds with a worker pool of their own; a new kind adds its name here.
 KINDS = ("s3", "sharepoint", "folder", "pull", "webhook", "sftp", "email", "azure_blob", "gcs")
@@ -33,10 +35,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "task_acks_late": True,
-        # Each of a worker's threads keeps up to four wake-ups in hand, so it never waits on Redis between
-        # deliveries (bench.relay: 52 against 42 docs/s at --concurrency 4 with one). A wake-up held by a
-        # worker that dies is harmless: the sweeper wakes the delivery again, and a duplicate claims nothing.
-        "worker_prefetch_multiplier": 4,
+        # One wake-up in hand per drain slot: a second would sit in a busy process while another one idles.
+        "worker_prefetch_multiplier": 1,
         "task_ignore_result": True,
         "result_backend": None,
         "task_default_queue": queue_name("folder"),
@@ -49,19 +49,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_enable_remote_control": False,
         "worker_send_task_events": False,
     }
-    if settings.embedded_broker:
-        folder = settings.broker_dir
-        for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        config["broker_transport_options"] = {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            # Exchange bindings; kombu's default is ./control, relative to wherever the process started.
-            "control_folder": str(folder / "control"),
-            "store_processed": False,
-            "polling_interval": settings.broker_polling_interval,
-        }
     return config
 
 
@@ -88,55 +75,186 @@ def make_producer(settings: Settings) -> Celery:
     return app
 
 
+# A wake-up says "work of this kind is waiting"; the deliveries themselves are found in the database.
+DRAIN_TASK = "filerelay.drain"
+# Outstanding wake-ups are marked in Redis under this prefix (embedded: files in the broker folder), so at
+# most one per kind waits in the broker however many documents arrive or how often the sweeper runs.
+WAKE_KEY = "filerelay:wake:"
+# A mark outlives no lost message for long: the sweeper sends again after the wake grace (see `wake`),
+# and this bounds a mark whose message can never come (a Redis restored from an old snapshot).
+WAKE_MARK_SECONDS = 3600
+
+
 class Enqueuer:
-    """Sends delivery wake-ups. Failures are logged, never raised: the sweeper will send them later.
+    """Sends wake-ups, one per destination kind at a time. Failures are logged, never raised: the sweeper
+    sends what did not go.
 
-    After a failed send, wake-ups are skipped for `pause` seconds: a broker that hangs rather than refuses
-    would otherwise cost each create its connect timeout, and the sweeper covers what was skipped."""
+    A kind's wake-up is marked outstanding (SET NX in Redis, O_EXCL file when embedded) and sent only if
+    no other is; the worker that takes it clears the mark before it claims, so work committed after the
+    clearing sends a new wake-up, and work committed before it is claimed by that worker. After a failed
+    send, wake-ups are skipped for `pause` seconds: a broker that hangs rather than refuses would
+    otherwise cost each create its connect timeout."""
 
-    def __init__(self, app: Celery, *, pause: float = 5.0) -> None:
+    def __init__(self, app: Celery, settings: Settings, *, pause: float = 5.0) -> None:
         self._app = app
         self._pause = pause
         self._down_until = 0.0
+        self._marks: Marks = (
+            FolderMarks(settings.broker_dir / "wake") if settings.embedded_broker else RedisMarks(settings)
+        )
 
     def enqueue(self, deliveries: Iterable[tuple[str, str]]) -> int:
+        """Wake the kinds of these (delivery id, kind) pairs; the number of wake-ups sent."""
+        return self.wake({kind for _, kind in deliveries})
+
+    def wake(self, kinds: Iterable[str], *, repair_after: float | None = None) -> int:
+        """Send a wake-up for each kind that has none outstanding. With `repair_after` (the sweeper's), a
+        mark older than that whose queue is empty is taken for a lost message and sent again."""
         sent = 0
-        for delivery_id, kind in deliveries:
+        for kind in sorted(set(kinds) - {PULL}):
             if time.monotonic() < self._down_until:
-                continue
+                break
             try:
-                self._app.send_task(DELIVER_TASK, args=(delivery_id,), queue=queue_name(kind), retry=False)
+                if self._marks.mark(kind) or (repair_after is not None and self._lost(kind, repair_after)):
+                    self._send(kind)
+                    sent += 1
             except Exception as exc:
                 self._down_until = time.monotonic() + self._pause
-                with log_context(delivery_id=delivery_id):
-                    log.warning(
-                        "could not send the wake-up of delivery %s (%s); none is sent for %.0f s, the sweeper "
-                        "sends what waits",
-                        delivery_id,
-                        type(exc).__name__,
-                        self._pause,
-                    )
-            else:
-                sent += 1
+                log.warning(
+                    "could not send the wake-up of %s (%s); none is sent for %.0f s, the sweeper sends what waits",
+                    kind,
+                    type(exc).__name__,
+                    self._pause,
+                )
         return sent
+
+    def _lost(self, kind: str, older_than: float) -> bool:
+        age = self._marks.age(kind)
+        if age is None or age < older_than or self._marks.queued(kind):
+            return False
+        self._marks.renew(kind)
+        return True
+
+    def _send(self, kind: str) -> None:
+        if isinstance(self._marks, FolderMarks):
+            return  # the mark is the message: the embedded worker watches the folder
+        try:
+            self._app.send_task(DRAIN_TASK, args=(kind,), queue=queue_name(kind), retry=False)
+        except Exception:
+            self._marks.clear(kind)  # not sent: the next create or sweep may try again
+            raise
+
+    def taken(self, kind: str) -> bool:
+        """A worker took the kind's wake-up: the next one may be sent. False if there was none."""
+        return self._marks.clear(kind)
+
+    def outstanding(self, kind: str) -> bool:
+        return self._marks.age(kind) is not None
 
     def ping(self) -> None:
         """Raise if the broker cannot be reached (at once: no retries)."""
+        if isinstance(self._marks, FolderMarks):
+            return
         with self._app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=0, timeout=2)
 
 
-def queue_depths(settings: Settings) -> dict[str, int]:
-    """Messages waiting in each delivery queue, by queue name; not those a worker has taken.
+PULL = "pull"  # fetched by its integration: never woken
 
-    For /metrics (and the autoscaler's view of the same lists). Raises when the broker cannot be read.
-    """
+
+class Marks:
+    """Where outstanding wake-ups are marked, one per kind."""
+
+    def mark(self, kind: str) -> bool:
+        """Mark the kind's wake-up outstanding; False if one already is."""
+        raise NotImplementedError
+
+    def clear(self, kind: str) -> bool:
+        raise NotImplementedError
+
+    def renew(self, kind: str) -> None:
+        raise NotImplementedError
+
+    def age(self, kind: str) -> float | None:
+        """Seconds since the mark was set; None when no wake-up is outstanding."""
+        raise NotImplementedError
+
+    def queued(self, kind: str) -> bool:
+        """Whether a wake-up of the kind waits in the broker (not yet taken by a worker)."""
+        raise NotImplementedError
+
+
+class RedisMarks(Marks):
+    def __init__(self, settings: Settings) -> None:
+        import redis  # celery[redis] brings it
+
+        # Loopback or in-cluster Redis answers in well under a millisecond: the timeouts bound one that hangs.
+        self._redis = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=0.3, socket_timeout=1.0)
+
+    def mark(self, kind: str) -> bool:
+        return bool(self._redis.set(WAKE_KEY + kind, repr(time.time()), nx=True, ex=WAKE_MARK_SECONDS))
+
+    def clear(self, kind: str) -> bool:
+        return bool(self._redis.delete(WAKE_KEY + kind))
+
+    def renew(self, kind: str) -> None:
+        self._redis.set(WAKE_KEY + kind, repr(time.time()), ex=WAKE_MARK_SECONDS)
+
+    def age(self, kind: str) -> float | None:
+        value = self._redis.get(WAKE_KEY + kind)
+        return None if value is None else time.time() - float(value)
+
+    def queued(self, kind: str) -> bool:
+        return bool(self._redis.llen(queue_name(kind)))
+
+
+class FolderMarks(Marks):
+    """The embedded wake-ups: an empty file per kind, created exclusively, removed by the worker taking it.
+    Nothing is written into it, so no reader can find it half-written."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def mark(self, kind: str) -> bool:
+        try:
+            os.close(os.open(self.folder / kind, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+        return True
+
+    def clear(self, kind: str) -> bool:
+        try:
+            (self.folder / kind).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def renew(self, kind: str) -> None:
+        (self.folder / kind).touch()
+
+    def age(self, kind: str) -> float | None:
+        try:
+            return time.time() - (self.folder / kind).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def queued(self, kind: str) -> bool:
+        return (self.folder / kind).exists()
+
+    def waiting(self) -> list[str]:
+        """The kinds with a wake-up outstanding."""
+        return sorted(entry.name for entry in os.scandir(self.folder) if entry.name in KINDS)
+
+
+def queue_depths(settings: Settings) -> dict[str, int]:
+    """Wake-ups waiting in each delivery queue, by queue name (0 or 1 each: they are coalesced); not
+    those a worker has taken. For /metrics and the worker's watchdog; the backlog itself is counted in
+    the database (filerelay.delivery.backlog). Raises when the broker cannot be read."""
     names = [queue_name(kind) for kind in KINDS]
     if settings.embedded_broker:
-        # kombu's filesystem transport: one file per message, named `<time>_<uuid>.<queue>.msg`, all
-        # queues in one folder, so one listing counts them all.
-        found = Counter(entry.name.partition(".")[2] for entry in os.scandir(settings.broker_dir / "queue"))
-        return {name: found[f"{name}.msg"] for name in names}
+        waiting = set(FolderMarks(settings.broker_dir / "wake").waiting())
+        return {queue_name(kind): int(kind in waiting) for kind in KINDS}
     import redis  # only a Redis broker needs it; celery[redis] brings it
 
     if not settings.broker_url.startswith(("redis://", "rediss://")):

@@ -43,6 +43,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         engine=engine,
         sessions=make_session_factory(engine),
         staging=settings.open_staging(),
-        enqueuer=Enqueuer(make_producer(settings)),
+        enqueuer=Enqueuer(make_producer(settings), settings),
         clock=clock or SystemClock(),
     )

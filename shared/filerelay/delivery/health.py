@@ -102,6 +102,8 @@ def counted(
         row, delivery_id=delivery_id, ok=result.ok, retryable=result.retryable, policy=policy, now=now
     )
     after = transitions.breaker_state(row)
+    # The caller's copy follows, so the next attempt of its batch at this destination counts from here.
+    destination.consecutive_failures, destination.probe_delivery_id = row.consecutive_failures, row.probe_delivery_id
     if after != before:
         log.warning(
             "destination %s: circuit breaker %s (%d failed attempts in a row)",

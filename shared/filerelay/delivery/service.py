@@ -14,11 +14,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from filerelay import metrics
@@ -26,9 +26,9 @@ from filerelay.db import rows
 from filerelay.db.models import (
     Delivery,
     DeliveryAttempt,
-    DeliveryStatus,
     Destination,
     Document,
+    DocumentStatus,
     Repository,
     Workspace,
     resequenced,
@@ -113,72 +113,93 @@ _ATTEMPT_START = ("delivery_id", "number", "generation", "started_at", "outcome"
 _ATTEMPT_RESULT = ("finished_at", "outcome", "error_class", "error_message", "bytes_sent")
 
 
-def _take(
-    session: Session, delivery_id: str, now: dt.datetime, lease_seconds: int, status: DeliveryStatus
-) -> Delivery | None:
-    """The claim in one conditional UPDATE … RETURNING: only a due, unheld delivery in `status` of an
-    enabled push destination is taken, and the row comes back with it (in no session)."""
-    row = (
-        session.connection()
-        .execute(
-            update(_DELIVERIES)
-            .where(
-                _DELIVERIES.c.id == delivery_id,
-                _DELIVERIES.c.status == status,
-                or_(_DELIVERIES.c.next_attempt_at.is_(None), _DELIVERIES.c.next_attempt_at <= now),
-                # A switched-off destination keeps its deliveries waiting (until their TTL) instead, a
-                # paused one or one whose breaker is open too (but its probe); a pull destination's
-                # deliveries are moved by its integration, never by a worker.
-                _DELIVERIES.c.destination_id.in_(select(Destination.id).where(health.attemptable(delivery_id))),
-            )
-            .values(
-                transitions.claim_changes(
-                    now=now,
-                    lease_seconds=lease_seconds,
-                    attempts=_DELIVERIES.c.attempts,
-                    cycle_attempts=_DELIVERIES.c.cycle_attempts,
-                )
-            )
-            .returning(*_TAKEN)
-        )
-        .one_or_none()
+def _due(now: dt.datetime) -> Any:
+    """A delivery a worker may take now: waiting, due, and its destination attemptable (enabled, pushed,
+    not paused, breaker closed or this delivery its probe). A switched-off destination keeps its
+    deliveries waiting (until their TTL); a pull destination's are moved by its integration."""
+    return and_(
+        _DELIVERIES.c.status.in_(transitions.WAITING),
+        _DELIVERIES.c.next_attempt_at <= now,
+        _DELIVERIES.c.destination_id.in_(
+            select(Destination.id).where(health.attemptable(_DELIVERIES.c.id)).correlate_except(Destination)
+        ),
     )
-    return None if row is None else rows.detached(Delivery, rows.values(row._mapping, "", _ALL_DELIVERY))
+
+
+def _taken(session: Session, which: Any, now: dt.datetime, lease_seconds: int) -> list[Delivery]:
+    """The claim in one conditional UPDATE … RETURNING of the deliveries `which` selects (among those
+    due); the rows come back with it, in no session."""
+    found = session.connection().execute(
+        update(_DELIVERIES)
+        .where(_DELIVERIES.c.id.in_(which), _due(now))
+        .values(
+            transitions.claim_changes(
+                now=now,
+                lease_seconds=lease_seconds,
+                attempts=_DELIVERIES.c.attempts,
+                cycle_attempts=_DELIVERIES.c.cycle_attempts,
+            )
+        )
+        .returning(*_TAKEN)
+    )
+    return [rows.detached(Delivery, rows.values(row._mapping, "", _ALL_DELIVERY)) for row in found]
 
 
 def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds: int) -> Claim | None:
-    """Take the delivery if it is due and nobody holds it; None means there is nothing to do.
+    """Take the delivery if it is due and nobody holds it; None means there is nothing to do."""
+    taken = _taken(session, [delivery_id], now, lease_seconds)
+    return _claims_of(session, taken, now)[0] if taken else None
 
-    Most claims take a pending delivery, which cannot change the document's roll-up (pending and
-    delivering count alike), so they neither lock nor write the document; only a retrying one can
-    (the document may go from retrying to pending), and that one is rolled up under the lock. A
-    pending one takes three statements: the claim, one joined read, the attempt row."""
-    delivery = _take(session, delivery_id, now, lease_seconds, DeliveryStatus.PENDING)
-    if delivery is None:
-        delivery = _take(session, delivery_id, now, lease_seconds, DeliveryStatus.RETRYING)
-        if delivery is None:
-            return None
-        transitions.settle(session, [delivery.document_id], now=now, stamp_unchanged=False)
-        session.flush()
-    row = (
-        session.connection()
-        .execute(
-            select(*_CLAIMED)
-            .join_from(_DOCUMENTS, Repository, Repository.id == _DOCUMENTS.c.repository_id)
-            .join(Workspace, Workspace.id == _DOCUMENTS.c.workspace_id)
-            .join(Destination, Destination.id == delivery.destination_id)
-            .where(_DOCUMENTS.c.id == delivery.document_id)
-        )
-        .one()
-        ._mapping
+
+def claim_due(
+    session: Session, *, kinds: Iterable[str], now: dt.datetime, lease_seconds: int, limit: int
+) -> list[Claim]:
+    """Take up to `limit` due deliveries of these destination kinds, the longest-due first, skipping any
+    another worker is taking at the same moment (SKIP LOCKED; SQLite has one writer at a time)."""
+    which = (
+        select(_DELIVERIES.c.id)
+        .join(Destination, Destination.id == _DELIVERIES.c.destination_id)
+        .where(Destination.kind.in_(list(kinds)), _due(now))
+        .order_by(_DELIVERIES.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=_DELIVERIES)
     )
-    document = rows.detached(Document, rows.values(row, "doc_", _ALL_DOCUMENT))
-    document.repository = Repository(repo_id=row["repo_id"])
-    workspace = f"{row['ws_owner']}/{row['ws_slug']}"
-    destination = rows.detached(Destination, rows.values(row, "dest_", _CLAIMED_DESTINATION))
-    attempt = transitions.attempt_started(delivery, generation=document.generation, now=now)
-    session.connection().execute(insert(_ATTEMPTS).values({name: getattr(attempt, name) for name in _ATTEMPT_START}))
-    return _claim_of(delivery, document, destination, workspace)
+    return _claims_of(session, _taken(session, which, now, lease_seconds), now)
+
+
+def _claims_of(session: Session, taken: Sequence[Delivery], now: dt.datetime) -> list[Claim]:
+    """What the workers need of the deliveries just taken, in one joined read; their attempt rows.
+
+    A claim of a pending delivery cannot change its document's roll-up (pending and delivering count
+    alike), so only a document that is retrying is rolled up again, under its lock."""
+    if not taken:
+        return []
+    found = {
+        row.dlv_id: row._mapping
+        for row in session.connection().execute(
+            select(_DELIVERIES.c.id.label("dlv_id"), *_CLAIMED)
+            .join_from(_DELIVERIES, _DOCUMENTS, _DOCUMENTS.c.id == _DELIVERIES.c.document_id)
+            .join(Repository, Repository.id == _DOCUMENTS.c.repository_id)
+            .join(Workspace, Workspace.id == _DOCUMENTS.c.workspace_id)
+            .join(Destination, Destination.id == _DELIVERIES.c.destination_id)
+            .where(_DELIVERIES.c.id.in_([delivery.id for delivery in taken]))
+        )
+    }
+    retrying = {row["doc_id"] for row in found.values() if row["doc_status"] == DocumentStatus.RETRYING}
+    if retrying:
+        transitions.settle(session, retrying, now=now, stamp_unchanged=False)
+        session.flush()
+    claims, attempts = [], []
+    for delivery in taken:
+        row = found[delivery.id]
+        document = rows.detached(Document, rows.values(row, "doc_", _ALL_DOCUMENT))
+        document.repository = Repository(repo_id=row["repo_id"])
+        destination = rows.detached(Destination, rows.values(row, "dest_", _CLAIMED_DESTINATION))
+        attempt = transitions.attempt_started(delivery, generation=document.generation, now=now)
+        attempts.append({name: getattr(attempt, name) for name in _ATTEMPT_START})
+        claims.append(_claim_of(delivery, document, destination, f"{row['ws_owner']}/{row['ws_slug']}"))
+    session.connection().execute(insert(_ATTEMPTS), attempts)
+    return claims
 
 
 def _claim_of(delivery: Delivery, document: Document, destination: Destination, workspace: str) -> Claim:
@@ -287,67 +308,131 @@ def finish(
     rand: Callable[[], float],
     breaker: BreakerPolicy = DEFAULT_BREAKER,
 ) -> Finish:
-    """Record the attempt and the verdict, roll the document up, count the attempt for the destination's
-    circuit breaker; one transaction, no read-back. In the common case five statements: the document's
-    lock, one joined read, and one UPDATE each for the delivery, the document (if its status changed)
-    and the attempt row."""
-    document, delivery, workspace = _finishing(session, claim)
-    before = {key: getattr(delivery, key) for key in _ALL_DELIVERY}
-    # What the transition decides for the attempt row, written below with one UPDATE (the row itself is
-    # never read): only its number, the claim's, is needed to decide.
-    attempt = DeliveryAttempt(number=claim.attempt)
-    verdict, wake = _decided(delivery, attempt, document, workspace, claim, result, now=now, rand=rand)
-    connection = session.connection()
-    if changed := rows.changes(delivery, before):
-        connection.execute(update(_DELIVERIES).where(_DELIVERIES.c.id == delivery.id).values(changed))
-    if verdict is not None:
-        _roll_up(connection, document, now)
-        wake += health.counted(
-            session, delivery.destination, delivery_id=delivery.id, result=result, policy=breaker, now=now
+    """Record one attempt's end: `finish_all` of one."""
+    return finish_all(session, [(claim, result)], now=now, rand=rand, breaker=breaker)[0]
+
+
+def finish_all(
+    session: Session,
+    ended: Sequence[tuple[Claim, Result]],
+    *,
+    now: dt.datetime,
+    rand: Callable[[], float],
+    breaker: BreakerPolicy = DEFAULT_BREAKER,
+) -> list[Finish]:
+    """Record the attempts that ended together, in one transaction: each attempt and verdict, the roll-up
+    of their documents, the destinations' circuit breakers. The state machine decides each attempt on
+    its own, as if it finished alone; the statements are shared: the documents' locks, one joined read,
+    and one UPDATE per set of changed columns for the deliveries, the documents and the attempt rows."""
+    documents, workspaces = _finishing(session, {claim.document_id for claim, _ in ended})
+    deliveries = {d.id: d for document in documents.values() for d in document.deliveries}
+    delivery_changes, attempt_changes, touched, decided = [], [], set(), []
+    for claim, result in ended:
+        delivery, document = deliveries[claim.delivery_id], documents[claim.document_id]
+        before = {key: getattr(delivery, key) for key in _ALL_DELIVERY}
+        # The attempt row is never read: only its number, the claim's, is needed to decide.
+        attempt = DeliveryAttempt(number=claim.attempt)
+        verdict, wake = _decided(
+            delivery, attempt, document, workspaces[document.id], claim, result, now=now, rand=rand
         )
-    connection.execute(
-        update(_ATTEMPTS)
-        .where(_ATTEMPTS.c.delivery_id == delivery.id, _ATTEMPTS.c.number == claim.attempt)
-        .values({name: getattr(attempt, name) for name in _ATTEMPT_RESULT})
+        if changed := rows.changes(delivery, before):
+            delivery_changes.append((delivery.id, changed))
+        attempt_changes.append(
+            ((delivery.id, claim.attempt), {name: getattr(attempt, name) for name in _ATTEMPT_RESULT})
+        )
+        if verdict is not None:
+            touched.add(document.id)
+        decided.append((delivery, result, Finish(verdict, wake)))
+    connection = session.connection()
+    _update_all(connection, _DELIVERIES, delivery_changes)
+    _update_all(
+        connection, _DOCUMENTS, [change for doc_id in sorted(touched) if (change := _rolled_up(documents[doc_id], now))]
     )
-    return Finish(verdict, wake)
+    # The breakers after the deliveries, one destination at a time in id order (so two workers never
+    # wait on each other's destinations), each attempt counted as if it finished alone.
+    for delivery, result, done in sorted(decided, key=lambda item: item[0].destination_id):
+        if done.verdict is not None:
+            done.wake.extend(
+                health.counted(
+                    session, delivery.destination, delivery_id=delivery.id, result=result, policy=breaker, now=now
+                )
+            )
+    _update_attempts(connection, attempt_changes)
+    return [done for _, _, done in decided]
 
 
-def _roll_up(connection: Connection, document: Document, now: dt.datetime) -> None:
-    """The document's status from its deliveries, written only if it changed."""
+def _update_all(connection: Connection, table: Table, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """UPDATE rows by id, one executemany per set of changed columns."""
+    for names, batch in _grouped(changes).items():
+        connection.execute(
+            update(table).where(table.c.id == bindparam("row_id")).values({n: bindparam("set_" + n) for n in names}),
+            batch,
+        )
+
+
+def _update_attempts(connection: Connection, changes: Sequence[tuple[tuple[str, int], dict[str, Any]]]) -> None:
+    for names, batch in _grouped(changes).items():
+        connection.execute(
+            update(_ATTEMPTS)
+            .where(_ATTEMPTS.c.delivery_id == bindparam("row_id"), _ATTEMPTS.c.number == bindparam("row_number"))
+            .values({n: bindparam("set_" + n) for n in names}),
+            batch,
+        )
+
+
+def _grouped(changes: Sequence[tuple[Any, dict[str, Any]]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Rows' changes as executemany parameters, grouped by the columns they set."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for key, changed in changes:
+        ids = {"row_id": key[0], "row_number": key[1]} if isinstance(key, tuple) else {"row_id": key}
+        groups.setdefault(tuple(sorted(changed)), []).append({**ids, **{"set_" + n: v for n, v in changed.items()}})
+    return groups
+
+
+def _rolled_up(document: Document, now: dt.datetime) -> tuple[str, dict[str, Any]] | None:
+    """The document's status from its deliveries: its changes, if it changed."""
     stamped = {"status": document.status, "updated_at": document.updated_at}
     transitions.rolled_up(document, now=now, stamp_unchanged=False)
-    if changed := resequenced(rows.changes(document, stamped)):
-        connection.execute(update(_DOCUMENTS).where(_DOCUMENTS.c.id == document.id).values(changed))
+    changed = resequenced(rows.changes(document, stamped))
+    return (document.id, changed) if changed else None
 
 
-def _finishing(session: Session, claim: Claim) -> tuple[Document, Delivery, Workspace]:
-    """The claimed delivery, its document with all its deliveries (for the roll-up), their destinations
-    and the workspace, row-locked and fresh, as instances in no session.
+def _finishing(session: Session, document_ids: set[str]) -> tuple[dict[str, Document], dict[str, Workspace]]:
+    """The documents, each with all its deliveries (for the roll-up), their destinations and the
+    workspace, row-locked and fresh, as instances in no session. A destination is one instance for all
+    its deliveries, so the breaker counts a batch's attempts in turn.
 
-    The lock comes first, in a statement of its own: a statement that waits for the lock reads the
-    other tables as they were when it started, so a sibling delivery finished meanwhile would look
-    unfinished and the roll-up would be stale (PostgreSQL, READ COMMITTED). The read after it sees
-    everything committed before the lock was granted."""
+    The locks come first (in id order, so two workers never deadlock), in a statement of their own: a
+    statement that waits for a lock reads the other tables as they were when it started, so a sibling
+    delivery finished meanwhile would look unfinished and the roll-up would be stale (PostgreSQL, READ
+    COMMITTED). The read after it sees everything committed before the locks were granted."""
     connection = session.connection()
-    connection.execute(select(_DOCUMENTS.c.id).where(_DOCUMENTS.c.id == claim.document_id).with_for_update())
+    wanted = sorted(document_ids)
+    connection.execute(
+        select(_DOCUMENTS.c.id).where(_DOCUMENTS.c.id.in_(wanted)).order_by(_DOCUMENTS.c.id).with_for_update()
+    ).all()
     found = connection.execute(
         select(*_FINISHING)
         .join_from(_DELIVERIES, _DOCUMENTS, _DOCUMENTS.c.id == _DELIVERIES.c.document_id)
         .join(Destination, Destination.id == _DELIVERIES.c.destination_id)
         .join(Workspace, Workspace.id == _DOCUMENTS.c.workspace_id)
-        .where(_DELIVERIES.c.document_id == claim.document_id)
+        .where(_DELIVERIES.c.document_id.in_(wanted))
     ).all()
-    first = found[0]._mapping
-    document = rows.detached(Document, rows.values(first, "doc_", _FINISHED_DOCUMENT))
-    workspace = rows.detached(Workspace, rows.values(first, "ws_", _WORKSPACE_POLICY))
-    deliveries = []
-    for row in found:
-        sibling = rows.detached(Delivery, rows.values(row._mapping, "dlv_", _ALL_DELIVERY))
-        sibling.destination = rows.detached(Destination, rows.values(row._mapping, "dest_", _FINISHED_DESTINATION))
-        deliveries.append(sibling)
-    document.deliveries = deliveries
-    return document, next(d for d in deliveries if d.id == claim.delivery_id), workspace
+    documents: dict[str, Document] = {}
+    workspaces: dict[str, Workspace] = {}
+    destinations: dict[int, Destination] = {}
+    for row in (r._mapping for r in found):
+        doc_id = row["doc_id"]
+        if doc_id not in documents:
+            documents[doc_id] = rows.detached(Document, rows.values(row, "doc_", _FINISHED_DOCUMENT))
+            documents[doc_id].deliveries = []
+            workspaces[doc_id] = rows.detached(Workspace, rows.values(row, "ws_", _WORKSPACE_POLICY))
+        delivery = rows.detached(Delivery, rows.values(row, "dlv_", _ALL_DELIVERY))
+        if row["dest_id"] not in destinations:
+            destinations[row["dest_id"]] = rows.detached(Destination, rows.values(row, "dest_", _FINISHED_DESTINATION))
+        delivery.destination = destinations[row["dest_id"]]
+        documents[doc_id].deliveries.append(delivery)
+    return documents, workspaces
 
 
 def _decided(
@@ -404,22 +489,41 @@ def _link(runtime: Runtime, taken: Claim) -> Callable[[], tuple[str, dt.datetime
     return make
 
 
-def _attempt(runtime: Runtime, taken: Claim, rand: Callable[[], float]) -> None:
+def attempted(runtime: Runtime, taken: Claim) -> Result:
+    """The upload of a claimed delivery, its lease kept by a heartbeat while it runs."""
     started = time.perf_counter()  # a duration: the monotonic clock, not the (injectable) wall clock
-    with Heartbeat(runtime, delivery_id=taken.delivery_id, attempt=taken.attempt) as heartbeat:
+    with (
+        log_context(delivery_id=taken.delivery_id, document_id=taken.document_id, attempt=taken.attempt),
+        Heartbeat(runtime, delivery_id=taken.delivery_id, attempt=taken.attempt) as heartbeat,
+    ):
         result = perform(taken, runtime.staging, runtime.clients, lost=heartbeat.lost, link=_link(runtime, taken))
     metrics.ATTEMPT_SECONDS.labels(kind=taken.kind).observe(time.perf_counter() - started)
+    return result
+
+
+def finished_all(
+    runtime: Runtime, ended: Sequence[tuple[Claim, Result]], rand: Callable[[], float] = random.random
+) -> None:
+    """Record attempts that ended together; once committed, count them and send the wake-ups they made."""
     with session_scope(runtime.sessions) as session:
-        done = finish(session, taken, result, now=runtime.clock.now(), rand=rand, breaker=runtime.settings.breaker)
-    # Counted once committed: a rolled-back verdict will be decided (and counted) again.
-    if done.verdict is not None:
-        outcome = "retry" if done.verdict == Finished.RESTARTED else done.verdict.value
-        metrics.count_delivery(taken.destination_id, taken.kind, outcome, taken.size)
-    runtime.enqueuer.enqueue(done.wake)
-    log.info(
-        "delivery %s attempt %d: %s%s",
-        taken.delivery_id,
-        taken.attempt,
-        done.verdict or "superseded (the lease ran out meanwhile)",
-        "" if result.ok else f" ({result.error})",
-    )
+        done = finish_all(session, ended, now=runtime.clock.now(), rand=rand, breaker=runtime.settings.breaker)
+    wake: list[Wake] = []
+    for (taken, result), finished in zip(ended, done, strict=True):
+        # Counted once committed: a rolled-back verdict will be decided (and counted) again.
+        if finished.verdict is not None:
+            outcome = "retry" if finished.verdict == Finished.RESTARTED else finished.verdict.value
+            metrics.count_delivery(taken.destination_id, taken.kind, outcome, taken.size)
+        wake += finished.wake
+        with log_context(delivery_id=taken.delivery_id, document_id=taken.document_id, attempt=taken.attempt):
+            log.info(
+                "delivery %s attempt %d: %s%s",
+                taken.delivery_id,
+                taken.attempt,
+                finished.verdict or "superseded (the lease ran out meanwhile)",
+                "" if result.ok else f" ({result.error})",
+            )
+    runtime.enqueuer.enqueue(wake)
+
+
+def _attempt(runtime: Runtime, taken: Claim, rand: Callable[[], float]) -> None:
+    finished_all(runtime, [(taken, attempted(runtime, taken))], rand)

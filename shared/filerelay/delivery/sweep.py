@@ -17,35 +17,32 @@ from filerelay.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Desti
 from filerelay.db.session import session_scope
 from filerelay.delivery import health, transitions
 from filerelay.delivery.rules import policy_for
-from filerelay.delivery.transitions import WAITING, Wake
+from filerelay.delivery.transitions import WAITING
 from filerelay.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def enqueue_due(session: Session, *, now: dt.datetime, grace_seconds: int, limit: int) -> list[Wake]:
-    """Due deliveries without a recent wake-up (lost message, flushed Redis, or a retry now due)."""
-    rows = session.execute(
-        select(Delivery, Destination.kind)
-        .join(Destination, Destination.id == Delivery.destination_id)
+def due_kinds(session: Session, *, now: dt.datetime) -> list[str]:
+    """The destination kinds with a delivery due that a worker may take: each is woken (a wake-up lost
+    with a flushed Redis or a killed worker, a retry now due). One index probe per destination."""
+    due = (
+        select(Delivery.id)
         .where(
+            Delivery.destination_id == Destination.id,
             Delivery.status.in_(WAITING),
             Delivery.next_attempt_at <= now,
             # Not for a disabled, paused or open destination (but its probe), nor a pull one (its
             # integration moves it): a worker would find nothing to claim.
             health.attemptable(Delivery.id),
-            or_(
-                Delivery.enqueued_at.is_(None),
-                Delivery.enqueued_at <= now - dt.timedelta(seconds=grace_seconds),
-            ),
         )
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=Delivery)
-    ).all()
-    for delivery, kind in rows:
-        transitions.woken(delivery, kind=kind, now=now)
-    return [(delivery.id, kind) for delivery, kind in rows]
+        .limit(1)
+    )
+    return list(
+        session.scalars(
+            select(Destination.kind).where(due.exists()).group_by(Destination.kind).order_by(Destination.kind)
+        )
+    )
 
 
 def recover_expired_leases(
@@ -132,7 +129,7 @@ class SweepReport:
 
 
 def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
-    """One pass: recover, expire, probe open breakers, wake due deliveries, purge staging, number the
+    """One pass: recover, expire, probe open breakers, wake kinds with due work, purge staging, number the
     Files feed's changes.
     Each step its own transaction."""
     report = SweepReport()
@@ -144,8 +141,11 @@ def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
     with session_scope(runtime.sessions) as session:
         probes = health.probe_breakers(session, now=runtime.clock.now(), policy=settings.breaker, limit=batch)
     with session_scope(runtime.sessions) as session:
-        due = enqueue_due(session, now=runtime.clock.now(), grace_seconds=settings.wake_grace_seconds, limit=batch)
-    report.enqueued = runtime.enqueuer.enqueue(probes + due)
+        due = due_kinds(session, now=runtime.clock.now())
+    # Kinds whose wake-up is outstanding get none more, unless it waited past the grace with none in the
+    # queue: then its message was lost (a flushed Redis) and it is sent again.
+    report.enqueued = runtime.enqueuer.enqueue(probes)
+    report.enqueued += runtime.enqueuer.wake(due, repair_after=settings.wake_grace_seconds)
     with session_scope(runtime.sessions) as session:
         keys = purgeable(
             session,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -118,6 +118,22 @@ def _queues(value: str) -> list[str]:
     return kinds
 
 
+@contextmanager
+def _worker_metrics(settings: Settings, port: int | None) -> Iterator[None]:
+    """With a port: a metrics folder shared by the worker's processes, served at :port/metrics. It must be
+    set before anything imports prometheus_client (the worker app does)."""
+    if not port:
+        yield
+        return
+    from filerelay.metrics_dir import own_multiprocess_dir
+
+    with own_multiprocess_dir(settings.home):
+        from filerelay.metrics import serve_counts
+
+        serve_counts(port)
+        yield
+
+
 @main.command()
 @click.option(
     "--queues",
@@ -125,14 +141,22 @@ def _queues(value: str) -> list[str]:
     show_default=True,
     help="Destination kinds this worker delivers to, comma-separated.",
 )
-@click.option("--concurrency", default=8, show_default=True, type=int, help="Deliveries in parallel.")
+@click.option("--concurrency", default=8, show_default=True, type=int, help="Deliveries in parallel, in each process.")
+@click.option(
+    "--processes",
+    type=int,
+    default=None,
+    help="Worker processes (default: one per core; with the embedded broker, one). A delivery spends most "
+    "of its CPU in Python, which runs one thread at a time per process: a second process uses a second core.",
+)
+@click.option("--process-index", type=int, default=None, hidden=True)
 @click.option(
     "--pool",
     type=click.Choice(["threads", "prefork"]),
     default="threads",
     show_default=True,
-    help="threads: the deliveries run in threads of one process (network-bound uploads, one set of "
-    "clients and connections); prefork: one process per delivery.",
+    help="How a process takes its kinds' wake-ups: threads (one process, its uploads in threads) or prefork "
+    "(a pool process per kind).",
 )
 @click.option(
     "--metrics-port",
@@ -147,35 +171,54 @@ def _queues(value: str) -> list[str]:
     show_default=True,
     help="Exit (code 3, to be started again) when wake-ups wait this long in the worker's queues while it has "
     "room and takes none; while it is taking work it touches $FILERELAY_HOME/worker-<hostname>.heartbeat "
-    "(a liveness probe's file). 0 turns both off.",
+    "(a liveness probe's file; worker-<hostname>-<N>.heartbeat for each of several processes). 0 turns both off.",
 )
-def worker(queues: str, concurrency: int, pool: str, metrics_port: int | None, stall_seconds: float) -> None:
-    """Run a delivery worker for the given destination kinds (one Celery queue per kind)."""
-    from filerelay.metrics_dir import own_multiprocess_dir
+def worker(
+    queues: str,
+    concurrency: int,
+    processes: int | None,
+    process_index: int | None,
+    pool: str,
+    metrics_port: int | None,
+    stall_seconds: float,
+) -> None:
+    """Run a delivery worker for the given destination kinds (one queue of wake-ups per kind)."""
     from filerelay.queue import queue_name
 
     settings = _serving_settings()
     _logging()
-    names = ",".join(queue_name(k) for k in _queues(queues))
-    # The shared metrics folder must be set before anything imports prometheus_client (the worker app does).
-    with own_multiprocess_dir(settings.home) if metrics_port else contextlib.nullcontext():
+    kinds = _queues(queues)
+    count = 1 if settings.embedded_broker else (processes or os.cpu_count() or 1)
+    if count > 1:
+        from filerelay.cli.supervisor import run_children
+
+        # The processes share the metrics folder (one /metrics for the pod); each serves no port of its own.
+        with _worker_metrics(settings, metrics_port):
+            options = ["--queues", queues, "--concurrency", str(concurrency), "--pool", pool]
+            options += ["--stall-seconds", str(stall_seconds), "--processes", "1"]
+            sys.exit(run_children(settings, [["worker", *options, "--process-index", str(i)] for i in range(count)]))
+    names = ",".join(queue_name(k) for k in kinds)
+    with _worker_metrics(settings, metrics_port):
         from filerelay.worker import watchdog
+
+        if settings.embedded_broker:
+            from filerelay.worker.embedded import run_embedded
+
+            sys.exit(run_embedded(settings, kinds, concurrency, stall_seconds))
         from filerelay.worker.celery_app import make_worker_app, run_worker
 
-        if metrics_port:
-            from filerelay.metrics import serve_counts
-
-            serve_counts(metrics_port)
-        app = make_worker_app(settings)
-        watchdog.install(app, settings, names.split(","), concurrency, stall_seconds)
+        suffix = "" if process_index is None else f"-{process_index}"
+        app = make_worker_app(settings, concurrency)
+        watchdog.install(app, settings, names.split(","), len(kinds), stall_seconds, suffix=suffix)
         code = run_worker(
             app,
             [
                 "worker",
                 "--queues",
                 names,
+                # A slot per kind for its drain: one kind's long drain never keeps another's wake-up waiting.
                 "--concurrency",
-                str(concurrency),
+                str(len(kinds)),
                 "--pool",
                 pool,
                 "--loglevel",
@@ -184,7 +227,7 @@ def worker(queues: str, concurrency: int, pool: str, metrics_port: int | None, s
                 "--without-mingle",
                 "--without-heartbeat",
                 "--hostname",
-                f"filerelay-{queues}@%h",
+                f"filerelay-{queues}{suffix}@%h",
             ],
         )
         if code:

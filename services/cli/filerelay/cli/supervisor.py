@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from types import FrameType
 
 import click
@@ -82,39 +84,103 @@ def _announce(base: str, settings: Settings, workspaces: list[str], demo_key: st
     click.echo("Press Ctrl-C to stop.")
 
 
-def _supervise(settings: Settings, *, host: str, port: int, workspaces: list[str], demo_key: str | None) -> int:
-    children = [
-        _spawn(settings, "api", "--host", host, "--port", str(port), "--workers", "1"),
-        _spawn(settings, "worker", "--concurrency", "2"),
-        _spawn(settings, "sweeper"),
-    ]
-    stopping = False
+class Children:
+    """FileRelay processes run side by side and started again when one ends: a process that died (a
+    crash, a worker's watchdog exit) must not take the others down, nor leave the server half up.
+    A child that keeps dying is started again with a growing pause, so it cannot spin."""
+
+    def __init__(self, settings: Settings, commands: list[list[str]]) -> None:
+        self._settings = settings
+        self._commands = commands
+        self.procs = [_spawn(settings, *command) for command in commands]
+        self._started = [time.monotonic()] * len(commands)
+        self._pause = [0.0] * len(commands)
+        self._due: list[float | None] = [None] * len(commands)
+        self.restarts = 0
+
+    def watch(self) -> None:
+        """Start again each child that ended, after its pause."""
+        now = time.monotonic()
+        for index, proc in enumerate(self.procs):
+            if proc.poll() is None:
+                continue
+            due = self._due[index]
+            if due is None:
+                lived = now - self._started[index]
+                self._pause[index] = (
+                    RESTART_FIRST
+                    if lived > RESTART_RESET
+                    else min(max(self._pause[index] * 2, RESTART_FIRST), RESTART_MOST)
+                )
+                self._due[index] = now + self._pause[index]
+                log.error(
+                    "FileRelay process `%s` exited with code %s; starting it again in %.0f s",
+                    " ".join(self._commands[index][:1]),
+                    proc.returncode,
+                    self._pause[index],
+                )
+            elif now >= due:
+                self.procs[index] = _spawn(self._settings, *self._commands[index])
+                self._started[index], self._due[index] = now, None
+                self.restarts += 1
+
+    def stop(self, grace: float = 35.0) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# A child's pauses before it is started again: the first, doubled while it keeps dying, at most the last;
+# back to the first once it lived this long.
+RESTART_FIRST = 1.0
+RESTART_MOST = 30.0
+RESTART_RESET = 60.0
+
+
+def run_children(
+    settings: Settings, commands: list[list[str]], *, ready: Callable[[Children], None] | None = None
+) -> int:
+    """Run the commands until SIGTERM or SIGINT, restarting any that ends; 0 once stopped."""
+    stopping = threading.Event()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    children = Children(settings, commands)
+    if ready is not None:
+        ready(children)
+    while not stopping.wait(0.2):
+        children.watch()
+    children.stop()
+    return 0
+
+
+def _supervise(settings: Settings, *, host: str, port: int, workspaces: list[str], demo_key: str | None) -> int:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown_host}:{port}"
-    if _wait_ready(f"{base}/readyz", children[0]):
-        _announce(base, settings, workspaces, demo_key)
-    code = 0
-    while not stopping:
-        for child in children:
-            if child.poll() is not None:
-                log.error("a FileRelay process exited with code %s; stopping", child.returncode)
-                stopping, code = True, 1
-        time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(timeout=35)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+
+    def announce(children: Children) -> None:
+        if _wait_ready(f"{base}/readyz", children.procs[0]):
+            _announce(base, settings, workspaces, demo_key)
+
+    code = run_children(
+        settings,
+        [
+            ["api", "--host", host, "--port", str(port), "--workers", "1"],
+            # One process: the embedded database has one writer at a time, and the worker's threads
+            # upload in parallel.
+            ["worker", "--concurrency", "8", "--processes", "1"],
+            ["sweeper"],
+        ],
+        ready=announce,
+    )
     click.echo("FileRelay stopped.")
     return code

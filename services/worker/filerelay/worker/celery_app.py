@@ -7,38 +7,45 @@ import threading
 
 from celery import Celery, signals
 
+from filerelay.delivery.drain import Drainer
 from filerelay.queue import make_celery
-from filerelay.runtime import Runtime, build_runtime
+from filerelay.runtime import build_runtime
 from filerelay.settings import Settings
 from filerelay.worker import tasks
 
 
-class ProcessRuntime:
-    """One Runtime per worker process, built on first use and shared by its threads (the threads pool
-    runs several deliveries in one process). Engines and connection pools must not cross a fork, so
-    each prefork pool process builds its own after it starts."""
+class ProcessDrainer:
+    """One Runtime and Drainer per worker process, built on first use and shared by its drains (each
+    kind's wake-up runs in a thread of Celery's pool; the uploads in the Drainer's threads). Engines and
+    connection pools must not cross a fork, so each prefork pool process builds its own after it starts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, concurrency: int) -> None:
         self._settings = settings
-        self._runtime: Runtime | None = None
+        self._concurrency = concurrency
+        self._drainer: Drainer | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> Runtime:
+    def get(self) -> Drainer:
         with self._lock:
-            if self._runtime is None:
-                self._runtime = build_runtime(self._settings)
-            return self._runtime
+            if self._drainer is None:
+                self._drainer = Drainer(build_runtime(self._settings), concurrency=self._concurrency)
+            return self._drainer
+
+    def stopping(self) -> None:
+        if self._drainer is not None:
+            self._drainer.stopping.set()
 
     def forget(self) -> None:
-        # The parent's runtime (if any) belongs to the parent; the child drops it without closing it.
-        self._runtime = None
+        # The parent's (if any) belongs to the parent; the child drops it without closing it.
+        self._drainer = None
 
 
-def make_worker_app(settings: Settings) -> Celery:
+def make_worker_app(settings: Settings, concurrency: int = 8) -> Celery:
+    """The worker's app; `concurrency` deliveries run in parallel in each process."""
     app = make_celery(settings, name="filerelay-worker")
     # An ack lost to a dying broker restarts the connection instead of leaving the worker idle for good.
     app.conf.worker_consumer = "filerelay.worker.consumer:RecoveringConsumer"
-    runtime = ProcessRuntime(settings)
+    runtime = ProcessDrainer(settings, concurrency)
     tasks.register(app, runtime.get)
 
     @signals.worker_process_init.connect(weak=False)
@@ -49,6 +56,11 @@ def make_worker_app(settings: Settings) -> Celery:
         # delivery leased until the sweeper takes it back. If the main process dies, the kernel still
         # kills the pool processes (Celery sets PDEATHSIG).
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _stop_draining(**_: object) -> None:
+        # A warm shutdown waits for the running drains: they claim nothing more and end with their uploads.
+        runtime.stopping()
 
     return app
 

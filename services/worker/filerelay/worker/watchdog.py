@@ -37,8 +37,9 @@ STALLED_EXIT_CODE = 3
 SHUTDOWN_GRACE_SECONDS = 300.0
 
 
-def heartbeat_path(settings: Settings, hostname: str | None = None) -> Path:
-    return settings.home / f"worker-{hostname or socket.gethostname()}.heartbeat"
+def heartbeat_path(settings: Settings, hostname: str | None = None, suffix: str = "") -> Path:
+    """The worker's heartbeat file; `suffix` tells apart the processes of one worker (`-0`, `-1`…)."""
+    return settings.home / f"worker-{hostname or socket.gethostname()}{suffix}.heartbeat"
 
 
 class Watchdog:
@@ -79,12 +80,14 @@ class Watchdog:
             return now - max(self._waiting_since, self._last_taken) < self._stall
 
 
-def install(app: Celery, settings: Settings, queues: list[str], concurrency: int, stall_seconds: float) -> None:
+def install(
+    app: Celery, settings: Settings, queues: list[str], concurrency: int, stall_seconds: float, *, suffix: str = ""
+) -> None:
     """Watch the worker `app` runs from the moment it is ready; `stall_seconds` <= 0 turns it off."""
     if stall_seconds <= 0:
         return
     interval = min(5.0, stall_seconds / 4)
-    heartbeat = heartbeat_path(settings)
+    heartbeat = heartbeat_path(settings, suffix=suffix)
 
     def waiting() -> int | None:
         try:
@@ -106,7 +109,7 @@ def install(app: Celery, settings: Settings, queues: list[str], concurrency: int
         if started.is_set():  # Celery sends it once; one watchdog whatever happens
             return
         started.set()
-        _beat(heartbeat)
+        beat(heartbeat)
         watch = threading.Thread(
             target=_watch, args=(watchdog, heartbeat, interval, stall_seconds, queues), name="filerelay-watchdog"
         )
@@ -114,7 +117,7 @@ def install(app: Celery, settings: Settings, queues: list[str], concurrency: int
         watch.start()
 
 
-def _beat(heartbeat: Path) -> None:
+def beat(heartbeat: Path) -> None:
     try:
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
         heartbeat.touch()
@@ -131,7 +134,7 @@ def _watch(watchdog: Watchdog, heartbeat: Path, interval: float, stall_seconds: 
             log.exception("the watchdog's check failed; trying again")
             continue
         if healthy:
-            _beat(heartbeat)
+            beat(heartbeat)
             continue
         log.critical(
             "the worker took no wake-up for %.0f s while wake-ups waited in %s and it had room for them; "

@@ -1,0 +1,156 @@
+"""A woken worker drains its kinds: it claims due deliveries as its threads free up, uploads them in
+parallel, and records the ones that ended together in one transaction, until nothing is due.
+
+One wake-up carries as much work as is waiting, so the broker costs nothing per delivery. Each
+delivery still runs through the same claim, heartbeat, upload and finish as alone (and the same
+state machine decides it); only the statements are shared: one claim for all the deliveries that fit
+the free threads, one finish for all that ended by the time the previous finish committed. A slow
+upload holds only its own thread: the others keep claiming and finishing around it, so a slow
+destination never holds a fast one's batch.
+
+When a claim fills every free thread, more may be waiting than this process can take: it wakes the
+kind again, so another worker process (or pod) joins in. Several drainers of one kind never claim
+the same delivery (SKIP LOCKED on PostgreSQL; SQLite takes one writer at a time).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from filerelay.db.session import session_scope
+from filerelay.delivery import service
+from filerelay.delivery.service import Claim, Result
+from filerelay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# How long a drain may go on before it returns and wakes its kind again (when work remains): the worker
+# takes its other kinds' wake-ups meanwhile, and its watchdog sees wake-ups taken.
+DRAIN_SECONDS = 30.0
+# How often a drain with room looks again for work that arrived while it ran (a create's wake-up finds
+# the mark cleared by this drain and is sent for another drainer, which may be this one).
+LOOK_AGAIN_SECONDS = 0.05
+# At most this often a drain whose claims fill its threads wakes its kind for another worker to join.
+HELP_SECONDS = 1.0
+
+
+class Drainer:
+    """A process's deliveries in parallel: `concurrency` upload threads shared by every drain it runs."""
+
+    def __init__(self, runtime: Runtime, *, concurrency: int, rand: Callable[[], float] = random.random) -> None:
+        self.runtime = runtime
+        self.concurrency = concurrency
+        self._rand = rand
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="delivery")
+        self._lock = threading.Lock()
+        self._busy = 0  # uploads running in the pool, over every drain
+        self._draining: set[frozenset[str]] = set()
+        self._nudged: dict[frozenset[str], threading.Event] = {}
+        # Set to stop: the drains claim nothing more, and return once what they hold has ended.
+        self.stopping = threading.Event()
+
+    def drain(
+        self, kinds: Sequence[str], *, seconds: float = DRAIN_SECONDS, arrived: Callable[[], bool] | None = None
+    ) -> int:
+        """Deliver what is due of `kinds` until nothing is (or `seconds` passed: the kinds are then woken
+        again); the number of attempts made. `arrived` says whether new work was announced meanwhile (the
+        embedded worker's wake-up files); a second drain of the same kinds while this one runs says so too,
+        and returns at once."""
+        key = frozenset(kinds)
+        with self._lock:
+            if key in self._draining:
+                self._nudged[key].set()
+                return 0
+            self._draining.add(key)
+            self._nudged[key] = threading.Event()
+        nudged = self._nudged[key]
+        try:
+            return self._drain(list(kinds), lambda: nudged.is_set() or bool(arrived and arrived()), seconds)
+        finally:
+            with self._lock:
+                self._draining.discard(key)
+
+    def _drain(self, kinds: list[str], arrived: Callable[[], bool], seconds: float) -> int:
+        running: dict[Future[Result], Claim] = {}
+        deadline = time.monotonic() + seconds
+        attempts, exhausted, helped = 0, False, 0.0
+        while True:
+            over = time.monotonic() >= deadline or self.stopping.is_set()
+            if over and not running:
+                if not exhausted and not self.stopping.is_set():
+                    self.runtime.enqueuer.wake(kinds)  # what remains goes to the next wake-up
+                return attempts
+            room = self._room()
+            # Claim while the last claim filled the free threads, when new work was announced, and once
+            # more when everything claimed has ended (it may have arrived unannounced meanwhile).
+            if not over and room > 0 and (not exhausted or not running or arrived()):
+                self._nudged[frozenset(kinds)].clear()
+                claims = self._claim(kinds, room)
+                attempts += len(claims)
+                for taken in claims:
+                    running[self._submit(taken)] = taken
+                exhausted = len(claims) < room
+                if not exhausted and time.monotonic() - helped >= HELP_SECONDS:
+                    helped = time.monotonic()
+                    self.runtime.enqueuer.wake(kinds)  # more than this process can take: call for help
+                if not running:
+                    return attempts
+            if not running:  # other drains hold every thread: wait for one
+                time.sleep(LOOK_AGAIN_SECONDS)
+                continue
+            ended, _ = wait(running, timeout=LOOK_AGAIN_SECONDS, return_when=FIRST_COMPLETED)
+            if ended:
+                self._finish([(running.pop(future), _outcome(future)) for future in ended])
+
+    def _room(self) -> int:
+        with self._lock:
+            return self.concurrency - self._busy
+
+    def _claim(self, kinds: list[str], room: int) -> list[Claim]:
+        try:
+            with session_scope(self.runtime.sessions) as session:
+                return service.claim_due(
+                    session,
+                    kinds=kinds,
+                    now=self.runtime.clock.now(),
+                    lease_seconds=self.runtime.settings.lease_seconds,
+                    limit=room,
+                )
+        except Exception:  # the database away: the sweeper wakes the kinds again once it is back
+            log.exception("could not claim deliveries of %s", ", ".join(kinds))
+            return []
+
+    def _submit(self, taken: Claim) -> Future[Result]:
+        with self._lock:
+            self._busy += 1
+        future = self._pool.submit(service.attempted, self.runtime, taken)
+        future.add_done_callback(self._freed)
+        return future
+
+    def _freed(self, _: Future[Result]) -> None:
+        with self._lock:
+            self._busy -= 1
+
+    def _finish(self, ended: list[tuple[Claim, Result]]) -> None:
+        try:
+            service.finished_all(self.runtime, ended, self._rand)
+        except Exception:
+            # Not recorded: the leases run out and the sweeper takes the deliveries back; their next
+            # attempt asks the destination whether the content is already there before sending again.
+            log.exception("could not record %d finished deliveries; their leases will run out", len(ended))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _outcome(future: Future[Result]) -> Result:
+    try:
+        return future.result()
+    except Exception as exc:  # perform turns every failure into a Result; this is a bug around it
+        log.exception("an attempt raised")
+        return Result(False, f"{type(exc).__name__}: {exc}", type(exc).__name__)
