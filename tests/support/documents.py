@@ -40,6 +40,23 @@ def accept(runtime: Runtime, doc_id: str, data: bytes, *, repo_id: str = "Z1") -
     return outcome, staged
 
 
+def replace_content(runtime: Runtime, *, doc_id: str, data: bytes) -> Outcome:
+    """New content for a document of acme/production (SAP's `update` of its one component), committed."""
+    staged = stage(runtime, data)
+    with session_scope(runtime.sessions) as session:
+        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
+        assert repository is not None
+        archive_document = documents.find_document(session, repository=repository, doc_id=doc_id)
+        assert archive_document is not None
+        return documents.put_component(
+            session,
+            repository=repository,
+            archive_document=archive_document,
+            new=NewComponent("data", "application/pdf", None, None, staged),
+            now=runtime.clock.now(),
+        )
+
+
 def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
     """The delivery row as committed, read in a session of its own."""
     with session_scope(runtime.sessions) as session:

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from filerelay import content, documents
+from filerelay import content
 from filerelay.clock import FrozenClock
 from filerelay.db.models import Delivery, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
-from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
-from tests.support.documents import accept, attempts, delivery, document, stage
+from tests.support.documents import accept, attempts, delivery, document, replace_content
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 16 + b"\n%%EOF\n"
 PDF_V2 = b"%PDF-1.7\n" + bytes(reversed(range(256))) * 9 + b"\n%%EOF\n"
@@ -46,22 +45,6 @@ def create_document(runtime: Runtime, *, doc_id: str = "DOC", data: bytes = PDF)
     by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
     assert sorted(by_kind) == ["folder", "s3"]
     return Created(document_id, staged.key, by_kind["folder"], by_kind["s3"])
-
-
-def replace_content(runtime: Runtime, *, doc_id: str, data: bytes) -> documents.Outcome:
-    staged = stage(runtime, data)
-    with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
-        archive_document = documents.find_document(session, repository=repository, doc_id=doc_id)
-        assert archive_document is not None
-        return documents.put_component(
-            session,
-            repository=repository,
-            archive_document=archive_document,
-            new=NewComponent("data", "application/pdf", None, None, staged),
-            now=runtime.clock.now(),
-        )
 
 
 def advance_to_next_attempt(runtime: Runtime, clock: FrozenClock, delivery_id: str) -> None:

@@ -1,4 +1,4 @@
-"""The sweeper: wake deliveries whose message was lost or whose retry is due, recover expired leases,
+"""The sweeper: wake the kinds whose wake-up was lost or whose retry is due, recover expired leases,
 fail what outlived its TTL, release staged bytes nobody needs; and do it through the status indexes.
 
 Z1 is wired to dest_folder and dest_s3prod (which always fails); TTL 1h, backoff 1s..10s.
@@ -20,6 +20,7 @@ from filerelay.clock import FrozenClock
 from filerelay.db.models import Delivery, DeliveryAttempt, Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
+from filerelay.queue import FolderMarks
 from filerelay.runtime import Runtime
 from tests.support.documents import accept, delivery, document
 
@@ -41,6 +42,7 @@ class Created:
 
 def create_document(runtime: Runtime, doc_id: str) -> Created:
     outcome, staged = accept(runtime, doc_id, PDF)
+    runtime.enqueuer.enqueue(outcome.enqueue)  # as the API does once the create committed
     by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
     return Created(outcome.documents[0].id, staged.key, by_kind["folder"], by_kind.get("s3"))
 
@@ -56,105 +58,81 @@ def claim(runtime: Runtime, delivery_id: str, *, lease_seconds: int) -> None:
     assert taken is not None
 
 
-def enqueue_due(runtime: Runtime) -> list[tuple[str, str]]:
+def due_kinds(runtime: Runtime) -> list[str]:
     with session_scope(runtime.sessions) as session:
-        return sweep.enqueue_due(session, now=runtime.clock.now(), grace_seconds=GRACE, limit=100)
+        return sweep.due_kinds(session, now=runtime.clock.now())
 
 
-def broker_messages(runtime: Runtime) -> int:
-    return len(list((runtime.settings.broker_dir / "queue").glob("*.msg")))
+def woken(runtime: Runtime) -> list[str]:
+    """The kinds with a wake-up outstanding (the embedded broker's files)."""
+    return FolderMarks(runtime.settings.broker_dir / "wake").waiting()
 
 
-# --- enqueue_due ----------------------------------------------------------------------------------
+def taken(runtime: Runtime, *kinds: str) -> None:
+    """What a worker does with the wake-ups it takes: clears them."""
+    for kind in kinds:
+        runtime.enqueuer.taken(kind)
 
 
-def test_enqueue_due_resends_a_lost_wake_up_once_the_grace_has_passed(configured: Runtime, clock: FrozenClock) -> None:
-    lost = create_document(configured, "LOST")
-    # Just created: its message is presumably on its way.
-    assert enqueue_due(configured) == []
-
-    clock.advance(GRACE + 1)
-    fresh = create_document(configured, "FRESH")
-    due = enqueue_due(configured)
-
-    assert sorted(due) == sorted([(lost.folder, "folder"), (lost.s3, "s3")])
-    assert fresh.folder not in {delivery_id for delivery_id, _ in due}
-    assert delivery(configured, lost.folder).enqueued_at == clock.now()
-    assert delivery(configured, fresh.folder).enqueued_at == clock.now()
-    # Marked as sent: the next sweep does not send it again...
-    assert enqueue_due(configured) == []
-    clock.advance(GRACE - 1)
-    assert enqueue_due(configured) == []
-    # ...unless that wake-up is lost too.
-    clock.advance(2)
-    assert {delivery_id for delivery_id, _ in enqueue_due(configured)} == {
-        lost.folder,
-        lost.s3,
-        fresh.folder,
-        fresh.s3,
-    }
+# --- due_kinds and the wake-ups ---------------------------------------------------------------------
 
 
-def test_enqueue_due_wakes_a_retrying_delivery_only_once_due(configured: Runtime, clock: FrozenClock) -> None:
+def test_due_kinds_names_each_kind_with_a_due_delivery_once(configured: Runtime) -> None:
+    created = create_document(configured, "ONE")
+    create_document(configured, "TWO")
+    assert due_kinds(configured) == ["folder", "s3"]
+    assert service.run(configured, created.folder, rand=half)
+    assert due_kinds(configured) == ["folder", "s3"]  # TWO's folder delivery still waits
+
+
+def test_creates_wake_each_kind_once_however_many_documents(configured: Runtime) -> None:
+    for n in range(5):
+        create_document(configured, f"DOC{n}")
+    assert woken(configured) == ["folder", "s3"]
+    taken(configured, "folder", "s3")
+    create_document(configured, "AFTER")  # after a worker took them: woken again
+    assert woken(configured) == ["folder", "s3"]
+
+
+def test_due_kinds_waits_for_a_retry_to_be_due(configured: Runtime, clock: FrozenClock) -> None:
     created = create_document(configured, "DOC")
     assert service.run(configured, created.folder, rand=half)
     assert created.s3 is not None
     assert service.run(configured, created.s3, rand=half)
     row = delivery(configured, created.s3)
     assert row.status == "retrying"
-    assert row.enqueued_at is None
     assert row.next_attempt_at == clock.now() + dt.timedelta(seconds=0.75)
 
-    assert enqueue_due(configured) == []
+    assert due_kinds(configured) == []
     clock.advance(0.5)
-    assert enqueue_due(configured) == []
+    assert due_kinds(configured) == []
     clock.advance(0.25)
-    assert enqueue_due(configured) == [(created.s3, "s3")]
-    assert enqueue_due(configured) == []
+    assert due_kinds(configured) == ["s3"]
 
 
-def test_sweep_sends_the_wake_up_to_the_broker(configured: Runtime, clock: FrozenClock) -> None:
-    """A wake-up waits FILERELAY_WAKE_GRACE_SECONDS (default 10) before the sweeper sends another."""
-    assert configured.settings.wake_grace_seconds == 10
+def test_the_sweep_wakes_a_kind_whose_wake_up_a_worker_took_and_lost(configured: Runtime) -> None:
+    """A worker took the wake-ups and died before claiming: the next sweep wakes the kinds again, and
+    while those wait, no sweep sends another."""
     create_document(configured, "DOC")
-    before = broker_messages(configured)
-    assert sweep.sweep(configured).enqueued == 0
-    clock.advance(9)
-    assert sweep.sweep(configured).enqueued == 0
+    assert sweep.sweep(configured).enqueued == 0  # the create's wake-ups are outstanding
+    taken(configured, "folder", "s3")
+    assert woken(configured) == []
 
-    clock.advance(1)
     report = sweep.sweep(configured)
 
     assert report.enqueued == 2
-    assert broker_messages(configured) == before + 2
+    assert woken(configured) == ["folder", "s3"]
     assert sweep.sweep(configured).enqueued == 0
-    assert broker_messages(configured) == before + 2
+    assert woken(configured) == ["folder", "s3"]
 
 
-def test_enqueue_due_leaves_disabled_destinations_and_settled_deliveries_alone(
-    configured: Runtime, clock: FrozenClock
-) -> None:
+def test_due_kinds_leaves_disabled_destinations_and_settled_deliveries_alone(configured: Runtime) -> None:
     created = create_document(configured, "DOC")
     assert service.run(configured, created.folder, rand=half)  # delivered: nothing more to wake
-    set_s3(configured, enabled=False)  # paused by an admin: its due delivery waits
-    clock.advance(GRACE + 1)
-    assert enqueue_due(configured) == []
+    set_s3(configured, enabled=False)  # switched off by an admin: its due delivery waits
+    assert due_kinds(configured) == []
     set_s3(configured, enabled=True)
-    assert enqueue_due(configured) == [(created.s3, "s3")]
-
-
-def test_enqueue_due_takes_the_longest_waiting_first_and_at_most_the_limit(
-    configured: Runtime, clock: FrozenClock
-) -> None:
-    first = create_document(configured, "FIRST")
-    clock.advance(1)
-    second = create_document(configured, "SECOND")
-    set_s3(configured, enabled=False)
-    clock.advance(GRACE + 1)
-    with session_scope(configured.sessions) as session:
-        assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=GRACE, limit=1) == [(first.folder, "folder")]
-    with session_scope(configured.sessions) as session:
-        assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=GRACE, limit=1) == [(second.folder, "folder")]
+    assert due_kinds(configured) == ["s3"]
 
 
 def set_delivery(runtime: Runtime, delivery_id: str, **values: Any) -> None:
@@ -162,36 +140,22 @@ def set_delivery(runtime: Runtime, delivery_id: str, **values: Any) -> None:
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
 
-def test_enqueue_due_takes_the_longest_waiting_first_whatever_its_status(
-    configured: Runtime, clock: FrozenClock
-) -> None:
-    """A retry due for longer goes before a new document (the status index alone would give pending
-    first)."""
-    retry, new = create_document(configured, "RETRY"), create_document(configured, "NEW")
-    set_s3(configured, enabled=False)
-    clock.advance(GRACE + 100)
-    set_delivery(configured, retry.folder, status="retrying", next_attempt_at=clock.now() - dt.timedelta(seconds=90))
-    set_delivery(configured, new.folder, next_attempt_at=clock.now() - dt.timedelta(seconds=10))
-    with session_scope(configured.sessions) as session:
-        assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=GRACE, limit=1) == [(retry.folder, "folder")]
-
-
-def test_enqueue_due_leaves_a_delivery_a_worker_holds(configured: Runtime, clock: FrozenClock) -> None:
+def test_due_kinds_leaves_a_delivery_a_worker_holds(configured: Runtime) -> None:
     """A claim leaves the delivery's old next_attempt_at in place: only its status keeps it from a wake-up."""
     created = create_document(configured, "HELD")
     claim(configured, created.folder, lease_seconds=3600)
-    clock.advance(GRACE + 1)
-    assert enqueue_due(configured) == [(created.s3, "s3")]
+    assert due_kinds(configured) == ["s3"]
     assert delivery(configured, created.folder).status == "delivering"
 
 
-def test_enqueue_due_counts_the_grace_to_the_second(configured: Runtime, clock: FrozenClock) -> None:
-    create_document(configured, "DOC")
+def test_due_kinds_counts_due_to_the_instant(configured: Runtime, clock: FrozenClock) -> None:
+    created = create_document(configured, "DOC")
     set_s3(configured, enabled=False)
-    clock.advance(GRACE - 0.001)
-    assert enqueue_due(configured) == []
-    clock.advance(0.001)  # exactly the grace: due
-    assert len(enqueue_due(configured)) == 1
+    set_delivery(configured, created.folder, next_attempt_at=clock.now() + dt.timedelta(seconds=1))
+    clock.advance(0.999)
+    assert due_kinds(configured) == []
+    clock.advance(0.001)  # exactly due
+    assert due_kinds(configured) == ["folder"]
 
 
 # --- recover_expired_leases -----------------------------------------------------------------------
@@ -413,24 +377,23 @@ def test_sweep_report_counts_what_one_pass_did(configured: Runtime, clock: Froze
     assert service.run(configured, purge.folder, rand=half)
     # LOST: its wake-up never arrived, and the grace has passed.
     clock.advance(60)
-    lost = create_document(configured, "LOST")
+    create_document(configured, "LOST")
     # CRASHED: a worker claimed it with a 5 s lease and died.
     clock.advance(34)
     crashed = create_document(configured, "CRASHED")
     claim(configured, crashed.folder, lease_seconds=5)
     clock.advance(6)
     assert clock.now() == start + dt.timedelta(hours=1)
-    before = broker_messages(configured)
+    taken(configured, "folder", "s3")  # LOST's wake-up: taken by a worker that died
 
     report = sweep.sweep(configured)
 
     assert (report.recovered, report.expired, report.enqueued, report.purged) == (1, 1, 1, 1)
     assert report.errors == []
     assert report.busy
-    assert broker_messages(configured) == before + 1
+    assert woken(configured) == ["folder"]  # LOST and CRASHED; EXPIRED's s3 delivery failed
     assert expired.s3 is not None
     assert delivery(configured, expired.s3).status == "failed"  # expired, so not woken
-    assert delivery(configured, lost.folder).enqueued_at == clock.now()
     assert delivery(configured, crashed.folder).status == "retrying"
     assert document(configured, purge.document_id).staging_key is None
     assert document(configured, expired.document_id).staging_key == expired.staging_key
@@ -441,14 +404,14 @@ def test_sweep_report_counts_what_one_pass_did(configured: Runtime, clock: Froze
     again = sweep.sweep(configured)
     assert (again.recovered, again.expired, again.enqueued, again.purged, again.sequenced) == (0, 0, 0, 0, 0)
     assert not again.busy
-    assert broker_messages(configured) == before + 1
+    assert woken(configured) == ["folder"]
 
 
 # --- the queries walk the status indexes (SQLite) ---------------------------------------------------
 
 
-def _enqueue_due(session: Session, now: dt.datetime) -> object:
-    return sweep.enqueue_due(session, now=now, grace_seconds=GRACE, limit=10)
+def _due_kinds(session: Session, now: dt.datetime) -> object:
+    return sweep.due_kinds(session, now=now)
 
 
 def _recover(session: Session, now: dt.datetime) -> object:
@@ -462,11 +425,11 @@ def _expire(session: Session, now: dt.datetime) -> object:
 @pytest.mark.parametrize(
     ("call", "index"),
     [
-        (_enqueue_due, "ix_deliveries_status_next_attempt"),
+        (_due_kinds, "ix_deliveries_status_next_attempt"),
         (_recover, "ix_deliveries_status_lease"),
         (_expire, "ix_deliveries_status_expires"),
     ],
-    ids=["enqueue_due", "recover_expired_leases", "expire"],
+    ids=["due_kinds", "recover_expired_leases", "expire"],
 )
 def test_sweeper_queries_walk_a_status_index_on_sqlite(
     configured: Runtime, call: Callable[[Session, dt.datetime], object], index: str
@@ -510,7 +473,6 @@ def _due_for(runtime: Runtime, clock: FrozenClock, step: str) -> str:
 
 
 STEPS: dict[str, Callable[[Session, dt.datetime], object]] = {
-    "enqueue_due": lambda s, now: sweep.enqueue_due(s, now=now, grace_seconds=GRACE, limit=10),
     "recover_expired_leases": lambda s, now: sweep.recover_expired_leases(s, now=now, limit=10, rand=half),
     "expire": lambda s, now: sweep.expire(s, now=now, limit=10),
 }

@@ -325,8 +325,47 @@ def finish_all(
     its own, as if it finished alone; the statements are shared: the documents' locks, one joined read,
     and one UPDATE per set of changed columns for the deliveries, the documents and the attempt rows."""
     documents, workspaces = _finishing(session, {claim.document_id for claim, _ in ended})
+    decided = _decide_all(documents, workspaces, ended, now=now, rand=rand)
+    connection = session.connection()
+    _update_all(connection, _DELIVERIES, [(d.delivery.id, d.changed) for d in decided if d.changed])
+    touched = sorted({d.delivery.document_id for d in decided if d.finish.verdict is not None})
+    _update_all(
+        connection, _DOCUMENTS, [change for doc_id in touched if (change := _rolled_up(documents[doc_id], now))]
+    )
+    # The breakers after the deliveries, one destination at a time in id order (so two workers never
+    # wait on each other's destinations), each attempt counted as if it finished alone.
+    for d in sorted(decided, key=lambda d: d.delivery.destination_id):
+        if d.finish.verdict is not None:
+            d.finish.wake.extend(
+                health.counted(
+                    session, d.delivery.destination, delivery_id=d.delivery.id, result=d.result, policy=breaker, now=now
+                )
+            )
+    _update_attempts(connection, [((d.delivery.id, d.attempt), d.attempt_changes) for d in decided])
+    return [d.finish for d in decided]
+
+
+@dataclass
+class _Decided:
+    delivery: Delivery
+    result: Result
+    finish: Finish
+    changed: dict[str, Any]  # the delivery's columns the verdict changed
+    attempt: int
+    attempt_changes: dict[str, Any]
+
+
+def _decide_all(
+    documents: Mapping[str, Document],
+    workspaces: Mapping[str, Workspace],
+    ended: Sequence[tuple[Claim, Result]],
+    *,
+    now: dt.datetime,
+    rand: Callable[[], float],
+) -> list[_Decided]:
+    """The state machine's verdict on each attempt, in turn, on the rows read for all of them."""
     deliveries = {d.id: d for document in documents.values() for d in document.deliveries}
-    delivery_changes, attempt_changes, touched, decided = [], [], set(), []
+    decided = []
     for claim, result in ended:
         delivery, document = deliveries[claim.delivery_id], documents[claim.document_id]
         before = {key: getattr(delivery, key) for key in _ALL_DELIVERY}
@@ -335,30 +374,11 @@ def finish_all(
         verdict, wake = _decided(
             delivery, attempt, document, workspaces[document.id], claim, result, now=now, rand=rand
         )
-        if changed := rows.changes(delivery, before):
-            delivery_changes.append((delivery.id, changed))
-        attempt_changes.append(
-            ((delivery.id, claim.attempt), {name: getattr(attempt, name) for name in _ATTEMPT_RESULT})
+        changes = {name: getattr(attempt, name) for name in _ATTEMPT_RESULT}
+        decided.append(
+            _Decided(delivery, result, Finish(verdict, wake), rows.changes(delivery, before), claim.attempt, changes)
         )
-        if verdict is not None:
-            touched.add(document.id)
-        decided.append((delivery, result, Finish(verdict, wake)))
-    connection = session.connection()
-    _update_all(connection, _DELIVERIES, delivery_changes)
-    _update_all(
-        connection, _DOCUMENTS, [change for doc_id in sorted(touched) if (change := _rolled_up(documents[doc_id], now))]
-    )
-    # The breakers after the deliveries, one destination at a time in id order (so two workers never
-    # wait on each other's destinations), each attempt counted as if it finished alone.
-    for delivery, result, done in sorted(decided, key=lambda item: item[0].destination_id):
-        if done.verdict is not None:
-            done.wake.extend(
-                health.counted(
-                    session, delivery.destination, delivery_id=delivery.id, result=result, policy=breaker, now=now
-                )
-            )
-    _update_attempts(connection, attempt_changes)
-    return [done for _, _, done in decided]
+    return decided
 
 
 def _update_all(connection: Connection, table: Table, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -418,10 +438,14 @@ def _finishing(session: Session, document_ids: set[str]) -> tuple[dict[str, Docu
         .join(Workspace, Workspace.id == _DOCUMENTS.c.workspace_id)
         .where(_DELIVERIES.c.document_id.in_(wanted))
     ).all()
+    return _assembled([r._mapping for r in found])
+
+
+def _assembled(found: Sequence[Mapping[Any, Any]]) -> tuple[dict[str, Document], dict[str, Workspace]]:
     documents: dict[str, Document] = {}
     workspaces: dict[str, Workspace] = {}
     destinations: dict[int, Destination] = {}
-    for row in (r._mapping for r in found):
+    for row in found:
         doc_id = row["doc_id"]
         if doc_id not in documents:
             documents[doc_id] = rows.detached(Document, rows.values(row, "doc_", _FINISHED_DOCUMENT))
