@@ -1,11 +1,13 @@
 """Peak memory of a delivery worker while it relays one large document, kind by kind.
 
-    python -m bench.deliver_rss [--mb 2048] [--kinds s3 sharepoint sftp azure_blob gcs]
+    python -m bench.deliver_rss [--mb 2048] [--kinds s3 sharepoint sftp azure_blob gcs] [--together]
 
 For each kind, on a throw-away home (SQLite, the embedded broker): its server on loopback (SeaweedFS,
 the SharePoint REST emulator, an asyncssh SFTP server, Azurite, fake-gcs-server), wired to Z1 alone;
 `filerelay api` takes SAP's `create`s; `filerelay worker --queues KIND --concurrency 2` relays them. A
-1 MiB document goes first (imports, clients and pools in place), then the large one. Printed per kind:
+1 MiB document goes first (imports, clients and pools in place), then the large one. With --together, the
+kinds are served at once: one repository routed to all of them, one worker taking every kind's queue
+(`--queues s3,sharepoint`), each document relayed to each kind. Printed per kind (or for the set):
 the worker's peak RSS (the kernel's VmHWM) after the small and after the large delivery, the growth,
 the delivery time, and whether the destination holds every byte. Figures, not a pass/fail; the README
 states the 150 MiB bound.
@@ -15,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -165,18 +167,28 @@ TARGETS = {
 }
 
 
-def config(destination: str) -> str:
-    return textwrap.dedent(
-        f"""
-        workspaces:
-          - owner: acme
-            slug: production
-            destinations:
-              - {destination}
-            repositories:
-              - {{id: Z1, description: Invoices, signature: none, destinations: [dest]}}
-        """
+def config(*destinations: str) -> str:
+    """Z1 routed to every destination given (config lines whose ids are dest, dest2, ...)."""
+    ids = ", ".join(_dest_id(i) for i in range(len(destinations)))
+    lines = "\n".join(f"      - {_renamed(d, _dest_id(i))}" for i, d in enumerate(destinations))
+    return (
+        "workspaces:\n"
+        "  - owner: acme\n"
+        "    slug: production\n"
+        "    destinations:\n"
+        f"{lines}\n"
+        "    repositories:\n"
+        f"      - {{id: Z1, description: Invoices, signature: none, destinations: [{ids}]}}\n"
     )
+
+
+def _dest_id(index: int) -> str:
+    return "dest" if index == 0 else f"dest{index + 1}"
+
+
+def _renamed(line: str, dest_id: str) -> str:
+    """A target's config line with its destination id replaced (the lines say `id: dest`, YAML or JSON)."""
+    return re.sub(r'("id": "dest"|id: dest\b)', lambda m: m.group(0).replace("dest", dest_id), line, count=1)
 
 
 def create(port: int, doc_id: str, size: int) -> None:
@@ -195,18 +207,24 @@ def wait_delivered(url: str, doc_id: str, timeout: float) -> float:
     try:
         while time.monotonic() - started_at < timeout:
             with engine.connect() as conn:
-                row = conn.execute(STATUS, {"doc": doc_id}).first()
-            if row is not None and row[0] == "delivered":
+                found = conn.execute(STATUS, {"doc": doc_id}).all()
+            if found and all(row[0] == "delivered" for row in found):
                 return time.monotonic() - started_at
-            if row is not None and row[0] in ("retrying", "failed"):
-                raise RuntimeError(f"{doc_id}: {row[0]}: {row[1]}")
+            for row in found:
+                if row[0] in ("retrying", "failed"):
+                    raise RuntimeError(f"{doc_id}: {row[0]}: {row[1]}")
             time.sleep(0.2)
     finally:
         engine.dispose()
     raise TimeoutError(f"{doc_id} not delivered within {timeout} s")
 
 
-def measure(kind: str, size: int, work: Path) -> Measured:
+def worker_command(kinds: list[str]) -> list[str]:
+    return filerelay_command("worker", "--queues", ",".join(kinds), "--concurrency", "2")
+
+
+def measure(kinds: list[str], size: int, work: Path) -> Measured:
+    """One worker serving `kinds` (one or several), each document relayed to each of them."""
     home = work / "home"
     home.mkdir(parents=True)
     url = f"sqlite:///{home / 'filerelay.db'}"
@@ -214,24 +232,23 @@ def measure(kind: str, size: int, work: Path) -> Measured:
     env = clean_environ(FILERELAY_HOME=str(home), FILERELAY_DATABASE_URL=url, FILERELAY_EGRESS_ALLOW="127.0.0.0/8,::1")
     log = work / "filerelay.log"
     with ExitStack() as stack:
-        target = stack.enter_context(TARGETS[kind](work))
-        (home / "filerelay.yaml").write_text(config(target.destination))
+        targets = [stack.enter_context(TARGETS[kind](work / kind)) for kind in kinds]
+        (home / "filerelay.yaml").write_text(config(*(t.destination for t in targets)))
         run_command(filerelay_command("migrate"), env, log)
         run_command(filerelay_command("config", "apply", str(home / "filerelay.yaml")), env, log)
         port = free_port()
         api = filerelay_command("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--threads", "2")
         stack.enter_context(started(api, env, log, ready_url=f"http://127.0.0.1:{port}"))
-        worker = stack.enter_context(
-            started(filerelay_command("worker", "--queues", kind, "--concurrency", "2"), env, work / "worker.log")
-        )
-        stack.enter_context(profiled(worker.pid, f"deliver-{kind}"))
+        worker = stack.enter_context(started(worker_command(kinds), env, work / "worker.log"))
+        stack.enter_context(profiled(worker.pid, f"deliver-{'+'.join(kinds)}"))
         create(port, "WARM", MB)
         wait_delivered(url, "WARM", timeout=120)
         before = peak_rss_bytes(worker.pid)
         create(port, "BIG", size)
         took = wait_delivered(url, "BIG", timeout=60 + size / MB)  # at least 1 MiB/s
         after = peak_rss_bytes(worker.pid)
-        landed = target.landed_size("BIG")
+        sizes = [t.landed_size("BIG") for t in targets]
+        landed = min((s or 0) for s in sizes) if all(s is not None for s in sizes) else None
     return Measured(before, after, took, landed)
 
 
@@ -240,16 +257,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=2048, help="document size in MiB")
     parser.add_argument("--kinds", nargs="+", choices=list(TARGETS), default=list(TARGETS))
+    parser.add_argument("--together", action="store_true", help="one worker serves all the kinds at once")
     args = parser.parse_args()
-    run(args.kinds, args.mb * MB)
+    run([args.kinds] if args.together else [[kind] for kind in args.kinds], args.mb * MB)
 
 
-def run(kinds: list[str], size: int) -> None:
-    """Deliver one document of `size` bytes to each kind in turn and print the worker's peak RSS."""
+def run(sets: list[list[str]], size: int) -> None:
+    """Deliver one document of `size` bytes to each set of kinds in turn (one worker per set) and print
+    the worker's peak RSS."""
     rows: dict[str, Measured] = {}
-    for kind in kinds:
+    for kinds in sets:
+        kind = "+".join(kinds)
         with tempfile.TemporaryDirectory(prefix=f"bench-rss-{kind}-") as tmp:
-            rows[kind] = measure(kind, size, Path(tmp))
+            rows[kind] = measure(kinds, size, Path(tmp))
             print(f"{kind}: done", flush=True)
     print()
     print(f"document {size // MB} MiB, worker --concurrency 2")

@@ -24,6 +24,7 @@ from filerelay.config_file import apply, load
 from filerelay.db.models import Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
+from filerelay.delivery.landing import recorder
 from filerelay.destinations import get_kind, sharepoint
 from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
@@ -54,8 +55,9 @@ def destination(sp: Emulator, **settings: object) -> SharePointDestination:
     return SharePointDestination({"site_url": sp.site_url, **settings}, {"access_token": sp.token}, LOOPBACK)
 
 
-def payload(data: bytes, path: str, **identity: str) -> Payload:
+def payload(data: bytes, path: str, delivery_key: str = "", **identity: str) -> Payload:
     return Payload(
+        delivery_key=delivery_key,
         open=lambda: io.BytesIO(data),
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -269,29 +271,49 @@ def test_read_back_ranges(sp: Emulator) -> None:
         list(target.read("/Z1/missing.pdf"))
 
 
-def test_holds_reads_the_file_back_and_compares_size_and_sha256(sp: Emulator, small_chunks: int) -> None:
-    """After an attempt nobody saw end, the next one asks first: SharePoint keeps no hash of a file, so
-    the file is read back (in chunks) and hashed."""
-    data = bytes(i % 251 for i in range(3 * small_chunks + 7))
+def recorded(data: bytes, path: str, records: list[str]) -> Payload:
+    """A payload whose `landing` records what the upload says identifies its version, as the engine does."""
+    return dataclasses.replace(payload(data, path), landing=records.append, delivery_key="dlv_1.1")
+
+
+@pytest.mark.parametrize("size", [100, 3 * 1024 + 7], ids=["one request", "upload session"])
+@pytest.mark.parametrize("existing", [False, True], ids=["new file", "replaced file"])
+def test_holds_compares_the_recorded_version_and_reads_no_content(
+    sp: Emulator, small_chunks: int, size: int, existing: bool
+) -> None:
+    """After an attempt nobody saw end, the next one asks first: the file's properties against what the
+    upload recorded (its UniqueId when moved into place, its ETag when written in place), never its bytes."""
+    data = bytes(i % 251 for i in range(size))
     sha = hashlib.sha256(data).hexdigest()
     target = destination(sp)
-    assert not target.holds("/Z1/h.pdf", sha256=sha, size=len(data))  # nothing there
+    if existing:
+        target.deliver(payload(b"older" * size, "/Z1/h.pdf"))
+    records: list[str] = []
+    assert not target.holds_landed("/Z1/h.pdf", sha256=sha, size=size, landed=None)
 
-    target.deliver(payload(data, "/Z1/h.pdf"))
+    target.deliver(recorded(data, "/Z1/h.pdf", records))
+    [landed] = records
+    served = sp.content_served
 
-    assert target.holds("/Z1/h.pdf", sha256=sha, size=len(data))
-    assert not target.holds("/Z1/h.pdf", sha256=hashlib.sha256(b"other").hexdigest(), size=len(data))
-    reads = len(sp.statuses("$value", method="GET"))
-    assert not target.holds("/Z1/h.pdf", sha256=sha, size=len(data) + 1)
-    assert len(sp.statuses("$value", method="GET")) == reads  # another size: not read back at all
+    assert target.holds_landed("/Z1/h.pdf", sha256=sha, size=size, landed=landed)
+    assert not target.holds_landed("/Z1/h.pdf", sha256="0" * 64, size=size, landed=landed)  # another content
+    assert not target.holds_landed("/Z1/h.pdf", sha256=sha, size=size + 1, landed=landed)
+    assert not target.holds_landed("/Z1/gone.pdf", sha256=sha, size=size, landed=landed)
+    assert not target.holds("/Z1/h.pdf", sha256=sha, size=size)  # nothing recorded: cannot tell, never reads
+    assert sp.content_served == served == 0  # not a byte of content was read back
 
 
-def test_holds_is_false_for_the_empty_stub_of_an_unfinished_upload_session(sp: Emulator, small_chunks: int) -> None:
+def test_a_recorded_upload_that_never_got_into_place_is_not_held(sp: Emulator, small_chunks: int) -> None:
+    """The upload recorded its version and the move failed (an outage): the path does not hold it."""
     data = bytes(3 * small_chunks)
-    sp.inject(503, match="FinishUpload")
-    with pytest.raises(DestinationError):
-        destination(sp).deliver(payload(data, "/Z1/cut.pdf"))
-    assert not destination(sp).holds("/Z1/cut.pdf", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    records: list[str] = []
+    sp.inject(503, times=STEP_RETRIES, match="MoveToUsingPath", retry_after=0)
+    with pytest.raises(DestinationError, match=r"cannot move the uploaded cut\.pdf into place"):
+        destination(sp).deliver(recorded(data, "/Z1/cut.pdf", records))
+    [landed] = records
+    sha = hashlib.sha256(data).hexdigest()
+    assert not destination(sp).holds_landed("/Z1/cut.pdf", sha256=sha, size=len(data), landed=landed)
+    assert sp.content_served == 0
 
 
 def test_check_passes_for_the_default_library_and_fails_clearly_for_a_missing_one(sp: Emulator) -> None:
@@ -451,6 +473,85 @@ def test_a_refused_chunk_names_the_file_and_the_byte(sp: Emulator, small_chunks:
     with pytest.raises(DestinationError, match=r"^upload of big\.pdf failed at byte 1024: .*HTTP 400") as info:
         destination(sp).deliver(payload(b"z" * (4 * CHUNK), "/Z1/big.pdf"))
     assert info.value.retryable is False
+
+
+# --- the file's name only ever holds whole content ------------------------------------------------------
+
+
+def watch(sp: Emulator, path: str, whole: set[bytes]) -> list[bytes | None]:
+    """What `path` held at every request SharePoint received, each checked to be absent or whole."""
+    seen: list[bytes | None] = []
+
+    def look(_method: str, _path: str) -> None:
+        held = sp.files.get(path)
+        assert held is None or held in whole, f"{path} held {len(held)} bytes of partial content"
+        seen.append(held)
+
+    sp.before_request = look
+    return seen
+
+
+def test_an_outage_mid_upload_never_shows_partial_content_under_the_name(sp: Emulator, small_chunks: int) -> None:
+    """A new large file goes up under a temporary name: an outage after two chunks leaves the name
+    empty (no 0-byte placeholder, no half); the next attempt removes the stale temporary file and the
+    name then holds the whole content, written once."""
+    path = f"{LIBRARY}/Z1/big.pdf"
+    data = bytes(i % 251 for i in range(5 * CHUNK + 9))
+    seen = watch(sp, path, {data})
+    look = sp.before_request
+    assert look is not None
+    chunks = 0
+
+    def outage_after_two_chunks(method: str, request: str) -> None:
+        nonlocal chunks
+        look(method, request)
+        if "continueupload" in request.lower():
+            chunks += 1
+            if chunks == 2:
+                sp.fail_always(503, retry_after=None)
+
+    sp.before_request = outage_after_two_chunks
+    with pytest.raises(DestinationError, match="HTTP 503") as info:
+        destination(sp).deliver(payload(data, "/Z1/big.pdf", delivery_key="dlv_7.1"))
+    assert info.value.retryable
+    assert path not in sp.files
+    stale = [f for f in sp.files if f.endswith(".filerelay-part")]
+    assert len(stale) == 1  # the outage kept it from going
+    assert stale[0].startswith(f"{LIBRARY}/Z1/big.pdf.")
+
+    sp.heal()
+    destination(sp).deliver(payload(data, "/Z1/big.pdf", delivery_key="dlv_7.1"))
+
+    assert sp.files[path] == data
+    assert [f for f in sp.files if f.endswith(".filerelay-part")] == []  # the stale one removed, the new one moved
+    # Written once: the only earlier version is the empty file the temporary one started as (its history
+    # moves with it); nothing partial, nothing from the failed attempt.
+    assert sp.versions.get(path, []) == [b""]
+    assert None in seen  # absent while it was not whole (each request checked it)
+
+
+def test_the_temporary_name_stays_within_sharepoints_path_length(sp: Emulator, small_chunks: int) -> None:
+    name = "n" * (400 - len(f"{LIBRARY}/Z1/") - 4) + ".pdf"  # the longest path SharePoint takes
+    data = b"x" * (2 * CHUNK + 1)
+    destination(sp).deliver(payload(data, f"/Z1/{name}"))
+    assert sp.files[f"{LIBRARY}/Z1/{name}"] == data
+
+
+def test_a_move_over_an_existing_file_is_refused_and_the_upload_goes_into_it(sp: Emulator, small_chunks: int) -> None:
+    """A file that takes the name while the temporary one goes up is never replaced by the move
+    (SharePoint refuses it without the Overwrite flag): it gets the content as a new version instead."""
+    path = f"{LIBRARY}/Z1/race.pdf"
+    data = b"n" * (3 * CHUNK)
+
+    def someone_saves_it(method: str, request: str) -> None:
+        if "movetousingpath" in request.lower() and path not in sp.files:
+            sp.files[path] = b"theirs"
+
+    sp.before_request = someone_saves_it
+    destination(sp).deliver(payload(data, "/Z1/race.pdf"))
+    assert sp.statuses("MoveToUsingPath") == [400]
+    assert (sp.files[path], sp.versions[path]) == (data, [b"theirs"])
+    assert [f for f in sp.files if f.endswith(".filerelay-part")] == []
 
 
 # --- a re-delivery never makes the copy in SharePoint worse ------------------------------------------
@@ -643,17 +744,20 @@ def test_the_engine_records_the_name_sharepoint_stored_the_file_under(sp: Emulat
     assert delivery(runtime, delivery_id).path == "/Z1/INV_7_.pdf"
 
 
+@pytest.mark.parametrize("size", [100, 5 * 1024 + 3], ids=["one request", "upload session"])
 def test_a_copy_that_landed_unseen_is_recorded_not_uploaded_again(
-    sp: Emulator, runtime: Runtime, clock: FrozenClock
+    sp: Emulator, runtime: Runtime, clock: FrozenClock, small_chunks: int, size: int
 ) -> None:
     """The worker died after SharePoint took the file and before recording it (bench.chaos found this
-    as a second version of the same content): the next attempt finds the copy and uploads nothing."""
+    as a second version of the same content): the next attempt finds the copy from what the upload
+    recorded, reading none of it back, and uploads nothing."""
     wire(sp, runtime)
-    _, delivery_id = accepted(runtime, "INV-9", b"%PDF-1.4 landed unseen")
+    _, delivery_id = accepted(runtime, "INV-9", bytes(i % 253 for i in range(size)))
     with session_scope(runtime.sessions) as session:
         taken = service.claim(session, delivery_id=delivery_id, now=clock.now(), lease_seconds=60)
     assert taken is not None
-    assert service.perform(taken, runtime.staging, runtime.clients).ok  # the upload lands; no finish follows
+    # The upload lands and records its version as the worker's does; no finish follows.
+    assert service.perform(taken, runtime.staging, runtime.clients, landing=recorder(runtime.sessions, delivery_id)).ok
     clock.advance(61)
     with session_scope(runtime.sessions) as session:
         assert sweep.recover_expired_leases(session, now=clock.now(), limit=10) == 1
@@ -665,7 +769,8 @@ def test_a_copy_that_landed_unseen_is_recorded_not_uploaded_again(
     assert delivery(runtime, delivery_id).status == "delivered"
     assert [a.outcome for a in attempts(runtime, delivery_id)] == ["abandoned", "found"]
     assert len(sp.statuses("AddUsingPath", method="POST")) == uploads
-    assert f"{LIBRARY}/Z1/INV-9.pdf" not in sp.versions
+    assert sp.versions.get(f"{LIBRARY}/Z1/INV-9.pdf", [b""]) == [b""]  # no second version of the content
+    assert sp.content_served == 0  # the check transferred no content
 
 
 def test_a_lease_taken_back_during_the_upload_makes_the_late_finish_superseded(

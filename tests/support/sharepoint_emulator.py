@@ -45,6 +45,11 @@ What SharePoint Online refuses, refused the same way:
   must be a GUID, the file must exist, a session belongs to its file, ``fileOffset`` must equal the bytes
   received so far, StartUpload is idempotent for the same id and fragment, the content changes only at
   FinishUpload, CancelUpload ends the session (and removes an empty stub that held nothing before).
+* ``File.MoveTo(newUrl, flags)`` / ``File.MoveToUsingPath(DecodedUrl, moveOperations)``: the file keeps
+  its UniqueId, list item and history under the new URL; an existing target is refused with 400
+  -2130575257 unless the Overwrite flag (1) is given, and then replaced whole; the new name is checked
+  like an add's; other flags than the documented ones are 400. ``content_served`` counts the bytes of
+  file content the emulator answered.
 * With versioning on (the default), an overwrite keeps the previous content in ``versions`` and bumps
   ``MajorVersion``.
 """
@@ -78,6 +83,10 @@ ARGUMENT = "-2147024809, System.ArgumentException"
 # GetByTitle of a missing list: 404 with this code (not FileNotFoundException).
 LIST_MISSING = "-1, System.ArgumentException"
 GENERIC = "-2146233088, System.Exception"
+# SP.MoveOperations accepted by File.MoveTo/MoveToUsingPath: Overwrite, AllowBrokenThickets,
+# BypassApprovePermission, RetainEditorAndModifiedOnMove.
+MOVE_OVERWRITE = 1
+MOVE_FLAGS = MOVE_OVERWRITE | 8 | 64 | 2048
 # Per-field ErrorCode values of ValidateUpdateListItem (ints, as SharePoint reports them).
 FIELD_MISSING_CODE = -2147024809  # ArgumentException: "Column 'X' does not exist. ..."
 FIELD_READ_ONLY_CODE = -2146232832  # SPFieldValidationException-style refusal
@@ -406,6 +415,8 @@ class Emulator:
         # Earlier contents of each file, oldest first, kept when its library has versioning on.
         self.versions: dict[str, list[bytes]] = {}
         self.requests: list[tuple[str, str, int]] = []
+        # Bytes of file content answered (``$value``): what reading a file back has cost.
+        self.content_served = 0
         # time.monotonic() of each entry in `requests`, to check waits such as Retry-After.
         self.request_times: list[float] = []
         self._digests: set[str] = set()
@@ -736,6 +747,8 @@ class Emulator:
                 return _Operation(target, name, a)
             if name == "cancelupload":  # the library sends uploadId in the JSON body
                 return _Operation(target, name, a)
+            if name in ("moveto", "movetousingpath") and args is not None:
+                return _Operation(target, name, a)
             return None
         if isinstance(target, _Item):
             if name == "parentlist" and args is None:
@@ -794,6 +807,7 @@ class Emulator:
             return _json(200, {"d": self._file_entity(self._existing_file(target.path))})
         if isinstance(target, _Value):
             data = self.files[self._existing_file(target.path)]
+            self.content_served += len(data)
             return _Answer(200, data, "application/octet-stream")
         if isinstance(target, _Item):
             return _json(200, {"d": self._item_entity(self._existing_file(target.path))})
@@ -813,6 +827,11 @@ class Emulator:
             return self._add_file(op.target.folder, name, overwrite, body)
         if isinstance(op.target, _File):
             path = self._existing_file(op.target.path)
+            if op.name in ("moveto", "movetousingpath"):
+                if not {"newurl", "decodedurl"} & op.args.keys():  # parameters sent in the JSON body
+                    params = {k.lower(): v for k, v in self._json_body(body).items()}
+                    op = _Operation(op.target, op.name, {**op.args, **params})
+                return self._move(op, path)
             if op.name == "cancelupload" and "uploadid" not in op.args:
                 params = {k.lower(): v for k, v in self._json_body(body).items()}
                 op = _Operation(op.target, op.name, {**op.args, **params})
@@ -873,6 +892,46 @@ class Emulator:
         self.versions.pop(path, None)
         for upload_id in [u for u, session in self._uploads.items() if session.path == path]:
             del self._uploads[upload_id]
+
+    def _move(self, op: _Operation, path: str) -> _Answer:
+        """File.MoveTo(newUrl, flags) / File.MoveToUsingPath(DecodedUrl, moveOperations): the file, its list
+        item, UniqueId and history take the new URL in one step. Without the Overwrite flag (1) a file
+        already at the target is refused (400 -2130575257, "already exists"); with it that file is replaced
+        whole, its own item and history gone. The target's name is checked as for an add, its folder must
+        exist, and only the documented flags are accepted."""
+        using_path = op.name == "movetousingpath"
+        url = self._argument(op.args, "decodedurl") if using_path else self._argument(op.args, "newurl", "0")
+        flags = self._argument(op.args, "moveoperations") if using_path else self._argument(op.args, "flags", "1")
+        if not isinstance(flags, int) or flags & ~MOVE_FLAGS:
+            raise SharePointError(400, ARGUMENT, "The value of the flags is not valid.")
+        target = self._server_relative(url)
+        if not target.lower().startswith(self.site_path.lower() + "/"):
+            raise SharePointError(400, ARGUMENT, "URL must refer to the current site collection.")
+        parent_path, leaf = target.rsplit("/", 1)
+        parent = self._existing_folder(parent_path)
+        _check_name(leaf)
+        self._check_length(target)
+        if self._find_folder(target) is not None:
+            raise SharePointError(400, FILE_EXISTS, f"A folder with the name {target} already exists.")
+        existing = self._find_file(target)
+        if existing == path:
+            return _json(200, {"d": {op.name: None}})
+        if existing is not None:
+            if not flags & MOVE_OVERWRITE:
+                raise SharePointError(
+                    400, FILE_EXISTS, f"A file with the name {existing[len(self.site_path) + 1 :]} already exists."
+                )
+            self._forget(existing)
+        moved = f"{parent}/{leaf}"
+        self.files[moved] = self.files.pop(path)
+        self._file_meta[moved] = self._file_meta.pop(path)
+        for state in (self.list_items, self.versions):
+            if path in state:
+                state[moved] = state.pop(path)  # type: ignore[assignment]
+        for session in self._uploads.values():
+            if session.path == path:
+                session.path = moved
+        return _json(200, {"d": {op.name: None}})
 
     def _check_length(self, path: str) -> None:
         if len(path) > MAX_PATH:

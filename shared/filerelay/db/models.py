@@ -375,6 +375,10 @@ class Delivery(Base):
     delivered_generation: Mapped[int | None]
     path: Mapped[str | None] = mapped_column(String(1024))
     sha256: Mapped[str | None] = mapped_column(String(64))
+    # What the last attempt's upload said identifies the version it put at the path (its kind's own
+    # text: SharePoint's UniqueId or ETag with the sha256), recorded before that version became current
+    # where the kind can: an attempt nobody saw end is then told apart without reading the copy back.
+    landed_version: Mapped[str | None] = mapped_column(String(512))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]

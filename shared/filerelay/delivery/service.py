@@ -36,10 +36,11 @@ from filerelay.db.models import (
 from filerelay.db.session import session_scope
 from filerelay.delivery import health, transitions
 from filerelay.delivery.heartbeat import Heartbeat, guarded
+from filerelay.delivery.landing import recorder
 from filerelay.delivery.paths import path_for
 from filerelay.delivery.rules import BreakerPolicy, policy_for
 from filerelay.delivery.transitions import AttemptResult, Finished, Wake
-from filerelay.destinations.base import Client, Clients, DestinationError, Payload
+from filerelay.destinations.base import Client, Clients, DestinationError, Payload, already_holds
 from filerelay.egress import scrub
 from filerelay.logs import log_context
 from filerelay.runtime import Runtime
@@ -72,6 +73,8 @@ class Claim:
     identity: Mapping[str, str] = field(default_factory=dict)
     # The previous attempt may have landed unseen: ask the destination before sending again.
     unsure: bool = False
+    # What the last attempt recorded of its upload (filerelay.delivery.landing), for that question.
+    landed: str | None = None
 
 
 _DELIVERIES = rows.table(Delivery)
@@ -226,6 +229,7 @@ def _claim_of(delivery: Delivery, document: Document, destination: Destination, 
             "workspace": workspace,
         },
         unsure=transitions.outcome_unknown(delivery),
+        landed=delivery.landed_version,
     )
 
 
@@ -236,6 +240,7 @@ def perform(
     *,
     lost: threading.Event | None = None,
     link: Callable[[], tuple[str, dt.datetime]] | None = None,
+    landing: Callable[[str], None] | None = None,
 ) -> Result:
     """Upload the staged bytes; every failure becomes a Result, never an exception. `clients` reuses
     the destination's client across deliveries, built under the process's operator policy. Once `lost`
@@ -243,7 +248,7 @@ def perform(
     key = claim.staging_key
     if key is None or not staging.exists(key):
         return Result(False, "the staged bytes are gone", "StagingError", retryable=False)
-    payload = _payload(claim, key, staging, lost, link)
+    payload = _payload(claim, key, staging, lost, link, landing)
     try:
         client = clients.get(claim.kind, claim.settings, claim.secrets)
         if claim.unsure and _already_there(client, claim):
@@ -264,6 +269,7 @@ def _payload(
     staging: StagingStore,
     lost: threading.Event | None,
     link: Callable[[], tuple[str, dt.datetime]] | None,
+    landing: Callable[[str], None] | None = None,
 ) -> Payload:
     return Payload(
         open=lambda: guarded(staging.open(key), lost),
@@ -275,6 +281,7 @@ def _payload(
         identity=claim.identity,
         delivery_key=f"{claim.delivery_id}.{claim.generation}",
         link=link,
+        landing=landing,
     )
 
 
@@ -282,7 +289,7 @@ def _already_there(client: Client, claim: Claim) -> bool:
     """After an attempt nobody saw end: does the destination hold exactly this content already? A
     second upload would be harmless to the bytes, but not to what reacts to it (S3 events, versions)."""
     try:
-        found = client.holds(claim.path, sha256=claim.sha256, size=claim.size)
+        found = already_holds(client, claim.path, sha256=claim.sha256, size=claim.size, landed=claim.landed)
     except DestinationError as exc:
         log.warning("cannot tell whether %s already holds %s: %s", claim.destination_id, claim.path, exc)
         return False
@@ -520,7 +527,14 @@ def attempted(runtime: Runtime, taken: Claim) -> Result:
         log_context(delivery_id=taken.delivery_id, document_id=taken.document_id, attempt=taken.attempt),
         Heartbeat(runtime, delivery_id=taken.delivery_id, attempt=taken.attempt) as heartbeat,
     ):
-        result = perform(taken, runtime.staging, runtime.clients, lost=heartbeat.lost, link=_link(runtime, taken))
+        result = perform(
+            taken,
+            runtime.staging,
+            runtime.clients,
+            lost=heartbeat.lost,
+            link=_link(runtime, taken),
+            landing=recorder(runtime.sessions, taken.delivery_id),
+        )
     metrics.ATTEMPT_SECONDS.labels(kind=taken.kind).observe(time.perf_counter() - started)
     return result
 

@@ -81,6 +81,11 @@ class Payload:
     # Makes a signed, expiring link to the document's content that needs no API key, and says until when
     # (filerelay.file_links); raises LinkError when the installation has no public URL.
     link: Callable[[], tuple[str, dt.datetime]] | None = None
+    # Records, on the delivery, what identifies the version this upload puts at the path (a kind's own
+    # text, `RecordsLanding`). Called before the version becomes current where a kind can, so that an
+    # attempt nobody saw end can be told apart without reading the file back; raises if it cannot record
+    # (the attempt then fails before the content moves).
+    landing: Callable[[str], None] | None = None
 
 
 class Client(Protocol):
@@ -100,6 +105,24 @@ class Client(Protocol):
     def holds(self, path: str, *, sha256: str, size: int) -> bool:
         """Whether `path` already has exactly this content (False when the kind cannot tell cheaply)."""
         ...
+
+
+@runtime_checkable
+class RecordsLanding(Protocol):
+    """A client that records what identifies each version it uploads (`Payload.landing`) and answers
+    `holds` from that record and the file's properties, without reading the content."""
+
+    def holds_landed(self, path: str, *, sha256: str, size: int, landed: str | None) -> bool:
+        """Whether `path` holds the version recorded as `landed` for this sha256 and size (False when
+        nothing was recorded)."""
+        ...
+
+
+def already_holds(client: Client, path: str, *, sha256: str, size: int, landed: str | None) -> bool:
+    """`holds`, given what the last attempt recorded of its upload (`landed`) for the kinds that use it."""
+    if isinstance(client, RecordsLanding):
+        return client.holds_landed(path, sha256=sha256, size=size, landed=landed)
+    return client.holds(path, sha256=sha256, size=size)
 
 
 @runtime_checkable

@@ -37,6 +37,8 @@ STEP_RETRIES = 5
 # The longest Retry-After waited out inside an attempt. A longer one ends the attempt at once and the
 # delivery engine schedules the next no sooner than asked, instead of a worker sleeping on its lease.
 INLINE_WAIT_MAX = 30
+# SharePoint's longest decoded path.
+MAX_PATH = 400
 # Characters SharePoint refuses in file and folder names.
 _REFUSED = re.compile(r'["*:<>?/\\|\x00-\x1f]')
 # In folder names also '#' and '%': folders are created through the string-URL API.
@@ -297,13 +299,18 @@ class SharePointDestination:
         relative_folder = folder_path[len(self.site_path) + 1 :]
         ctx.web.ensure_folder_path(relative_folder)
         self._run(ctx, f"cannot create folder {relative_folder}")
-        with payload.open() as source:
-            if payload.size <= CHUNK_SIZE:
+        if payload.size <= CHUNK_SIZE:
+            with payload.open() as source:
                 # One request that replaces the content whole: a new version, never a partial file.
                 target = self._add(ctx, folder_path, name, source.read(CHUNK_SIZE), overwrite=True)
-            else:
-                target = self._upload_large(ctx, folder_path, name, source, payload.size)
+            moved = False
+        else:
+            target, moved = self._upload_large(ctx, folder_path, name, payload)
         self._set_columns(ctx, target, payload)
+        if not moved:
+            # Written in place: the version is known once it is current (a kill before this line
+            # leaves nothing recorded, and the next attempt sends again).
+            self._record(payload, etag=self._etag(ctx, target, name, refresh=bool(self.settings.get("columns"))))
 
     def _add(self, ctx: Any, folder_path: str, name: str, content: bytes, *, overwrite: bool) -> Any:
         from office365.runtime.queries.service_operation import ServiceOperationQuery
@@ -319,28 +326,94 @@ class SharePointDestination:
         self._run(ctx, f"cannot add {name}")
         return target
 
-    def _upload_large(self, ctx: Any, folder_path: str, name: str, source: BinaryIO, size: int) -> Any:
-        """An upload session whose content becomes current only at its last chunk. An existing file
-        keeps its content, list item, versions and links until then; a new one starts as an empty
-        stub. A session that fails is cancelled: the existing file stays as it was, and SharePoint
-        deletes a stub the session created ("If the file doesn't already exist ... it will be deleted")."""
-        target = ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}")
-        if not self._exists(ctx, target, name):
-            try:
-                # Overwrite=False: a file that appeared meanwhile is never emptied...
-                target = self._add(ctx, folder_path, name, b"", overwrite=False)
-            except SharePointError as exc:
-                if exc.status != 400 or not (exc.code or "").startswith(FILE_EXISTS):
-                    raise
-                # ...the session goes into it instead.
-                target = ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}")
-        upload_id = str(uuid.uuid4())
+    def _upload_large(self, ctx: Any, folder_path: str, name: str, payload: Payload) -> tuple[Any, bool]:
+        """(the file, whether it was moved into place). A new file goes up under a temporary name in the
+        same folder and is moved to its name when whole, so the name never holds an empty or partial
+        file, whatever happens meanwhile. An existing file takes the upload session itself: its content
+        changes at the last chunk only ("the current file content is not changed" until FinishUpload),
+        and it keeps its list item, versions and links, which a move over it would replace."""
+        final = f"{folder_path}/{name}"
+        temp_name = _temp_name(name, payload, limit=MAX_PATH - len(folder_path) - 1)
+        existing = ctx.web.get_file_by_server_relative_path(final)
+        if self._exists(ctx, existing, name):
+            # A temporary file an earlier attempt left (killed, or during an outage) goes first.
+            self._discard(ctx, f"{folder_path}/{temp_name}")
+            self._upload_into(ctx, existing, payload, name)
+            return existing, False
+        temp = self._fresh_temp(ctx, folder_path, temp_name)
         try:
-            self._upload_session(ctx, target, upload_id, source, size, name)
+            self._upload_into(ctx, temp, payload, name)
+            # Recorded before the move, the one step that makes it current: the file keeps its UniqueId.
+            self._record(payload, uid=str(temp.unique_id))
+            if self._moved(ctx, temp, final, name):
+                return ctx.web.get_file_by_server_relative_path(final), True
         except BaseException:
-            self._cancel(ctx, target, upload_id, name)
+            self._discard(ctx, f"{folder_path}/{temp_name}")
             raise
-        return target
+        # A file took the name meanwhile: it is never replaced by a move (that would drop its item and
+        # history) but takes the content as a new version, as any existing file does.
+        self._discard(ctx, f"{folder_path}/{temp_name}")
+        existing = ctx.web.get_file_by_server_relative_path(final)
+        self._upload_into(ctx, existing, payload, name)
+        return existing, False
+
+    def _fresh_temp(self, ctx: Any, folder_path: str, temp_name: str) -> Any:
+        """An empty file under the temporary name; one left there by an earlier attempt is removed first."""
+        try:
+            return self._add(ctx, folder_path, temp_name, b"", overwrite=False)
+        except SharePointError as exc:
+            if exc.status != 400 or not (exc.code or "").startswith(FILE_EXISTS):
+                raise
+        self._discard(ctx, f"{folder_path}/{temp_name}", quiet=False)
+        return self._add(ctx, folder_path, temp_name, b"", overwrite=False)
+
+    def _moved(self, ctx: Any, temp: Any, final: str, name: str) -> bool:
+        """Move the whole temporary file to its name (MoveToUsingPath, never over a file: without the
+        Overwrite flag SharePoint refuses an existing target); False if a file holds the name."""
+        from office365.runtime.queries.service_operation import ServiceOperationQuery
+
+        ctx.add_query(ServiceOperationQuery(temp, "MoveToUsingPath", {"DecodedUrl": final, "moveOperations": 0}))
+        try:
+            self._run(ctx, f"cannot move the uploaded {name} into place")
+        except SharePointError as exc:
+            if exc.status != 400 or not (exc.code or "").startswith(FILE_EXISTS):
+                raise
+            return False
+        return True
+
+    def _discard(self, ctx: Any, path: str, *, quiet: bool = True) -> None:
+        """Delete a temporary file if it is there (nothing else ever has its name)."""
+        ctx.web.get_file_by_server_relative_path(path).delete_object()
+        try:
+            self._run(ctx, f"cannot remove the temporary {path.rsplit('/', 1)[-1]}")
+        except SharePointError as exc:
+            if exc.status == 404:
+                return
+            if not quiet:
+                raise
+            # During an outage: the next attempt removes it.
+            log.warning("%s", exc)
+
+    def _upload_into(self, ctx: Any, target: Any, payload: Payload, name: str) -> None:
+        upload_id = str(uuid.uuid4())
+        with payload.open() as source:
+            try:
+                self._upload_session(ctx, target, upload_id, source, payload.size, name)
+            except BaseException:
+                self._cancel(ctx, target, upload_id, name)
+                raise
+
+    def _record(self, payload: Payload, **identity: str) -> None:
+        if payload.landing is not None:
+            payload.landing(" ".join([f"sha256={payload.sha256}", *(f"{k}={v}" for k, v in identity.items())]))
+
+    def _etag(self, ctx: Any, target: Any, name: str, *, refresh: bool) -> str:
+        """The file's ETag ("{UniqueId},version"): as the last write answered, or read again after the
+        columns were set (a metadata update is a new version too)."""
+        if refresh or not target.properties.get("ETag"):
+            target.get().select(["ETag"])
+            self._run(ctx, f"cannot look up {name}")
+        return str(target.properties.get("ETag"))
 
     def _exists(self, ctx: Any, target: Any, name: str) -> bool:
         target.get()
@@ -362,18 +435,25 @@ class SharePointDestination:
             log.warning("%s", exc)
 
     def holds(self, path: str, *, sha256: str, size: int) -> bool:
-        """The file there has this size and, read back through, this sha256 (SharePoint keeps no hash
-        of a file). Asked only after an attempt whose outcome nobody saw, so the read is rare; a second
-        upload would add a version and notify whoever follows the file."""
+        """Without a record of the upload SharePoint cannot tell (it keeps no hash of a file), and a
+        2 GiB read is dearer than sending again: False."""
+        return False
+
+    def holds_landed(self, path: str, *, sha256: str, size: int, landed: str | None) -> bool:
+        """The file at `path` is the version the last attempt recorded (`deliver`'s `landing`) for this
+        content: the same UniqueId (a new file moved into place) or ETag (a file written in place), and
+        the size. One request for the file's properties; no content is read."""
+        recorded = dict(part.split("=", 1) for part in (landed or "").split() if "=" in part)
+        if recorded.get("sha256") != sha256 or not ({"uid", "etag"} & recorded.keys()):
+            return False
         folder_path, name = self._server_path(path)
         ctx = self._context()
         target = ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}")
         if not self._exists(ctx, target, name) or int(target.length or 0) != size:
             return False
-        digest = _Digest()
-        target.download_session(digest, chunk_size=CHUNK_SIZE)
-        self._run(ctx, f"cannot read {folder_path}/{name} back")
-        return digest.hexdigest() == sha256
+        if "uid" in recorded:
+            return str(target.unique_id).lower() == recorded["uid"].lower()
+        return str(target.properties.get("ETag")) == recorded["etag"]
 
     def _upload_session(self, ctx: Any, target: Any, upload_id: str, source: BinaryIO, size: int, name: str) -> None:
         offset = 0
@@ -473,21 +553,13 @@ class SharePointDestination:
             raise
 
 
-class _Digest:
-    """A file-like sink that keeps only the sha256 of what is written to it."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self._hash.update(data)
-        return len(data)
-
-    def seekable(self) -> bool:  # the library rewinds a seekable sink before it downloads
-        return False
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+def _temp_name(name: str, payload: Payload, *, limit: int) -> str:
+    """The name a new file is uploaded under before it is moved to `name`: the same for every attempt of
+    one delivery (so the next attempt finds and removes what a killed one left), distinct between
+    deliveries, and within SharePoint's path length (the name is shortened, never the marker)."""
+    delivery = payload.delivery_key.rpartition(".")[0] or payload.delivery_key or payload.path
+    marker = f".{hashlib.sha256(delivery.encode()).hexdigest()[:12]}.filerelay-part"
+    return name[: max(1, limit - len(marker))] + marker
 
 
 def _column_value(source: str, payload: Payload) -> str | None:
