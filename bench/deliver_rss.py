@@ -7,8 +7,8 @@ the SharePoint REST emulator, an asyncssh SFTP server, Azurite, fake-gcs-server)
 `filerelay api` takes SAP's `create`s; `filerelay worker --queues KIND --concurrency 2` relays them. A
 1 MiB document goes first (imports, clients and pools in place), then the large one. Printed per kind:
 the worker's peak RSS (the kernel's VmHWM) after the small and after the large delivery, the growth,
-the delivery time, and whether the destination holds every byte. Figures, not a pass/fail; the README
-states the 150 MiB bound.
+the delivery time, and whether the destination holds every byte. Figures, not a pass/fail; the latest
+are in docs/performance.md#memory.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The producer side of the delivery queues: names, broker configuration, and enqueue-after-commit.
 
-The queue is only a wake-up call (ARCHITECTURE.md §1): every message can be lost or duplicated without
+The queue is only a wake-up call (docs/architecture.md#processes): every message can be lost or duplicated without
 losing or doubling a delivery, because the database row is the truth and the sweeper re-enqueues.
 """
 
