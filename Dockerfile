@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for every FileRelay process (ARCHITECTURE.md §3); the command picks the process:
+# One image for every FileRelay process (docs/architecture.md#processes); the command picks the process:
 #   api (the default), worker --queues s3 | sharepoint | folder, sweeper, migrate, config apply FILE,
 #   keys …, certs …, up.
 # Build from the repository root:  docker build -t filerelay:0.1.0 .

@@ -9,8 +9,8 @@ the SharePoint REST emulator, an asyncssh SFTP server, Azurite, fake-gcs-server)
 kinds are served at once: one repository routed to all of them, one worker taking every kind's queue
 (`--queues s3,sharepoint`), each document relayed to each kind. Printed per kind (or for the set):
 the worker's peak RSS (the kernel's VmHWM) after the small and after the large delivery, the growth,
-the delivery time, and whether the destination holds every byte. Figures, not a pass/fail; the README
-states the 150 MiB bound.
+the delivery time, and whether the destination holds every byte. Figures, not a pass/fail; the latest
+are in docs/performance.md#memory.
 """
 
 from __future__ import annotations

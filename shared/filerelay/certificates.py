@@ -1,5 +1,5 @@
 """Certificates SAP sends with putCert: parsed leniently, stored inactive, trusted once an admin
-activates them for their repository (archivelink.md §2.6)."""
+activates them for their repository (docs/archivelink.md#certificates)."""
 
 from __future__ import annotations
 

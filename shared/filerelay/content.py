@@ -1,5 +1,5 @@
 """Reading a document's bytes for a client: from staging while it holds them, else back from a
-destination that has the current content (ARCHITECTURE.md §3, "Staging store")."""
+destination that has the current content (docs/architecture.md#staging)."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ def holds_identical(document: ArchiveDocument, components: Sequence[NewComponent
 
 
 def component(document: ArchiveDocument, comp_id: str | None) -> Document | None:
-    """The named component; without a name, `data`, else `data1` (archivelink.md: get)."""
+    """The named component; without a name, `data`, else `data1` (docs/archivelink.md#get)."""
     by_id = {c.comp_id: c for c in document.components}
     if comp_id:
         return by_id.get(comp_id)
@@ -113,7 +113,7 @@ def _wire(document: Document, destinations: Sequence[WiredDestination], now: dt.
     # The caller holds this row: new in this transaction, or locked by put_component.
     transitions.rolled_up(document, now=now)
     if document.status == DocumentStatus.DISCARDED and document.staging_key:
-        # Nothing will ever read these bytes: no destination is wired (ARCHITECTURE.md §2, rule 1).
+        # Nothing will ever read these bytes: no destination is wired (docs/architecture.md#document-status).
         outcome.delete_staged.append(document.staging_key)
         document.staging_key = None
     return outcome

@@ -1,4 +1,4 @@
-"""The Files API's core, for pull integrations such as an ERP (seeds 000 and 004): a change feed with
+"""The Files API's core, for pull integrations such as an ERP (docs/architecture.md#pull-deliveries): a change feed with
 a cursor, the file view of a document, the integration's export report, and soft delete.
 
 Every lookup is scoped by workspace: a file of another workspace is indistinguishable from none.
@@ -113,7 +113,7 @@ def sequence_changes(session: Session, *, limit: int = SEQUENCE_BATCH) -> int:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """A document as seed 004 shows a file."""
+    """A document as the Files API shows a file."""
 
     id: str
     filename: str
@@ -178,7 +178,7 @@ def media_type(document: Document) -> str:
 
 
 def describe(document: Document) -> FileInfo:
-    """A document as seed 004's file. id: the document id (`doc_…`), the fileId of every /files URL;
+    """A document as the Files API's file. id: the document id (`doc_…`), the fileId of every /files URL;
     filename: `{doc_id}_{comp_id}{ext}`; file_id: `{id}_{filename}`, stable because the row id survives
     content updates (the seed's "1234567890_invoice.pdf" has that form); type: see file_type; status:
     see file_status; size and created_at: the bytes and when SAP sent them; completed_at: see
@@ -231,8 +231,9 @@ def find(session: Session, *, workspace_id: int, file_id: str, lock: bool = Fals
 def report_export(
     session: Session, document: Document, *, status: ExportStatus, messages: Sequence[str], now: dt.datetime
 ) -> None:
-    """Store the integration's report and move every pull delivery of the document with it (ARCHITECTURE.md
-    §2), rolling the document up in the same transaction. `document` comes from `find(..., lock=True)`."""
+    """Store the integration's report and move every pull delivery of the document with it, rolling the
+    document up in the same transaction (docs/architecture.md#pull-deliveries). `document` comes from
+    `find(..., lock=True)`."""
     document.export_status = status.value
     document.export_messages = list(messages)
     document.export_updated_at = now

@@ -3,7 +3,8 @@
 A queue carries wake-ups, never deliveries: a wake-up says "deliveries of this kind are due", and the
 worker that takes it claims them from the database in batches (filerelay.delivery.drain). Any wake-up
 can be lost or duplicated without losing or doubling a delivery: the row is the truth, a duplicate
-claims nothing, and the sweeper wakes a kind whose due work nobody took.
+claims nothing, and the sweeper wakes a kind whose due work nobody took
+(docs/architecture.md#how-a-delivery-is-woken-and-claimed).
 """
 
 from __future__ import annotations

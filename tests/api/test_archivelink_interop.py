@@ -1,4 +1,4 @@
-"""Where ArchiveLink clients differ, FileRelay answers as SAP's own content-server handler does (issue 13):
+"""Where ArchiveLink clients differ, FileRelay answers as SAP's own content-server handler does:
 the exact request shapes, over real HTTP."""
 
 from __future__ import annotations

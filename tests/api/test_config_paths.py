@@ -1,5 +1,5 @@
 """One configuration, two write paths: a YAML file through `config apply` and the same settings
-through the admin API must store the same rows and read back the same through the API (issue 10)."""
+through the admin API must store the same rows and read back the same through the API."""
 
 from __future__ import annotations
 

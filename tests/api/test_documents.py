@@ -1,4 +1,4 @@
-"""The Documents API against seed 003, field for field, plus filters, paging, retry and isolation."""
+"""The Documents API against its reference shapes (tests/support/shapes/documents.json), field for field, plus filters, paging, retry and isolation."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
 from tests.api.conftest import MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers, make_documents
-from tests.support.seeds import assert_same_shape, examples
+from tests.support.api_shapes import assert_same_shape, examples
 
 BASE = "/api/acme/production/documents"
-# SAP business context of the kind seed 003 shows (object type and key, ArchiveLink document type).
+# SAP business context of the kind the reference shows (object type and key, ArchiveLink document type).
 METADATA = {"sap_object_type": "BKPF", "sap_object_id": "1000012345672026", "ar_object": "ZCUSTOMINV"}
 
 
@@ -35,7 +35,7 @@ def iso(moment: dt.datetime) -> str:
 
 
 def test_list_has_the_seed_shape(populated: Runtime, received: dict[str, dt.datetime], client: FlaskClient) -> None:
-    seed_list = examples("003")[0]
+    seed_list = examples("documents")[0]
     reply = client.get(f"{BASE}?repo_id=Z1&per_page=10", headers=headers())
     assert reply.status_code == 200
     data = body(reply)
@@ -63,7 +63,7 @@ def test_list_has_the_seed_shape(populated: Runtime, received: dict[str, dt.date
 def test_get_has_the_seed_shape_with_metadata_and_paths(
     populated: Runtime, received: dict[str, dt.datetime], client: FlaskClient
 ) -> None:
-    seed_get = examples("003")[1]
+    seed_get = examples("documents")[1]
     listed = body(client.get(BASE, headers=headers()))["data"]
     document_id = next(d["id"] for d in listed if d["attributes"]["doc_id"] == "4A3F8B2C1D7E9F0A")
     # ArchiveLink carries no business metadata; what an enrichment stores is free JSON on the row.
@@ -88,7 +88,7 @@ def test_get_has_the_seed_shape_with_metadata_and_paths(
 
 
 def test_retry_has_the_seed_shape_and_only_resends_failures(populated: Runtime, client: FlaskClient) -> None:
-    seed_retry = examples("003")[2]
+    seed_retry = examples("documents")[2]
     listed = body(client.get(f"{BASE}?status=failed", headers=headers()))["data"]
     assert len(listed) == 3
     document_id = listed[0]["id"]

@@ -1,4 +1,4 @@
-"""The Files API for pull integrations: seeds 004 (file information) and 000 (export status) field for
+"""The Files API for pull integrations: file information and export status (tests/support/shapes/) field for
 field, the change feed's cursor, content streaming, soft delete, the `pull` destination end to end,
 roles, isolation and every 400."""
 
@@ -26,9 +26,9 @@ from filerelay.delivery.transitions import ExportStatus
 from filerelay.files import CURSOR_PATTERN, Cursor, FileStatus, file_status
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
+from tests.support.api_shapes import assert_same_shape, examples
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
-from tests.support.seeds import assert_same_shape, examples
 
 VIEWER_KEY = "fr_live_files_viewer_0123456789"
 MEMBER_KEY = "fr_live_files_member_0123456789"
@@ -139,7 +139,7 @@ def poll(client: FlaskClient, **params: str | int) -> tuple[list[str], str | Non
 
 
 def assert_error(response: TestResponse, status: int, **source: str) -> dict[str, Any]:
-    """The contract's error shape (ARCHITECTURE.md §5), with the offending parameter or pointer."""
+    """The contract's error shape (docs/architecture.md#http-surface), with the offending parameter or pointer."""
     assert response.status_code == status, response.get_data(as_text=True)
     body: dict[str, Any] = response.json  # type: ignore[assignment]
     assert list(body) == ["errors"]
@@ -151,19 +151,19 @@ def assert_error(response: TestResponse, status: int, **source: str) -> dict[str
     return entry
 
 
-# --- seeds 004 and 000, field for field -------------------------------------------------------------
+# --- file information and export status, field for field ---------------------------------------------
 
 
 def iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_file_info_has_seed_004_shape_and_values(
+def test_file_info_has_the_reference_shape_and_values(
     client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
 ) -> None:
     sent_at = clock.now()
     document_id = create(archive, relay, "P1")
-    # Seed 004's `type` is a document type ("invoice"). ArchiveLink carries none; SAP's document type
+    # The reference's `type` is a document type ("invoice"). ArchiveLink carries none; SAP's document type
     # (AR_OBJECT) arrives as metadata, which is also what `processed_data` shows.
     with session_scope(relay.sessions) as session:
         session.get_one(Document, document_id).metadata_ = dict(SAP_METADATA)
@@ -173,7 +173,7 @@ def test_file_info_has_seed_004_shape_and_values(
 
     response = client.get(f"{FILES}/{document_id}", headers=auth(VIEWER_KEY))
     assert response.status_code == 200
-    (seed,) = examples("004")[:1]
+    (seed,) = examples("files")[:1]
     assert_same_shape(response.json, seed)
     assert response.json["success"] is True  # type: ignore[index]
     data = response.json["data"]  # type: ignore[index]
@@ -204,10 +204,10 @@ def test_file_type_is_the_format_when_sap_names_no_document_type(
     assert info(client, document_id)["type"] == "ZDELNOTE"  # an explicit document type comes first
 
 
-def test_patch_takes_seed_000_request_and_answers_its_response(
+def test_patch_takes_the_reference_request_and_answers_its_response(
     client: FlaskClient, archive: SapClient, relay: Runtime
 ) -> None:
-    request_example, response_example = examples("000")[:2]
+    request_example, response_example = examples("export")[:2]
     document_id = create(archive, relay, "P1")
 
     response = client.patch(f"{FILES}/{document_id}", json=request_example, headers=auth(MEMBER_KEY))
@@ -298,7 +298,7 @@ def test_a_change_committed_after_a_later_stamped_one_is_not_skipped(
     client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
 ) -> None:
     """A transaction stamps updated_at when it writes and becomes visible when it commits: a change
-    stamped earlier but committed later must not fall behind a poller's cursor (issue 12)."""
+    stamped earlier but committed later must not fall behind a poller's cursor."""
     early, late = create(archive, relay, "Z2", "EARLY"), create(archive, relay, "Z2", "LATE")
     _, cursor = poll(client)
     clock.advance(10)

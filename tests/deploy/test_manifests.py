@@ -59,7 +59,7 @@ INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(?::?[-?])[^}
 CONFIG_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # KEDA ScaledObject (keda.sh/v1alpha1) with the Redis Lists trigger, from the KEDA docs summarised in
-# ../shared/design/delivery-engine-notes.md §5 (keda-docs 2.21: reference/scaledobject-spec.md and
+# docs/operations.md#scaling-workers (keda-docs 2.21: reference/scaledobject-spec.md and
 # scalers/redis-lists.md). Unknown fields are errors, so a misspelt knob cannot pass silently.
 _NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
 _STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}

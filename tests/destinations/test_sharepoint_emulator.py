@@ -1,5 +1,5 @@
 """The SharePoint emulator against the real office365-rest-python-client: every flow the SharePoint
-destination relies on (destinations.md §2.3-2.5) goes over HTTP on 127.0.0.1 and must be accepted by the
+destination relies on (docs/development.md#tests) goes over HTTP on 127.0.0.1 and must be accepted by the
 library exactly as SharePoint Online's answers are."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The broker is only a wake-up call: with Redis unreachable SAP still gets its 201, the rows are the
-truth, and the sweeper sends the wake-ups once the broker answers again (README, "What FileRelay does
-with a document", step 3)."""
+truth, and the sweeper sends the wake-ups once the broker answers again
+(docs/architecture.md#how-a-document-is-accepted, step 4)."""
 
 from __future__ import annotations
 

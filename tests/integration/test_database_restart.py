@@ -1,5 +1,5 @@
 """A PostgreSQL restart under steady creates costs SAP no error: a request that finds the database gone
-waits for it to come back (it restarts in about a second), instead of answering 500 (README, "Reliability")."""
+waits for it to come back (it restarts in about a second), instead of answering 500 (docs/operations.md#when-the-database-or-redis-restarts)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A SharePoint Online REST emulator for tests: the real office365-rest-python-client talks to it over
 plain HTTP on 127.0.0.1.
 
-It speaks the wire protocol recorded in shared/design/destinations.md §2.3-2.4: the form digest from
+It speaks the wire protocol the SharePoint destination relies on: the form digest from
 ``POST /_api/contextInfo``, folder creation one segment at a time, ``Files/add`` and upload sessions
 (``startUpload``/``continueUpload``/``finishUpload``), reads by path or id, ``$value`` and list item
 metadata (``ValidateUpdateListItem`` and MERGE). Answers are OData verbose JSON (``{"d": {...}}``) and

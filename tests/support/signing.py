@@ -1,5 +1,5 @@
 """A signing test client: keys, self-signed certificates and secKeys built the way SAP builds them
-(archivelink.md §2).
+(docs/archivelink.md#signatures-seckey).
 
 SAP concatenates the *raw* (still %-encoded) values of the signed parameters in URL order, signs that
 message with a detached PKCS#7/CMS SignedData (DSA-1024/SHA-1 from SAPSECULIB, RSA/SHA-256 from
@@ -32,7 +32,7 @@ from tests.support.sapclient import Part, Reply, SapClient, multipart_body
 KeyKind = Literal["dsa", "rsa", "ecdsa"]
 PrivateKey = dsa.DSAPrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
-# Signed besides contRep, accessMode, authId and expiration: the "sig" marks of archivelink.md §1.4.
+# Signed besides contRep, accessMode, authId and expiration: docs/archivelink.md#signatures-seckey.
 ALWAYS_SIGNED = ("contRep", "accessMode", "authId", "expiration")
 SIGNED_BY_COMMAND: dict[str, tuple[str, ...]] = {
     "info": ("docId",),
@@ -65,7 +65,7 @@ ALGORITHMS: dict[KeyKind, tuple[str, str]] = {
     "ecdsa": ("sha256", "sha256_ecdsa"),
 }
 _HASH = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
-# RIPEMD-160 with RSA (archivelink.md: "MD5 or RIPEMD-160"), as `openssl cms -sign -md ripemd160`
+# RIPEMD-160 with RSA (SAP's specification: "MD5 or RIPEMD-160"), as `openssl cms -sign -md ripemd160`
 # makes it: digestAlgorithm by OID (asn1crypto has no name for it), signatureAlgorithm rsaEncryption.
 RIPEMD160_OID = "1.3.36.3.2.1"
 VALID_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -1,4 +1,4 @@
-"""The delivery package stays readable: no function in it runs over 35 lines (issue 10). A longer one
+"""The delivery package stays readable: no function in it runs over 35 lines. A longer one
 is a sign that a decision and its bookkeeping have grown together; split it before it hides a rule."""
 
 from __future__ import annotations

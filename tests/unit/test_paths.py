@@ -1,4 +1,4 @@
-"""Unit tests for destination path templates (ARCHITECTURE.md §4, "Path templates")."""
+"""Unit tests for destination path templates (README.md#configuration, the path templates)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def assert_well_formed(path: str) -> None:
     assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in path), path
 
 
-# --- the two templates of §4 -----------------------------------------------------------------------
+# --- the README's two templates --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

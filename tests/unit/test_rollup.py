@@ -1,4 +1,4 @@
-"""Unit tests for the document status roll-up (ARCHITECTURE.md §2, "Status rules")."""
+"""Unit tests for the document status roll-up (docs/architecture.md#document-status)."""
 
 from __future__ import annotations
 

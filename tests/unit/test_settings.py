@@ -1,4 +1,4 @@
-"""Unit tests for `Settings.from_env` (ARCHITECTURE.md §4, "Environment"). Never touches os.environ."""
+"""Unit tests for `Settings.from_env` (docs/architecture.md#environment). Never touches os.environ."""
 
 from __future__ import annotations
 

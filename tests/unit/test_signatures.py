@@ -55,7 +55,7 @@ def message(query: str, command: str | None = None) -> bytes:
 
 
 def test_sap_own_example() -> None:
-    """archivelink.md §2.2: values only, no names, no separators; pVersion and the command left out."""
+    """docs/archivelink.md#signatures-seckey: values only, no names, no separators; pVersion and the command left out."""
     assert message(SAP_EXAMPLE) == b"K1361A524A3ECB5459E0000800099245ECrpawdf054_BCE_2619981104091537"
 
 
@@ -374,7 +374,7 @@ def test_openssl_and_the_server_agree_on_the_test_clients_signatures(
     tmp_path: Path, kind: str, attributes: bool
 ) -> None:
     """Both directions: OpenSSL verifies what the test client builds, and the server verifies what
-    `openssl cms -sign -binary [-noattr] -md sha1|sha256|ripemd160` builds (the L1 check of archivelink.md)."""
+    `openssl cms -sign -binary [-noattr] -md sha1|sha256|ripemd160` builds."""
     assert _OPENSSL is not None
     signer = signer_named(kind)
     (tmp_path / "cert.pem").write_bytes(signer.pem)

@@ -1,4 +1,4 @@
-"""The domain model (ARCHITECTURE.md §2) as SQLAlchemy 2 tables."""
+"""The domain model (docs/architecture.md#domain-model) as SQLAlchemy 2 tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A document's status from its deliveries' (ARCHITECTURE.md §2). Pure; only the state machine
+"""A document's status from its deliveries' (docs/architecture.md#document-status). Pure; only the state machine
 (filerelay.delivery.transitions) calls it, so a document's status has one writer."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from filerelay.db.models import DeliveryStatus, DocumentStatus
 
 
 def rollup(delivery_statuses: Iterable[str]) -> DocumentStatus:
-    """The document status, by the order of ARCHITECTURE.md §2 (first rule that matches wins)."""
+    """The document status, by the order of docs/architecture.md#document-status (first rule that matches wins)."""
     statuses = set(delivery_statuses)
     unknown = statuses - set(DeliveryStatus)
     if unknown:

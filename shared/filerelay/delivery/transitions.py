@@ -10,7 +10,7 @@ as (delivery id, kind). `settle` then rolls the touched documents up under a row
                               ⟲ lease renewed: the running attempt's heartbeat
     pending, retrying ──TTL expired──▶ failed ──retried (manual)──▶ retrying, due now
     any but delivering ──wired (new or replaced content)──▶ pending, fresh cycle
-    pull deliveries: moved by the integration's export reports (ARCHITECTURE.md §2)
+    pull deliveries: moved by the integration's export reports (docs/architecture.md#pull-deliveries)
 
 Nothing here talks to a network or reads a clock; the database is touched only by `settle`.
 """
@@ -51,7 +51,7 @@ class LeaseLost(IllegalTransition):
 
 
 class ExportStatus(enum.StrEnum):
-    """What a pull integration reports (seed 000)."""
+    """What a pull integration reports (docs/architecture.md#pull-deliveries)."""
 
     EXPORTING = "exporting"
     COMPLETED = "completed"

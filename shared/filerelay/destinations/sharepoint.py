@@ -1,5 +1,5 @@
 """The `sharepoint` destination: a SharePoint Online document library over SharePoint REST
-(office365-rest-python-client), app-only with an Entra ID certificate (destinations.md §2).
+(office365-rest-python-client), app-only with an Entra ID certificate (README.md#sharepoint-online).
 
 Uploads use the path-based API (`Files/AddUsingPath`), so names with `#` or `%` work; content larger
 than one chunk goes through an upload session on the file itself (never an empty overwrite first: the

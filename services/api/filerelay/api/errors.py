@@ -1,4 +1,4 @@
-"""One JSON error shape for every REST failure (ARCHITECTURE.md §5):
+"""One JSON error shape for every REST failure (docs/architecture.md#http-surface):
 {"errors": [{"status", "code", "title", "detail", "source": {"parameter" | "pointer"}}]}."""
 
 from __future__ import annotations

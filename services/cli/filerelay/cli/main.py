@@ -1,4 +1,4 @@
-"""The `filerelay` command: one console script for every process (ARCHITECTURE.md §4)."""
+"""The `filerelay` command: one console script for every process (docs/architecture.md#commands)."""
 
 from __future__ import annotations
 

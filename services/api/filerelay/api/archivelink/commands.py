@@ -1,4 +1,4 @@
-"""One function per ArchiveLink command (archivelink.md §1.4); the business rules live in documents.py."""
+"""One function per ArchiveLink command (docs/archivelink.md#commands); the business rules live in documents.py."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def _document_headers(document: ArchiveDocument, count: int) -> dict[str, str]:
         "X-timeC": sap_time(document.created_at),
         "X-dateM": sap_date(document.updated_at),
         "X-timeM": sap_time(document.updated_at),
-        # The spec and SAP's own code disagree on these names; send both (archivelink.md §6.5).
+        # The spec and SAP's own code disagree on these names; send both (docs/archivelink.md#answers-and-headers).
         "X-numberComps": str(count),
         "X-numComps": str(count),
         "X-docId": document.doc_id,
@@ -329,7 +329,7 @@ def create_multipart(call: Call) -> Response:
 
 @command("mCreate", "POST")
 def m_create(call: Call) -> Response:
-    """Several documents in one body; each is its own transaction (archivelink.md: mCreate).
+    """Several documents in one body; each is its own transaction (docs/archivelink.md#mcreate).
 
     Nothing is committed until the whole body has been read: a body that turns out malformed is a
     400 that stored nothing, rather than a 400 for a call that quietly kept some documents.

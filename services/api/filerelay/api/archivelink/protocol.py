@@ -400,7 +400,7 @@ def content_disposition(file_name: str) -> str:
     return value
 
 
-# --- attrSearch: attribute values in a print list's description component (archivelink.md §1.4) ---
+# --- attrSearch: attribute values in a print list's description component (docs/archivelink.md#attrsearch) ---
 
 # A description line longer than this is not an ALF line; it is skipped rather than buffered whole.
 MAX_DESCR_LINE = 64 * 1024

@@ -1,5 +1,5 @@
 """Who may run an ArchiveLink command: the repository's signature mode, the document's docProt and,
-when signed, the secKey (archivelink.md §2.4-2.5). Runs before any handler reads a body."""
+when signed, the secKey (docs/archivelink.md#signatures-seckey). Runs before any handler reads a body."""
 
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ def _protected(session: Session, repository: RepositoryContext, req: ArchiveLink
     document = documents.find_document(session, repository=repository, doc_id=doc_id)
     if document is None:
         return False
-    # Without docProt the server default applies, and that default protects everything (archivelink.md
-    # §2.5); `docProt=` (present but empty) is the explicit "no protection".
+    # Without docProt the server default applies, and that default protects everything
+    # (docs/archivelink.md#create); `docProt=` (present but empty) is the explicit "no protection".
     return letter in (DEFAULT_DOC_PROT if document.doc_prot is None else document.doc_prot)
 
 

@@ -1,4 +1,4 @@
-"""secKey: SAP's signed content-server URLs (archivelink.md §2). Pure functions, no Flask, no database.
+"""secKey: SAP's signed content-server URLs (docs/archivelink.md#signatures-seckey). Pure: no Flask, no database.
 
 The signed message is the concatenation of the signed parameters' values, raw (still %-encoded) and in
 the order they appear in the URL. secKey is a detached PKCS#7/CMS SignedData over that message, made by
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from filerelay.api.archivelink.protocol import ArchiveLinkRequest, ProtocolError, parse_expiration
 
 ALWAYS_SIGNED = ("contRep", "accessMode", "authId", "expiration")
-# Per command: the parameters signed besides ALWAYS_SIGNED (archivelink.md §1.4, the "sig" marks).
+# Per command: the parameters signed besides ALWAYS_SIGNED (docs/archivelink.md#signatures-seckey).
 SIGNED: dict[str, tuple[str, ...]] = {
     "info": ("docId",),
     "get": ("docId",),
@@ -60,7 +60,7 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-# RIPEMD-160 (archivelink.md allows "MD5 or RIPEMD-160"): asn1crypto knows it only by OID and
+# RIPEMD-160 (SAP's specification allows "MD5 or RIPEMD-160"): asn1crypto knows it only by OID and
 # `cryptography` has no such hash, but OpenSSL's default provider does (hashlib.new("ripemd160")).
 RIPEMD160 = "1.3.36.3.2.1"
 
@@ -73,7 +73,7 @@ class SignatureError(ProtocolError):
 
 
 def signed_message(req: ArchiveLinkRequest, command: str) -> bytes:
-    """The raw values of the signed parameters, in URL order, concatenated (archivelink.md §2.2)."""
+    """The raw values of the signed parameters, in URL order, concatenated (docs/archivelink.md#signatures-seckey)."""
     names = {n.lower() for n in (*ALWAYS_SIGNED, *SIGNED.get(command, ()))}
     return "".join(p.raw for p in req.params if p.name.lower() in names).encode("ascii")
 

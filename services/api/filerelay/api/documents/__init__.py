@@ -1,1 +1,1 @@
-"""The Documents API (seed 003)."""
+"""The Documents API (README.md#rest-api)."""

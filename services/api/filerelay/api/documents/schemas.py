@@ -1,4 +1,4 @@
-"""Request and response shapes of the Documents API, field for field as seed 003 shows them."""
+"""Request and response shapes of the Documents API, field for field (tests/support/shapes/documents.json)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class DocumentDetailAttributes(DocumentAttributes):
 
 
 class RetryAttributes(ma.Schema):
-    """The retry answer carries fewer fields than a listing (seed 003, "Retry a Failed Document")."""
+    """The retry answer carries fewer fields than a listing (tests/support/shapes/documents.json, the third)."""
 
     doc_id = fields.String(required=True)
     repo_id = fields.String(attribute="repository.repo_id", required=True)

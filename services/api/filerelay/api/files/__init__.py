@@ -1,1 +1,1 @@
-"""The Files API for pull integrations (seeds 000 and 004)."""
+"""The Files API for pull integrations (docs/architecture.md#pull-deliveries)."""

@@ -1,4 +1,4 @@
-"""Request and response shapes of the Files API: seed 004 (file information) and seed 000 (export
+"""Request and response shapes of the Files API: file information and the export
 status reported by a pull integration), field for field."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ MAX_MESSAGE_LENGTH = 2000
 
 
 class UtcMillisDateTime(ma.fields.DateTime):
-    """Serialises as 2025-01-26T14:30:00.000Z, seed 000's format."""
+    """Serialises as 2025-01-26T14:30:00.000Z, the export report's format."""
 
     def _serialize(self, value: dt.datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:

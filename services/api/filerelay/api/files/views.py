@@ -1,6 +1,6 @@
 """Files for pull integrations: list changes, info, content, export status, soft delete.
 
-Thin: parse, call the shared core (filerelay.files), shape. The mapping from a document to seed 004's
+Thin: parse, call the shared core (filerelay.files), shape. The mapping from a document to a
 file is documented on filerelay.files.describe and its helpers.
 """
 
@@ -69,7 +69,7 @@ def list_files(
 @requires(Role.VIEWER)
 @blueprint.response(200, schemas.FileEnvelope)
 def get_file(owner: str, slug: str, file_id: str) -> dict[str, Any]:
-    """One file (seed 004), deleted ones included with status `deleted`."""
+    """One file, deleted ones included with status `deleted`."""
     with session_scope(runtime().sessions) as session:
         return {"success": True, "data": files.describe(_file(session, file_id))}
 
@@ -100,7 +100,7 @@ def get_content(owner: str, slug: str, file_id: str, token: str | None = None) -
 @blueprint.response(200, schemas.ExportReply)
 @blueprint.alt_response(409, description="the file was deleted")
 def report_export(report: dict[str, Any], owner: str, slug: str, file_id: str) -> dict[str, Any]:
-    """The integration's export status (seed 000). It also moves the file's pull deliveries:
+    """The integration's export status. It also moves the file's pull deliveries:
     exporting → delivering, completed → delivered, error → failed, empty → pending again."""
     rt = runtime()
     with session_scope(rt.sessions) as session:

@@ -1,0 +1,28 @@
+"""The repository's own files, as the tests that read them (its documentation, its citations) see them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tracked_text_files(*, skip: tuple[Path, ...] = ()) -> list[Path]:
+    """Every file git tracks or would add (not ignored) that reads as text, but those in `skip`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    skipped = {p.resolve() for p in skip}
+    found = []
+    for name in sorted(set(filter(None, listed.split("\0")))):
+        path = ROOT / name
+        if path.resolve() in skipped or not path.is_file():
+            continue
+        if b"\0" in path.read_bytes()[:8192]:
+            continue  # a binary file (a screenshot) cites nothing
+        found.append(path)
+    return found
