@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.embedded_load import landed, run_load
 from tests.support.processes import environment, filerelay_command, free_port, wait_ready
 from tests.support.sapclient import SapClient
 
@@ -109,3 +110,18 @@ def test_up_on_the_demo_prints_the_console_and_a_key_that_signs_in_once(tmp_path
     again = _up_once(tmp_path, home, port)
     assert "Console: " in again
     assert "fr_live_" not in again
+
+
+def test_up_stays_up_under_mixed_load_and_delivers_every_201_though_its_worker_is_killed(tmp_path: Path) -> None:
+    """Creates, gets, infos and searches from 8 connections; the worker SIGKILLed in the middle: `up`
+    starts it again, keeps serving, and every document answered 201 lands in the folder."""
+    home = tmp_path / "home"
+    report = run_load(home, seconds=20, connections=8, kill_worker_at=8)
+
+    assert report.up_alive
+    assert len(report.worker_pids) == 2, report.worker_pids  # killed, and started again
+    assert report.accepted, report.answers
+    assert set(report.answers) <= {200, 201}, report.answers
+    assert report.refused == 0
+    assert report.landed_after is not None, f"{len(set(report.accepted) - landed(home))} never landed"
+    assert set(report.accepted) <= landed(home)
