@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 
 from filerelay.clock import FrozenClock
 from filerelay.db.session import make_session_factory, session_scope
-from filerelay.delivery import heartbeat, service
+from filerelay.delivery import heartbeat, service, transitions
 from filerelay.runtime import Runtime
 from tests.support.documents import accept, delivery
 
@@ -66,9 +66,9 @@ def test_a_guarded_payload_reads_until_the_lease_is_lost() -> None:
         with pytest.raises(io.UnsupportedOperation, match=r"^a guarded payload has no file descriptor$"):
             stream.fileno()
         lost.set()
-        with pytest.raises(heartbeat.LeaseLost, match=r"^the lease was lost \(the delivery was taken back"):
+        with pytest.raises(transitions.LeaseLost, match=r"^the lease was lost \(the delivery was taken back"):
             stream.read(4)
-        with pytest.raises(heartbeat.LeaseLost):
+        with pytest.raises(transitions.LeaseLost):
             stream.readinto(buffer)  # type: ignore[attr-defined]
 
 

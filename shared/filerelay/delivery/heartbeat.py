@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from filerelay.db.models import Delivery
 from filerelay.db.session import session_scope
 from filerelay.delivery import transitions
-from filerelay.destinations.base import DestinationError
+from filerelay.delivery.transitions import LeaseLost
 from filerelay.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,6 @@ RENEWALS_PER_LEASE = 3
 
 def renewal_interval(lease_seconds: int) -> float:
     return lease_seconds / RENEWALS_PER_LEASE
-
-
-class LeaseLost(DestinationError):
-    """Raised from a payload read once the heartbeat found the lease lost."""
-
-    def __init__(self) -> None:
-        super().__init__("the lease was lost (the delivery was taken back while it ran): upload stopped")
 
 
 def renew(session: Session, *, delivery_id: str, attempt: int, now: dt.datetime, lease_seconds: int) -> bool:

@@ -30,6 +30,7 @@ from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, Deliv
 from filerelay.delivery.rollup import rollup
 from filerelay.delivery.rules import BreakerPolicy, RetryPolicy, Verdict, after_failure
 from filerelay.destinations import pull
+from filerelay.destinations.base import DestinationError
 
 Wake = tuple[str, str]
 
@@ -46,8 +47,13 @@ class Superseded(IllegalTransition):
     """An attempt finished after its lease ran out and the delivery moved on without it."""
 
 
-class LeaseLost(IllegalTransition):
-    """A heartbeat found its attempt no longer holding the delivery: the upload must stop."""
+class LeaseLost(IllegalTransition, DestinationError):
+    """The attempt no longer holds the delivery (the sweeper took it back while it ran). One error for both
+    ends: the state machine refuses the attempt's lease renewal with it, and the upload's next read of the
+    staged bytes raises it, a retryable DestinationError, so the kind's own failure path cleans up."""
+
+    def __init__(self, message: str = "the lease was lost (the delivery was taken back while it ran): upload stopped"):
+        DestinationError.__init__(self, message)
 
 
 class ExportStatus(enum.StrEnum):
