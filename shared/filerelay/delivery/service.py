@@ -121,8 +121,7 @@ def _due(now: dt.datetime) -> Any:
     not paused, breaker closed or this delivery its probe). A switched-off destination keeps its
     deliveries waiting (until their TTL); a pull destination's are moved by its integration."""
     return and_(
-        _DELIVERIES.c.status.in_(transitions.WAITING),
-        _DELIVERIES.c.next_attempt_at <= now,
+        transitions.due(_DELIVERIES.c.status, _DELIVERIES.c.next_attempt_at, now),
         _DELIVERIES.c.destination_id.in_(
             select(Destination.id).where(health.attemptable(_DELIVERIES.c.id)).correlate_except(Destination)
         ),

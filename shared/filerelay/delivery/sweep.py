@@ -30,8 +30,7 @@ def due_kinds(session: Session, *, now: dt.datetime) -> list[str]:
         select(Delivery.id)
         .where(
             Delivery.destination_id == Destination.id,
-            Delivery.status.in_(WAITING),
-            Delivery.next_attempt_at <= now,
+            transitions.due(Delivery.status, Delivery.next_attempt_at, now),
             # Not for a disabled, paused or open destination (but its probe), nor a pull one (its
             # integration moves it): a worker would find nothing to claim.
             health.attemptable(Delivery.id),

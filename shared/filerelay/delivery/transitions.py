@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document
@@ -151,6 +151,16 @@ def wired(delivery: Delivery, *, kind: str, policy: RetryPolicy, now: dt.datetim
     return _wake(delivery, kind, now)
 
 
+def due(status: Any, next_attempt_at: Any, now: dt.datetime) -> Any:
+    """Whether a delivery is due for an attempt (its destination permitting): waiting, and its next
+    attempt's time come (every waiting delivery has one: a fresh cycle sets it to now). The one rule:
+    with a row's values it answers for the row; with the columns it is the SQL condition of the claim and
+    of the sweeper, which walks the (status, next_attempt_at) index."""
+    if isinstance(status, str):  # a row's status (DeliveryStatus is a str)
+        return status in WAITING and next_attempt_at is not None and next_attempt_at <= now
+    return and_(status.in_(WAITING), next_attempt_at <= now)
+
+
 def claim_changes(*, now: dt.datetime, lease_seconds: int, attempts: Any, cycle_attempts: Any) -> dict[str, Any]:
     """The claim's new values. With a row's numbers they apply to the row (`claimed`); with the
     columns themselves they are the SET of the conditional UPDATE that claims in one statement."""
@@ -195,7 +205,7 @@ def claimed(delivery: Delivery, *, kind: str, now: dt.datetime, lease_seconds: i
     """A worker takes a due delivery, with a lease."""
     _pushed(delivery, "claimed", kind)
     _require(delivery, "claimed", WAITING)
-    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
+    if not due(delivery.status, delivery.next_attempt_at, now):
         raise IllegalTransition(f"claimed: delivery {delivery.id} is not due until {delivery.next_attempt_at}")
     for name, value in claim_changes(
         now=now, lease_seconds=lease_seconds, attempts=delivery.attempts, cycle_attempts=delivery.cycle_attempts
