@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from filerelay.api.archivelink import signatures
+# Importing the commands registers them, each with its signature guard.
+from filerelay.api.archivelink import commands, signatures
 from filerelay.api.archivelink.protocol import ProtocolError, parse_query
 from filerelay.api.archivelink.signatures import (
     SignatureError,
@@ -100,10 +101,32 @@ def test_which_commands_sign_comp_id_and_doc_prot(command: str, comp_id_signed: 
 
 
 def test_the_test_client_tables_match_the_server() -> None:
-    """The signing client is written from the spec; the server must sign the same parameters."""
-    assert {c.lower(): names for c, names in signing.SIGNED_BY_COMMAND.items()} == signatures.SIGNED
-    assert {c.lower(): letter for c, letter in signing.ACCESS_LETTER.items()} == signatures.ACCESS
+    """The signing client is written from the spec; the server's commands must declare the same guards."""
+    signed = {c: g for c, g in signatures.GUARDS.items() if g.access is not None}
+    assert {c.lower(): names for c, names in signing.SIGNED_BY_COMMAND.items()} == {
+        c: g.signed for c, g in signed.items()
+    }
+    assert {c.lower(): letter for c, letter in signing.ACCESS_LETTER.items()} == {
+        c: g.access for c, g in signed.items()
+    }
     assert signing.ALWAYS_SIGNED == signatures.ALWAYS_SIGNED
+
+
+def test_every_registered_command_declares_its_guard() -> None:
+    assert {name for _, name in commands.ROUTES} == set(signatures.GUARDS)
+    assert {c for c, g in signatures.GUARDS.items() if g.access is None} == {"serverinfo", "putcert"}
+
+
+def test_a_command_cannot_be_registered_without_a_guard_or_with_a_second_one() -> None:
+    with pytest.raises(TypeError):
+        commands.command("frobnicate", "GET")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"guard must be a signatures\.Guard"):
+        commands.command("frobnicate", "GET", guard="r")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="declared with two guards"):
+        commands.command("get", "POST", guard=signatures.Guard("c"))
+    with pytest.raises(ValueError, match="access must be one of"):
+        signatures.Guard("rw")
+    assert "frobnicate" not in signatures.GUARDS
 
 
 _NAMES = ["pVersion", "contRep", "docId", "compId", "docProt", "accessMode", "authId", "expiration", "pattern"]

@@ -36,6 +36,7 @@ from filerelay.api.archivelink.protocol import (
     validate_id,
 )
 from filerelay.api.archivelink.security import read_put_cert_body
+from filerelay.api.archivelink.signatures import GUARDS, UNSIGNED, Guard
 from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, new_component, replacement_key, stage_body
 from filerelay.api.context import runtime
 from filerelay.content import open_content
@@ -111,7 +112,15 @@ Handler = Callable[[Call], Response]
 ROUTES: dict[tuple[str, str], Handler] = {}
 
 
-def command(name: str, *methods: str) -> Callable[[Handler], Handler]:
+def command(name: str, *methods: str, guard: Guard) -> Callable[[Handler], Handler]:
+    """Register `handler` for the command and methods, with the command's signature guard: declared here,
+    beside the handler, so no command can be registered without saying what its signature protects."""
+    if not isinstance(guard, Guard):
+        raise TypeError(f"command {name}: guard must be a signatures.Guard, not {type(guard).__name__}")
+    declared = GUARDS.setdefault(name.lower(), guard)
+    if declared != guard:
+        raise ValueError(f"command {name} declared with two guards: {declared} and {guard}")
+
     def register(handler: Handler) -> Handler:
         for method in methods:
             ROUTES[(method, name.lower())] = handler
@@ -179,7 +188,7 @@ def _document_headers(document: ArchiveDocument, count: int) -> dict[str, str]:
     }
 
 
-@command("serverInfo", "GET")
+@command("serverInfo", "GET", guard=UNSIGNED)
 def server_info(call: Call) -> Response:
     rt = runtime()
     now = rt.clock.now()
@@ -215,7 +224,7 @@ def server_info(call: Call) -> Response:
     return Response(format_records(records), status=200, mimetype="text/plain")
 
 
-@command("putCert", "PUT", "POST")
+@command("putCert", "PUT", "POST", guard=UNSIGNED)
 def put_cert(call: Call) -> Response:
     """SAP's OAC0 "Send certificate": stored inactive until an admin activates it."""
     rt = runtime()
@@ -230,7 +239,7 @@ def put_cert(call: Call) -> Response:
     return _empty(200)
 
 
-@command("create", "PUT")
+@command("create", "PUT", guard=Guard("c", ("docId", "compId", "docProt")))
 def create_single(call: Call) -> Response:
     rt = runtime()
     doc_id, comp_id = call.doc_id(), call.comp_id(required=True)
@@ -316,7 +325,7 @@ def _already_stored(call: Call, doc_id: str, components: list[NewComponent]) -> 
         return existing is not None and documents.holds_identical(existing, components)
 
 
-@command("create", "POST")
+@command("create", "POST", guard=Guard("c", ("docId", "compId", "docProt")))
 def create_multipart(call: Call) -> Response:
     rt = runtime()
     doc_id = call.doc_id()
@@ -327,7 +336,7 @@ def create_multipart(call: Call) -> Response:
     return _empty(201, X_docId=doc_id)
 
 
-@command("mCreate", "POST")
+@command("mCreate", "POST", guard=Guard("c", ("docId", "docProt")))
 def m_create(call: Call) -> Response:
     """Several documents in one body; each is its own transaction (docs/archivelink.md#mcreate).
 
@@ -357,7 +366,7 @@ def m_create(call: Call) -> Response:
     return Response(format_records(records), status=status, mimetype="text/plain")
 
 
-@command("get", "GET", "HEAD")
+@command("get", "GET", "HEAD", guard=Guard("r", ("docId",)))
 def get(call: Call) -> Response:
     rt = runtime()
     with read_scope(rt.sessions) as session:
@@ -394,7 +403,7 @@ def _content(rt: Runtime, session: Session, component: Document, start: int, len
     return chunks
 
 
-@command("info", "GET")
+@command("info", "GET", guard=Guard("r", ("docId",)))
 def info(call: Call) -> Response:
     rt = runtime()
     with read_scope(rt.sessions) as session:
@@ -417,7 +426,7 @@ def info(call: Call) -> Response:
     return response
 
 
-@command("docGet", "GET")
+@command("docGet", "GET", guard=Guard("r", ("docId",)))
 def doc_get(call: Call) -> Response:
     rt = runtime()
     with read_scope(rt.sessions) as session:
@@ -446,7 +455,7 @@ def doc_get(call: Call) -> Response:
     return served_content.protect(response)
 
 
-@command("delete", "GET", "DELETE")
+@command("delete", "GET", "DELETE", guard=Guard("d", ("docId", "compId")))
 def delete(call: Call) -> Response:
     rt = runtime()
     with session_scope(rt.sessions) as session:
@@ -483,7 +492,7 @@ def _put(call: Call, components: list[NewComponent], *, replace_all: bool) -> No
     _finish(outcome)
 
 
-@command("update", "PUT")
+@command("update", "PUT", guard=Guard("u", ("docId", "compId")))
 def update_single(call: Call) -> Response:
     rt = runtime()
     comp_id = call.comp_id(required=True)
@@ -502,7 +511,7 @@ def update_single(call: Call) -> Response:
     return _empty(200)
 
 
-@command("update", "POST")
+@command("update", "POST", guard=Guard("u", ("docId", "compId")))
 def update_multipart(call: Call) -> Response:
     rt = runtime()
     with read_scope(rt.sessions) as session:
@@ -513,7 +522,7 @@ def update_multipart(call: Call) -> Response:
     return _empty(200)
 
 
-@command("append", "PUT")
+@command("append", "PUT", guard=Guard("u", ("docId", "compId")))
 def append(call: Call) -> Response:
     rt = runtime()
     comp_id = call.comp_id(required=True)
@@ -528,7 +537,7 @@ def append(call: Call) -> Response:
     return _empty(200)
 
 
-@command("attrSearch", "GET")
+@command("attrSearch", "GET", guard=Guard("r", ("docId",)))
 def attr_search_command(call: Call) -> Response:
     """Attribute values in a print list: the DAIN lines of its description component (`descr`, or the
     compId given) whose columns hold every value of the pattern; `count;offset;length;…;`."""
@@ -579,7 +588,7 @@ def _search_options(call: Call) -> _SearchOptions:
     )
 
 
-@command("search", "GET")
+@command("search", "GET", guard=Guard("r", ("docId",)))
 def search_command(call: Call) -> Response:
     rt = runtime()
     comp_id = call.comp_id(required=True)

@@ -28,7 +28,7 @@ def authorize(call: Call, command: str) -> None:
     """Raise SignatureError (401) unless the request may proceed. Unsigned commands pass. Uses the
     request's repository lookup; only the modes that need more (a signer's certificates, a document's
     docProt) read anything else."""
-    needed = signatures.ACCESS.get(command)
+    needed = signatures.guard_of(command).access
     if needed is None:
         return  # serverInfo and putCert are never signed
     if not call.req.get("contRep"):

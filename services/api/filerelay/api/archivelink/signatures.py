@@ -27,31 +27,35 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from filerelay.api.archivelink.protocol import ArchiveLinkRequest, ProtocolError, parse_expiration
 
 ALWAYS_SIGNED = ("contRep", "accessMode", "authId", "expiration")
-# Per command: the parameters signed besides ALWAYS_SIGNED (docs/archivelink.md#signatures-seckey).
-SIGNED: dict[str, tuple[str, ...]] = {
-    "info": ("docId",),
-    "get": ("docId",),
-    "docget": ("docId",),
-    "search": ("docId",),
-    "attrsearch": ("docId",),
-    "create": ("docId", "compId", "docProt"),
-    "mcreate": ("docId", "docProt"),
-    "update": ("docId", "compId"),
-    "append": ("docId", "compId"),
-    "delete": ("docId", "compId"),
-}
-ACCESS: dict[str, str] = {
-    "info": "r",
-    "get": "r",
-    "docget": "r",
-    "search": "r",
-    "attrsearch": "r",
-    "create": "c",
-    "mcreate": "c",
-    "update": "u",
-    "append": "u",
-    "delete": "d",
-}
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a command's signature protects, declared where the command is defined
+    (filerelay.api.archivelink.commands.command): the accessMode letter a signed URL must grant (None: the
+    command is never signed, as serverInfo and putCert) and the parameters signed besides ALWAYS_SIGNED
+    (docs/archivelink.md#signatures-seckey)."""
+
+    access: str | None
+    signed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.access is not None and (len(self.access) != 1 or self.access not in "rcud"):
+            raise ValueError(f"access must be one of r, c, u, d (or None: never signed), not {self.access!r}")
+        if self.access is None and self.signed:
+            raise ValueError("a command that is never signed signs no parameters")
+
+
+UNSIGNED = Guard(None)
+# Every command's guard, by lower-case name, as the commands declare them when they are registered.
+GUARDS: dict[str, Guard] = {}
+
+
+def guard_of(command: str) -> Guard:
+    """The command's declared guard; KeyError for a command nobody registered."""
+    return GUARDS[command]
+
+
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "md5": hashes.MD5,
     "sha1": hashes.SHA1,
@@ -74,7 +78,7 @@ class SignatureError(ProtocolError):
 
 def signed_message(req: ArchiveLinkRequest, command: str) -> bytes:
     """The raw values of the signed parameters, in URL order, concatenated (docs/archivelink.md#signatures-seckey)."""
-    names = {n.lower() for n in (*ALWAYS_SIGNED, *SIGNED.get(command, ()))}
+    names = {n.lower() for n in (*ALWAYS_SIGNED, *guard_of(command).signed)}
     return "".join(p.raw for p in req.params if p.name.lower() in names).encode("ascii")
 
 
@@ -113,8 +117,8 @@ def check_fresh(signed: SignedRequest, *, now: dt.datetime, skew_seconds: int) -
 
 
 def check_access(signed: SignedRequest, command: str) -> None:
-    needed = ACCESS[command]
-    if needed not in signed.access_mode:
+    needed = guard_of(command).access
+    if needed is None or needed not in signed.access_mode:
         raise SignatureError(f"accessMode {signed.access_mode!r} does not allow {command} (needs {needed!r})")
 
 
