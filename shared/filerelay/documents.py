@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select
+from sqlalchemy import exists, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
 
@@ -24,6 +24,11 @@ from filerelay.staging import StagedObject
 
 class DocumentExists(Exception):
     pass
+
+
+class StaleConfiguration(Exception):
+    """The workspace's configuration changed after the repository (its wiring, its signature mode) was
+    read: nothing was written; read it again and decide again."""
 
 
 @dataclass(frozen=True)
@@ -155,21 +160,30 @@ def create(
     now: dt.datetime,
 ) -> Outcome:
     """Accept a new SAP document with its components, atomically (the caller's transaction). An
-    existing docId is found by the unique index on insert, not by reading first: DocumentExists.
+    existing docId is found by the unique index on insert, not by reading first: DocumentExists. The
+    first INSERT is made on condition that the workspace's config_version is still the one `repository`
+    was read at, so a snapshot kept between requests never wires a document by an outdated
+    configuration: StaleConfiguration, and nothing written.
 
     The rows are built in memory (the state machine wires the deliveries and rolls the document up on
     them) and written with one plain INSERT per table: this runs for every document SAP sends, and the
     ORM's unit of work (and its bulk INSERT) cost more than the database did."""
     connection = session.connection()
     archives = rows.table(ArchiveDocument)
+    values = {"repository_id": repository.id, "doc_id": doc_id, "doc_prot": doc_prot}
+    values |= {"created_at": now, "updated_at": now}
+    current = exists().where(
+        Workspace.id == repository.workspace_id, Workspace.config_version == repository.config_version
+    )
+    header = select(*(literal(value, archives.c[name].type) for name, value in values.items())).where(current)
     try:
         archive_id = connection.execute(
-            insert(archives)
-            .values(repository_id=repository.id, doc_id=doc_id, doc_prot=doc_prot, created_at=now, updated_at=now)
-            .returning(archives.c.id)
-        ).scalar_one()
+            insert(archives).from_select(list(values), header).returning(archives.c.id)
+        ).scalar_one_or_none()
     except IntegrityError as exc:
         raise DocumentExists(f"document {doc_id} already exists") from exc
+    if archive_id is None:
+        raise StaleConfiguration(f"the configuration of workspace {repository.workspace_id} changed")
     outcome = Outcome()
     for new in components:
         document = _new_document(repository, archive_id, doc_id, new, now)
