@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import exists, insert, literal, select
+from sqlalchemy import Connection, exists, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
+from sqlalchemy.sql.dml import ReturningInsert
 
 from filerelay import repositories
 from filerelay.db import rows
@@ -166,9 +168,8 @@ def create(
     configuration: StaleConfiguration, and nothing written.
 
     The rows are built in memory (the state machine wires the deliveries and rolls the document up on
-    them) and written with one plain INSERT per table: this runs for every document SAP sends, and the
-    ORM's unit of work (and its bulk INSERT) cost more than the database did."""
-    connection = session.connection()
+    them) and written with plain INSERTs (`_write`): this runs for every document SAP sends, and the ORM's
+    unit of work (and its bulk INSERT) cost more than the database did."""
     archives = rows.table(ArchiveDocument)
     values = {"repository_id": repository.id, "doc_id": doc_id, "doc_prot": doc_prot}
     values |= {"created_at": now, "updated_at": now}
@@ -176,21 +177,61 @@ def create(
         Workspace.id == repository.workspace_id, Workspace.config_version == repository.config_version
     )
     header = select(*(literal(value, archives.c[name].type) for name, value in values.items())).where(current)
+    outcome = Outcome()
+    for new in components:
+        # Its archive document's id comes from the header's INSERT (set by _write).
+        document = _new_document(repository, 0, doc_id, new, now)
+        outcome.merge(_wire(document, repository.destinations, now))
+    deliveries = [d for document in outcome.documents for d in document.deliveries]
     try:
-        archive_id = connection.execute(
-            insert(archives).from_select(list(values), header).returning(archives.c.id)
-        ).scalar_one_or_none()
+        archive_id = _write(
+            session.connection(),
+            insert(archives).from_select(list(values), header).returning(archives.c.id),
+            outcome.documents,
+            deliveries,
+        )
     except IntegrityError as exc:
         raise DocumentExists(f"document {doc_id} already exists") from exc
     if archive_id is None:
         raise StaleConfiguration(f"the configuration of workspace {repository.workspace_id} changed")
-    outcome = Outcome()
-    for new in components:
-        document = _new_document(repository, archive_id, doc_id, new, now)
-        outcome.merge(_wire(document, repository.destinations, now))
-    rows.insert_all(connection, Document, outcome.documents)
-    rows.insert_all(connection, Delivery, [d for document in outcome.documents for d in document.deliveries])
     return outcome
+
+
+def _write(
+    connection: Connection, header: ReturningInsert[Any], documents: list[Document], deliveries: list[Delivery]
+) -> int | None:
+    """Insert the archive document (`header`, which returns its id, or nothing when its condition fails),
+    its components and their deliveries; the id, or None and nothing written.
+
+    On PostgreSQL in one statement, one round trip: the header's INSERT and one per row as data-modifying
+    CTEs, which run to completion whether the outer SELECT reads them or not; each row's INSERT selects
+    from the header's, so a header that inserted nothing takes every row with it, and the foreign keys
+    are checked at the end of the statement, when all rows are in. On SQLite (in-process, no round trip)
+    one statement per table."""
+    if connection.dialect.name != "postgresql":
+        archive_id: int | None = connection.execute(header).scalar()
+        if archive_id is not None:
+            for document in documents:
+                document.archive_document_id = archive_id
+            rows.insert_all(connection, Document, documents)
+            rows.insert_all(connection, Delivery, deliveries)
+        return archive_id
+    archive = header.cte("archive")
+    inserts = []
+    for n, instance in enumerate([*documents, *deliveries]):
+        table = rows.table(type(instance))
+        row = rows.inserted(instance)
+        row.pop("archive_document_id", None)
+        selected = select(*(literal(value, table.c[name].type) for name, value in row.items()))
+        names = list(row)
+        if isinstance(instance, Document):
+            selected, names = selected.add_columns(archive.c.id), [*names, "archive_document_id"]
+        inserts.append(insert(table).from_select(names, selected.select_from(archive)).cte(f"row{n}"))
+    archive_id = connection.execute(select(archive.c.id).add_cte(*inserts)).scalar()
+    if archive_id is not None:
+        for document in documents:
+            document.archive_document_id = archive_id
+    return archive_id
 
 
 def put_component(
