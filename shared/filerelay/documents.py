@@ -9,15 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Connection, exists, insert, literal, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
-from sqlalchemy.sql.dml import ReturningInsert
 
-from filerelay import repositories
-from filerelay.db import rows
+from filerelay import document_writes, repositories
 from filerelay.db.models import ArchiveDocument, Delivery, Document, DocumentStatus, Workspace, new_id
 from filerelay.delivery import transitions
 from filerelay.repositories import RepositoryContext, WiredDestination
@@ -168,70 +165,29 @@ def create(
     configuration: StaleConfiguration, and nothing written.
 
     The rows are built in memory (the state machine wires the deliveries and rolls the document up on
-    them) and written with plain INSERTs (`_write`): this runs for every document SAP sends, and the ORM's
-    unit of work (and its bulk INSERT) cost more than the database did."""
-    archives = rows.table(ArchiveDocument)
-    values = {"repository_id": repository.id, "doc_id": doc_id, "doc_prot": doc_prot}
-    values |= {"created_at": now, "updated_at": now}
-    current = exists().where(
-        Workspace.id == repository.workspace_id, Workspace.config_version == repository.config_version
-    )
-    header = select(*(literal(value, archives.c[name].type) for name, value in values.items())).where(current)
+    them) and written with plain INSERTs (filerelay.document_writes): this runs for every document SAP
+    sends, and the ORM's unit of work (and its bulk INSERT) cost more than the database did."""
+    header = {"repository_id": repository.id, "doc_id": doc_id, "doc_prot": doc_prot}
+    header |= {"created_at": now, "updated_at": now}
     outcome = Outcome()
     for new in components:
-        # Its archive document's id comes from the header's INSERT (set by _write).
+        # Its archive document's id comes from the header's INSERT (set by document_writes.write).
         document = _new_document(repository, 0, doc_id, new, now)
         outcome.merge(_wire(document, repository.destinations, now))
-    deliveries = [d for document in outcome.documents for d in document.deliveries]
     try:
-        archive_id = _write(
+        archive_id = document_writes.write(
             session.connection(),
-            insert(archives).from_select(list(values), header).returning(archives.c.id),
-            outcome.documents,
-            deliveries,
+            header,
+            workspace_id=repository.workspace_id,
+            config_version=repository.config_version,
+            documents=outcome.documents,
+            deliveries=[d for document in outcome.documents for d in document.deliveries],
         )
     except IntegrityError as exc:
         raise DocumentExists(f"document {doc_id} already exists") from exc
     if archive_id is None:
         raise StaleConfiguration(f"the configuration of workspace {repository.workspace_id} changed")
     return outcome
-
-
-def _write(
-    connection: Connection, header: ReturningInsert[Any], documents: list[Document], deliveries: list[Delivery]
-) -> int | None:
-    """Insert the archive document (`header`, which returns its id, or nothing when its condition fails),
-    its components and their deliveries; the id, or None and nothing written.
-
-    On PostgreSQL in one statement, one round trip: the header's INSERT and one per row as data-modifying
-    CTEs, which run to completion whether the outer SELECT reads them or not; each row's INSERT selects
-    from the header's, so a header that inserted nothing takes every row with it, and the foreign keys
-    are checked at the end of the statement, when all rows are in. On SQLite (in-process, no round trip)
-    one statement per table."""
-    if connection.dialect.name != "postgresql":
-        archive_id: int | None = connection.execute(header).scalar()
-        if archive_id is not None:
-            for document in documents:
-                document.archive_document_id = archive_id
-            rows.insert_all(connection, Document, documents)
-            rows.insert_all(connection, Delivery, deliveries)
-        return archive_id
-    archive = header.cte("archive")
-    inserts = []
-    for n, instance in enumerate([*documents, *deliveries]):
-        table = rows.table(type(instance))
-        row = rows.inserted(instance)
-        row.pop("archive_document_id", None)
-        selected = select(*(literal(value, table.c[name].type) for name, value in row.items()))
-        names = list(row)
-        if isinstance(instance, Document):
-            selected, names = selected.add_columns(archive.c.id), [*names, "archive_document_id"]
-        inserts.append(insert(table).from_select(names, selected.select_from(archive)).cte(f"row{n}"))
-    archive_id = connection.execute(select(archive.c.id).add_cte(*inserts)).scalar()
-    if archive_id is not None:
-        for document in documents:
-            document.archive_document_id = archive_id
-    return archive_id
 
 
 def put_component(
