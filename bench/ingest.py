@@ -19,7 +19,10 @@ access log on) and gets the same load: wrk, 2 threads, 16 connections, 100 KiB `
 
 Runs are interleaved (A B C A B C ...) and each figure is the median over runs; docs/s counts 201s only.
 CPU ms is the server processes' own CPU time per 201 (gunicorn master + workers; not PostgreSQL or Redis):
-steadier than docs/s when other work shares the machine.
+steadier than docs/s when other work shares the machine. A second table splits each server's CPU per 201
+by process (bench/cpu.py): the server's, PostgreSQL's backends for its database, PostgreSQL's auxiliary
+processes and Redis (these two shared with the rest of the machine), so the budget shows what the
+durable work costs and what FileRelay adds to it.
 Before the load, each server's single-request latency: median of 20 sequential creates on one connection.
 Figures only, no pass/fail; on a busy machine they are noisy (compare ratios, and note `uptime`).
 """
@@ -45,7 +48,7 @@ import psutil
 import redis
 from sqlalchemy import create_engine, text
 
-from bench import reference_app
+from bench import cpu, reference_app
 from tests.support.bench_processes import clean_environ, exit_on_sigterm, filerelay_command, run_command, started
 from tests.support.databases import scratch_database
 from tests.support.processes import free_port
@@ -86,7 +89,12 @@ class Server:
     pid: int
     # How many deliveries (or files) the server has recorded: checked against the 201s it gave.
     stored: Callable[[], int]
+    # The processes whose CPU the window is charged to (bench/cpu.py): the server's, and its database's and
+    # Redis's when it has them.
+    meter: cpu.Meter
     runs: list[dict[str, int]] = field(default_factory=list)
+    # Per run: CPU ms per 201 of each process group.
+    cpu_runs: list[dict[str, float]] = field(default_factory=list)
     idle_ms: float = float("nan")
 
     @property
@@ -97,6 +105,19 @@ class Server:
 def psycopg_conninfo(url: str) -> str:
     # scratch_database speaks SQLAlchemy URLs; psycopg wants the plain libpq form.
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+SERVER_CPU, PG_BACKENDS, PG_AUX, REDIS = "server", "PG backends", "PG aux", "Redis"
+CPU_COLUMNS = (SERVER_CPU, PG_BACKENDS, PG_AUX, REDIS)
+
+
+def meter(pid: int, database_url: str | None = None, redis_url: str | None = None) -> cpu.Meter:
+    groups = {SERVER_CPU: cpu.tree(pid)}
+    if database_url is not None:
+        groups[PG_BACKENDS], groups[PG_AUX] = cpu.postgres(database_url)
+    if redis_url is not None:
+        groups[REDIS] = cpu.redis_server(redis_url)
+    return cpu.Meter(groups)
 
 
 def count_rows(url: str) -> int:
@@ -136,8 +157,10 @@ def reference(key: str, work: Path, database_url: str, redis_url: str) -> Iterat
     env = clean_environ(PYTHONPATH=str(ROOT), REFERENCE_DIR=str(folder / "files"))
     with ExitStack() as stack:
         stored: Callable[[], int] = lambda: sum(1 for _ in (folder / "files").iterdir())  # noqa: E731
+        database: str | None = None
         if key == "pg":
-            conninfo = psycopg_conninfo(stack.enter_context(scratch_database(database_url, prefix="bench_ingest")))
+            database = stack.enter_context(scratch_database(database_url, prefix="bench_ingest"))
+            conninfo = psycopg_conninfo(database)
             reference_app.create_postgres_schema(conninfo)
             env.update(REFERENCE_DATABASE=conninfo, REFERENCE_REDIS=redis_url, REFERENCE_WAKE_KEY=REFERENCE_WAKE_KEY)
             stored = lambda: reference_app.count_postgres(conninfo)  # noqa: E731
@@ -150,7 +173,8 @@ def reference(key: str, work: Path, database_url: str, redis_url: str) -> Iterat
         factory = {"bare": "bare", "pg": "postgres", "sqlite": "sqlite"}[key]
         url = f"http://127.0.0.1:{port}"
         proc = stack.enter_context(started(gunicorn_command(factory, port), env, work / f"{key}.log", ready_url=url))
-        yield Server(key, port, proc.pid, stored)
+        with_redis = redis_url if key == "pg" else None
+        yield Server(key, port, proc.pid, stored, meter(proc.pid, database, with_redis))
 
 
 @contextmanager
@@ -174,7 +198,9 @@ def filerelay_api(key: str, work: Path, database_url: str, redis_url: str) -> It
         args = filerelay_command("api", "--host", "127.0.0.1", "--port", str(port))
         args += ["--workers", str(WORKERS), "--threads", str(THREADS)]
         proc = stack.enter_context(started(args, env, log, ready_url=f"http://127.0.0.1:{port}"))
-        yield Server(key, port, proc.pid, lambda: count_rows(url))
+        on_postgres = key == "filerelay"
+        measured = meter(proc.pid, url if on_postgres else None, redis_url if on_postgres else None)
+        yield Server(key, port, proc.pid, lambda: count_rows(url), measured)
 
 
 def create_path(doc_id: str) -> str:
@@ -215,8 +241,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_wrk(server: Server, tag: str, duration: int) -> dict[str, int]:
-    """One load run; wrk's figures plus the server's CPU time (ms) in `cpu_ms`."""
+    """One load run; wrk's figures plus the server's CPU time (ms) in `cpu_ms`; each process group's CPU ms
+    per 201 in `server.cpu_runs`."""
     cpu_before = cpu_seconds(server.pid)
+    groups_before = server.meter.sample()
     args = [
         "wrk",
         f"-t{WRK_THREADS}",
@@ -240,6 +268,8 @@ def run_wrk(server: Server, tag: str, duration: int) -> dict[str, int]:
     figures = {k: int(v) for k, v in (pair.split("=") for pair in found.group(1).split())}
     # CPU per document is steadier than docs/s on a machine others are using too.
     figures["cpu_ms"] = round((cpu_seconds(server.pid) - cpu_before) * 1000)
+    spent = server.meter.seconds_since(groups_before)
+    server.cpu_runs.append(cpu.per_document(spent, figures["requests"] - figures["non201"]))
     return figures
 
 
@@ -285,6 +315,9 @@ def print_table(servers: list[Server]) -> None:
         for top, bottom in (("filerelay", "pg"), ("embedded", "sqlite"), ("filerelay", "bare"), ("embedded", "bare")):
             if top in by_key and bottom in by_key and by_key[bottom] > 0:
                 print(f"ratio of {unit}, {SERVERS[top]} / {SERVERS[bottom]}: {by_key[top] / by_key[bottom]:.2f}")
+    print()
+    rows = [cpu.median_rows(s.label, s.cpu_runs) for s in servers]
+    print(cpu.table(rows, CPU_COLUMNS, shared=(PG_AUX, REDIS)))
     print(
         "CPU ms = the server's own processes' CPU per 201 (not PostgreSQL's or Redis's).\n"
         f"stored = deliveries (or files) recorded: the 201s + {IDLE_WARMUP + IDLE_SAMPLES} idle creates"

@@ -14,6 +14,12 @@ Starts SeaweedFS (the local S3 server, tests/support/s3server.py), a scratch Pos
 3. boto3 alone puts the same staged files into the same SeaweedFS, one client, C threads, with
    ChecksumSHA256, as the s3 kind does.
 
+Beside the ratios, the CPU each process spent per document (bench/cpu.py): for FileRelay from its first
+delivered document to its last (the worker's start-up left out): the worker (main and pool), PostgreSQL's
+backends for its database and auxiliary processes, Redis and SeaweedFS; for boto3: the benchmark's own
+process (where boto3's threads run) and SeaweedFS. PostgreSQL's auxiliary processes and Redis serve the
+whole machine while measured.
+
 Then, with one worker running (the lowest C) and nothing else to do, 100 documents one after another: the
 time from the 201 (client clock) to delivered_at (the worker's clock; both on this machine), p50/p99.
 Figures only, no pass/fail; on a busy machine they are noisy (compare ratios, and note `uptime`).
@@ -28,11 +34,13 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from botocore.config import Config
 
+from bench import cpu
 from tests.support.bench_processes import exit_on_sigterm
 from tests.support.relay_stack import RelayStack, Staged, median, percentile, relay_stack
 from tests.support.s3server import S3Server, seaweedfs
@@ -46,6 +54,30 @@ LATENCY_WARMUP = 3
 # Generous bounds: a loop that waits on the machine must still end.
 DRAIN_TIMEOUT_PER_DOC = 1.0
 LATENCY_TIMEOUT = 60.0
+RELAYER, PG_BACKENDS, PG_AUX, REDIS, S3 = "relay process", "PG backends", "PG aux", "Redis", "S3 server"
+CPU_COLUMNS = (RELAYER, PG_BACKENDS, PG_AUX, REDIS, S3)
+
+
+class CpuWindow:
+    """Each process group's CPU ms per document over a drain (tests.support.relay_stack.Window)."""
+
+    def __init__(self, groups: dict[str, cpu.Finder]) -> None:
+        self.groups = groups
+        self.meter = cpu.Meter({})
+        self.before: cpu.Sample = {}
+        self.ms_per_doc: dict[str, float] = {}
+
+    def begin(self, worker_pid: int) -> None:
+        self.meter = cpu.Meter({RELAYER: cpu.tree(worker_pid), **self.groups})
+        self.before = self.meter.sample()
+
+    def end(self, documents: int) -> None:
+        self.ms_per_doc = cpu.per_document(self.meter.seconds_since(self.before), documents)
+
+
+def filerelay_groups(stack: RelayStack, s3: S3Server) -> dict[str, cpu.Finder]:
+    backends, aux = cpu.postgres(stack.engine.url.render_as_string(hide_password=False))
+    return {PG_BACKENDS: backends, PG_AUX: aux, REDIS: cpu.redis_server(stack.redis_url), S3: cpu.one(s3.pid)}
 
 
 def body() -> bytes:
@@ -72,9 +104,11 @@ def boto3_client(s3: S3Server, concurrency: int) -> S3Client:
     )
 
 
-def boto3_put_all(s3: S3Server, objects: list[Staged], concurrency: int) -> float:
-    """Put every staged file into the bucket under baseline/…, C at a time; return docs/s."""
+def boto3_put_all(s3: S3Server, objects: list[Staged], concurrency: int) -> tuple[float, dict[str, float]]:
+    """Put every staged file into the bucket under baseline/…, C at a time; return docs/s and the CPU ms per
+    document of this process (boto3's threads) and the S3 server."""
     client = boto3_client(s3, concurrency)
+    meter = cpu.Meter({RELAYER: cpu.itself(), S3: cpu.one(s3.pid)})
 
     def put(item: Staged) -> None:
         with open(item.path, "rb") as data:
@@ -88,13 +122,24 @@ def boto3_put_all(s3: S3Server, objects: list[Staged], concurrency: int) -> floa
                 Metadata={"sha256": item.sha256},
             )
 
+    before = meter.sample()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(put, objects))
-    return len(objects) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return len(objects) / elapsed, cpu.per_document(meter.seconds_since(before), len(objects))
 
 
-def throughput_round(stack: RelayStack, s3: S3Server, documents: int, concurrency: int) -> dict[str, float]:
+@dataclass
+class Round:
+    filerelay: float
+    with_startup: float
+    boto3: float
+    filerelay_cpu: dict[str, float]
+    boto3_cpu: dict[str, float]
+
+
+def throughput_round(stack: RelayStack, s3: S3Server, documents: int, concurrency: int) -> Round:
     prefix = f"C{concurrency}X"
     ids = [f"{prefix}{n:06d}" for n in range(documents)]
     started = time.perf_counter()
@@ -102,15 +147,13 @@ def throughput_round(stack: RelayStack, s3: S3Server, documents: int, concurrenc
     created = time.perf_counter() - started
     waiting = stack.progress(prefix)
     print(f"c={concurrency}: {documents} creates in {created:.1f} s ({documents / created:.0f}/s); waiting: {waiting}")
-    drain, _rss = stack.drain(prefix, documents, concurrency, timeout=30 + DRAIN_TIMEOUT_PER_DOC * documents)
+    window = CpuWindow(filerelay_groups(stack, s3))
+    timeout = 30 + DRAIN_TIMEOUT_PER_DOC * documents
+    drain, _rss = stack.drain(prefix, documents, concurrency, timeout=timeout, window=window)
     objects = stack.staged(prefix)
-    baseline = boto3_put_all(s3, objects, concurrency)
+    baseline, baseline_cpu = boto3_put_all(s3, objects, concurrency)
     print(f"c={concurrency}: FileRelay {drain.docs_per_second:.1f} docs/s, boto3 {baseline:.1f} docs/s")
-    return {
-        "filerelay": drain.docs_per_second,
-        "with_startup": drain.count / drain.since_launch_s,
-        "boto3": baseline,
-    }
+    return Round(drain.docs_per_second, drain.count / drain.since_launch_s, baseline, window.ms_per_doc, baseline_cpu)
 
 
 def latency_run(stack: RelayStack, documents: int, concurrency: int) -> list[float]:
@@ -132,12 +175,18 @@ def latency_run(stack: RelayStack, documents: int, concurrency: int) -> list[flo
     return latencies
 
 
-def print_table(rounds: dict[int, dict[str, float]], latencies: list[float], concurrency: int) -> None:
+def print_table(rounds: dict[int, Round], latencies: list[float], concurrency: int) -> None:
     print()
     print(f"{'concurrency':>11} {'FileRelay docs/s':>17} {'incl. start-up':>15} {'boto3 docs/s':>13} {'ratio':>6}")
     for c, r in rounds.items():
-        ratio = r["filerelay"] / r["boto3"] if r["boto3"] else float("nan")
-        print(f"{c:11d} {r['filerelay']:17.1f} {r['with_startup']:15.1f} {r['boto3']:13.1f} {ratio:6.2f}")
+        ratio = r.filerelay / r.boto3 if r.boto3 else float("nan")
+        print(f"{c:11d} {r.filerelay:17.1f} {r.with_startup:15.1f} {r.boto3:13.1f} {ratio:6.2f}")
+    print()
+    rows = []
+    for c, r in rounds.items():
+        rows += [cpu.Row(f"FileRelay c={c}", r.filerelay_cpu), cpu.Row(f"boto3 c={c}", r.boto3_cpu)]
+    print(cpu.table(rows, CPU_COLUMNS, shared=(PG_AUX, REDIS)))
+    print("relay process: FileRelay's worker (main and pool processes); for boto3, the benchmark's own process")
     print()
     print(
         f"201 -> delivered, {len(latencies)} sequential documents, one worker (--concurrency {concurrency}): "

@@ -100,18 +100,10 @@ def _drop_oldest_pending(session: Session, *, repository_id: int) -> None:
     session.flush()
 
 
-def trusted(session: Session, *, repository_id: int, auth_id: str, now: dt.datetime) -> list[bytes]:
-    """DER of the active, currently valid certificates for this repository and signer."""
-    rows = session.scalars(
-        select(Certificate).where(
-            Certificate.repository_id == repository_id,
-            Certificate.auth_id == auth_id,
-            Certificate.active.is_(True),
-            Certificate.not_before <= now,
-            Certificate.not_after >= now,
-        )
-    )
-    return [row.der for row in rows]
+def trusted(repository: RepositoryContext, *, auth_id: str, now: dt.datetime) -> list[bytes]:
+    """DER of the repository's active certificates for this signer that are valid now (the active ones
+    come with the repository's snapshot; their validity is a matter of the request's time)."""
+    return [c.der for c in repository.certificates if c.auth_id == auth_id and c.not_before <= now <= c.not_after]
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,11 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
 
-from filerelay import repositories
-from filerelay.db import rows
+from filerelay import document_writes, repositories
 from filerelay.db.models import ArchiveDocument, Delivery, Document, DocumentStatus, Workspace, new_id
 from filerelay.delivery import transitions
 from filerelay.repositories import RepositoryContext, WiredDestination
@@ -24,6 +23,11 @@ from filerelay.staging import StagedObject
 
 class DocumentExists(Exception):
     pass
+
+
+class StaleConfiguration(Exception):
+    """The workspace's configuration changed after the repository (its wiring, its signature mode) was
+    read: nothing was written; read it again and decide again."""
 
 
 @dataclass(frozen=True)
@@ -155,27 +159,34 @@ def create(
     now: dt.datetime,
 ) -> Outcome:
     """Accept a new SAP document with its components, atomically (the caller's transaction). An
-    existing docId is found by the unique index on insert, not by reading first: DocumentExists.
+    existing docId is found by the unique index on insert, not by reading first: DocumentExists. The
+    first INSERT is made on condition that the workspace's config_version is still the one `repository`
+    was read at, so a snapshot kept between requests never wires a document by an outdated
+    configuration: StaleConfiguration, and nothing written.
 
     The rows are built in memory (the state machine wires the deliveries and rolls the document up on
-    them) and written with one plain INSERT per table: this runs for every document SAP sends, and the
-    ORM's unit of work (and its bulk INSERT) cost more than the database did."""
-    connection = session.connection()
-    archives = rows.table(ArchiveDocument)
-    try:
-        archive_id = connection.execute(
-            insert(archives)
-            .values(repository_id=repository.id, doc_id=doc_id, doc_prot=doc_prot, created_at=now, updated_at=now)
-            .returning(archives.c.id)
-        ).scalar_one()
-    except IntegrityError as exc:
-        raise DocumentExists(f"document {doc_id} already exists") from exc
+    them) and written with plain INSERTs (filerelay.document_writes): this runs for every document SAP
+    sends, and the ORM's unit of work (and its bulk INSERT) cost more than the database did."""
+    header = {"repository_id": repository.id, "doc_id": doc_id, "doc_prot": doc_prot}
+    header |= {"created_at": now, "updated_at": now}
     outcome = Outcome()
     for new in components:
-        document = _new_document(repository, archive_id, doc_id, new, now)
+        # Its archive document's id comes from the header's INSERT (set by document_writes.write).
+        document = _new_document(repository, 0, doc_id, new, now)
         outcome.merge(_wire(document, repository.destinations, now))
-    rows.insert_all(connection, Document, outcome.documents)
-    rows.insert_all(connection, Delivery, [d for document in outcome.documents for d in document.deliveries])
+    try:
+        archive_id = document_writes.write(
+            session.connection(),
+            header,
+            workspace_id=repository.workspace_id,
+            config_version=repository.config_version,
+            documents=outcome.documents,
+            deliveries=[d for document in outcome.documents for d in document.deliveries],
+        )
+    except IntegrityError as exc:
+        raise DocumentExists(f"document {doc_id} already exists") from exc
+    if archive_id is None:
+        raise StaleConfiguration(f"the configuration of workspace {repository.workspace_id} changed")
     return outcome
 
 

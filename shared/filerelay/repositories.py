@@ -1,19 +1,22 @@
-"""A content repository as an ArchiveLink request needs it, from one query.
+"""A content repository as an ArchiveLink request needs it: the workspace's repositories from two queries.
 
-The workspace, the repository, its signature mode and its wiring (each wired destination with the
-retry policy that applies to it) come back in one round trip, before a body is read. The snapshot is
-plain data: it holds no session and no connection while a (possibly 2 GiB) body streams, and it never
-expires after a failed flush. A configuration change is seen by the next request: nothing is cached.
+The workspace (its config_version first), each repository, its signature mode and its wiring (each wired
+destination with the retry policy that applies to it) come back in one round trip, the active
+certificates of its repositories in a second. The result is plain data: it holds no session and no
+connection while a (possibly 2 GiB) body streams, and it never expires after a failed flush. Processes
+keep it between requests (filerelay.workspace_snapshot), checked against the version before use.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
-from filerelay.db.models import Destination, Repository, Route, SignatureMode, Workspace
+from filerelay.db.models import Certificate, Destination, Repository, Route, SignatureMode, Workspace
 from filerelay.delivery.rules import RetryPolicy
 
 
@@ -26,6 +29,16 @@ class WiredDestination:
 
 
 @dataclass(frozen=True)
+class TrustedCertificate:
+    """An active certificate of the repository; whether it is valid is decided at each request."""
+
+    auth_id: str
+    der: bytes
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+@dataclass(frozen=True)
 class RepositoryContext:
     workspace_id: int
     id: int  # the repository's row id
@@ -34,6 +47,10 @@ class RepositoryContext:
     signature: SignatureMode
     # Enabled destinations wired to the repository, in row-id order.
     destinations: tuple[WiredDestination, ...]
+    # The workspace's config_version this was read at: a write that relies on it is made on condition
+    # that the version has not moved since (filerelay.documents.create).
+    config_version: int
+    certificates: tuple[TrustedCertificate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,9 +61,10 @@ class Lookup:
     repository: RepositoryContext | None
 
 
-_LOOKUP = (
+_LOAD = (
     select(
         Workspace.id,
+        Workspace.config_version,
         Workspace.max_retries,
         Workspace.retry_ttl_seconds,
         Workspace.backoff_base_seconds,
@@ -62,40 +80,69 @@ _LOOKUP = (
         Destination.retry_ttl_seconds,
     )
     .select_from(Workspace)
-    .outerjoin(Repository, and_(Repository.workspace_id == Workspace.id, Repository.repo_id == bindparam("repo_id")))
+    .outerjoin(Repository, Repository.workspace_id == Workspace.id)
     .outerjoin(Route, Route.repository_id == Repository.id)
     .outerjoin(Destination, and_(Destination.id == Route.destination_id, Destination.enabled.is_(True)))
     .where(Workspace.owner_slug == bindparam("owner"), Workspace.slug == bindparam("slug"))
-    .order_by(Destination.id)
+    .order_by(Repository.id, Destination.id)
+)
+_CERTIFICATES = (
+    select(
+        Certificate.repository_id,
+        Certificate.auth_id,
+        Certificate.der,
+        Certificate.not_before,
+        Certificate.not_after,
+    )
+    .join(Repository, Repository.id == Certificate.repository_id)
+    .where(Repository.workspace_id == bindparam("workspace_id"), Certificate.active.is_(True))
+    .order_by(Certificate.id)
 )
 
 
-def lookup(session: Session, *, owner: str, slug: str, repo_id: str) -> Lookup:
-    # Plain columns, not entities: this runs on every request, and building ORM objects for a snapshot
-    # that is thrown away at the end of it costs more than the query.
-    rows = session.execute(_LOOKUP, {"owner": owner, "slug": slug, "repo_id": repo_id}).all()
+def load_workspace(session: Session, *, owner: str, slug: str) -> tuple[int, int, list[RepositoryContext]] | None:
+    """The workspace's id, its config_version and every repository in it; None without the workspace."""
+    # Plain columns, not entities: building ORM objects for plain data costs more than the query.
+    rows = session.execute(_LOAD, {"owner": owner, "slug": slug}).all()
     if not rows:
-        return Lookup(None, None)
-    first = rows[0]
-    if first[5] is None:
-        return Lookup(first[0], None)
+        return None
+    workspace_id, version = rows[0][0], rows[0][1]
     retry = RetryPolicy(
-        max_retries=first[1], ttl_seconds=first[2], backoff_base_seconds=first[3], backoff_max_seconds=first[4]
+        max_retries=rows[0][2], ttl_seconds=rows[0][3], backoff_base_seconds=rows[0][4], backoff_max_seconds=rows[0][5]
     )
-    wired = tuple(
-        WiredDestination(row[9], row[10], row[11], retry.overridden(row[12], row[13]))
-        for row in rows
-        if row[9] is not None
-    )
-    context = RepositoryContext(
-        workspace_id=first[0],
-        id=first[5],
-        repo_id=first[6],
-        description=first[7],
-        signature=SignatureMode(first[8]),
-        destinations=wired,
-    )
-    return Lookup(first[0], context)
+    trusted: dict[int, list[TrustedCertificate]] = {}
+    if rows[0][6] is not None:
+        for cert in session.execute(_CERTIFICATES, {"workspace_id": workspace_id}):
+            trusted.setdefault(cert[0], []).append(TrustedCertificate(cert[1], cert[2], cert[3], cert[4]))
+    contexts: list[RepositoryContext] = []
+    # Rows come ordered by repository: one context per run of rows.
+    for repository_id, repo_rows in itertools.groupby((r for r in rows if r[6] is not None), key=lambda r: r[6]):
+        run = list(repo_rows)
+        wired = tuple(
+            WiredDestination(r[10], r[11], r[12], retry.overridden(r[13], r[14])) for r in run if r[10] is not None
+        )
+        contexts.append(
+            RepositoryContext(
+                workspace_id=workspace_id,
+                id=repository_id,
+                repo_id=run[0][7],
+                description=run[0][8],
+                signature=SignatureMode(run[0][9]),
+                destinations=wired,
+                config_version=version,
+                certificates=tuple(trusted.get(repository_id, ())),
+            )
+        )
+    return workspace_id, version, contexts
+
+
+def lookup(session: Session, *, owner: str, slug: str, repo_id: str) -> Lookup:
+    """Straight from the database (processes serving requests keep snapshots: filerelay.workspace_snapshot)."""
+    loaded = load_workspace(session, owner=owner, slug=slug)
+    if loaded is None:
+        return Lookup(None, None)
+    workspace_id, _, contexts = loaded
+    return Lookup(workspace_id, next((c for c in contexts if c.repo_id == repo_id), None))
 
 
 def find(session: Session, *, owner: str, slug: str, repo_id: str) -> RepositoryContext | None:

@@ -14,6 +14,7 @@ from filerelay.file_links import FileLinks
 from filerelay.queue import Enqueuer, make_producer
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
+from filerelay.workspace_snapshot import Snapshots
 
 
 @dataclass
@@ -27,10 +28,13 @@ class Runtime:
     # Destination clients, reused across deliveries (and threads) of this process.
     clients: Clients = field(init=False)
     links: FileLinks = field(init=False)
+    # What ArchiveLink requests read of each workspace's configuration, kept between requests.
+    snapshots: Snapshots = field(init=False)
 
     def __post_init__(self) -> None:
         self.clients = Clients(self.settings.policy)
         self.links = FileLinks(self.settings)
+        self.snapshots = Snapshots(self.sessions)
 
     def close(self) -> None:
         self.engine.dispose()

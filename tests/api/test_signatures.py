@@ -20,8 +20,10 @@ from sqlalchemy import select
 
 from filerelay import certificates, documents
 from filerelay.api.archivelink import commands, signatures
+from filerelay.audit import CLI_ACTOR
 from filerelay.db.models import ArchiveDocument, Document
 from filerelay.db.session import session_scope
+from filerelay.operations import Transaction, configuration
 from filerelay.runtime import Runtime
 from tests.api.test_archivelink import broker_messages, staged_files
 from tests.support.policy import LOOPBACK
@@ -83,16 +85,13 @@ def client(server: str, runtime: Runtime, repo: str, signer: Signer | None, **op
 
 
 def set_active(runtime: Runtime, repo: str, signer: Signer, *, active: bool = True) -> None:
+    """What `filerelay certs activate` (or `revoke`) does: through the audited operations layer."""
     with session_scope(runtime.sessions) as session:
         workspace = documents.find_workspace(session, owner="acme", slug="production")
         assert workspace is not None
-        certificates.set_active(
-            session,
-            workspace_id=workspace.id,
-            repo_id=repo,
-            fingerprint_=signer.fingerprint,
-            active=active,
-            now=runtime.clock.now(),
+        tx = Transaction(session=session, actor=CLI_ACTOR, now=runtime.clock.now())
+        configuration.set_certificate(
+            tx, workspace_id=workspace.id, repo_id=repo, fingerprint=signer.fingerprint, active=active
         )
 
 
@@ -241,6 +240,19 @@ def test_activation_lifecycle_received_active_revoked(server: str, configured: R
     revoked = sap.get(DOC)
     assert revoked.status == 401
     assert PDF not in revoked.body
+
+
+def test_revoking_and_activating_govern_the_next_signed_create(world: World) -> None:
+    """A create relies on the process's snapshot of the repository's certificates until its INSERT finds
+    the configuration changed: a revoked signer is then refused with nothing kept, its body unstaged."""
+    sap = world.client(world.trusted)
+    assert sap.create("KEPT1", "data", PDF).status == 201
+    set_active(world.runtime, "S1", world.trusted, active=False)
+    before = snapshot(world.runtime)
+    assert sap.create("REFUSED", "data", PDF).status == 401
+    assert snapshot(world.runtime) == before
+    set_active(world.runtime, "S1", world.trusted)
+    assert sap.create("KEPT2", "data", PDF).status == 201
 
 
 # --- every command, signed ---------------------------------------------------------------------

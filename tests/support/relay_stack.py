@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 import redis
@@ -103,6 +104,14 @@ class Drain:
         return self.count / self.since_first_attempt_s if self.since_first_attempt_s > 0 else float("nan")
 
 
+class Window(Protocol):
+    """Measures a drain once the worker is delivering (its start-up left out): what it spent per document."""
+
+    def begin(self, worker_pid: int) -> None: ...
+
+    def end(self, documents: int) -> None: ...
+
+
 class RelayStack:
     def __init__(self, work: Path, env: dict[str, str], engine: Engine, api_port: int, redis_url: str) -> None:
         self.work = work
@@ -165,12 +174,21 @@ class RelayStack:
             time.sleep(0.1)
         raise TimeoutError(f"not all {count} deliveries done within {timeout} s: {self.progress(prefix)}")
 
-    def drain(self, prefix: str, count: int, concurrency: int, timeout: float) -> tuple[Drain, dict[str, float]]:
+    def drain(
+        self, prefix: str, count: int, concurrency: int, timeout: float, window: Window | None = None
+    ) -> tuple[Drain, dict[str, float]]:
         """Start a worker on `count` waiting deliveries, time it until all are delivered; also return the
-        peak RSS (MiB) of each of its processes ("main", "pool 1", …), read before it stops."""
+        peak RSS (MiB) of each of its processes ("main", "pool 1", …), read before it stops. A `window`
+        runs from the first delivered document to the last."""
         with self.worker(concurrency, f"{prefix}-c{concurrency}") as proc:
             launched = time.monotonic()
+            if window is not None:
+                self.wait_delivered(prefix, 1, timeout, proc)
+                window.begin(proc.pid)
+                first = self.progress(prefix).get("delivered", 0)
             done = self.wait_delivered(prefix, count, timeout, proc)
+            if window is not None:
+                window.end(count - first)
             rss = worker_rss(proc)
         with self.engine.connect() as conn:
             first, last, n = conn.execute(WINDOW, {"prefix": f"{prefix}%"}).one()

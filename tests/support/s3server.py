@@ -35,6 +35,7 @@ class S3Server:
     endpoint: str
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
+    pid: int | None = None  # the server's process, for benchmarks that measure its CPU
 
     def client(self) -> S3Client:
         return boto3.client(
@@ -94,7 +95,7 @@ def seaweedfs(workdir: Path) -> Iterator[S3Server]:
     (workdir / "data").mkdir(exist_ok=True)
     log = open(workdir / "weed.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = S3Server(endpoint=f"http://127.0.0.1:{ports['s3']}")
+    server = S3Server(endpoint=f"http://127.0.0.1:{ports['s3']}", pid=proc.pid)
     try:
         _wait(server, proc, workdir)
         yield server

@@ -90,6 +90,9 @@ class Workspace(Base):
     backoff_base_seconds: Mapped[int] = mapped_column(Integer, default=30)
     backoff_max_seconds: Mapped[int] = mapped_column(Integer, default=3600)
     created_at: Mapped[dt.datetime]
+    # Bumped in the transaction of every configuration change (filerelay.operations): a process's snapshot
+    # of the configuration (filerelay.workspace_snapshot) is current while this has not moved.
+    config_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     repositories: Mapped[list[Repository]] = relationship(back_populates="workspace")
     destinations: Mapped[list[Destination]] = relationship(back_populates="workspace")

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from filerelay import audit
+from filerelay import audit, workspace_snapshot
 from filerelay.audit import Actor
 from filerelay.clock import Clock
 from filerelay.db.session import session_scope
@@ -42,6 +42,8 @@ class Transaction:
     actor: Actor
     now: dt.datetime
     wakes: list[Wake] = field(default_factory=list)
+    # Workspaces whose config_version this transaction has moved (once each is enough).
+    moved: set[int] = field(default_factory=set)
 
     def audit(
         self,
@@ -52,6 +54,11 @@ class Transaction:
         changes: Mapping[str, Any] | None = None,
         **detail: Any,
     ) -> None:
+        """Record the change; one that alters what ArchiveLink requests read of the workspace also moves its
+        config_version, so every process's snapshot of it is out of date once this commits."""
+        if action in workspace_snapshot.SNAPSHOT_ACTIONS and workspace_id not in self.moved:
+            workspace_snapshot.moved(self.session, workspace_id=workspace_id)
+            self.moved.add(workspace_id)
         audit.record(
             self.session,
             workspace_id=workspace_id,

@@ -12,8 +12,9 @@ from typing import BinaryIO
 from flask import Response, request
 from sqlalchemy.orm import Session
 
-from filerelay import certificates, content, documents, metrics, repositories
+from filerelay import certificates, content, documents, metrics
 from filerelay.api import served_content
+from filerelay.api.archivelink import security
 from filerelay.api.archivelink.multipart import MultipartWriter
 from filerelay.api.archivelink.protocol import (
     ArchiveLinkRequest,
@@ -41,8 +42,8 @@ from filerelay.api.archivelink.upload import MAX_ID_LENGTH, StagedParts, new_com
 from filerelay.api.context import runtime
 from filerelay.content import open_content
 from filerelay.db.models import ArchiveDocument, Document, new_id
-from filerelay.db.session import DISCONNECT_TRIES, dropped, read_again_if_dropped, read_scope, session_scope
-from filerelay.documents import DocumentExists, NewComponent, Outcome
+from filerelay.db.session import DISCONNECT_TRIES, dropped, read_scope, session_scope
+from filerelay.documents import DocumentExists, NewComponent, Outcome, StaleConfiguration
 from filerelay.logs import log_context
 from filerelay.repositories import Lookup, RepositoryContext
 from filerelay.runtime import Runtime
@@ -56,13 +57,22 @@ SERVER_VENDOR = "FileRelay"
 SERVER_VERSION = "0.1.0"
 
 
+# The commands whose one write is made on condition that the workspace's configuration has not moved since
+# the snapshot the request used (filerelay.documents.create): they need not check it beforehand.
+CHECKED_BY_THEIR_WRITE = frozenset({"create", "mcreate"})
+# How often a create whose snapshot went out of date under it is tried again with a fresh one.
+STALE_TRIES = 5
+
+
 @dataclass
 class Call:
     owner: str
     slug: str
     req: ArchiveLinkRequest
     p_version: str
+    command: str = ""  # lower case
     _lookup: Lookup | None = field(default=None, repr=False)
+    _checked: bool = field(default=False, repr=False)
 
     def cont_rep(self) -> str:
         return validate_id("contRep", self.req.require("contRep"), 32)
@@ -79,15 +89,33 @@ class Call:
         return validate_id("compId", value, MAX_ID_LENGTH)
 
     def lookup(self) -> Lookup:
-        """The workspace and repository this request names: one query, the request's first, made once
-        (the security check and the handler share it) and before any body is read."""
+        """The workspace and repository this request names, from the process's snapshot of the workspace's
+        configuration (filerelay.workspace_snapshot), found once (the security check and the handler share
+        it) and before any body is read. The snapshot's version is checked by one small query first; a
+        create skips that when the snapshot knows the repository, as its INSERT checks the version."""
         if self._lookup is None:
             repo_id = self.cont_rep()
-            self._lookup = read_again_if_dropped(
-                runtime().sessions,
-                lambda session: repositories.lookup(session, owner=self.owner, slug=self.slug, repo_id=repo_id),
-            )
+            snapshots = runtime().snapshots
+            cached = snapshots.cached(self.owner, self.slug)
+            if self.command in CHECKED_BY_THEIR_WRITE and cached is not None and repo_id in cached.repositories:
+                self._lookup, self._checked = cached.lookup(repo_id), False
+            else:
+                current = snapshots.current(self.owner, self.slug)
+                self._lookup = current.lookup(repo_id) if current else Lookup(None, None)
+                self._checked = True
         return self._lookup
+
+    def checked(self) -> bool:
+        """Whether the repository found was checked against the database's version (a refusal may rest
+        only on a checked one)."""
+        self.lookup()
+        return self._checked
+
+    def refresh(self) -> None:
+        """Read the configuration again: the snapshot went out of date under this request."""
+        current = runtime().snapshots.reload(self.owner, self.slug)
+        self._lookup = current.lookup(self.cont_rep()) if current else Lookup(None, None)
+        self._checked = True
 
     def repository(self) -> RepositoryContext:
         found = self.lookup()
@@ -257,7 +285,8 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
     document was stored after all (its COMMIT went through, its answer did not)."""
     rt = runtime()
     with log_context(repo_id=call.req.get("contRep"), doc_id=doc_id):
-        for attempt in range(1, DISCONNECT_TRIES + 1):
+        attempt, stale = 1, 0
+        while True:
             try:
                 with session_scope(rt.sessions) as session:
                     outcome = documents.create(
@@ -268,6 +297,12 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
                         components=components,
                         now=rt.clock.now(),
                     )
+            except StaleConfiguration:
+                # The configuration changed since the snapshot this request used: nothing was written. The
+                # fresh one decides again, from the security check on (the body is staged by now).
+                stale += 1
+                _recheck(call, components, give_up=stale >= STALE_TRIES)
+                continue
             except DocumentExists as exc:
                 _unstage(components)
                 if _already_stored(call, doc_id, components):
@@ -282,6 +317,7 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
                     # The database went away under the transaction (a restart) and kept nothing of it:
                     # the bytes are staged, so the rows can go in again instead of SAP getting a 500.
                     log.warning("the database dropped the connection before the create committed; again")
+                    attempt += 1
                     continue
                 if committed is not True:
                     if committed is False:
@@ -295,6 +331,21 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
             with log_context(document_id=accepted.id):
                 log.info("accepted component %s: %d bytes", accepted.comp_id, accepted.size_bytes)
         _finish(outcome)
+
+
+def _recheck(call: Call, components: list[NewComponent], *, give_up: bool) -> None:
+    """After a create found its snapshot out of date: reload it and run the checks made before the body
+    was read (the repository still there, the signature still good) on the fresh one; a refusal now
+    unstages the body. Gives up (503) if the configuration keeps changing under the request."""
+    try:
+        if give_up:
+            raise ProtocolError("the repository's configuration keeps changing; send the document again", status=503)
+        call.refresh()
+        call.repository()
+        security.authorize(call, call.command)
+    except BaseException:
+        _unstage(components)
+        raise
 
 
 def _unstage(components: list[NewComponent]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flask import request
-from sqlalchemy.orm import Session
 
 from filerelay import certificates, documents
 from filerelay.api.archivelink import signatures
@@ -26,8 +25,19 @@ DEFAULT_DOC_PROT = "rcud"
 
 def authorize(call: Call, command: str) -> None:
     """Raise SignatureError (401) unless the request may proceed. Unsigned commands pass. Uses the
-    request's repository lookup; only the modes that need more (a signer's certificates, a document's
-    docProt) read anything else."""
+    request's repository (its signature mode and certificates); only `optional` mode reads anything else
+    (the document's docProt). A refusal is never made on an unchecked snapshot (a create's, whose INSERT
+    checks it later): the configuration is read again and decides."""
+    try:
+        _authorize(call, command)
+    except signatures.SignatureError:
+        if call.checked():
+            raise
+        call.refresh()
+        _authorize(call, command)
+
+
+def _authorize(call: Call, command: str) -> None:
     needed = signatures.guard_of(command).access
     if needed is None:
         return  # serverInfo and putCert are never signed
@@ -42,23 +52,23 @@ def authorize(call: Call, command: str) -> None:
         return
     rt = runtime()
     now = rt.clock.now()
-    with read_scope(rt.sessions) as session:
-        if signed is None:
-            if mode is SignatureMode.REQUIRED or _protected(session, repository, call.req, needed):
-                raise signatures.SignatureError(f"repository {repository.repo_id} accepts only signed URLs (secKey)")
-            return
-        signatures.check_fresh(signed, now=now, skew_seconds=rt.settings.signature_clock_skew_seconds)
-        signatures.check_access(signed, command)
-        trusted = certificates.trusted(session, repository_id=repository.id, auth_id=signed.auth_id, now=now)
+    if signed is None:
+        if mode is SignatureMode.REQUIRED or _protected(repository, call.req, needed):
+            raise signatures.SignatureError(f"repository {repository.repo_id} accepts only signed URLs (secKey)")
+        return
+    signatures.check_fresh(signed, now=now, skew_seconds=rt.settings.signature_clock_skew_seconds)
+    signatures.check_access(signed, command)
+    trusted = certificates.trusted(repository, auth_id=signed.auth_id, now=now)
     signatures.verify(call.req, command, signed, trusted)
 
 
-def _protected(session: Session, repository: RepositoryContext, req: ArchiveLinkRequest, letter: str) -> bool:
+def _protected(repository: RepositoryContext, req: ArchiveLinkRequest, letter: str) -> bool:
     """`optional` mode: a signature is needed where the document's docProt protects the operation."""
     doc_id = req.get("docId")
     if not doc_id:
         return False
-    document = documents.find_document(session, repository=repository, doc_id=doc_id)
+    with read_scope(runtime().sessions) as session:
+        document = documents.find_document(session, repository=repository, doc_id=doc_id)
     if document is None:
         return False
     # Without docProt the server default applies, and that default protects everything

@@ -52,7 +52,7 @@ def endpoint(owner: str, slug: str) -> ResponseReturnValue:
             # The specification leaves the html layout open; answering ascii to a client that asked for
             # html would hand it a layout it does not parse.
             raise ProtocolError(f"resultAs={result_as} is not supported; FileRelay answers resultAs=ascii")
-        call = commands.Call(owner=owner, slug=slug, req=req, p_version=p_version)
+        call = commands.Call(owner=owner, slug=slug, req=req, p_version=p_version, command=command)
         security.authorize(call, command)
         response = handler(call)
     except ProtocolError as exc:
