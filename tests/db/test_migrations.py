@@ -70,8 +70,8 @@ def empty_database(tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'migrated.db'}"
 
 
-def _plaintext_destination_at_0007(url: str) -> None:
-    upgrade(url, "0007")
+def _plaintext_destination_at_0007(url: str, revision: str = "0007") -> None:
+    upgrade(url, revision)
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -218,3 +218,48 @@ def test_audit_entries_written_before_0009_still_read(empty_database: str, tmp_p
     assert row == ("ops", None, "console", {})
     assert shaped["actor"] == {"name": "ops", "key_prefix": None}
     assert (shaped["channel"], shaped["changes"], shaped["detail"]) == ("console", {}, {})
+
+
+_REPOSITORIES = sa.table(
+    "repositories",
+    *(sa.column(name, sa.Integer) for name in ("id", "workspace_id")),
+    *(sa.column(name, sa.String) for name in ("repo_id", "description", "signature")),
+    sa.column("created_at", UTCDateTime()),
+)
+_ROUTES = sa.table("routes", sa.column("repository_id", sa.Integer), sa.column("destination_id", sa.Integer))
+
+
+def test_an_upgrade_through_the_batch_migrations_keeps_the_rows_that_point_at_the_copied_tables(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """On SQLite a batch migration copies a table and drops the old one: with foreign keys on, the drop
+    cascaded and deleted every route of the destinations 0006 copied."""
+    url = empty_database
+    _plaintext_destination_at_0007(url, "0005")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            _REPOSITORIES.insert().values(
+                id=1,
+                workspace_id=1,
+                repo_id="Z1",
+                description="Invoices",
+                signature="none",
+                created_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+            )
+        )
+        conn.execute(
+            _ROUTES.insert(), [{"repository_id": 1, "destination_id": 1}, {"repository_id": 1, "destination_id": 2}]
+        )
+    engine.dispose()
+    settings = Settings.from_env(
+        {"FILERELAY_HOME": str(tmp_path / "home"), "FILERELAY_DATABASE_URL": url, "FILERELAY_ENCRYPTION_KEYS": KEY}
+    )
+
+    upgrade(url, "head", settings=settings)
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(_ROUTES)).scalar_one() == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(_DESTINATIONS)).scalar_one() == 2
+    engine.dispose()
