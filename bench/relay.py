@@ -139,7 +139,7 @@ class Round:
     boto3_cpu: dict[str, float]
 
 
-def throughput_round(stack: RelayStack, s3: S3Server, documents: int, concurrency: int) -> Round:
+def throughput_round(stack: RelayStack, s3: S3Server, documents: int, concurrency: int, processes: int) -> Round:
     prefix = f"C{concurrency}X"
     ids = [f"{prefix}{n:06d}" for n in range(documents)]
     started = time.perf_counter()
@@ -149,7 +149,9 @@ def throughput_round(stack: RelayStack, s3: S3Server, documents: int, concurrenc
     print(f"c={concurrency}: {documents} creates in {created:.1f} s ({documents / created:.0f}/s); waiting: {waiting}")
     window = CpuWindow(filerelay_groups(stack, s3))
     timeout = 30 + DRAIN_TIMEOUT_PER_DOC * documents
-    drain, _rss = stack.drain(prefix, documents, concurrency, timeout=timeout, window=window)
+    # C uploads in flight in all, as boto3's C threads: spread over the worker's processes.
+    per_process = max(1, -(-concurrency // processes))
+    drain, _rss = stack.drain(prefix, documents, per_process, timeout=timeout, window=window, processes=processes)
     objects = stack.staged(prefix)
     baseline, baseline_cpu = boto3_put_all(s3, objects, concurrency)
     print(f"c={concurrency}: FileRelay {drain.docs_per_second:.1f} docs/s, boto3 {baseline:.1f} docs/s")
@@ -201,6 +203,12 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=1500, help="waiting deliveries per concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[2, 4], help="worker --concurrency values")
     parser.add_argument("--latency-documents", type=int, default=100)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core, as `filerelay worker`); each runs C/P uploads at once",
+    )
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--workdir", default=None, help="where the servers keep their files (default: a temp dir)")
@@ -210,7 +218,8 @@ def main() -> None:
         work = Path(tmp)
         s3 = stack.enter_context(seaweedfs(work / "seaweedfs"))
         relay = stack.enter_context(relay_stack(work, s3, s3.endpoint, BUCKET, args.database_url, args.redis_url))
-        rounds = {c: throughput_round(relay, s3, args.documents, c) for c in args.concurrency}
+        print(f"worker: {args.processes} processes; concurrency C = uploads in flight in all (C/P per process)")
+        rounds = {c: throughput_round(relay, s3, args.documents, c, args.processes) for c in args.concurrency}
         latencies = latency_run(relay, args.latency_documents, min(args.concurrency))
         print_table(rounds, latencies, min(args.concurrency))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

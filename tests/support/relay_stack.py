@@ -146,9 +146,12 @@ class RelayStack:
     # ---- workers
 
     @contextmanager
-    def worker(self, concurrency: int, name: str) -> Iterator[subprocess.Popen[bytes]]:
-        """`filerelay worker --queues s3 --concurrency C`, the production command, stopped on the way out."""
-        args = filerelay_command("worker", "--queues", "s3", "--concurrency", str(concurrency))
+    def worker(self, concurrency: int, name: str, processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+        """`filerelay worker --queues s3 --processes P --concurrency C`, the production command (C deliveries in
+        flight in each of P processes), stopped on the way out."""
+        args = filerelay_command(
+            "worker", "--queues", "s3", "--processes", str(processes), "--concurrency", str(concurrency)
+        )
         with started(args, self.env, self.work / f"worker-{name}.log") as proc, profiled(proc.pid, name):
             yield proc
 
@@ -175,12 +178,18 @@ class RelayStack:
         raise TimeoutError(f"not all {count} deliveries done within {timeout} s: {self.progress(prefix)}")
 
     def drain(
-        self, prefix: str, count: int, concurrency: int, timeout: float, window: Window | None = None
+        self,
+        prefix: str,
+        count: int,
+        concurrency: int,
+        timeout: float,
+        window: Window | None = None,
+        processes: int = 1,
     ) -> tuple[Drain, dict[str, float]]:
         """Start a worker on `count` waiting deliveries, time it until all are delivered; also return the
         peak RSS (MiB) of each of its processes ("main", "pool 1", …), read before it stops. A `window`
         runs from the first delivered document to the last."""
-        with self.worker(concurrency, f"{prefix}-c{concurrency}") as proc:
+        with self.worker(concurrency, f"{prefix}-c{concurrency}", processes) as proc:
             launched = time.monotonic()
             if window is not None:
                 self.wait_delivered(prefix, 1, timeout, proc)
