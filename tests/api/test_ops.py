@@ -45,7 +45,10 @@ def test_not_ready_until_the_schema_is_migrated(tmp_path: Path) -> None:
         client = create_app(runtime=runtime).test_client()
         reply = client.get("/readyz")
         assert reply.status_code == 503
-        assert reply.get_json()["checks"]["schema"] == f"error: at no schema, code needs {head_revision()}"
+        assert (
+            reply.get_json()["checks"]["schema"]
+            == f"error: at no schema, code needs {head_revision()}: run filerelay migrate"
+        )
         upgrade(settings.database_url)
         assert client.get("/readyz").status_code == 200
     finally:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,6 @@ from filerelay.runtime import build_runtime
 from filerelay.secrets_box import Keyring
 from filerelay.settings import Settings, SettingsError
 from tests.support.databases import TEST_ENCRYPTION_KEY as KEY
-from tests.support.databases import scratch_database
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:
@@ -57,17 +54,6 @@ _DESTINATIONS = sa.table(
     sa.column("updated_at", UTCDateTime()),
 )
 PLAINTEXT = {"secret_access_key": "plaintext-written-before-0008-" + "q7Zx"}
-
-
-@pytest.fixture
-def empty_database(tmp_path: Path) -> Iterator[str]:
-    """A database of this test's own, at no revision: on the PostgreSQL server of the run, or a file."""
-    server_url = os.environ.get("FILERELAY_TEST_DATABASE_URL")
-    if server_url:
-        with scratch_database(server_url, prefix="filerelay_migration") as url:
-            yield url
-    else:
-        yield f"sqlite:///{tmp_path / 'migrated.db'}"
 
 
 def _plaintext_destination_at_0007(url: str, revision: str = "0007") -> None:

@@ -69,5 +69,9 @@ def test_the_image_and_the_venv_install_with_the_lock() -> None:
     assert re.search(r"pip install -r /tmp/requirements\.txt -c requirements\.lock", dockerfile)
     assert "requirements.lock" not in (ROOT / ".dockerignore").read_text().split()
     venv = (ROOT / "scripts" / "venv.sh").read_text()
-    assert '-e ".[test]" -c requirements.lock' in venv
-    assert "requirements.lock -nt .venv/.installed" in venv
+    assert '-e ".[test]" -c requirements.lock' in venv  # scripts/test.sh, .ci/run
+    assert "-e . -c requirements.lock" in venv  # scripts/up.sh: the runtime only
+    # Either install is done again once the lock is newer than it.
+    assert '[ requirements.lock -nt "$1" ]' in venv
+    assert "_venv_stale .venv/.installed-runtime" in venv
+    assert "|| _venv_stale .venv/.installed; then" in venv

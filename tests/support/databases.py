@@ -20,7 +20,9 @@ def scratch_database(server_url: str, prefix: str = "filerelay_test") -> Iterato
     """Create a database on the server `server_url` points at, yield its URL, drop it afterwards:
     concurrent runs against one server never see each other's rows."""
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    # Named after the server URL's own database, so that runs sharing a server tell their databases apart.
+    owner = make_url(server_url).database or "postgres"
+    name = f"{owner}_{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:

@@ -52,3 +52,15 @@ def head_revision() -> str | None:
 def current_revision(connection: Connection) -> str | None:
     """The schema version the database is at (None before the first migration)."""
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def pending_revisions(connection: Connection) -> list[tuple[str, str]]:
+    """The migrations `upgrade` would run, oldest first, each with its one-line description; none when the
+    database is at this code's head or at a revision this code does not know (a newer release's)."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    current = current_revision(connection)
+    known = {s.revision for s in script.walk_revisions()}
+    if current is not None and current not in known:
+        return []
+    steps = script.iterate_revisions(script.get_current_head(), current or "base")
+    return [(s.revision, (s.doc or "").splitlines()[0] if s.doc else "") for s in reversed(list(steps))]

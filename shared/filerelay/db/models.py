@@ -467,3 +467,14 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The settings changed: {"field": {"before": …, "after": …}}, a secret as {"field": "changed"}.
     changes: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+
+
+class SchemaWindow(Base):
+    """Which code still runs against the schema a migration left (filerelay.db.schema_window): written by
+    `filerelay migrate`, read by the /readyz of code older than the schema. Read by releases that do not
+    know the migrations after theirs, so its shape never changes."""
+
+    __tablename__ = "schema_window"
+
+    revision: Mapped[str] = mapped_column(String(32), primary_key=True)
+    oldest_code_revision: Mapped[str] = mapped_column(String(32))

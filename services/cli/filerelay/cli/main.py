@@ -62,17 +62,53 @@ def main() -> None:
 
 
 @main.command()
-def migrate() -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: list the pending migrations and exit 1 if there are any (or if this code cannot run "
+    "against the schema), 0 when this code runs against it as it is.",
+)
+def migrate(check: bool) -> None:
     """Upgrade the database schema to the newest version."""
     from filerelay.db.migrate import upgrade
 
     settings = _settings()
+    if check:
+        _migrate_check(settings)
+        return
     try:
         # Migration 0008 encrypts the destination secrets written before it, with this process's keys.
         upgrade(settings.database_url, settings=settings)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo("database schema is up to date")
+
+
+def _migrate_check(settings: Settings) -> None:
+    from filerelay.db import schema_window
+    from filerelay.db.migrate import pending_revisions
+    from filerelay.db.session import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            pending = pending_revisions(conn)
+            schema = schema_window.state(conn)
+    finally:
+        engine.dispose()
+    if pending:
+        click.echo(f"{len(pending)} migration(s) pending (run filerelay migrate):")
+        for revision, description in pending:
+            click.echo(f"  {revision}  {description}")
+        sys.exit(1)
+    if schema.problem is not None:
+        click.echo(f"database schema {schema.problem}")
+        sys.exit(1)
+    if schema.database != schema.code:
+        newer = f"database schema is at {schema.database}, a newer release's"
+        click.echo(f"{newer}, which this code ({schema.code}) runs against")
+    else:
+        click.echo(f"database schema is up to date ({schema.database})")
 
 
 @main.group()

@@ -17,6 +17,9 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
+# Expand/contract (env.py): the oldest code that runs against the schema this migration leaves. An expand
+# migration names the revision before it; a contract migration names itself.
+oldest_code_revision = ${repr(down_revision)}
 
 
 def upgrade() -> None:

@@ -17,6 +17,8 @@ revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): the first schema.
+oldest_code_revision = '0001'
 
 
 def upgrade() -> None:

@@ -15,6 +15,8 @@ revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): indexes only.
+oldest_code_revision = '0001'
 
 
 def upgrade() -> None:

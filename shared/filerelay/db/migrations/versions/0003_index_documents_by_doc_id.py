@@ -15,6 +15,8 @@ revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): an index only.
+oldest_code_revision = '0002'
 
 
 def upgrade() -> None:

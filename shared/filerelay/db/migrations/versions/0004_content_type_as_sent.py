@@ -15,6 +15,8 @@ revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): a nullable column older code leaves empty.
+oldest_code_revision = '0003'
 
 
 def upgrade() -> None:

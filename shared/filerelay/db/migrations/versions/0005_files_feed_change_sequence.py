@@ -15,6 +15,9 @@ revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): itself: code before it
+# changes documents without sending them to the end of the Files feed.
+oldest_code_revision = '0005'
 
 
 def upgrade() -> None:

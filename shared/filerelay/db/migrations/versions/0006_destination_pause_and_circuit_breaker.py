@@ -16,6 +16,8 @@ revision = '0006'
 down_revision = '0005'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): new columns with defaults.
+oldest_code_revision = '0005'
 
 
 def upgrade() -> None:

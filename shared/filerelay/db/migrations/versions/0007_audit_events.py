@@ -16,6 +16,8 @@ revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): a new table and indexes.
+oldest_code_revision = '0006'
 
 
 def upgrade() -> None:

@@ -24,6 +24,8 @@ revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): contract: secrets sealed in place, which code before it cannot read.
+oldest_code_revision = '0008'
 
 
 def _keyring() -> Keyring:

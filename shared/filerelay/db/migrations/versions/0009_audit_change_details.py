@@ -14,6 +14,8 @@ revision = '0009'
 down_revision = '0008'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): new columns with defaults; an index replaced.
+oldest_code_revision = '0008'
 
 
 def upgrade() -> None:

@@ -14,6 +14,8 @@ revision = '0010'
 down_revision = '0009'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): a nullable column.
+oldest_code_revision = '0009'
 
 
 def upgrade() -> None:

@@ -15,6 +15,10 @@ revision = '0011'
 down_revision = '0010'
 branch_labels = None
 depends_on = None
+# The oldest code that runs against this schema (filerelay.db.schema_window): a column with a default, which
+# older code neither reads nor bumps (a configuration changed through an older process during the upgrade
+# reaches the newer processes' snapshots with the next change).
+oldest_code_revision = '0010'
 
 
 def upgrade() -> None:
