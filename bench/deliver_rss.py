@@ -220,7 +220,8 @@ def wait_delivered(url: str, doc_id: str, timeout: float) -> float:
 
 
 def worker_command(kinds: list[str]) -> list[str]:
-    return filerelay_command("worker", "--queues", ",".join(kinds), "--concurrency", "2")
+    # One process (the embedded broker runs one anyway): its peak is what is measured.
+    return filerelay_command("worker", "--queues", ",".join(kinds), "--concurrency", "2", "--processes", "1")
 
 
 def measure(kinds: list[str], size: int, work: Path) -> Measured:

@@ -43,6 +43,37 @@ def pieces(body: BinaryIO, size: int, piece: int) -> Iterator[bytes]:
         yield data
 
 
+def filled(body: BinaryIO, size: int, buffer: bytearray) -> Iterator[bytearray]:
+    """The `size` staged bytes read into `buffer`, one piece of its length at a time (the last one
+    shorter: the buffer is cut to it), each piece overwriting the one before. One buffer serves a whole
+    upload, where reading each piece anew would allocate a fresh one per piece and hold two while the
+    next is read. A piece must be used (sent, hashed) before the next is asked for. Staging that ends
+    sooner is a broken copy, and no retry mends it."""
+    done = 0
+    while done < size:
+        want = min(len(buffer), size - done)
+        if want < len(buffer):
+            del buffer[want:]  # the last piece: shrunk in place, not copied
+        got = _read_into(body, buffer)
+        if got < want:
+            raise DestinationError(f"staging ended at {done + got} of {size} bytes", retryable=False)
+        done += want
+        yield buffer
+
+
+def _read_into(body: BinaryIO, buffer: bytearray) -> int:
+    """Fill `buffer` from `body` (a raw reader may return less per call); the bytes read, fewer at its end."""
+    got = 0
+    with memoryview(buffer) as view:
+        while got < len(buffer):
+            with view[got:] as rest:
+                count = body.readinto(rest)  # type: ignore[attr-defined]  # BinaryIO's stub omits it
+            if not count:
+                break
+            got += count
+    return got
+
+
 def require_sha256(found: str, expected: str) -> None:
     """The staged bytes, hashed on their way out, must be the accepted document's before anything appears."""
     if found != expected:

@@ -16,7 +16,7 @@ from filerelay.destinations.base import (
     DestinationKind,
     Payload,
     admit_every,
-    pieces,
+    filled,
     register,
     require_sha256,
 )
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 # Up to this size one PUT carries the whole object with its full-object SHA-256; above it, a
 # multipart upload whose parts each carry their own SHA-256 (S3 then reports a composite checksum).
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
-# One part is held in memory while it is sent (its checksum is computed before it goes out), one
-# upload at a time per delivery: a worker running N deliveries holds at most N parts.
+# One part is held in memory while it is sent (its checksum is computed before it goes out), in one
+# buffer that each part overwrites: a worker running N deliveries holds at most N parts.
 PART_SIZE = 8 * 1024 * 1024
 CHUNK = 1024 * 1024
 
@@ -190,12 +190,20 @@ class S3Destination:
     def _parts(self, key: str, upload_id: str, body: BinaryIO, payload: Payload) -> list[Any]:
         parts: list[Any] = []
         whole = hashlib.sha256()
-        for data in pieces(body, payload.size, PART_SIZE):
+        # One part's buffer for the whole upload, hashed and sent as it is: botocore accepts a bytearray
+        # body (its stubs say bytes) and hands it to the socket whole, where bytes would be wrapped in a
+        # file and read out again in pieces.
+        for data in filled(body, payload.size, bytearray(PART_SIZE)):
             whole.update(data)
             checksum = _b64(hashlib.sha256(data).digest())
             number = len(parts) + 1
             reply = self.client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, ChecksumSHA256=checksum
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,  # type: ignore[arg-type]
+                ChecksumSHA256=checksum,
             )
             parts.append({"PartNumber": number, "ETag": reply["ETag"], "ChecksumSHA256": checksum})
         # Each part's checksum was computed from what was read, so S3 cannot tell wrong staged bytes:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from filerelay import egress
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, filled, register
 from filerelay.destinations.transport import guarded_session, peer_code
 from filerelay.policy import OperatorPolicy
 
@@ -457,10 +457,9 @@ class SharePointDestination:
 
     def _upload_session(self, ctx: Any, target: Any, upload_id: str, source: BinaryIO, size: int, name: str) -> None:
         offset = 0
-        while offset < size:
-            chunk = source.read(CHUNK_SIZE)
-            if not chunk:
-                raise DestinationError(f"staging ended at {offset} of {size} bytes", retryable=False)
+        # One chunk's buffer for the whole session, each chunk read into it: the library and requests
+        # send a bytearray as it is.
+        for chunk in filled(source, size, bytearray(CHUNK_SIZE)):
             if offset == 0:
                 target.start_upload(upload_id, chunk)
             elif offset + len(chunk) >= size:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # S3's minimum part size is 5 MiB (except the last); 8 MiB keeps requests few and memory small.
 PART_SIZE = 8 * 1024 * 1024
 ORPHAN_AGE = dt.timedelta(hours=6)
+# The most one readinto takes from the GET at a time: a caller filling a large buffer (a destination's
+# part) gets it in pieces, so it is never held twice, once as the body's bytes and once copied.
+READ_PIECE = 1024 * 1024
 
 
 def _client(endpoint_url: str | None, region: str | None) -> S3Client:
@@ -154,7 +157,7 @@ class S3Reader(io.RawIOBase):
         return data
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
+        data = self.read(min(len(buffer), READ_PIECE))
         buffer[: len(data)] = data
         return len(data)
 
