@@ -5,9 +5,14 @@ none is uploaded twice, whatever breaks meanwhile.
 
 Starts everything it needs on loopback, of its own: Redis, a PostgreSQL cluster (run as the `postgres`
 user when started as root), SeaweedFS with a versioned bucket behind a proxy that can cut it off, a
-SharePoint emulator (tests/support/sharepoint_emulator.py), and FileRelay in its production shape:
-`filerelay api` (gunicorn, 2 x 4), `filerelay worker` (every kind), `filerelay sweeper`. Z1 is wired to
-S3, a folder and SharePoint.
+SharePoint emulator (tests/support/sharepoint_emulator.py), an SMTP server (aiosmtpd,
+tests/support/smtp_server.py), a webhook receiver that checks the Standard Webhooks signature
+(tests/support/webhook_receiver.py), and FileRelay in its production shape: `filerelay api` (gunicorn,
+2 x 4), `filerelay worker` (every kind), `filerelay sweeper`. Every document goes to S3, a folder and
+SharePoint; every other one (content repository Z2, the large ones among them) to e-mail too (plain
+SMTP; the document attached, or as a download link above 10 MiB) and to a webhook (the document as the
+body). Every other only: each delivery costs the worker and the database about the same whatever its
+kind, and all of them on every document would make the run half as long again.
 
 Each scenario streams ArchiveLink `create`s of mixed sizes (2 KiB to 12 MiB; the large ones go as S3
 multipart uploads and SharePoint upload sessions) through the real HTTP endpoint for --seconds while it
@@ -20,7 +25,15 @@ and checks every acknowledged document at every destination:
   duplicates    a second complete upload of one  non-201    answers other than 201 (SAP retries those)
                 delivery: a second S3 version, a            and connections cut by the fault
                 SharePoint version holding the   settle s   from the fault healed to nothing in flight
-                same content again
+                same content again, a second
+                e-mail or webhook call under
+                another Message-ID / webhook-id
+  resent        an e-mail or webhook call received again under the same Message-ID / webhook-id
+
+E-mail and webhook deliveries are at least once: neither an SMTP server nor a webhook endpoint can be
+asked whether an attempt nobody saw end (a killed worker, a database gone before the outcome was
+recorded) arrived, so it is sent again, under the same Message-ID / webhook-id; a receiver drops the
+repeat by that id. Those repeats are counted as `resent`, not as duplicates.
 
 --check exits 1 when any scenario lost a document, uploaded one twice or did not settle (.ci/run runs
 --short --check). Nothing here is timed against a target.
@@ -29,10 +42,14 @@ and checks every acknowledged document at every destination:
 from __future__ import annotations
 
 import argparse
+import base64
+import email.parser
+import email.policy
 import hashlib
 import http.client
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,12 +74,19 @@ from tests.support.private_servers import PrivatePostgres, PrivateRedis, private
 from tests.support.processes import free_port, kill_group, wait_ready
 from tests.support.s3server import S3Server, seaweedfs
 from tests.support.sharepoint_emulator import Emulator, sharepoint_emulator
+from tests.support.smtp_server import SmtpServer, smtp_server
+from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 KIB, MIB = 1024, 1024 * 1024
 # One large document in eight: S3 multipart (8 MiB parts) and a SharePoint upload session.
 SIZES = (2 * KIB, 100 * KIB, 1 * MIB, 100 * KIB, 2 * KIB, 300 * KIB, 100 * KIB, 12 * MIB)
 BUCKET = "chaos"
 LIBRARY = "/sites/team/Shared Documents"
+# The text part of an e-mail that links the document instead of attaching it.
+LINKED = re.compile(
+    r"sha256 ([0-9a-f]{64})\.\nIt is too large to attach\. Download it until [^\n]*:\nhttp://\S+/content\?token="
+)
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"chaos-webhook-signing-key-32-byte").decode()
 SCRIPT_PATH = "/archivelink/acme/production"
 IN_FLIGHT = ("pending", "retrying", "delivering")
 
@@ -78,8 +102,17 @@ workspaces:
       - {{id: dest_folder, name: Folder, kind: folder, root: "{folder}", path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
       - {{id: dest_sharepoint, name: SharePoint, kind: sharepoint, site_url: "{site_url}",
          access_token: "{token}", path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
+      # A plain relay (no TLS, no login). The large documents go as download links (above the default
+      # 10 MiB bound), which also keeps the SMTP server's work (in this process) small.
+      - {{id: dest_email, name: E-mail, kind: email, smtp_host: 127.0.0.1, smtp_port: {smtp_port},
+         starttls: false, from: relay@chaos.example, to: [archive@chaos.example], subject: "{{doc_id}}",
+         path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
+      - {{id: dest_webhook, name: Webhook, kind: webhook, url: "{webhook_url}", secret: "${{CHAOS_WEBHOOK_SECRET}}",
+         path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
     repositories:
       - {{id: Z1, description: Chaos, signature: none, destinations: [dest_s3, dest_folder, dest_sharepoint]}}
+      - {{id: Z2, description: Chaos with e-mail and webhook, signature: none,
+         destinations: [dest_s3, dest_folder, dest_sharepoint, dest_email, dest_webhook]}}
 """
 
 STATUSES = text(
@@ -128,6 +161,8 @@ class Stack:
     s3: S3Server
     s3_proxy: OutageProxy
     sharepoint: Emulator
+    smtp: SmtpServer
+    webhook: Receiver
     engine: Engine
     api: Process
     worker: Process
@@ -290,6 +325,14 @@ SHORT = (
 FILL = os.urandom(max(SIZES))
 
 
+REPOSITORIES = ("Z1", "Z2")
+
+
+def repository(n: int) -> str:
+    """Z2 (wired to e-mail and the webhook as well) for every other document, the large ones among them."""
+    return REPOSITORIES[n % 2]
+
+
 def body_of(doc_id: str, size: int) -> bytes:
     """The document's bytes: its id first, so no two documents hold the same content."""
     head = f"{doc_id}|".encode()
@@ -317,7 +360,7 @@ def stream(port: int, prefix: str, rate: float, duration: float) -> Sent:
             time.sleep(max(0.0, started + n / rate - time.monotonic()))
             doc_id = f"{prefix}{n:05d}"
             data = body_of(doc_id, SIZES[n % len(SIZES)])
-            path = f"{SCRIPT_PATH}?create&pVersion=0047&contRep=Z1&docId={doc_id}&compId=data"
+            path = f"{SCRIPT_PATH}?create&pVersion=0047&contRep={repository(n)}&docId={doc_id}&compId=data"
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -369,6 +412,7 @@ class Row:
     failed: int = 0
     lost: int = 0
     duplicates: int = 0
+    resent: int = 0
     non_201: int = 0
     settle_s: float | None = None
     examples: list[str] = field(default_factory=list)  # what was lost or uploaded twice
@@ -387,16 +431,19 @@ def check(s: Stack, prefix: str, sent: Sent, settle_s: float | None) -> Row:
         for doc_id, sha256, kind, status, _path in conn.execute(STATUSES, {"prefix": f"{prefix}%"}):
             stored[doc_id] = sha256
             found.setdefault(doc_id, []).append((kind, status, sha256))
+    mails = _by_document(row, "e-mail", _mails(s.smtp, prefix))
+    calls = _by_document(row, "webhook call", _calls(s.webhook, prefix))
     s3 = s.s3.client()
     versions: Counter[str] = Counter()
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET, Prefix=f"Z1/{prefix}"):
-        versions.update(v["Key"] for v in page.get("Versions", []))
+    for repo_id in REPOSITORIES:
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET, Prefix=f"{repo_id}/{prefix}"):
+            versions.update(v["Key"] for v in page.get("Versions", []))
     for key, n in versions.items():
         if n > 1:
             row.duplicates += n - 1
             row.examples.append(f"{key}: {n} versions in S3")
     for doc_id, sha in sent.acknowledged.items():
-        path = f"Z1/{doc_id}.pdf"
+        path = f"{repository(int(doc_id.removeprefix(prefix)))}/{doc_id}.pdf"
         if again := _sharepoint_duplicates(s.sharepoint, f"{LIBRARY}/{path}"):
             row.duplicates += again
             row.examples.append(f"{path}: uploaded {again + 1} times to SharePoint")
@@ -410,6 +457,8 @@ def check(s: Stack, prefix: str, sent: Sent, settle_s: float | None) -> Row:
             "s3": lambda p=path: _sha(s3.get_object(Bucket=BUCKET, Key=p)["Body"].read()),
             "folder": lambda p=path: _sha(_read(s.work / "out" / p)),
             "sharepoint": lambda p=path: _sha(s.sharepoint.files.get(f"{LIBRARY}/{p}")),
+            "email": lambda d=doc_id: _carried(mails.get(d, []), sent.acknowledged[d]),
+            "webhook": lambda d=doc_id: _carried(calls.get(d, []), sent.acknowledged[d]),
         }
         bad = [kind for kind, status in statuses.items() if status == "delivered" and _held(held[kind]) != sha]
         if bad:
@@ -420,6 +469,74 @@ def check(s: Stack, prefix: str, sent: Sent, settle_s: float | None) -> Row:
         elif set(statuses.values()) == {"delivered"}:
             row.delivered += 1
     return row
+
+
+@dataclass(frozen=True)
+class Message:
+    """An e-mail or a webhook call as received: the document it names, its id, the sha256 of what it carried."""
+
+    doc_id: str
+    message_id: str
+    sha256: str | None
+
+
+def _mails(server: SmtpServer, prefix: str) -> list[Message]:
+    """The scenario's e-mails, read as a mail reader would (the subject is the document's id). What one
+    carries: its attachment's sha256, or for a download link the sha256 its text names."""
+    parser = email.parser.BytesParser(policy=email.policy.default)
+    found = []
+    for path in list(server.received):
+        with path.open("rb") as raw:
+            mail = parser.parse(raw)
+        doc_id = str(mail["Subject"])
+        if not doc_id.startswith(prefix):
+            continue
+        attached = [part.get_content() for part in mail.iter_attachments()]
+        if attached:
+            carried = _sha(attached[0]) if len(attached) == 1 and isinstance(attached[0], bytes) else None
+        else:
+            body = mail.get_body(("plain",))
+            named = LINKED.search(body.get_content() if body is not None else "")
+            carried = named.group(1) if named else None
+        found.append(Message(doc_id, str(mail["Message-ID"]), carried))
+    return found
+
+
+def _calls(receiver: Receiver, prefix: str) -> list[Message]:
+    """The scenario's webhook calls the receiver took (signature checked, answered 2xx)."""
+    calls = [(r.headers.get("x-filerelay-doc-id", ""), r) for r in list(receiver.received)]
+    return [Message(d, r.headers.get("webhook-id", ""), r.sha256) for d, r in calls if d.startswith(prefix)]
+
+
+def _by_document(row: Row, what: str, messages: list[Message]) -> dict[str, list[Message]]:
+    """The messages by document, their repeats counted: under the same id a repeat is `resent` (the
+    receiver drops it by that id), under another id a duplicate (nothing tells the receiver)."""
+    by_doc: dict[str, list[Message]] = {}
+    for message in messages:
+        by_doc.setdefault(message.doc_id, []).append(message)
+    for doc_id, received in sorted(by_doc.items()):
+        ids = Counter(m.message_id for m in received)
+        if len(ids) > 1:
+            row.duplicates += len(ids) - 1
+            row.examples.append(f"{doc_id}: {len(received)} {what}s under {len(ids)} different ids")
+        if again := len(received) - len(ids):
+            row.resent += again
+            row.examples.append(f"{doc_id}: {what} received {again + 1} times under one id {received[0].message_id}")
+    return by_doc
+
+
+def _carried(messages: list[Message], sha: str) -> str | None:
+    return sha if any(m.sha256 == sha for m in messages) else None
+
+
+def _forget_received(s: Stack) -> None:
+    """Drop what the SMTP server and webhook receiver kept (counted already; nothing is in flight)."""
+    for path in s.smtp.received:
+        path.unlink(missing_ok=True)
+    s.smtp.received.clear()
+    for call in s.webhook.received:
+        call.path.unlink(missing_ok=True)
+    s.webhook.received.clear()
 
 
 def _sharepoint_duplicates(sp: Emulator, path: str) -> int:
@@ -457,6 +574,8 @@ def chaos_stack(work: Path) -> Iterator[Stack]:
         host, port = s3.endpoint.removeprefix("http://").split(":")
         proxy = stack.enter_context(outage_proxy((host, int(port))))
         sp = stack.enter_context(sharepoint_emulator())
+        smtp = stack.enter_context(smtp_server(work / "smtp"))
+        hook = stack.enter_context(webhook_receiver(WEBHOOK_SECRET))
         home = work / "home"
         home.mkdir()
         (work / "out").mkdir()
@@ -470,10 +589,13 @@ def chaos_stack(work: Path) -> Iterator[Stack]:
                     folder=work / "out",
                     site_url=sp.site_url,
                     token=sp.token,
+                    smtp_port=smtp.port,
+                    webhook_url=hook.url,
                 )
             )
         )
         url = pg.create_database("chaos")
+        api_port = free_port()
         env = clean_environ(
             FILERELAY_HOME=str(home),
             FILERELAY_DATABASE_URL=url,
@@ -484,20 +606,22 @@ def chaos_stack(work: Path) -> Iterator[Stack]:
             FILERELAY_WAKE_GRACE_SECONDS="5",
             FILERELAY_BREAKER_COOLDOWN_SECONDS="5",
             CHAOS_S3_SECRET=s3.secret_key,
+            CHAOS_WEBHOOK_SECRET=WEBHOOK_SECRET,
             # Its S3 server and SharePoint emulator listen on loopback, which the egress defaults refuse.
             FILERELAY_EGRESS_ALLOW="127.0.0.0/8,::1",
+            # Where the e-mails' download links point.
+            FILERELAY_PUBLIC_URL=f"http://127.0.0.1:{api_port}",
         )
         log = work / "setup.log"
         run_command(filerelay_command("migrate"), env, log)
         run_command(filerelay_command("config", "apply", str(config)), env, log)
-        api_port = free_port()
         serve = ("api", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "2", "--threads", "4")
         api = Process("api", filerelay_command(*serve), env, work, ready_url=f"http://127.0.0.1:{api_port}")
         worker = Process("worker", filerelay_command("worker", "--concurrency", "4"), env, work)
         sweeper = Process("sweeper", filerelay_command("sweeper"), env, work)
         engine = create_engine(url, pool_pre_ping=True, pool_size=2)
         stack.callback(engine.dispose)
-        result = Stack(work, redis_server, pg, s3, proxy, sp, engine, api, worker, sweeper, api_port)
+        result = Stack(work, redis_server, pg, s3, proxy, sp, smtp, hook, engine, api, worker, sweeper, api_port)
         for process in (api, worker, sweeper):
             process.start()
             stack.callback(process.stop)
@@ -515,20 +639,22 @@ def run_scenario(s: Stack, name: str, n: int, seconds: float, rate: float, settl
         stop_at.set()
         fault.join()
     settled = settle(s, prefix, settle_timeout)
-    return check(s, prefix, sent, settled)
+    row = check(s, prefix, sent, settled)
+    _forget_received(s)
+    return row
 
 
 def print_table(rows: dict[str, Row]) -> None:
     print()
     print(
-        f"{'scenario':<34} {'ack':>5} {'delivered':>9} {'failed':>6} {'lost':>4} {'dup':>4} {'non-201':>7} "
-        f"{'settle s':>8}"
+        f"{'scenario':<34} {'ack':>5} {'delivered':>9} {'failed':>6} {'lost':>4} {'dup':>4} {'resent':>6} "
+        f"{'non-201':>7} {'settle s':>8}"
     )
     for name, r in rows.items():
         settle_s = "never" if r.settle_s is None else f"{r.settle_s:.1f}"
         print(
             f"{name:<34} {r.acknowledged:5d} {r.delivered:9d} {r.failed:6d} {r.lost:4d} {r.duplicates:4d} "
-            f"{r.non_201:7d} {settle_s:>8}"
+            f"{r.resent:6d} {r.non_201:7d} {settle_s:>8}"
         )
     for name, r in rows.items():
         for example in r.examples[:5]:
@@ -557,7 +683,11 @@ def main() -> None:
             for n, name in enumerate(names):
                 rows[name] = run_scenario(s, name, n, seconds, args.rate, args.settle_timeout)
                 r = rows[name]
-                print(f"{name}: {r.acknowledged} acknowledged, {r.lost} lost, {r.duplicates} duplicates", flush=True)
+                print(
+                    f"{name}: {r.acknowledged} acknowledged, {r.lost} lost, {r.duplicates} duplicates, "
+                    f"{r.resent} resent",
+                    flush=True,
+                )
         print_table(rows)
     bad = [n for n, r in rows.items() if r.lost or r.duplicates or r.settle_s is None]
     if args.check and bad:

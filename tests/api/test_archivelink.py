@@ -99,7 +99,8 @@ def test_get_returns_the_component_with_its_headers(sap: SapClient) -> None:
     reply = sap.get(DOC, "data")
     assert reply.status == 200
     assert reply.body == PDF
-    assert reply.headers["Content-Type"] == "application/pdf; charset=; version=1.4"  # as sent, like SAP's handler
+    # As sent, like SAP's handler, less the parameter SAP left empty.
+    assert reply.headers["Content-Type"] == "application/pdf; version=1.4"
     assert reply.headers["Content-Length"] == str(len(PDF))
     assert reply.headers["X-compId"] == "data"
     assert reply.headers["X-Content-Length"] == str(len(PDF))

@@ -4,7 +4,9 @@ the exact request shapes, over real HTTP."""
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,6 +145,124 @@ def test_no_content_type_is_served_as_octet_stream(sap: SapClient, configured: R
     assert sap.get(DOC, "data").headers["Content-Type"] == "application/octet-stream"
     with session_scope(configured.sessions) as session:
         assert session.scalars(select(Document.content_type_sent)).one() is None
+
+
+# --- a served Content-Type never holds an empty parameter ------------------------------------------
+# SAP sends `charset=` when a component has none; an empty parameter value is not valid (RFC 9110) and
+# strict parsers (Go's mime, JavaMail) refuse the whole header. Each request shape SAP uses, then every
+# way the component is served back: get, HEAD, its part in info and in docGet.
+
+PDF_BODY = b"%PDF-1.7 body"
+
+
+def _empty_parameters(header: str) -> list[str]:
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)+"', '"x"', header)  # a quoted value may hold ; and =
+    pieces = [piece.partition("=") for piece in unquoted.split(";")[1:]]
+    return [name.strip() for name, sep, value in pieces if sep and value.strip() in ("", '""')]
+
+
+def _served_types(sap: SapClient, doc_id: str, comp_id: str) -> list[str]:
+    types = [sap.get(doc_id, comp_id, method=method).headers["Content-Type"] for method in ("GET", "HEAD")]
+    for reply in (sap.info(doc_id), sap.doc_get(doc_id)):
+        types += [head["Content-Type"] for head, _ in reply.parts() if head.get("X-compId") == comp_id]
+    return types
+
+
+def _put(sap: SapClient, content_type: str, **params: str) -> None:
+    reply = sap.create(DOC, "data", PDF_BODY, content_type, **params)
+    assert reply.status == 201, reply.error
+
+
+def _post(sap: SapClient, part: Part) -> None:
+    reply = sap.create_multipart(DOC, [part, Part("note", b"a note", "text/plain")])
+    assert reply.status == 201, reply.error
+
+
+def _m_create(sap: SapClient, content_type: str) -> None:
+    reply = sap.m_create([Part("data", PDF_BODY, content_type, doc_id=DOC), Part("data", b"x", doc_id="OTHER")])
+    assert reply.status == 201, reply.body
+
+
+def _updated(sap: SapClient, content_type: str) -> None:
+    """Created with a plain type, then updated with the empty parameter, then appended to (keeps the type)."""
+    _put(sap, "application/pdf")
+    assert sap.update(DOC, "data", PDF_BODY, content_type).status == 200
+    assert sap.append(DOC, "data", b" more").status == 200
+
+
+def _updated_multipart(sap: SapClient, content_type: str) -> None:
+    _put(sap, "application/pdf")
+    assert sap.update_multipart(DOC, [Part("data", PDF_BODY, content_type)]).status == 200
+
+
+SAP_SHAPES: dict[str, tuple[Callable[[SapClient], None], str]] = {
+    "create PUT, charset empty and version in one header": (
+        lambda sap: _put(sap, "application/pdf; charset=; version=1.7"),
+        "application/pdf; version=1.7",
+    ),
+    "create PUT, charset empty, version as a URL parameter": (
+        lambda sap: _put(sap, "application/pdf; charset=", version="1.7"),
+        "application/pdf",
+    ),
+    "create PUT, charset quoted empty": (
+        lambda sap: _put(sap, 'application/pdf; charset=""; version=1.7'),
+        "application/pdf; version=1.7",
+    ),
+    "create PUT, no blanks": (
+        lambda sap: _put(sap, "application/pdf;charset=;version=1.7"),
+        "application/pdf;version=1.7",
+    ),
+    "create PUT, version empty": (
+        lambda sap: _put(sap, "text/plain; charset=ISO-8859-1; version="),
+        "text/plain; charset=ISO-8859-1",
+    ),
+    "create PUT, both empty": (lambda sap: _put(sap, "application/x-alf; charset=; version="), "application/x-alf"),
+    "create PUT, a quoted value holding ; and =": (
+        lambda sap: _put(sap, 'application/pdf; name="a; charset=; b"; charset='),
+        'application/pdf; name="a; charset=; b"',
+    ),
+    "create multipart, a part with X-compId and both parameters": (
+        lambda sap: _post(sap, Part("data", PDF_BODY, "application/pdf; charset=; version=1.7")),
+        "application/pdf; version=1.7",
+    ),
+    "create multipart, version as a part header of its own": (
+        lambda sap: _post(sap, Part("data", PDF_BODY, "application/pdf; charset=", headers=(("version", "1.7"),))),
+        "application/pdf",
+    ),
+    "mCreate, a part with X-docId, X-compId and both parameters": (
+        lambda sap: _m_create(sap, "application/pdf; charset=; version=1.7"),
+        "application/pdf; version=1.7",
+    ),
+    "update PUT, then append": (
+        lambda sap: _updated(sap, "application/pdf; charset=; version=1.7"),
+        "application/pdf; version=1.7",
+    ),
+    "update multipart": (
+        lambda sap: _updated_multipart(sap, "application/pdf; charset=; version=1.7"),
+        "application/pdf; version=1.7",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", SAP_SHAPES)
+def test_a_served_content_type_never_holds_an_empty_parameter(sap: SapClient, shape: str) -> None:
+    send, served = SAP_SHAPES[shape]
+    send(sap)
+    types = _served_types(sap, DOC, "data")
+    assert [_empty_parameters(t) for t in types] == [[]] * 4, types
+    assert types == [served] * 4  # the rest as sent
+
+
+def test_a_component_stored_with_an_empty_parameter_keeps_it_as_sent(sap: SapClient, configured: Runtime) -> None:
+    """Only serving leaves it out: the row keeps what SAP sent (and parsed nothing from it)."""
+    _put(sap, "application/pdf; charset=; version=1.7")
+    with session_scope(configured.sessions) as session:
+        stored = session.scalars(select(Document)).one()
+        assert (stored.content_type_sent, stored.charset, stored.content_version) == (
+            "application/pdf; charset=; version=1.7",
+            None,
+            "1.7",
+        )
 
 
 # --- item 6: a multipart part without X-compId -----------------------------------------------------

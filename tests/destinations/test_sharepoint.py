@@ -4,6 +4,7 @@ recovery, reading back, checks. The real office365 client makes every request.""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import json
@@ -19,7 +20,7 @@ import requests
 from marshmallow import ValidationError
 
 from filerelay import documents, metrics
-from filerelay.clock import FrozenClock
+from filerelay.clock import FrozenClock, SystemClock
 from filerelay.config_file import apply, load
 from filerelay.db.models import Document
 from filerelay.db.session import session_scope
@@ -869,6 +870,44 @@ def test_a_heartbeat_keeps_the_lease_of_an_upload_that_outlives_it(
     assert [a.outcome for a in attempts(runtime, delivery_id)] == ["delivered"]
     assert len(sp.statuses("/files/add", method="POST")) == 1  # one upload
     assert sp.files[f"{LIBRARY}/Z1/INV-10.pdf"] == b"%PDF-1.4 long upload"
+
+
+def test_the_heartbeat_renews_well_within_the_lease_so_a_long_upload_is_never_taken_back(
+    sp: Emulator, runtime: Runtime
+) -> None:
+    """An upload held open for several lease lengths on the real clock, the sweeper running meanwhile
+    and judging a third of a lease ahead (its clock that much ahead of the worker's, or one renewal that
+    much late). Renewing three times a lease keeps two thirds of it ahead at every moment, so the
+    sweeper never takes the delivery back; renewing once per lease length would let the lease run out
+    between renewals, and the sweeper would start a second upload beside the running one."""
+    runtime = dataclasses.replace(short_lease(runtime, seconds=2), clock=SystemClock())
+    lease = dt.timedelta(seconds=runtime.settings.lease_seconds)
+    wire(sp, runtime)
+    _, delivery_id = accepted(runtime, "INV-11", b"%PDF-1.4 a long upload")
+    recovered: list[int] = []
+    leases: set[dt.datetime | None] = set()
+
+    def the_sweeper_runs_for_several_leases() -> None:
+        # Until four renewals came (two lease lengths and more) or the sweeper took the delivery back;
+        # the deadline only ends a heartbeat that never renews.
+        deadline = time.monotonic() + 10 * lease.total_seconds()
+        while len(leases) < 5 and not any(recovered) and time.monotonic() < deadline:
+            with session_scope(runtime.sessions) as session:
+                ahead = runtime.clock.now() + lease / 3
+                recovered.append(sweep.recover_expired_leases(session, now=ahead, limit=10))
+            leases.add(delivery(runtime, delivery_id).lease_until)
+            time.sleep(0.02)
+
+    during_upload(sp, the_sweeper_runs_for_several_leases)
+
+    assert service.run(runtime, delivery_id, rand=lambda: 0.5)
+
+    assert not any(recovered), "the sweeper took the delivery back while its upload ran"
+    assert len(leases) == 5  # the claim's lease and four renewals, all while the upload ran
+    row = delivery(runtime, delivery_id)
+    assert (row.status, row.attempts) == ("delivered", 1)
+    assert [a.outcome for a in attempts(runtime, delivery_id)] == ["delivered"]  # none superseded or abandoned
+    assert len(sp.statuses("/files/add", method="POST")) == 1
 
 
 def test_an_upload_that_lost_its_lease_stops_and_leaves_nothing_behind(

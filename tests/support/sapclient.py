@@ -48,6 +48,7 @@ class Part:
     content: bytes
     content_type: str = "application/octet-stream"
     doc_id: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # more part headers, after the usual ones
 
 
 def multipart_body(parts: Sequence[Part], boundary: str | None = None) -> tuple[bytes, str]:
@@ -61,6 +62,7 @@ def multipart_body(parts: Sequence[Part], boundary: str | None = None) -> tuple[
             f"X-compId: {part.comp_id}",
             f"Content-Type: {part.content_type}",
             f"Content-Length: {len(part.content)}",
+            *(f"{name}: {value}" for name, value in part.headers),
         ]
         chunks.append(("\r\n".join(head) + "\r\n\r\n").encode() + part.content + b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())

@@ -28,6 +28,7 @@ from filerelay.api.archivelink.protocol import (
     sap_time,
     search,
     validate_id,
+    without_empty_parameters,
 )
 
 SAP_EXAMPLE = (
@@ -239,7 +240,28 @@ def test_parse_content_type(header: str | None, expected: ContentType) -> None:
     assert dataclasses.replace(parsed, sent=None) == expected
     # The header itself is kept as sent, to be served back on get/info.
     assert parsed.sent == ((header or "").strip().encode("ascii", "replace").decode() or None)
-    assert parsed.header() == (parsed.sent or "application/octet-stream")
+    assert parsed.header() == without_empty_parameters(parsed.sent or "application/octet-stream")
+
+
+@pytest.mark.parametrize(
+    ("sent", "served"),
+    [
+        ("application/pdf; charset=; version=1.7", "application/pdf; version=1.7"),
+        ("application/x-alf; charset=", "application/x-alf"),
+        ('application/pdf; charset=""; version= ', "application/pdf"),
+        ("application/pdf;charset=;version=1.7", "application/pdf;version=1.7"),
+        ("text/plain; CHARSET = ; version=1.0", "text/plain; version=1.0"),
+        ('application/pdf; name="a;b=;c"; charset=', 'application/pdf; name="a;b=;c"'),
+        ('application/pdf; name="q\\";x=;"; v=1', 'application/pdf; name="q\\";x=;"; v=1'),
+        ("text/plain; charset=ISO-8859-1; version=1.0", "text/plain; charset=ISO-8859-1; version=1.0"),
+        ("text/plain ;", "text/plain ;"),  # an empty list item is valid: kept
+        ("text/plain; foo", "text/plain; foo"),  # not a parameter SAP left empty: as sent
+        ("x-sap/ein typ!", "x-sap/ein typ!"),
+    ],
+)
+def test_a_served_type_leaves_out_the_parameters_sent_empty(sent: str, served: str) -> None:
+    assert without_empty_parameters(sent) == served
+    assert parse_content_type(sent).header() == served
 
 
 def test_a_sent_content_type_loses_control_characters_and_is_bounded() -> None:

@@ -4,7 +4,9 @@ The message is written to the SMTP connection as it is produced: headers and a s
 document base64-encoded 57 bytes to a line straight from staging, so no document (nor its encoded copy)
 is ever held in memory. A document larger than `max_attachment_bytes` goes as a signed, expiring download
 link instead (filerelay.file_links), like a webhook notification. `Message-ID` is the same for every
-attempt of one delivery of one content generation, so a mail system or reader can drop a repeat.
+attempt of one delivery of one content generation, so a mail system or reader can drop a repeat; and
+repeats happen: a mailbox cannot be asked whether an attempt nobody saw end (the worker killed after
+the server's 250, the database gone before the outcome was recorded) arrived, so it is sent again.
 
 The server's 250 after the data delivers. Refused credentials, a refused sender or recipients and other
 permanent (5xx) answers fail at once; 4xx answers and connection errors are retried.

@@ -3,7 +3,8 @@
 `mode: content` sends the document's bytes as the body; `mode: notification` a JSON event
 (`document.available`) with a signed, expiring download link instead (filerelay.file_links), for receivers
 that would rather fetch than be sent 2 GiB. Headers `webhook-id` (stable for one delivery of
-one content generation, so a receiver drops a repeat), `webhook-timestamp` and `webhook-signature`
+one content generation, so a receiver drops a repeat: one comes after an attempt nobody saw end, since
+a receiver cannot be asked what it got), `webhook-timestamp` and `webhook-signature`
 (`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` with the `whsec_` secret) follow
 https://www.standardwebhooks.com; the document's identity rides in `x-filerelay-*` headers. The body is
 read twice from staging, once to sign and once to send, so no document is held in memory.

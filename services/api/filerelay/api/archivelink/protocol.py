@@ -157,7 +157,8 @@ OCTET_STREAM = "application/octet-stream"
 @dataclass(frozen=True)
 class ContentType:
     """A component's type: `mime` (+ charset, version) parsed for destinations and `{ext}`; `sent`, the
-    header as the client sent it, served back on get/info the way SAP's own handler does."""
+    header as the client sent it, served back on get/info the way SAP's own handler does (less any
+    parameter it left empty)."""
 
     mime: str
     charset: str | None = None
@@ -166,12 +167,45 @@ class ContentType:
 
     def header(self) -> str:
         if self.sent:
-            return self.sent
+            return without_empty_parameters(self.sent)
         parts = [self.mime]
         for name, value in (("charset", self.charset), ("version", self.version)):
             if value is not None:
                 parts.append(f"{name}={_header_value(value)}")
         return "; ".join(parts)
+
+
+def without_empty_parameters(header: str) -> str:
+    """`header` as sent, less the parameters whose value is empty (`charset=`, `version=""`).
+
+    SAP may send `charset=` when a component has none. RFC 9110 gives a parameter's value one character
+    at least, and strict parsers (Go's `mime.ParseMediaType`, JavaMail's `ContentType`) refuse the whole
+    header over one empty value, so a viewer would lose the media type too; an empty value says nothing.
+    """
+    pieces = _split_parameters(header)
+    kept = [pieces[0], *(p for p in pieces[1:] if not _EMPTY_PARAMETER.fullmatch(p))]
+    return ";".join(kept)
+
+
+_EMPTY_PARAMETER = re.compile(r'\s*[^=";\s]+\s*=\s*(?:""\s*)?')
+
+
+def _split_parameters(header: str) -> list[str]:
+    """`header` cut at each `;` outside a quoted string (a quoted value may hold `;` and `\\"`)."""
+    pieces: list[str] = []
+    start, quoted, escaped = 0, False, False
+    for position, char in enumerate(header):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            pieces.append(header[start:position])
+            start = position + 1
+    pieces.append(header[start:])
+    return pieces
 
 
 def _header_value(value: str) -> str:
