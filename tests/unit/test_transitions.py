@@ -302,12 +302,16 @@ def test_found_identical_is_delivered_with_nothing_sent() -> None:
     assert (attempt.outcome, attempt.bytes_sent, delivery.status) == ("found", 0, DELIVERED)
 
 
-def test_only_a_lease_taken_back_leaves_the_outcome_unknown() -> None:
+def test_a_lease_taken_back_or_a_failed_attempt_leaves_the_outcome_unknown() -> None:
     expired, attempt = row(STATES["delivering, lease ran out"])
     transitions.lease_expired(expired, attempt, policy=POLICY, now=NOW, rand=half)
     assert transitions.outcome_unknown(expired)
+    # A failure does not prove nothing landed: the connection may have broken after the server stored it.
     failed, attempt = row(STATES["delivering"])
     _finish(AttemptResult(False, "HTTP 503", "DestinationError"))(failed, attempt, "folder")
+    assert transitions.outcome_unknown(failed)
+    # New content starts clean: nothing of it was sent yet.
+    transitions.wired(failed, kind="folder", policy=POLICY, now=NOW)
     assert not transitions.outcome_unknown(failed)
     assert not transitions.outcome_unknown(row(STATES["pending"])[0])
 

@@ -477,8 +477,9 @@ def test_an_unexpected_error_is_a_retryable_result_named_after_it_and_logged_wit
     assert logged.exc_info is not None
 
 
-def test_an_ordinary_retry_does_not_ask_first(configured: Runtime, clock: FrozenClock) -> None:
-    """Only an unseen outcome makes the next attempt ask: after a failure it simply sends."""
+def test_a_retry_after_a_failure_asks_first(configured: Runtime, clock: FrozenClock) -> None:
+    """A failure does not prove nothing landed (the chaos run's S3 outage: a PUT stored, its answer cut off,
+    sent again as a second version): the next attempt asks the destination first. New content does not."""
     created = create_document(configured)
     taken = claim(configured, created.s3)
     assert taken is not None
@@ -487,7 +488,13 @@ def test_an_ordinary_retry_does_not_ask_first(configured: Runtime, clock: Frozen
     advance_to_next_attempt(configured, clock, created.s3)
     again = claim(configured, created.s3)
     assert again is not None
-    assert not again.unsure
+    assert again.unsure
+    with session_scope(configured.sessions) as session:
+        service.finish(session, again, service.Result(False, "HTTP 503", retry_after=1), now=clock.now(), rand=half)
+    replace_content(configured, doc_id="DOC", data=b"%PDF-1.4 new content")
+    fresh = claim(configured, created.s3)
+    assert fresh is not None
+    assert not fresh.unsure
 
 
 def created_sha(data: bytes) -> str:

@@ -236,9 +236,12 @@ def _close_attempt(attempt: DeliveryAttempt, result: AttemptResult, now: dt.date
 
 
 def outcome_unknown(delivery: Delivery) -> bool:
-    """Whether the last attempt may have landed although nobody saw it end: its worker stopped (or
-    lost the database) and the sweeper took the lease back. The next attempt asks first."""
-    return delivery.last_error == LEASE_EXPIRED
+    """Whether an earlier attempt may have landed although nobody saw it succeed: its worker stopped (the
+    sweeper took the lease back), or it failed, which does not prove nothing landed (the connection broke
+    after the server stored the object, a client library's own retry met a landed first try). The next
+    attempt asks the destination first: one cheap question per retry, where sending again would make a
+    second version, event or notification."""
+    return delivery.last_error is not None
 
 
 @dataclass(frozen=True)
