@@ -138,7 +138,7 @@ def test_up_shows_the_workers_deliveries_on_the_apis_metrics(tmp_path: Path) -> 
         wait_until(all_delivered, what="the worker's deliveries on the API's /metrics")
         samples = scrape(base)
         assert value(samples, "filerelay_documents_received_total", workspace="acme/production", repo_id="Z1") == 3
-        assert value(samples, "filerelay_queue_depth", queue="deliver.folder") == 0  # the embedded broker's wake-up files
+        assert value(samples, "filerelay_queue_depth", queue="deliver.folder") == 0  # its wake-up file taken
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
