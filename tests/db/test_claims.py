@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from filerelay.clock import FrozenClock
 from filerelay.db.models import Delivery, Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
@@ -26,10 +27,10 @@ def waiting(runtime: Runtime) -> int:
         )
 
 
-def test_a_claim_takes_no_more_than_its_limit_the_longest_due_first(configured: Runtime) -> None:
+def test_a_claim_takes_no_more_than_its_limit_the_longest_due_first(configured: Runtime, clock: FrozenClock) -> None:
     for n in range(10):
         accept(configured, f"DOC{n}", b"%PDF-1.4")
-        configured.clock.advance(1)  # each due a second after the one before
+        clock.advance(1)  # each due a second after the one before
     claimed = []
     for _ in range(2):
         with session_scope(configured.sessions) as session:
