@@ -21,6 +21,7 @@ from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import Part, SapClient
+from tests.support.wakeups import take_wakeups, woken_kinds
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 DOC = "361A524A3ECB5459E0000800099245EC"
@@ -29,10 +30,6 @@ DOC = "361A524A3ECB5459E0000800099245EC"
 def staged_files(runtime: Runtime) -> list[Path]:
     root = Path(runtime.settings.staging_url.removeprefix("file://"))
     return sorted(p for p in root.rglob("*") if p.is_file())
-
-
-def broker_messages(runtime: Runtime) -> list[Path]:
-    return sorted((runtime.settings.broker_dir / "queue").glob("*.msg"))
 
 
 def count(runtime: Runtime, model: type) -> int:
@@ -85,13 +82,18 @@ def test_create_put_stores_durably_wires_deliveries_and_enqueues_after_commit(
         assert document.status == "pending"
         deliveries = session.scalars(select(Delivery).order_by(Delivery.destination_id)).all()
         assert [d.status for d in deliveries] == ["pending", "pending"]
-        delivery_ids = {d.id for d in deliveries}
     staged = staged_files(configured)
     assert len(staged) == 1
     assert staged[0].read_bytes() == PDF
-    queued = broker_messages(configured)
-    assert sorted(m.name.split(".")[-2] for m in queued) == ["folder", "s3"]
-    assert all(any(i in m.read_text() for i in delivery_ids) for m in queued)
+    assert woken_kinds(configured) == ["folder", "s3"]  # the kinds of its deliveries
+    # The wake-ups are coalesced: more documents while they wait add none; once a worker took them, the
+    # next document wakes its kinds again.
+    assert sap.create("DOC2", "data", PDF).status == 201
+    assert woken_kinds(configured) == ["folder", "s3"]
+    assert take_wakeups(configured) == ["folder", "s3"]
+    assert woken_kinds(configured) == []
+    assert sap.create("DOC3", "data", PDF).status == 201
+    assert woken_kinds(configured) == ["folder", "s3"]
 
 
 def test_get_returns_the_component_with_its_headers(sap: SapClient) -> None:
@@ -170,11 +172,11 @@ def test_a_repeated_create_of_identical_content_is_201_and_changes_nothing(sap: 
     parts = [Part("data1", b"one", "text/plain"), Part("data2", b"two", "text/plain")]
     assert sap.create_multipart(DOC, parts).status == 201
     before = (count(configured, Document), count(configured, Delivery), staged_files(configured))
-    messages = broker_messages(configured)
+    assert take_wakeups(configured) == ["folder", "s3"]
     again = sap.create_multipart(DOC, parts)
     assert (again.status, again.headers["X-docId"]) == (201, DOC)
     assert (count(configured, Document), count(configured, Delivery), staged_files(configured)) == before
-    assert broker_messages(configured) == messages  # nothing woken twice
+    assert woken_kinds(configured) == []  # nothing woken twice
     # Different in any way: other bytes, a component fewer, a component more, another name.
     for different in (
         [Part("data1", b"one", "text/plain"), Part("data2", b"TWO", "text/plain")],
@@ -219,7 +221,7 @@ def test_a_lost_commit_answer_still_stores_and_acknowledges_the_document(
         document = session.scalars(select(Document)).one()
         assert document.staging_key is not None
     assert [p.read_bytes() for p in staged_files(configured)] == [PDF]  # the row's bytes were kept
-    assert len(broker_messages(configured)) == 2  # and its deliveries woken
+    assert woken_kinds(configured) == ["folder", "s3"]  # and its deliveries woken
     assert sap.get(DOC).body == PDF
     assert sap.create(DOC, "data", PDF).status == 201  # SAP's retry, had it seen an error
 
@@ -400,7 +402,7 @@ def test_multipart_create_is_atomic(sap: SapClient, configured: Runtime) -> None
     assert count(configured, ArchiveDocument) == 0
     assert count(configured, Document) == 0
     assert staged_files(configured) == []
-    assert broker_messages(configured) == []
+    assert woken_kinds(configured) == []
     assert sap.create_multipart(DOC, [Part("data1", b"first")]).status == 201
 
 
@@ -488,6 +490,7 @@ def test_m_create_all_new_is_201(sap: SapClient) -> None:
 def test_update_put_replaces_content_and_redelivers(sap: SapClient, configured: Runtime) -> None:
     sap.create(DOC, "data", PDF)
     first_key = staged_files(configured)
+    assert take_wakeups(configured) == ["folder", "s3"]
     reply = sap.update(DOC, "data", b"new content", "text/plain")
     assert reply.status == 200, reply.error
     assert sap.get(DOC).body == b"new content"
@@ -499,7 +502,7 @@ def test_update_put_replaces_content_and_redelivers(sap: SapClient, configured: 
         assert {d.status for d in document.deliveries} == {"pending"}
     assert staged_files(configured) != first_key
     assert len(staged_files(configured)) == 1
-    assert len(broker_messages(configured)) == 4
+    assert woken_kinds(configured) == ["folder", "s3"]  # delivered again
 
 
 def test_update_put_creates_a_missing_component_but_needs_the_document(sap: SapClient) -> None:
@@ -579,7 +582,7 @@ def test_a_repository_with_no_destination_discards(configured: Runtime, server: 
         assert document.size_bytes == len(PDF)
     assert count(configured, Delivery) == 0
     assert staged_files(configured) == []
-    assert broker_messages(configured) == []
+    assert woken_kinds(configured) == []
     reply = sap.get(DOC)
     assert reply.status == 409
     assert reply.error == "the content of component data is no longer held by FileRelay"

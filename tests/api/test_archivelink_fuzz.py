@@ -2,7 +2,7 @@
 server, so any byte can go into the query, any header value and any Content-Length).
 
 Invariants, for every request: no 5xx; every 4xx carries X-ErrorDescription; a rejected request leaves
-no document row, no certificate row, no staged file and no queued delivery behind; and no staged file
+no document row, no certificate row, no staged file and no wake-up behind; and no staged file
 ever exists without the component row that owns it.
 
 Bounded: about 150 examples in all, well under 30 s. The bugs found this way are fixed; each has a
@@ -29,9 +29,10 @@ from filerelay.db.models import ArchiveDocument, Certificate, Document
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from filerelay.settings import DEFAULT_MAX_DOCUMENT_BYTES
-from tests.api.test_archivelink import broker_messages, staged_files
+from tests.api.test_archivelink import staged_files
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
+from tests.support.wakeups import take_wakeups, woken_kinds
 
 PATH = b"/archivelink/acme/production"
 SEEDED = "FUZZ0000000000000000000000000001"
@@ -103,7 +104,7 @@ class State:
     certificates: int
     staged: frozenset[str]
     keys: frozenset[str]
-    queued: int
+    woken: tuple[str, ...]
 
 
 def state(runtime: Runtime) -> State:
@@ -119,8 +120,15 @@ def state(runtime: Runtime) -> State:
             certificates=count(Certificate),
             staged=frozenset(p.name for p in staged_files(runtime)),
             keys=keys,
-            queued=len(broker_messages(runtime)),
+            woken=tuple(woken_kinds(runtime)),
         )
+
+
+def state_before(runtime: Runtime) -> State:
+    """The state before a request, every wake-up sent so far taken (as a worker would): one outstanding
+    per kind hides any more, so only thus would a rejected request's wake-up show."""
+    take_wakeups(runtime)
+    return state(runtime)
 
 
 def check(runtime: Runtime, before: State, reply: Raw, what: str) -> None:
@@ -183,7 +191,7 @@ def queries(draw: st.DrawFn) -> bytes:
 
 @given(method=st.sampled_from(["GET", "HEAD", "PUT", "POST", "DELETE"]), query=queries(), body=st.binary(max_size=64))
 def _query_case(runtime: Runtime, server: str, method: str, query: bytes, body: bytes) -> None:
-    before = state(runtime)
+    before = state_before(runtime)
     headers = [(b"Content-Length", str(len(body)).encode())] if method in ("PUT", "POST") else []
     reply = send(server, method, PATH + b"?" + query, headers, body if headers else b"")
     check(runtime, before, reply, f"{method} {query[:300]!r}")
@@ -248,7 +256,7 @@ def header_cases(draw: st.DrawFn) -> tuple[str, bytes, list[tuple[bytes, bytes]]
 @given(case=header_cases())
 def _header_case(runtime: Runtime, server: str, case: tuple[str, bytes, list[tuple[bytes, bytes]], bytes]) -> None:
     method, query, headers, body = case
-    before = state(runtime)
+    before = state_before(runtime)
     reply = send(server, method, PATH + b"?" + query, headers, body)
     check(runtime, before, reply, f"{method} {query!r} {headers!r}")
 
@@ -324,7 +332,7 @@ def multipart_cases(draw: st.DrawFn) -> tuple[bytes, bytes, bytes]:
 @given(case=multipart_cases())
 def _multipart_case(runtime: Runtime, server: str, case: tuple[bytes, bytes, bytes]) -> None:
     query, content_type, body = case
-    before = state(runtime)
+    before = state_before(runtime)
     headers = [(b"Content-Type", content_type), (b"Content-Length", str(len(body)).encode())]
     reply = send(server, "POST", PATH + b"?" + query, headers, body)
     # mCreate reads the whole body before it commits anything, so a malformed part stores nothing.
@@ -380,7 +388,7 @@ def test_malformed_requests_are_4xx_with_a_reason_and_store_nothing(
     body: bytes,
     status: int,
 ) -> None:
-    before = state(configured)
+    before = state_before(configured)
     reply = send(seeded, method, PATH + b"?" + query, headers, body)
     assert reply.status == status, reply.headers.get("X-ErrorDescription")
     check(configured, before, reply, repr(query))
@@ -394,7 +402,7 @@ def test_malformed_requests_are_4xx_with_a_reason_and_store_nothing(
     ],
 )
 def test_a_malformed_chunked_body_is_400(configured: Runtime, seeded: str, query: bytes, content_type: bytes) -> None:
-    before = state(configured)
+    before = state_before(configured)
     headers = [(b"Content-Type", content_type), (b"Transfer-Encoding", b"chunked")]
     reply = send(seeded, "PUT" if b"compId" in query else "POST", PATH + b"?" + query, headers, b"zz\r\n--B\r\n")
     check(configured, before, reply, "chunked")
@@ -402,7 +410,7 @@ def test_a_malformed_chunked_body_is_400(configured: Runtime, seeded: str, query
 
 
 def test_put_cert_with_a_truncated_body_is_400(configured: Runtime, seeded: str) -> None:
-    before = state(configured)
+    before = state_before(configured)
     query = PATH + b"?putCert&pVersion=0047&contRep=Z1&authId=CN%3DS4H"
     reply = send(seeded, "PUT", query, [(b"Content-Length", b"1000")], b"")  # the client went away
     check(configured, before, reply, "truncated putCert")
@@ -410,7 +418,7 @@ def test_put_cert_with_a_truncated_body_is_400(configured: Runtime, seeded: str)
 
 
 def test_an_append_refused_as_too_large_closes_the_old_content(configured: Runtime, seeded: str) -> None:
-    before = state(configured)
+    before = state_before(configured)
     query = PATH + b"?append&pVersion=0047&contRep=Z1&docId=" + SEEDED.encode() + b"&compId=data"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
@@ -428,7 +436,7 @@ def test_m_create_rejected_mid_body_stores_nothing(configured: Runtime, seeded: 
         b"--B\r\nX-docId: M2\r\nX-compId: data\r\n\r\ntwo\r\n"
         b"--B\r\nX-docId: M3\r\nX-compId: data\r\nContent-Length: 50\r\n\r\ncut short\r\n--B--\r\n"
     )
-    before = state(configured)
+    before = state_before(configured)
     reply = sap.raw("POST", sap.query("mCreate", docId="M1"), body, {"Content-Type": "multipart/form-data; boundary=B"})
     if reply.status >= 400:
         assert reply.error

@@ -29,6 +29,7 @@ from tests.conftest import ADMIN_KEY
 from tests.support.api_shapes import assert_same_shape, examples
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
+from tests.support.wakeups import woken_kinds
 
 VIEWER_KEY = "fr_live_files_viewer_0123456789"
 MEMBER_KEY = "fr_live_files_member_0123456789"
@@ -440,20 +441,19 @@ def test_content_of_a_discarded_document_is_409(client: FlaskClient, archive: Sa
 # --- the pull destination, end to end --------------------------------------------------------------
 
 
-def broker_queues(runtime: Runtime) -> list[str]:
-    return sorted(m.name.split(".")[-2] for m in (runtime.settings.broker_dir / "queue").glob("*.msg"))
-
-
 def test_pull_delivery_waits_for_the_integration_and_follows_its_reports(
     client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
 ) -> None:
     document_id = create(archive, relay, "P1")
     pull = deliveries(relay, document_id)["pull"]
     assert (pull.status, document(relay, document_id).status) == ("pending", "pending")
-    assert broker_queues(relay) == []  # nothing for a worker to do
+    assert woken_kinds(relay) == []  # nothing for a worker to do
     assert not service.run(relay, pull.id)  # and a stray wake-up claims nothing
     with session_scope(relay.sessions) as session:
-        assert sweep.enqueue_due(session, now=clock.now(), grace_seconds=0, limit=10) == []
+        assert service.claim_due(session, kinds=["pull"], now=clock.now(), lease_seconds=60, limit=10) == []
+        assert sweep.due_kinds(session, now=clock.now()) == []  # nor does the sweeper wake anything
+    assert relay.enqueuer.wake(["pull"]) == 0
+    assert woken_kinds(relay) == []
     assert info(client, document_id)["status"] == "pending"
 
     assert report(client, document_id, "exporting").status_code == 200
@@ -492,7 +492,7 @@ def test_a_document_beside_a_pull_destination_is_delivered_only_when_the_erp_say
     client: FlaskClient, archive: SapClient, relay: Runtime
 ) -> None:
     document_id = create(archive, relay, "P2")
-    assert broker_queues(relay) == ["folder"]
+    assert woken_kinds(relay) == ["folder"]
     assert service.run(relay, deliveries(relay, document_id)["pull"].id) is False  # never a worker's to take
     assert service.run(relay, deliveries(relay, document_id)["folder"].id, rand=lambda: 0.5)
     assert document(relay, document_id).status == "pending"

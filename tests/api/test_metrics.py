@@ -23,6 +23,7 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import service, transitions
 from filerelay.runtime import Runtime
 from tests.support.sapclient import Part, SapClient
+from tests.support.wakeups import take_wakeups
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -96,9 +97,7 @@ def test_status_gauges_and_staged_bytes_match_the_database(server: str, sap: Sap
     assert value(samples, "filerelay_metrics_source_up", source="database") == 1
 
 
-def test_queue_depth_counts_the_embedded_brokers_message_files(
-    server: str, sap: SapClient, configured: Runtime
-) -> None:
+def test_queue_depth_counts_the_embedded_brokers_wake_ups(server: str, sap: SapClient, configured: Runtime) -> None:
     assert configured.settings.embedded_broker
     empty = scrape(server)
     for queue in ("deliver.s3", "deliver.folder", "deliver.sharepoint", "deliver.pull"):
@@ -106,11 +105,15 @@ def test_queue_depth_counts_the_embedded_brokers_message_files(
     for n in range(3):
         assert sap.create(f"DOC{n}", "data", b"x").status == 201
     samples = scrape(server)
-    # Z1 is wired to a folder and an S3 bucket: one wake-up per document on each queue.
-    assert value(samples, "filerelay_queue_depth", queue="deliver.folder") == 3
-    assert value(samples, "filerelay_queue_depth", queue="deliver.s3") == 3
+    # Z1 is wired to a folder and an S3 bucket: one wake-up waits on each queue, however many documents.
+    assert value(samples, "filerelay_queue_depth", queue="deliver.folder") == 1
+    assert value(samples, "filerelay_queue_depth", queue="deliver.s3") == 1
     assert value(samples, "filerelay_queue_depth", queue="deliver.sharepoint") == 0
     assert value(samples, "filerelay_metrics_source_up", source="broker") == 1
+    assert take_wakeups(configured) == ["folder", "s3"]  # a worker took them
+    taken = scrape(server)
+    assert value(taken, "filerelay_queue_depth", queue="deliver.folder") == 0
+    assert value(taken, "filerelay_queue_depth", queue="deliver.s3") == 0
 
 
 def test_an_unreadable_broker_drops_only_the_queue_gauge(server: str, monkeypatch: pytest.MonkeyPatch) -> None:

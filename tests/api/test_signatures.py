@@ -25,7 +25,7 @@ from filerelay.db.models import ArchiveDocument, Document
 from filerelay.db.session import session_scope
 from filerelay.operations import Transaction, configuration
 from filerelay.runtime import Runtime
-from tests.api.test_archivelink import broker_messages, staged_files
+from tests.api.test_archivelink import staged_files
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import Part, Reply, SapClient
 from tests.support.signing import (
@@ -40,6 +40,7 @@ from tests.support.signing import (
     signed_message,
     url_encode_sec_key,
 )
+from tests.support.wakeups import take_wakeups, woken_kinds
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 DOC = "361A524A3ECB5459E0000800099245EC"
@@ -108,7 +109,7 @@ def listed(runtime: Runtime, repo: str | None = None) -> list[certificates.Certi
 
 
 def snapshot(runtime: Runtime) -> tuple[object, ...]:
-    """Everything a request could change: documents, components, staged bytes, queued deliveries."""
+    """Everything a request could change: documents, components, staged bytes, the kinds woken."""
     with session_scope(runtime.sessions) as session:
         docs = sorted(
             (d.repository_id, d.doc_id, d.doc_prot, d.deleted_at is None, d.updated_at)
@@ -119,7 +120,14 @@ def snapshot(runtime: Runtime) -> tuple[object, ...]:
             for c in session.scalars(select(Document))
         )
     staged = [(p, p.read_bytes()) for p in staged_files(runtime)]
-    return docs, comps, staged, broker_messages(runtime)
+    return docs, comps, staged, woken_kinds(runtime)
+
+
+def snapshot_before(runtime: Runtime) -> tuple[object, ...]:
+    """The snapshot before a request, every wake-up sent so far taken (as a worker would): one outstanding
+    per kind hides any more, so only thus would a rejected request's wake-up show."""
+    take_wakeups(runtime)
+    return snapshot(runtime)
 
 
 # --- putCert and activation -------------------------------------------------------------------
@@ -417,7 +425,7 @@ def world(server: str, configured: Runtime) -> World:
 
 
 def assert_rejected(world: World, send: Send, sap: SigningSap, status: int = 401) -> Reply:
-    before = snapshot(world.runtime)
+    before = snapshot_before(world.runtime)
     reply = send(sap)
     assert reply.status == status, (reply.status, reply.error)
     assert reply.error
@@ -544,7 +552,7 @@ def test_a_sec_key_without_its_companions_is_400(world: World, missing: str, com
 @pytest.mark.parametrize("value", ["2026040411", "20261304103000", "2026-04-04T11", "99999999999999"])
 def test_a_malformed_expiration_is_rejected(world: World, value: str) -> None:
     sap = world.client(world.trusted, overrides={"expiration": value})
-    before = snapshot(world.runtime)
+    before = snapshot_before(world.runtime)
     reply = COMMANDS["delete"][1](sap)
     assert reply.status in (400, 401)
     assert reply.error
@@ -556,7 +564,7 @@ def test_a_signature_is_checked_before_the_body_is_read(world: World) -> None:
     """A forged create must not even stage its bytes (nothing to clean up, nothing to leak)."""
     big = b"x" * (256 * 1024)
     sap = world.client(world.unknown)
-    before = snapshot(world.runtime)
+    before = snapshot_before(world.runtime)
     reply = sap.create(NEW, "data", big)
     assert reply.status == 401
     assert reply.headers["Connection"] == "close"
@@ -572,7 +580,7 @@ def test_optional_mode_protects_what_doc_prot_names(server: str, configured: Run
     unsigned = client(server, configured, "O1", None)
     signed = client(server, configured, "O1", signer)
     assert unsigned.create(DOC, "data", PDF, docProt="d").status == 201
-    before = snapshot(configured)
+    before = snapshot_before(configured)
     refused = unsigned.delete(DOC)
     assert refused.status == 401
     assert refused.error == "repository O1 accepts only signed URLs (secKey)"
@@ -593,7 +601,7 @@ def test_optional_mode_always_verifies_a_present_signature(server: str, configur
     trust(server, configured, "O1", cached_signer("dsa"))
     unsigned = client(server, configured, "O1", None)
     assert unsigned.create(DOC, "data", PDF, docProt="").status == 201
-    before = snapshot(configured)
+    before = snapshot_before(configured)
     forged = client(server, configured, "O1", cached_signer("dsa", "unknown"))
     assert forged.get(DOC).status == 401
     assert forged.delete(DOC).status == 401

@@ -12,6 +12,7 @@ import copy
 import functools
 import importlib.resources
 import json
+import math
 import re
 import secrets
 import shlex
@@ -518,6 +519,26 @@ def test_one_autoscaled_worker_per_pushed_destination_kind(tmp_path: Path) -> No
     # `pull` deliveries are moved by their integration's PATCH; nothing is ever queued on deliver.pull.
     assert sorted(kinds) == sorted(k for k in KINDS if k != "pull")
     assert len(of_kind("Deployment")) == len(kinds) + 2  # plus the API and the sweeper
+
+
+def cpus(quantity: str) -> float:
+    """A Kubernetes CPU quantity (`1`, `"2"`, `500m`) in cores."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def test_a_worker_pod_runs_no_more_processes_than_its_cpu_limit() -> None:
+    """`filerelay worker` starts one process per core by default, and counts the node's cores, not the
+    pod's CPU limit: on a large node a 1-CPU pod would run dozens of processes (each with its threads,
+    database pool and memory) into its CPU and memory limits. Each worker pod says how many."""
+    for scaled in of_kind("ScaledObject"):
+        pod = named("Deployment", scaled["spec"]["scaleTargetRef"]["name"])["spec"]["template"]["spec"]
+        (container,) = [
+            c for c in pod["containers"] if c["name"] == scaled["spec"]["scaleTargetRef"]["envSourceContainerName"]
+        ]
+        where = scaled["metadata"]["name"]
+        assert "--processes" in container["args"], f"{where}: no --processes"
+        processes = int(command_option(container["args"], "--processes"))
+        assert 1 <= processes <= max(1, math.ceil(cpus(str(container["resources"]["limits"]["cpu"])))), where
 
 
 @pytest.mark.parametrize("where_pod", list(pod_templates()), ids=lambda wp: wp[0])

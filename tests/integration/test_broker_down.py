@@ -4,10 +4,10 @@ truth, and the sweeper sends the wake-ups once the broker answers again
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -15,7 +15,6 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from filerelay.clock import FrozenClock, SystemClock
 from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import sweep
@@ -24,12 +23,11 @@ from tests.integration.conftest import Relay, wait_until
 from tests.support.app_server import serving
 from tests.support.processes import free_port
 from tests.support.s3server import S3Server
+from tests.support.wakeups import redis_wakeups
 
 pytestmark = pytest.mark.slow
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 100 + b"\n%%EOF\n"
-# What the sweeper waits before it re-sends a wake-up that may still be on its way.
-GRACE_SECONDS = 10  # FILERELAY_WAKE_GRACE_SECONDS' default
 
 
 def delivery_rows(runtime: Runtime) -> dict[str, tuple[str, int]]:
@@ -60,18 +58,18 @@ def test_create_with_the_broker_down_answers_201_and_the_sweeper_delivers_it_lat
         document = session.scalars(select(Document).where(Document.doc_id == "DOC1")).one()
         assert (document.status, document.sha256) == ("pending", hashlib.sha256(PDF).hexdigest())
     assert delivery_rows(relay.runtime) == {"dest_folder": ("pending", 0), "dest_s3prod": ("pending", 0)}
-    assert redis_db.llen("deliver.folder") == redis_db.llen("deliver.s3") == 0  # no wake-up got through
+    assert redis_wakeups(redis_db) == {}  # no wake-up got through, none marked outstanding
 
-    # The broker is back (the relay's own Redis). Once the grace for in-flight messages has passed,
-    # a sweep finds both deliveries due and without a wake-up, and sends them.
-    relay.start("worker", "worker", "--queues", "s3,folder", "--concurrency", "2")
-    later = SystemClock().now() + dt.timedelta(seconds=GRACE_SECONDS + 1)
-    sweeper = build_runtime(relay.runtime.settings, clock=FrozenClock(later))
+    # The broker is back (the relay's own Redis). A sweep finds both kinds with due deliveries and no
+    # wake-up outstanding, and wakes them at once (no grace: no wake-up can be on its way).
+    sweeper = build_runtime(relay.runtime.settings)
     try:
         report = sweep.sweep(sweeper)
     finally:
         sweeper.close()
     assert report.enqueued == 2
+    assert redis_wakeups(redis_db) == {"folder": (True, 1), "s3": (True, 1)}
+    relay.start("worker", "worker", "--queues", "s3,folder", "--concurrency", "2")
 
     wait_until(
         lambda: delivery_rows(relay.runtime) == {"dest_folder": ("delivered", 1), "dest_s3prod": ("delivered", 1)},
@@ -123,3 +121,37 @@ def test_creates_with_the_broker_failing_try_it_once_then_skip_it(configured: Ru
         assert accepted[0] == 1  # one try; the next creates skip the broker for a while
     with session_scope(configured.sessions) as session:
         assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "pending")) == 6
+
+
+def test_a_wake_up_lost_with_its_mark_left_is_sent_again_once_the_grace_has_passed(
+    make_relay: Callable[..., Relay], redis_db: redis.Redis
+) -> None:
+    relay = make_relay()
+    assert relay.sap.create("DOC1", "data", PDF, "application/pdf").status == 201
+    assert redis_wakeups(redis_db) == {"folder": (True, 1), "s3": (True, 1)}
+    # The messages are lost (a Redis failover that kept the keys but not the lists): each kind's mark
+    # still says a wake-up is on its way, so creates and sweeps send none.
+    redis_db.delete("deliver.folder", "deliver.s3")
+    assert relay.sap.create("DOC2", "data", PDF, "application/pdf").status == 201
+    grace = 1
+    sweeper = build_runtime(relay.runtime.settings.with_overrides(wake_grace_seconds=grace))
+    try:
+        assert sweep.sweep(sweeper).enqueued == 0  # within the grace a wake-up may still be on its way
+        assert redis_wakeups(redis_db) == {"folder": (True, 0), "s3": (True, 0)}
+        time.sleep(grace + 0.2)
+        assert sweep.sweep(sweeper).enqueued == 2  # past it, a marked kind with an empty queue is woken again
+        assert redis_wakeups(redis_db) == {"folder": (True, 1), "s3": (True, 1)}
+        assert sweep.sweep(sweeper).enqueued == 0  # and only once: its queue holds the wake-up now
+    finally:
+        sweeper.close()
+    relay.start("worker", "worker", "--queues", "s3,folder", "--concurrency", "2")
+    wait_until(
+        lambda: set(delivery_statuses(relay.runtime)) == {"delivered"} and redis_wakeups(redis_db) == {},
+        what="both documents delivered and the wake-ups taken",
+    )
+    assert len(delivery_statuses(relay.runtime)) == 4
+
+
+def delivery_statuses(runtime: Runtime) -> list[str]:
+    with session_scope(runtime.sessions) as session:
+        return list(session.scalars(select(Delivery.status)))

@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from filerelay.clock import as_utc
 from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
-from filerelay.queue import Enqueuer
+from filerelay.queue import DELIVER_TASK, DRAIN_TASK, Enqueuer, make_producer, queue_name
 from tests.integration.conftest import Relay, relay_config, wait_until
 from tests.support.s3server import S3Server
 from tests.support.s3stub import S3Refusal, refusing_s3
+from tests.support.wakeups import redis_wakeups
 
 pytestmark = pytest.mark.slow
 
@@ -159,21 +160,33 @@ def test_a_refusing_s3_is_retried_with_growing_delays_then_fails(
     assert len([r for r in stub.requests if r.method == "PUT"]) >= 3
 
 
-def test_a_duplicate_message_uploads_once(make_relay: Callable[..., Relay], s3: S3Server) -> None:
+def test_duplicate_wake_ups_upload_once(make_relay: Callable[..., Relay], s3: S3Server) -> None:
     relay = make_relay()
     versioned(s3, relay.bucket)
-    assert relay.sap.create("DOC1", "data", b"once", "application/pdf").status == 201
+    client = relay_redis(relay)
+    for doc_id in ("DOC1", "DOC2"):
+        assert relay.sap.create(doc_id, "data", doc_id.encode(), "application/pdf").status == 201
+    # Coalesced: one wake-up waits per kind, however many documents, and another enqueuer sends none more.
+    assert redis_wakeups(client) == {"folder": (True, 1), "s3": (True, 1)}
+    settings = relay.runtime.settings
     ids = [(d.id, d.destination.kind) for d in _all_deliveries(relay)]
-    # The API already sent one wake-up per delivery; send every one again before any worker runs.
-    assert Enqueuer(relay.runtime.enqueuer._app).enqueue(ids) == 2
+    assert Enqueuer(make_producer(settings), settings).enqueue(ids) == 0
+    assert redis_wakeups(client) == {"folder": (True, 1), "s3": (True, 1)}
+    # Duplicates anyway, before any worker runs: a kind's wake-up again (a redelivered message), and one
+    # per delivery as earlier versions sent them (left in the queues by an upgrade).
+    app = relay.runtime.enqueuer._app
+    for delivery_id, kind in ids:
+        app.send_task(DRAIN_TASK, args=(kind,), queue=queue_name(kind))
+        app.send_task(DELIVER_TASK, args=(delivery_id,), queue=queue_name(kind))
+    assert redis_wakeups(client) == {"folder": (True, 5), "s3": (True, 5)}
     relay.start("worker", "worker", "--queues", "s3,folder", "--concurrency", "2")
-    wait_until(all_delivered(relay, 1), what="delivered")
+    wait_until(all_delivered(relay, 2), what="delivered")
     wait_until(lambda: _queue_empty(relay), what="duplicates consumed")
     with session_scope(relay.runtime.sessions) as session:
-        assert session.scalar(select(func.count()).select_from(DeliveryAttempt)) == 2
+        assert session.scalar(select(func.count()).select_from(DeliveryAttempt)) == 4
     assert {r[3] for r in deliveries(relay)} == {1}
-    [key] = uploads_per_key(s3, relay.bucket)
-    assert uploads_per_key(s3, relay.bucket) == Counter({key: 1})
+    assert uploads_per_key(s3, relay.bucket) == Counter({key: 1 for key in s3_objects(s3, relay.bucket)})
+    assert len(s3_objects(s3, relay.bucket)) == 2
 
 
 def _all_deliveries(relay: Relay) -> list[Delivery]:
@@ -187,7 +200,7 @@ def _all_deliveries(relay: Relay) -> list[Delivery]:
 def _queue_empty(relay: Relay) -> bool:
     client = redis.Redis.from_url(relay.runtime.settings.broker_url)
     try:
-        return all(client.llen(q) == 0 for q in ("deliver.s3", "deliver.folder")) and not client.hlen("unacked")
+        return redis_wakeups(client) == {} and not client.hlen("unacked")
     finally:
         client.close()
 

@@ -61,7 +61,7 @@ def test_metrics_count_what_a_real_worker_delivered(
     relay = make_relay()
     folder = tmp_path / "prometheus"
     folder.mkdir()
-    # The worker (main process and its prefork children) counts into the shared folder, as under `up`.
+    # The worker (main process and its children) counts into the shared folder, as under `up`.
     relay.env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     relay.start("worker", "worker", "--queues", "s3,folder", "--concurrency", "2")
     # The in-process API shares the folder too (its own counts stay in memory and are added: see metrics.py).
@@ -138,7 +138,7 @@ def test_up_shows_the_workers_deliveries_on_the_apis_metrics(tmp_path: Path) -> 
         wait_until(all_delivered, what="the worker's deliveries on the API's /metrics")
         samples = scrape(base)
         assert value(samples, "filerelay_documents_received_total", workspace="acme/production", repo_id="Z1") == 3
-        assert value(samples, "filerelay_queue_depth", queue="deliver.folder") == 0  # the embedded broker's files
+        assert value(samples, "filerelay_queue_depth", queue="deliver.folder") == 0  # its wake-up file taken
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from filerelay.queue import FolderMarks
 from tests.support.embedded_load import landed, run_load
 from tests.support.processes import environment, filerelay_command, free_port, wait_ready
 from tests.support.sapclient import SapClient
@@ -39,6 +40,9 @@ def test_up_relays_on_embedded_defaults_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         while not target.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert target.read_bytes() == b"%PDF-1.4 embedded"
+        # The worker took the folder kind's wake-up (an empty file), and nothing else carries one.
+        assert FolderMarks(home / "broker" / "wake").waiting() == []
+        assert sorted(p.name for p in (home / "broker").iterdir()) == ["wake"]
         # Ctrl-C in a terminal signals the whole foreground process group.
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0

@@ -165,8 +165,12 @@ def claim_due(
         .order_by(_DELIVERIES.c.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True, of=_DELIVERIES)
+        # Evaluated once: as a plain subquery of the UPDATE, PostgreSQL may run it again for each row it
+        # looks at and so take every due delivery, whatever the limit.
+        .cte("picked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
-    return _claims_of(session, _taken(session, which, now, lease_seconds), now)
+    return _claims_of(session, _taken(session, select(which.c.id), now, lease_seconds), now)
 
 
 def _claims_of(session: Session, taken: Sequence[Delivery], now: dt.datetime) -> list[Claim]:
