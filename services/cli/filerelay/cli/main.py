@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -224,15 +223,17 @@ def worker(
     settings = _serving_settings()
     _logging()
     kinds = _queues(queues)
-    count = 1 if settings.embedded_broker else (processes or os.cpu_count() or 1)
-    if count > 1:
-        from filerelay.cli.supervisor import run_children
+    from filerelay.cli.supervisor import available_cpus, run_children
 
+    count = 1 if settings.embedded_broker else (processes or available_cpus())
+    if count > 1:
         # The processes share the metrics folder (one /metrics for the pod); each serves no port of its own.
         with _worker_metrics(settings, metrics_port):
             options = ["--queues", queues, "--concurrency", str(concurrency), "--pool", pool]
             options += ["--stall-seconds", str(stall_seconds), "--processes", "1"]
-            sys.exit(run_children(settings, [["worker", *options, "--process-index", str(i)] for i in range(count)]))
+            commands = [["worker", *options, "--process-index", str(i)] for i in range(count)]
+            # Each process finishes its uploads in flight on SIGTERM, however long they take.
+            sys.exit(run_children(settings, commands, grace=None))
     names = ",".join(queue_name(k) for k in kinds)
     with _worker_metrics(settings, metrics_port):
         from filerelay.worker import watchdog

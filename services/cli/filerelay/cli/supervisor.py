@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -124,7 +126,8 @@ class Children:
                 self._started[index], self._due[index] = now, None
                 self.restarts += 1
 
-    def stop(self, grace: float = 35.0) -> None:
+    def stop(self, grace: float | None = 35.0) -> None:
+        """SIGTERM to each child, then wait; past `grace` seconds (None: no limit) a child is killed."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -136,6 +139,23 @@ class Children:
                 proc.wait()
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may use: its affinity, bounded by the cgroup's CPU quota (a container's CPU
+    limit, rounded up), at least 1. os.cpu_count() counts the node's cores: a pod limited to one CPU on a
+    32-core node would start 32 worker processes into it."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            count = min(count, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read: the affinity it is
+    return max(1, count)
+
+
 # A child's pauses before it is started again: the first, doubled while it keeps dying, at most the last;
 # back to the first once it lived this long.
 RESTART_FIRST = 1.0
@@ -144,9 +164,15 @@ RESTART_RESET = 60.0
 
 
 def run_children(
-    settings: Settings, commands: list[list[str]], *, ready: Callable[[Children], None] | None = None
+    settings: Settings,
+    commands: list[list[str]],
+    *,
+    ready: Callable[[Children], None] | None = None,
+    grace: float | None = 35.0,
 ) -> int:
-    """Run the commands until SIGTERM or SIGINT, restarting any that ends; 0 once stopped."""
+    """Run the commands until SIGTERM or SIGINT, restarting any that ends; 0 once stopped. On the way out
+    each child gets `grace` seconds to end (None: as long as it takes, as a worker's uploads in flight do;
+    its orchestrator's own grace period bounds it)."""
     stopping = threading.Event()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -159,7 +185,7 @@ def run_children(
         ready(children)
     while not stopping.wait(0.2):
         children.watch()
-    children.stop()
+    children.stop(grace)
     return 0
 
 
