@@ -223,6 +223,7 @@ def put_component(
     existing.content_version = new.version
     existing.content_type_sent = new.sent_type
     existing.updated_at = now
+    transitions.export_reset(existing, now=now)  # the integration has not exported this content yet
     outcome.merge(_wire(existing, destinations, now))
     session.flush()
     return outcome

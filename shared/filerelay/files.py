@@ -1,5 +1,6 @@
 """The Files API's core, for pull integrations such as an ERP (docs/architecture.md#pull-deliveries): a change feed with
-a cursor, the file view of a document, the integration's export report, and soft delete.
+a cursor that lists what a pull destination's integration must process, the file view of a document, the
+integration's export report, and soft delete.
 
 Every lookup is scoped by workspace: a file of another workspace is indistinguishable from none.
 """
@@ -13,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from filerelay import documents
-from filerelay.db.models import ChangeCounter, DeliveryStatus, Document, DocumentStatus
+from filerelay.db.models import ChangeCounter, Delivery, DeliveryStatus, Destination, Document, DocumentStatus
 from filerelay.delivery import transitions
 from filerelay.delivery.paths import extension_for, path_for
 from filerelay.delivery.rules import policy_for
@@ -33,8 +34,12 @@ class FileStatus(enum.StrEnum):
     DELETED = "deleted"
 
 
-# SAP metadata keys that name what kind of document this is (e.g. an AR_OBJECT such as ZINVOICE).
-TYPE_KEYS = ("document_type", "ar_object")
+# The metadata key naming SAP's document type (AR_OBJECT, e.g. ZINVOICE): the file's `type` when known.
+TYPE_KEY = "ar_object"
+# A component name that is a file name of its own (`scan.tif`, as GOS attachments arrive): a stem, then
+# an extension with a letter in it (so `v1.2` is no file name).
+_OWN_NAME = re.compile(r"^.*[^.]\.(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{1,10}$")
+_NOT_IN_FILENAME = re.compile(r"[/\\]")
 # `s` and the number of the last change seen. The earlier form, microseconds since the epoch and an
 # id, is still accepted (a poller upgraded mid-feed resumes at that time). Every string of either shape
 # is a valid position, so the OpenAPI pattern describes exactly what is accepted.
@@ -47,6 +52,31 @@ SEQUENCE_BATCH = 10_000
 
 class BadCursor(ValueError):
     pass
+
+
+class UnknownDestination(LookupError):
+    pass
+
+
+class NotPull(ValueError):
+    """The destination named is pushed to by workers: its files are in no feed."""
+
+
+def pull_destinations(session: Session, *, workspace_id: int, destination_id: str | None) -> list[int]:
+    """The row ids of the pull destinations whose files a feed lists: the one named (by its public id),
+    else every pull destination of the workspace. Raises UnknownDestination or NotPull."""
+    query = select(Destination.id, Destination.kind).where(Destination.workspace_id == workspace_id)
+    if destination_id is None:
+        return list(session.scalars(query.with_only_columns(Destination.id).where(Destination.kind == pull.NAME)))
+    found = session.execute(query.where(Destination.public_id == destination_id)).one_or_none()
+    if found is None:
+        raise UnknownDestination(f"no destination {destination_id}")
+    if found.kind != pull.NAME:
+        raise NotPull(
+            f"destination {destination_id} is a {found.kind} destination: workers deliver to it, so it has no "
+            "feed; name a pull destination"
+        )
+    return [found.id]
 
 
 @dataclass(frozen=True)
@@ -112,6 +142,16 @@ def sequence_changes(session: Session, *, limit: int = SEQUENCE_BATCH) -> int:
 
 
 @dataclass(frozen=True)
+class ExportInfo:
+    """What the integration last reported (`PATCH /files/{id}`): `empty`, no messages and no time until
+    it reports."""
+
+    export_status: str
+    export_messages: list[str]
+    export_updated_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class FileInfo:
     """A document as the Files API shows a file."""
 
@@ -124,6 +164,7 @@ class FileInfo:
     created_at: dt.datetime
     completed_at: dt.datetime | None
     processed_data: dict[str, Any]
+    export_info: ExportInfo
 
 
 _BY_DOCUMENT_STATUS = {
@@ -161,16 +202,29 @@ def completed_at(document: Document) -> dt.datetime | None:
 
 
 def file_type(document: Document) -> str:
-    """SAP's document type when the metadata names one, else the format ("pdf", "tif", …)."""
-    for key in TYPE_KEYS:
-        value = document.metadata_.get(key)
-        if isinstance(value, str) and value:
-            return value
+    """SAP's document type (the metadata's `ar_object`) when known, else the format ("pdf", "tif", …)."""
+    value = (document.metadata_ or {}).get(TYPE_KEY)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
     return extension_for(document.content_type).lstrip(".") or "unknown"
 
 
 def filename(document: Document) -> str:
-    return f"{document.doc_id}_{document.comp_id}{extension_for(document.content_type)}"
+    """The component's own name when it is a file name (`scan.tif`); else `{doc_id}_{comp_id}{ext}`, the
+    extension from the content type (`4711_data.pdf`). Never a path separator in it."""
+    if _OWN_NAME.match(document.comp_id):
+        name = document.comp_id
+    else:
+        name = f"{document.doc_id}_{document.comp_id}{extension_for(document.content_type)}"
+    return _NOT_IN_FILENAME.sub("_", name)
+
+
+def export_info(document: Document) -> ExportInfo:
+    return ExportInfo(
+        export_status=document.export_status or ExportStatus.EMPTY.value,
+        export_messages=list(document.export_messages or []),
+        export_updated_at=document.export_updated_at,
+    )
 
 
 def media_type(document: Document) -> str:
@@ -179,10 +233,10 @@ def media_type(document: Document) -> str:
 
 def describe(document: Document) -> FileInfo:
     """A document as the Files API's file. id: the document id (`doc_…`), the fileId of every /files URL;
-    filename: `{doc_id}_{comp_id}{ext}`; file_id: `{id}_{filename}`, stable because the row id survives
-    content updates (the seed's "1234567890_invoice.pdf" has that form); type: see file_type; status:
-    see file_status; size and created_at: the bytes and when SAP sent them; completed_at: see
-    completed_at; processed_data: the document's metadata."""
+    filename: see filename; file_id: `{id}_{filename}`, stable because the row id survives content
+    updates (the form "1234567890_invoice.pdf" of the reference shape); type: see file_type; status: see
+    file_status; size and created_at: the bytes and when SAP sent them; completed_at: see completed_at;
+    processed_data: the document's metadata; export_info: see export_info."""
     name = filename(document)
     return FileInfo(
         id=document.id,
@@ -193,18 +247,43 @@ def describe(document: Document) -> FileInfo:
         size=document.size_bytes,
         created_at=document.received_at,
         completed_at=completed_at(document),
-        processed_data=dict(document.metadata_),
+        processed_data=dict(document.metadata_ or {}),
+        export_info=export_info(document),
     )
 
 
 def changes(
-    session: Session, *, workspace_id: int, updated_after: dt.datetime | None, after: Cursor | None, limit: int
+    session: Session,
+    *,
+    workspace_id: int,
+    destinations: Sequence[int],
+    updated_after: dt.datetime | None,
+    after: Cursor | None,
+    limit: int,
 ) -> tuple[list[FileInfo], Cursor | None]:
-    """Documents changed after the time and the cursor, in the order the changes were committed,
-    deleted ones included (so pollers learn of deletions); and the cursor just past the page (the one
-    given, if empty). A document changed again comes again, further on."""
+    """Documents with a delivery to one of `destinations` (pull_destinations), changed after the time and
+    the cursor, in the order the changes were committed, deleted ones included (so pollers learn of
+    deletions); and the cursor just past the page. A document changed again comes again, further on.
+
+    A page that ends short moves the cursor to the last change numbered when it was read, past the
+    workspace's other changes, so the next poll does not walk them again. That skips nothing: numbers
+    are handed out one transaction at a time under the counter's lock (sequence_changes), so every
+    number up to the highest one visible is already committed and was looked at."""
     sequence_changes(session)
-    query = select(Document).where(Document.workspace_id == workspace_id, Document.change_seq.is_not(None))
+    ceiling = session.scalar(
+        select(func.max(Document.change_seq)).where(
+            Document.workspace_id == workspace_id, Document.change_seq.is_not(None)
+        )
+    )
+    if ceiling is None or not destinations:
+        return [], after
+    wired = exists().where(Delivery.document_id == Document.id, Delivery.destination_id.in_(list(destinations)))
+    query = select(Document).where(
+        Document.workspace_id == workspace_id,
+        Document.change_seq.is_not(None),
+        Document.change_seq <= ceiling,
+        wired,
+    )
     if updated_after is not None:
         query = query.where(Document.updated_at > updated_after)
     if after is not None and after.seq is not None:
@@ -215,9 +294,11 @@ def changes(
     page = session.scalars(
         query.order_by(Document.change_seq).limit(limit).options(selectinload(Document.deliveries))
     ).all()
-    if not page:
-        return [], after
-    return [describe(d) for d in page], Cursor(seq=page[-1].change_seq)
+    if len(page) == limit:
+        return [describe(d) for d in page], Cursor(seq=page[-1].change_seq)
+    if after is not None and after.seq is not None and after.seq >= ceiling:
+        return [describe(d) for d in page], after  # nothing numbered past it yet: the position holds
+    return [describe(d) for d in page], Cursor(seq=ceiling)
 
 
 def find(session: Session, *, workspace_id: int, file_id: str, lock: bool = False) -> Document | None:
@@ -233,7 +314,11 @@ def report_export(
 ) -> None:
     """Store the integration's report and move every pull delivery of the document with it, rolling the
     document up in the same transaction (docs/architecture.md#pull-deliveries). `document` comes from
-    `find(..., lock=True)`."""
+    `find(..., lock=True)`.
+
+    The report is not a change of the file in the feed (the document is not stamped changed): the
+    integration knows what it reported, and a work list that handed its own report back would have it
+    process the file again. The file shows the report (`export_info`) wherever it is read."""
     document.export_status = status.value
     document.export_messages = list(messages)
     document.export_updated_at = now
@@ -250,8 +335,7 @@ def report_export(
                 policy=policy_for(document.repository.workspace, delivery.destination),
                 now=now,
             )
-    # Stamps updated_at too: pollers of the change feed see the report.
-    transitions.rolled_up(document, now=now)
+    transitions.export_settled(document)
     session.flush()
 
 

@@ -98,6 +98,12 @@ ROUTES: dict[tuple[str, str], Role | str] = {
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/static/<path:filename>"): PUBLIC,
+    # The API's interactive page and its files: its calls carry the key the user enters.
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/static/<path:filename>"): PUBLIC,
+    ("GET", "/docs/swagger-ui/swagger-ui.css"): PUBLIC,
+    ("GET", "/docs/swagger-ui/images/<name>"): PUBLIC,
+    ("GET", "/docs/swagger-ui/<name>"): PUBLIC,
     **{(method, "/archivelink/<owner>/<slug>"): ARCHIVELINK for method in ("GET", "PUT", "POST", "DELETE")},
 }
 

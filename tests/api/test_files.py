@@ -1,6 +1,7 @@
 """The Files API for pull integrations: file information and export status (tests/support/shapes/) field for
-field, the change feed's cursor, content streaming, soft delete, the `pull` destination end to end,
-roles, isolation and every 400."""
+field, the change feed as a work list (only files wired to a pull destination; what brings a file back and
+what does not) and its cursor, filename and type, content streaming, soft delete, the `pull` destination
+end to end, roles, isolation and every 400."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from filerelay.config_file import apply, load
 from filerelay.db.models import Delivery, Destination, Document, DocumentStatus
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
-from filerelay.delivery.transitions import ExportStatus
 from filerelay.files import CURSOR_PATTERN, Cursor, FileStatus, file_status
 from filerelay.runtime import Runtime
 from tests.conftest import ADMIN_KEY
@@ -55,9 +55,11 @@ MORE = textwrap.dedent(
           - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
              path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
           - {id: dest_erp, name: ERP, kind: pull, path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
+          - {id: dest_bi, name: Reporting, kind: pull, path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
         repositories:
           - {id: P1, description: Pulled by the ERP, signature: none, destinations: [dest_erp]}
           - {id: P2, description: Folder and ERP, signature: none, destinations: [dest_folder, dest_erp]}
+          - {id: P3, description: Pulled by reporting, signature: none, destinations: [dest_bi]}
           - {id: F1, description: Folder only, signature: none, destinations: [dest_folder]}
       - owner: globex
         slug: main
@@ -71,8 +73,9 @@ MORE = textwrap.dedent(
 
 @pytest.fixture
 def relay(configured: Runtime, tmp_path: Path) -> Runtime:
-    """acme/production as conftest builds it, plus viewer and member keys, a pull destination wired to
-    P1 (alone) and P2 (beside the folder), F1 wired to the folder alone; and a second workspace."""
+    """acme/production as conftest builds it, plus viewer and member keys, a pull destination (the ERP)
+    wired to P1 (alone) and P2 (beside the folder), a second one (reporting) wired to P3, F1 wired to the
+    folder alone; and a second workspace."""
     env = {"OUT_DIR": str(tmp_path / "out")}
     with session_scope(configured.sessions) as session:
         apply(session, load(MORE, env), now=configured.clock.now(), policy=LOOPBACK)
@@ -93,10 +96,18 @@ def auth(key: str = ADMIN_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def create(sap: SapClient, runtime: Runtime, repo: str, doc_id: str = DOC, content: bytes = PDF) -> str:
+def create(
+    sap: SapClient,
+    runtime: Runtime,
+    repo: str,
+    doc_id: str = DOC,
+    content: bytes = PDF,
+    comp_id: str = "data",
+    content_type: str = "application/pdf",
+) -> str:
     """A document created the way SAP creates one; its file id."""
     sap.cont_rep = repo
-    reply = sap.create(doc_id, "data", content, "application/pdf")
+    reply = sap.create(doc_id, comp_id, content, content_type)
     assert reply.status == 201, reply.error
     with session_scope(runtime.sessions) as session:
         return session.scalars(
@@ -130,12 +141,18 @@ def info(client: FlaskClient, document_id: str) -> dict[str, Any]:
     return data
 
 
-def poll(client: FlaskClient, **params: str | int) -> tuple[list[str], str | None]:
-    """One page of the change feed: the file ids, and next_cursor."""
+def listing(client: FlaskClient, **params: str | int) -> dict[str, Any]:
+    """One page of the change feed, as answered."""
     response = client.get(FILES, query_string=params, headers=auth(VIEWER_KEY))
     assert response.status_code == 200, response.json
     body: dict[str, Any] = response.json  # type: ignore[assignment]
     assert body["success"] is True
+    return body
+
+
+def poll(client: FlaskClient, **params: str | int) -> tuple[list[str], str | None]:
+    """One page of the change feed: the file ids, and next_cursor."""
+    body = listing(client, **params)
     return [f["id"] for f in body["data"]], body["next_cursor"]
 
 
@@ -170,12 +187,14 @@ def test_file_info_has_the_reference_shape_and_values(
         session.get_one(Document, document_id).metadata_ = dict(SAP_METADATA)
     clock.advance(90)
     reported_at = clock.now()
-    assert report(client, document_id, "completed").status_code == 200
+    assert report(client, document_id, "completed", "Imported as FI document 1000012345").status_code == 200
 
     response = client.get(f"{FILES}/{document_id}", headers=auth(VIEWER_KEY))
     assert response.status_code == 200
     (seed,) = examples("files")[:1]
-    assert_same_shape(response.json, seed)
+    # The export report's fields (the PATCH's `exportInfo`) are the one addition.
+    assert_same_shape(response.json, seed, additions={"$.data": {"exportInfo"}})
+    assert_same_shape(response.json["data"]["exportInfo"], examples("export")[1]["exportInfo"])  # type: ignore[index]
     assert response.json["success"] is True  # type: ignore[index]
     data = response.json["data"]  # type: ignore[index]
     assert data == {
@@ -188,21 +207,69 @@ def test_file_info_has_the_reference_shape_and_values(
         "created_at": iso(sent_at),
         "completed_at": iso(reported_at),  # the pull delivery completed when the ERP reported it
         "processed_data": SAP_METADATA,
+        "exportInfo": {
+            "integrationExportStatus": "completed",
+            "integrationExportMessages": ["Imported as FI document 1000012345"],
+            "integrationExportUpdatedAt": "2026-04-04T10:31:30.000Z",
+        },
     }
     # The seed's timestamps are whole seconds with a Z, the form iso() writes.
     assert SECOND.match(seed["data"]["created_at"])
     assert SECOND.match(seed["data"]["completed_at"])
 
 
-def test_file_type_is_the_format_when_sap_names_no_document_type(
+def set_metadata(runtime: Runtime, document_id: str, metadata: dict[str, Any]) -> None:
+    with session_scope(runtime.sessions) as session:
+        session.get_one(Document, document_id).metadata_ = metadata
+
+
+def test_file_type_is_sap_document_type_else_the_format(
     client: FlaskClient, archive: SapClient, relay: Runtime
 ) -> None:
     document_id = create(archive, relay, "P1")
     data = info(client, document_id)
     assert (data["type"], data["processed_data"]) == ("pdf", {})
-    with session_scope(relay.sessions) as session:
-        session.get_one(Document, document_id).metadata_ = {"document_type": "ZDELNOTE", "ar_object": "ZINVOICE"}
-    assert info(client, document_id)["type"] == "ZDELNOTE"  # an explicit document type comes first
+    set_metadata(relay, document_id, {"sap_object_type": "BKPF", "document_type": "ZDELNOTE"})
+    assert info(client, document_id)["type"] == "pdf"  # no AR_OBJECT: other keys name no type
+    set_metadata(relay, document_id, {"ar_object": "ZINVOICE", "document_type": "ZDELNOTE"})
+    assert info(client, document_id)["type"] == "ZINVOICE"
+    assert listing(client)["data"][0]["type"] == "ZINVOICE"  # the list shows the same file
+    set_metadata(relay, document_id, {"ar_object": "  "})
+    assert info(client, document_id)["type"] == "pdf"
+
+
+def test_filename_is_the_components_own_name_when_it_has_one(
+    client: FlaskClient, archive: SapClient, relay: Runtime
+) -> None:
+    """A component named like a file (GOS attachments arrive so) keeps its name: never `…_scan.tif.tif`."""
+    tif = b"II*\x00" + bytes(64)
+    scan = create(archive, relay, "P1", "SCANNED", tif, comp_id="scan.tif", content_type="image/tiff")
+    plain = create(archive, relay, "P1", "PLAIN", PDF)
+    data = info(client, scan)
+    assert (data["filename"], data["file_id"], data["type"]) == ("scan.tif", f"{scan}_scan.tif", "tif")
+    assert info(client, plain)["filename"] == "PLAIN_data.pdf"
+    assert {f["id"]: f["filename"] for f in listing(client)["data"]} == {scan: "scan.tif", plain: "PLAIN_data.pdf"}
+    content = client.get(f"{FILES}/{scan}/content", headers=auth(VIEWER_KEY))
+    assert content.headers["Content-Disposition"] == "attachment; filename=scan.tif"
+    assert content.get_data() == tif
+
+
+@pytest.mark.parametrize(
+    ("comp_id", "content_type", "expected"),
+    [
+        ("scan.tif", "image/tiff", "scan.tif"),
+        ("Invoice 4711.PDF", "application/pdf", "Invoice 4711.PDF"),
+        ("report.pdf", "image/tiff", "report.pdf"),  # its own name, whatever SAP called the type
+        ("data", "application/pdf", "4711_data.pdf"),
+        ("data1", "image/tiff", "4711_data1.tif"),
+        ("v1.2", "application/pdf", "4711_v1.2.pdf"),  # no letter in the "extension": not a file name
+        (".tif", "image/tiff", "4711_.tif.tif"),  # no stem
+        ("scan.", "image/tiff", "4711_scan..tif"),
+        ("a/b.pdf", "application/pdf", "a_b.pdf"),  # never a path separator
+    ],
+)
+def test_filename_rules(comp_id: str, content_type: str, expected: str) -> None:
+    assert files.filename(Document(doc_id="4711", comp_id=comp_id, content_type=content_type)) == expected
 
 
 def test_patch_takes_the_reference_request_and_answers_its_response(
@@ -240,14 +307,164 @@ def test_patch_without_messages_clears_them(client: FlaskClient, archive: SapCli
     assert response.json["exportInfo"]["integrationExportStatus"] == "empty"  # type: ignore[index]
 
 
-# --- the change feed --------------------------------------------------------------------------------
+# --- the change feed ----------------------------------------------------------------------------------
+
+
+def test_feed_lists_only_files_wired_to_a_pull_destination(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    made = []
+    for repo in ("P1", "P2", "F1", "Z2", "P3"):  # P2: a folder and the ERP; Z2: nothing
+        made.append(create(archive, relay, repo, f"IN{repo}"))
+        clock.advance(1)
+    erp, beside, folder, unwired, reporting = made
+    for not_pulled in (folder, unwired):  # still files, just in nobody's work list
+        assert info(client, not_pulled)["id"] == not_pulled
+
+    assert poll(client)[0] == [erp, beside, reporting]  # every pull destination's
+    assert poll(client, destination_id="dest_erp")[0] == [erp, beside]
+    assert poll(client, destination_id="dest_bi")[0] == [reporting]
+
+    # Each file carries its export status, in the list as in GET /files/{id}.
+    clock.advance(1)
+    assert report(client, beside, "error", "Invoice number format invalid").status_code == 200
+    listed = {f["id"]: f["exportInfo"] for f in listing(client, destination_id="dest_erp")["data"]}
+    assert listed == {
+        erp: {"integrationExportStatus": "empty", "integrationExportMessages": [], "integrationExportUpdatedAt": None},
+        beside: {
+            "integrationExportStatus": "error",
+            "integrationExportMessages": ["Invoice number format invalid"],
+            "integrationExportUpdatedAt": "2026-04-04T10:30:06.000Z",
+        },
+    }
+    assert info(client, beside)["exportInfo"] == listed[beside]
+
+
+@pytest.mark.parametrize(
+    ("destination_id", "status", "code"),
+    [
+        ("dest_folder", 400, "not_a_pull_destination"),  # workers push to it: there is no feed
+        ("dest_nope", 404, "not_found"),
+        ("", 400, "bad_request"),
+        ("d" * 65, 400, "bad_request"),
+    ],
+)
+def test_destination_id_must_name_a_pull_destination(
+    client: FlaskClient, archive: SapClient, relay: Runtime, destination_id: str, status: int, code: str
+) -> None:
+    create(archive, relay, "P2")
+    response = client.get(FILES, query_string={"destination_id": destination_id}, headers=auth(VIEWER_KEY))
+    entry = assert_error(response, status, parameter="destination_id")
+    assert entry["code"] == code
+    if status != 400 or code != "bad_request":
+        assert destination_id in entry["detail"]
+
+
+def test_another_workspaces_pull_destination_is_unknown(client: FlaskClient, relay: Runtime) -> None:
+    response = client.get(FILES, query_string={"destination_id": "dest_erp"}, headers=auth(OTHER_KEY))
+    assert_error(response, 404)  # the key's workspace is acme's only
+    theirs = client.get("/api/globex/main/files", query_string={"destination_id": "dest_erp"}, headers=auth(OTHER_KEY))
+    assert_error(theirs, 404, parameter="destination_id")
+
+
+def test_a_report_does_not_come_back_but_a_retry_new_content_and_a_delete_do(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    """The integration's work list: what it reported itself is not handed back to it; what asks it to
+    export again (a manual retry, new content from SAP) and a deletion are."""
+    file_id = create(archive, relay, "P1")
+    start = clock.now()
+    assert poll(client) == ([file_id], poll(client)[1])
+    _, cursor = poll(client)
+    stamped = document(relay, file_id).change_seq
+
+    clock.advance(10)
+    assert report(client, file_id, "exporting").status_code == 200
+    assert report(client, file_id, "error", "Vendor 4711 unknown").status_code == 200
+    assert poll(client, cursor=cursor or "") == ([], cursor)
+    assert poll(client, updatedAfter=iso(start))[0] == []  # nor to a poller that goes by time
+    assert document(relay, file_id).change_seq == stamped
+    assert info(client, file_id)["status"] == "failed"  # while GET /files/{id} shows the report
+    assert info(client, file_id)["exportInfo"]["integrationExportStatus"] == "error"
+
+    # An operator retries it: the integration gets it back, its last report cleared.
+    clock.advance(10)
+    retried = client.post(f"/api/acme/production/documents/{file_id}/retry", headers=auth(ADMIN_KEY))
+    assert retried.status_code == 200, retried.json
+    body = listing(client, cursor=cursor or "")
+    assert [f["id"] for f in body["data"]] == [file_id]
+    assert body["data"][0]["status"] == "pending"
+    assert body["data"][0]["exportInfo"] == {
+        "integrationExportStatus": "empty",
+        "integrationExportMessages": [],
+        "integrationExportUpdatedAt": "2026-04-04T10:30:20.000Z",
+    }
+    cursor = body["next_cursor"]
+
+    # It reports completion: not back. SAP replaces the content: back, to be exported again.
+    clock.advance(10)
+    assert report(client, file_id, "completed").status_code == 200
+    assert poll(client, cursor=cursor or "") == ([], cursor)
+    clock.advance(10)
+    archive.cont_rep = "P1"
+    assert archive.update(DOC, "data", PDF + b"v2").status == 200
+    body = listing(client, cursor=cursor or "")
+    assert [f["id"] for f in body["data"]] == [file_id]
+    assert (body["data"][0]["size"], body["data"][0]["exportInfo"]["integrationExportStatus"]) == (
+        len(PDF) + 2,
+        "empty",
+    )
+    cursor = body["next_cursor"]
+
+    # Deleted: back once more, as deleted.
+    clock.advance(10)
+    assert client.delete(f"{FILES}/{file_id}", headers=auth(ADMIN_KEY)).status_code == 204
+    body = listing(client, cursor=cursor or "")
+    assert [(f["id"], f["status"]) for f in body["data"]] == [(file_id, "deleted")]
+
+
+def test_a_new_generation_is_handed_back_even_mid_export(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    file_id = create(archive, relay, "P2")
+    _, cursor = poll(client, destination_id="dest_erp")
+    clock.advance(1)
+    assert report(client, file_id, "exporting").status_code == 200
+    assert poll(client, destination_id="dest_erp", cursor=cursor or "") == ([], cursor)
+    clock.advance(1)
+    archive.cont_rep = "P2"
+    assert archive.update(DOC, "data", b"%PDF-1.4 v2").status == 200
+    seen, _ = poll(client, destination_id="dest_erp", cursor=cursor or "")
+    assert seen == [file_id]
+
+
+def test_the_cursor_moves_past_changes_no_pull_destination_gets(
+    client: FlaskClient, archive: SapClient, relay: Runtime
+) -> None:
+    """A feed whose files are few among the workspace's: a poll walks the others once, not on every poll,
+    and what comes after them is still seen."""
+    pulled = create(archive, relay, "P1", "PULLED")
+    seen, cursor = poll(client)
+    assert seen == [pulled]
+    for n in range(5):
+        create(archive, relay, "F1", f"PUSHED{n}")
+    empty, past = poll(client, cursor=cursor or "")
+    assert empty == []
+    before, after = Cursor.decode(cursor or "").seq, Cursor.decode(past or "").seq
+    assert before is not None
+    assert after == before + 5
+    assert past is not None
+    assert poll(client, cursor=past) == ([], past)
+    later = create(archive, relay, "P3", "LATER")
+    assert poll(client, cursor=past)[0] == [later]
+    assert poll(client, cursor=past, destination_id="dest_erp")[0] == []
 
 
 def test_cursor_pages_through_identical_timestamps_without_missing_or_repeating(
     client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
 ) -> None:
     # The clock is frozen: all five share one updated_at, so only the id can order them.
-    created = sorted(create(archive, relay, "Z2", f"DOC{n}") for n in range(5))
+    created = sorted(create(archive, relay, "P1", f"DOC{n}") for n in range(5))
     assert len({document(relay, d).updated_at for d in created}) == 1
     seen: list[str] = []
     cursor: str | None = None
@@ -267,7 +484,7 @@ def test_cursor_pages_through_identical_timestamps_without_missing_or_repeating(
     # A poller that stored the cursor comes back: nothing new, and the position holds.
     assert poll(client, cursor=next_cursor) == ([], next_cursor)
     clock.advance(5)
-    assert report(client, created[0], "exporting").status_code == 200
+    assert client.delete(f"{FILES}/{created[0]}", headers=auth(ADMIN_KEY)).status_code == 204
     changed, after_change = poll(client, cursor=next_cursor)
     assert changed == [created[0]]
     assert poll(client, cursor=after_change or "") == ([], after_change)
@@ -277,17 +494,17 @@ def test_feed_is_oldest_change_first_and_updated_after_is_exclusive(
     client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
 ) -> None:
     start = clock.now()
-    first = create(archive, relay, "Z2", "FIRST")
+    first = create(archive, relay, "P1", "FIRST")
     clock.advance(10)
-    second = create(archive, relay, "Z2", "SECOND")
+    second = create(archive, relay, "P1", "SECOND")
     clock.advance(10)
-    assert report(client, first, "completed").status_code == 200  # `first` changed last
+    assert archive.update("FIRST", "data", b"%PDF-1.4 v2").status == 200  # `first` changed last
 
     assert poll(client)[0] == [second, first]
     assert poll(client, updatedAfter=start.isoformat())[0] == [second, first]
     assert poll(client, updatedAfter="2026-04-04T10:30:00Z")[0] == [second, first]
     assert poll(client, updatedAfter="2026-04-04T10:30:10Z")[0] == [first]
-    assert poll(client, updatedAfter="2026-04-04T10:30:20Z") == ([], None)
+    assert poll(client, updatedAfter="2026-04-04T10:30:20Z")[0] == []
     assert poll(client, updatedAfter="2026-04-04")[0] == [second, first]
     assert poll(client, updatedAfter="2026-04-05")[0] == []
     # Both bounds apply together.
@@ -300,14 +517,14 @@ def test_a_change_committed_after_a_later_stamped_one_is_not_skipped(
 ) -> None:
     """A transaction stamps updated_at when it writes and becomes visible when it commits: a change
     stamped earlier but committed later must not fall behind a poller's cursor."""
-    early, late = create(archive, relay, "Z2", "EARLY"), create(archive, relay, "Z2", "LATE")
+    early, late = create(archive, relay, "P1", "EARLY"), create(archive, relay, "P1", "LATE")
     _, cursor = poll(client)
     clock.advance(10)
-    assert report(client, late, "exporting").status_code == 200  # stamped t+10, committed first
+    assert client.delete(f"{FILES}/{late}", headers=auth(ADMIN_KEY)).status_code == 204  # stamped t+10, first
     seen, cursor = poll(client, cursor=cursor or "")
     assert seen == [late]
     clock.advance(-5)
-    assert report(client, early, "exporting").status_code == 200  # stamped t+5, committed after
+    assert client.delete(f"{FILES}/{early}", headers=auth(ADMIN_KEY)).status_code == 204  # t+5, after
     assert document(relay, early).updated_at < document(relay, late).updated_at
     assert poll(client, cursor=cursor or "")[0] == [early]
 
@@ -319,16 +536,16 @@ def test_interleaved_transactions_are_both_seen(
     second stamps a later one and commits, a poller reads, and only then the first commits."""
     if relay.settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite runs one writer at a time: the test above covers it by the clock")
-    first, second = create(archive, relay, "Z2", "FIRST"), create(archive, relay, "Z2", "SECOND")
+    first, second = create(archive, relay, "P1", "FIRST"), create(archive, relay, "P1", "SECOND")
     _, cursor = poll(client)
     with session_scope(relay.sessions) as slow:
         clock.advance(1)
         held = files.find(slow, workspace_id=workspace_id(relay), file_id=first, lock=True)
         assert held is not None
-        files.report_export(slow, held, status=ExportStatus.EXPORTING, messages=[], now=clock.now())
+        files.soft_delete(slow, held, now=clock.now())
         slow.flush()  # written, not committed
         clock.advance(1)
-        assert report(client, second, "exporting").status_code == 200  # a later stamp, committed now
+        assert client.delete(f"{FILES}/{second}", headers=auth(ADMIN_KEY)).status_code == 204  # committed now
         seen, cursor = poll(client, cursor=cursor or "")
         assert seen == [second]
     # `slow` committed on leaving the block: its earlier-stamped change comes next.
@@ -340,13 +557,13 @@ def test_a_delivery_by_a_worker_brings_the_file_back_past_the_cursor(
 ) -> None:
     """The worker writes its verdict and the roll-up with plain UPDATEs (no ORM hook sees them): the
     document must still leave its old place in the feed, so a poller past it sees it delivered."""
-    file_id = create(archive, relay, "F1", "BYWORKER")
+    file_id = create(archive, relay, "P2", "BYWORKER")
+    assert report(client, file_id, "completed").status_code == 200  # the ERP is done; the folder is not
     seen, cursor = poll(client)
     assert seen == [file_id]
     assert info(client, file_id)["status"] == "pending"
     clock.advance(1)
-    (folder,) = deliveries(relay, file_id).values()
-    assert service.run(relay, folder.id)
+    assert service.run(relay, deliveries(relay, file_id)["folder"].id)
 
     seen, _ = poll(client, cursor=cursor or "")
     assert seen == [file_id]
@@ -359,7 +576,7 @@ def workspace_id(runtime: Runtime) -> int:
 
 
 def test_feed_defaults_to_fifty_and_accepts_a_hundred(client: FlaskClient, relay: Runtime, archive: SapClient) -> None:
-    archive.cont_rep = "Z2"
+    archive.cont_rep = "P1"
     for n in range(51):
         assert archive.create(f"MANY{n:02d}", "data", b"x", "text/plain").status == 201
     assert len(poll(client)[0]) == 50
@@ -486,6 +703,24 @@ def test_pull_delivery_waits_for_the_integration_and_follows_its_reports(
     assert pull.expires_at == clock.now() + dt.timedelta(hours=1)  # a fresh TTL from the reset
     assert document(relay, document_id).status == "pending"
     assert info(client, document_id)["status"] == "pending"
+
+
+def test_staged_bytes_are_kept_for_the_retention_after_the_integrations_report(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    """A report completes the document without stamping it changed: the retention still counts from it, so
+    the integration can fetch the bytes again for that long (staging is the only copy FileRelay has)."""
+    file_id = create(archive, relay, "P1")
+    clock.advance(7200)  # the ERP takes its time
+    assert report(client, file_id, "completed").status_code == 200
+
+    def purgeable() -> list[str]:
+        with session_scope(relay.sessions) as session:
+            return sweep.purgeable(session, now=clock.now(), retention_seconds=3600, limit=10)
+
+    assert purgeable() == []
+    clock.advance(3600)
+    assert purgeable() == [file_id]
 
 
 def test_a_document_beside_a_pull_destination_is_delivered_only_when_the_erp_says_so(

@@ -1,4 +1,5 @@
-"""Manual retry: failed deliveries get a fresh cycle under the workspace's settings; nothing else moves.
+"""Manual retry: failed deliveries get a fresh cycle under the workspace's settings, and a pull integration's
+last report on a document whose pull delivery is retried is cleared; nothing else moves.
 The rules only: filerelay.operations audits a retry and wakes the deliveries after the commit."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from filerelay.db.models import Delivery, DeliveryStatus, Document
 from filerelay.delivery import transitions
 from filerelay.delivery.rules import policy_for
 from filerelay.delivery.transitions import Wake
+from filerelay.destinations import pull
 
 
 class NothingToRetry(Exception):
@@ -23,13 +25,18 @@ def retry_deliveries(session: Session, deliveries: Iterable[Delivery], *, now: d
     as they are (a bulk retry's selection may have moved on meanwhile). Returns wake-ups."""
     wake: list[Wake] = []
     touched: set[str] = set()
+    exported_again: set[str] = set()
     for delivery in deliveries:
         if delivery.status != DeliveryStatus.FAILED:
             continue
         policy = policy_for(delivery.document.repository.workspace, delivery.destination)
         wake += transitions.retried(delivery, kind=delivery.destination.kind, policy=policy, now=now)
         touched.add(delivery.document_id)
-    transitions.settle(session, touched, now=now)
+        if delivery.destination.kind == pull.NAME:
+            exported_again.add(delivery.document_id)
+    for document in transitions.settle(session, touched, now=now):
+        if document.id in exported_again:
+            transitions.export_reset(document, now=now)
     session.flush()
     return wake
 

@@ -101,6 +101,12 @@ def purgeable(session: Session, *, now: dt.datetime, retention_seconds: int, lim
             Document.status == DocumentStatus.DELIVERED,
             Document.staging_key.is_not(None),
             Document.updated_at <= now - dt.timedelta(seconds=retention_seconds),
+            # A pull integration's report completes a document without stamping it changed (files.py):
+            # the retention counts from the report too.
+            or_(
+                Document.export_updated_at.is_(None),
+                Document.export_updated_at <= now - dt.timedelta(seconds=retention_seconds),
+            ),
         )
         .order_by(Document.updated_at)
         .limit(limit)

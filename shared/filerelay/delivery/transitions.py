@@ -501,6 +501,23 @@ def rolled_up(document: Document, *, now: dt.datetime, stamp_unchanged: bool = T
         document.updated_at = now
 
 
+def export_settled(document: Document) -> None:
+    """The document's status after its integration's report, on a row the caller holds. Not stamped
+    changed: the report is the integration's own news, so the Files feed does not hand the file back to
+    it (docs/architecture.md#pull-deliveries)."""
+    document.status = rollup(d.status for d in document.deliveries)
+
+
+def export_reset(document: Document, *, now: dt.datetime) -> None:
+    """The integration is asked to export again (new content, or its failed delivery retried): the last
+    report describes what it had before, so it is cleared as an `empty` report clears it."""
+    if document.export_status is None and not document.export_messages:
+        return  # never reported: nothing to clear
+    document.export_status = ExportStatus.EMPTY.value
+    document.export_messages = []
+    document.export_updated_at = now
+
+
 def locked(session: Session, document_ids: Iterable[str]) -> list[Document]:
     """The documents, row-locked in id order (so two callers never deadlock) and freshly read: two
     deliveries of one document finishing at once must not roll up from stale views."""

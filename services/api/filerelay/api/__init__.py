@@ -9,7 +9,7 @@ from filerelay.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    from filerelay.api import console, ops
+    from filerelay.api import console, explorer, ops
     from filerelay.api.admin import views as admin
     from filerelay.api.archivelink import views as archivelink
     from filerelay.api.audit import views as audit
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     api = RestApi(app)
     for blueprint in (documents.blueprint, files.blueprint, admin.blueprint, certificates.blueprint, audit.blueprint):
         api.register_blueprint(blueprint)
+    app.register_blueprint(explorer.blueprint)
     app.register_error_handler(ApiError, handle_api_error)
     console.init_app(app, runtime.settings)
     app.before_request(_refuse_nul)

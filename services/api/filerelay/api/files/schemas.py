@@ -44,16 +44,43 @@ class CursorField(ma.fields.String):
             raise ma.ValidationError(str(exc)) from None
 
 
+class ExportInfo(ma.Schema):
+    """What the integration last reported: the PATCH's answer and every file carry it (filerelay.files.ExportInfo)."""
+
+    export_status = fields.String(
+        required=True, validate=validate.OneOf([s.value for s in ExportStatus]), data_key="integrationExportStatus"
+    )
+    export_messages = fields.List(fields.String(), required=True, data_key="integrationExportMessages")
+    export_updated_at = UtcMillisDateTime(
+        required=True,
+        allow_none=True,
+        data_key="integrationExportUpdatedAt",
+        metadata={"description": "when it was last reported (or cleared); null until the first report"},
+    )
+
+
 class FileInfo(ma.Schema):
     id = fields.String(required=True)
-    filename = fields.String(required=True)
+    filename = fields.String(
+        required=True,
+        metadata={"description": "the component's own name when it is a file name, else `{doc_id}_{comp_id}{ext}`"},
+    )
     file_id = fields.String(required=True, metadata={"description": "stable storage identifier"})
-    type = fields.String(required=True, metadata={"description": "SAP document type, else the format"})
+    type = fields.String(
+        required=True,
+        metadata={"description": "SAP's document type (metadata `ar_object`) when known, else the format"},
+    )
     status = fields.String(required=True, validate=validate.OneOf([s.value for s in FileStatus]))
     size = fields.Integer(required=True)
     created_at = UtcDateTime(required=True)
     completed_at = UtcDateTime(required=True, allow_none=True)
     processed_data = fields.Dict(required=True, metadata={"description": "the document's metadata"})
+    export_info = fields.Nested(
+        ExportInfo,
+        required=True,
+        data_key="exportInfo",
+        metadata={"description": "the pull integration's last report, as `PATCH /files/{id}` answers it"},
+    )
 
 
 class FileEnvelope(ma.Schema):
@@ -72,6 +99,10 @@ class FileList(ma.Schema):
 
 
 class ListArgs(ma.Schema):
+    destination_id = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "the pull destination whose files to list (default: every pull destination's)"},
+    )
     updated_after = DateBound(
         data_key="updatedAfter", metadata={"description": "changed after this time (ISO 8601 date or date-time)"}
     )
@@ -89,16 +120,6 @@ class ExportReport(ma.Schema):
         validate=validate.Length(max=MAX_MESSAGES),
         data_key="integrationExportMessages",
     )
-
-
-class ExportInfo(ma.Schema):
-    """Dumped straight from the document's export columns."""
-
-    export_status = fields.String(
-        required=True, validate=validate.OneOf([s.value for s in ExportStatus]), data_key="integrationExportStatus"
-    )
-    export_messages = fields.List(fields.String(), required=True, data_key="integrationExportMessages")
-    export_updated_at = UtcMillisDateTime(required=True, data_key="integrationExportUpdatedAt")
 
 
 class ExportReply(ma.Schema):

@@ -48,19 +48,34 @@ def _live_file(session: Session, file_id: str, *, lock: bool = False) -> Documen
 @requires(Role.VIEWER)
 @blueprint.arguments(schemas.ListArgs, location="query", as_kwargs=True)
 @blueprint.response(200, schemas.FileList)
+@blueprint.alt_response(404, description="no destination `destination_id` in this workspace")
 def list_files(
     owner: str,
     slug: str,
     limit: int,
+    destination_id: str | None = None,
     updated_after: dt.datetime | None = None,
     cursor: Cursor | None = None,
 ) -> dict[str, Any]:
-    """Files changed after `updatedAfter` (and after `cursor`), oldest change first, deleted ones
-    included. Store `next_cursor` and pass it back as `cursor`: no change is missed or repeated.
+    """The work list of a pull integration: files delivered to a `pull` destination (`destination_id`
+    picks one), changed after `updatedAfter` (and after `cursor`), oldest change first, deleted ones
+    included. New content, a manual retry and a delete bring a file back; the integration's own export
+    report does not. Store `next_cursor` and pass it back as `cursor`: no change is missed or repeated.
     A page shorter than `limit` means there is nothing newer for now."""
     with session_scope(runtime().sessions) as session:
+        try:
+            wired = files.pull_destinations(session, workspace_id=workspace_id(), destination_id=destination_id)
+        except files.UnknownDestination as exc:
+            raise ApiError(404, str(exc), parameter="destination_id") from None
+        except files.NotPull as exc:
+            raise ApiError(400, str(exc), code="not_a_pull_destination", parameter="destination_id") from None
         page, next_cursor = files.changes(
-            session, workspace_id=workspace_id(), updated_after=updated_after, after=cursor, limit=limit
+            session,
+            workspace_id=workspace_id(),
+            destinations=wired,
+            updated_after=updated_after,
+            after=cursor,
+            limit=limit,
         )
     return {"success": True, "data": page, "next_cursor": next_cursor}
 
@@ -101,12 +116,13 @@ def get_content(owner: str, slug: str, file_id: str, token: str | None = None) -
 @blueprint.alt_response(409, description="the file was deleted")
 def report_export(report: dict[str, Any], owner: str, slug: str, file_id: str) -> dict[str, Any]:
     """The integration's export status. It also moves the file's pull deliveries:
-    exporting → delivering, completed → delivered, error → failed, empty → pending again."""
+    exporting → delivering, completed → delivered, error → failed, empty → pending again. It does not
+    bring the file back into the feed."""
     rt = runtime()
     with session_scope(rt.sessions) as session:
         document = _live_file(session, file_id, lock=True)
         files.report_export(session, document, status=report["status"], messages=report["messages"], now=rt.clock.now())
-        return {"file_id": document.id, "export_info": document}
+        return {"file_id": document.id, "export_info": files.export_info(document)}
 
 
 @blueprint.route("/<file_id>", methods=["DELETE"])
