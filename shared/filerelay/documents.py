@@ -91,10 +91,14 @@ def component(document: ArchiveDocument, comp_id: str | None) -> Document | None
     return by_id.get("data") or by_id.get("data1")
 
 
-def _wire(document: Document, destinations: Sequence[WiredDestination], now: dt.datetime) -> Outcome:
+def _wire(
+    document: Document, destinations: Sequence[WiredDestination], now: dt.datetime, metadata_wait_seconds: int = 0
+) -> Outcome:
     """Give the document a fresh retry cycle per wired destination (reusing delivery rows it has; a new
-    one joins the document's, and so its session when the document is in one)."""
+    one joins the document's, and so its session when the document is in one). Without business context
+    yet, in a repository that waits for it, the deliveries are held back (docs/architecture.md#business-context)."""
     outcome = Outcome(documents=[document])
+    wait = dt.timedelta(seconds=metadata_wait_seconds) if metadata_wait_seconds and not document.metadata_ else None
     existing = {d.destination_id: d for d in document.deliveries}
     for destination in destinations:
         delivery = existing.get(destination.id)
@@ -109,7 +113,9 @@ def _wire(document: Document, destinations: Sequence[WiredDestination], now: dt.
             )
             if (session := object_session(document)) is not None:
                 session.add(delivery)
-        outcome.enqueue += transitions.wired(delivery, kind=destination.kind, policy=destination.policy, now=now)
+        outcome.enqueue += transitions.wired(
+            delivery, kind=destination.kind, policy=destination.policy, now=now, metadata_wait=wait
+        )
     # The caller holds this row: new in this transaction, or locked by put_component.
     transitions.rolled_up(document, now=now)
     if document.status == DocumentStatus.DISCARDED and document.staging_key:
@@ -173,7 +179,7 @@ def create(
     outcome = Outcome()
     for new in components:
         document = _new_document(repository, archive_id, doc_id, new, now)
-        outcome.merge(_wire(document, repository.destinations, now))
+        outcome.merge(_wire(document, repository.destinations, now, repository.metadata_wait_seconds))
     rows.insert_all(connection, Document, outcome.documents)
     rows.insert_all(connection, Delivery, [d for document in outcome.documents for d in document.deliveries])
     return outcome
@@ -194,7 +200,7 @@ def put_component(
     if existing is None:
         document = _new_document(repository, archive_document.id, archive_document.doc_id, new, now)
         session.add(document)
-        outcome = _wire(document, destinations, now)
+        outcome = _wire(document, destinations, now, repository.metadata_wait_seconds)
         session.flush()
         return outcome
     # Locked before its deliveries are read: a worker finishing an attempt on the old content holds the
@@ -212,7 +218,7 @@ def put_component(
     existing.content_version = new.version
     existing.content_type_sent = new.sent_type
     existing.updated_at = now
-    outcome.merge(_wire(existing, destinations, now))
+    outcome.merge(_wire(existing, destinations, now, repository.metadata_wait_seconds))
     session.flush()
     return outcome
 

@@ -34,6 +34,8 @@ class RepositoryContext:
     signature: SignatureMode
     # Enabled destinations wired to the repository, in row-id order.
     destinations: tuple[WiredDestination, ...]
+    # How long a new document's deliveries wait for its business context (0: they do not).
+    metadata_wait_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ _LOOKUP = (
         Destination.kind,
         Destination.max_retries,
         Destination.retry_ttl_seconds,
+        Repository.metadata_wait_seconds,
     )
     .select_from(Workspace)
     .outerjoin(Repository, and_(Repository.workspace_id == Workspace.id, Repository.repo_id == bindparam("repo_id")))
@@ -94,6 +97,7 @@ def lookup(session: Session, *, owner: str, slug: str, repo_id: str) -> Lookup:
         description=first[7],
         signature=SignatureMode(first[8]),
         destinations=wired,
+        metadata_wait_seconds=first[14],
     )
     return Lookup(first[0], context)
 
