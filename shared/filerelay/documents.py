@@ -185,6 +185,16 @@ def create(
     return outcome
 
 
+def _inherit_business_context(document: Document, archive_document: ArchiveDocument) -> None:
+    """SAP links a whole document (its docId) to a business object: a component added after the link
+    arrived carries it too, rather than wait for it again."""
+    for sibling in archive_document.components:
+        if sibling.metadata_:
+            document.metadata_ = dict(sibling.metadata_)
+            document.sap_object_type, document.sap_object_id = sibling.sap_object_type, sibling.sap_object_id
+            return
+
+
 def put_component(
     session: Session,
     *,
@@ -199,6 +209,7 @@ def put_component(
     archive_document.updated_at = now
     if existing is None:
         document = _new_document(repository, archive_document.id, archive_document.doc_id, new, now)
+        _inherit_business_context(document, archive_document)
         session.add(document)
         outcome = _wire(document, destinations, now, repository.metadata_wait_seconds)
         session.flush()

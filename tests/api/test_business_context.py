@@ -328,6 +328,23 @@ def test_when_the_wait_ends_first_the_delivery_goes_out_with_the_fallback_segmen
     assert folder_delivery(relay, document_id).status == "delivered"
 
 
+def test_a_component_added_later_carries_the_documents_business_context_and_does_not_wait(
+    relay: Runtime, server: str, clock: FrozenClock, client: FlaskClient, tmp_path: Path
+) -> None:
+    wait_for_metadata(client)
+    make_documents(server, clock, "DOC1")
+    assert post(client, {"entries": [{"repo_id": "Z1", "doc_id": "DOC1", "metadata": LINK}]}).status_code == 200
+    sap = SapClient(f"{server}/archivelink/acme/production")
+    assert sap.update("DOC1", "note", b"a note", "application/x-note").status == 200
+
+    with session_scope(relay.sessions) as session:
+        note = session.scalars(select(Document).where(Document.doc_id == "DOC1", Document.comp_id == "note")).one()
+        assert (note.metadata_, note.sap_object_type, note.sap_object_id) == (LINK, "BKPF", "100001000012342026")
+        note_id = note.id
+    assert service.run(relay, folder_delivery(relay, note_id).id) is True  # due at once: nothing to wait for
+    assert (tmp_path / "out" / "BKPF" / "100001000012342026" / "DOC1.note").read_bytes() == b"a note"
+
+
 def test_without_a_wait_deliveries_go_out_at_once(
     relay: Runtime, server: str, clock: FrozenClock, client: FlaskClient
 ) -> None:
