@@ -53,6 +53,16 @@ FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC).isoformat()
 STATUSES = ["delivered"] * 90 + ["failed"] * 5 + ["retrying"] * 3 + ["pending"] * 2
 
 
+def business_object(n: int) -> tuple[str, str]:
+    """Every document linked to a business object: half to accounting documents (BKPF), three documents
+    to each; the rest to incoming invoices (BUS2081); one in 1,000 to a rare type (VBRK)."""
+    if n % 1000 == 7:
+        return "VBRK", f"{n:010d}"
+    if n % 2:
+        return "BKPF", f"1000{n // 6:010d}2025"
+    return "BUS2081", f"{n // 2:010d}2025"
+
+
 def fill(engine: Engine, documents: int) -> None:
     """COPY documents and deliveries in batches: minutes for a million, not hours."""
     with engine.connect() as conn:
@@ -70,10 +80,13 @@ def fill(engine: Engine, documents: int) -> None:
                 repo = "Z3" if n % 1000 == 0 else ("Z1" if n % 2 else "Z2")
                 received = (START + dt.timedelta(seconds=30 * n)).isoformat()
                 status = STATUSES[n % len(STATUSES)]
+                object_type, object_id = business_object(n)
                 headers.write(f"{n + 1}\t{ids[repo]}\tD{n:012d}\t{received}\t{received}\n")
                 docs.write(
                     f"doc_{n:020d}\t{n + 1}\t{workspace}\t{ids[repo]}\tD{n:012d}\tdata\tapplication/pdf\t"
-                    f"245780\t{'0' * 64}\t1\t{status}\t{received}\t{received}\t{{}}\t[]\n"
+                    f"245780\t{'0' * 64}\t1\t{status}\t{received}\t{received}\t"
+                    f'{{"sap_object_type": "{object_type}", "sap_object_id": "{object_id}"}}\t[]\t'
+                    f"{object_type}\t{object_id}\n"
                 )
                 for k, destination in enumerate(destinations):
                     state = "delivered" if status == "delivered" or k else status
@@ -88,7 +101,8 @@ def fill(engine: Engine, documents: int) -> None:
                 (
                     "documents",
                     "id, archive_document_id, workspace_id, repository_id, doc_id, comp_id, content_type, "
-                    "size_bytes, sha256, generation, status, received_at, updated_at, metadata, export_messages",
+                    "size_bytes, sha256, generation, status, received_at, updated_at, metadata, export_messages, "
+                    "sap_object_type, sap_object_id",
                     docs,
                 ),
                 (
@@ -126,6 +140,11 @@ def queries(documents: int) -> dict[str, str]:
         "one day (date_from/date_to)": "date_from=2025-03-01&date_to=2025-03-01",
         "doc_id (one document)": f"doc_id=D{documents // 2:012d}",
         "destination_id=dest_b": "destination_id=dest_b",
+        "sap_object_type=BKPF": "sap_object_type=BKPF",
+        "sap_object_type=VBRK (rare)": "sap_object_type=VBRK",
+        "one business object": "sap_object_type=BKPF&sap_object_id=" + business_object(documents // 2 + 1)[1],
+        "business object & repo_id=Z1": "sap_object_type=BKPF&repo_id=Z1&sap_object_id="
+        + business_object(documents // 2 + 1)[1],
         "per_page=100": "per_page=100",
     }
 
@@ -177,6 +196,11 @@ def main() -> None:
         for label, path in (
             ("console: overview", "/ui/acme/production/"),
             ("console: documents, failed", "/ui/acme/production/documents?status=failed"),
+            (
+                "console: one business object",
+                "/ui/acme/production/documents?sap_object_type=BKPF&sap_object_id="
+                + business_object(args.documents // 2 + 1)[1],
+            ),
             ("console: destinations", "/ui/acme/production/destinations"),
         ):
             timings = []

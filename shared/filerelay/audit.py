@@ -49,6 +49,7 @@ REVOKE = "certificate.revoke"
 RETRY = "document.retry"
 BULK_RETRY = "documents.retry"
 FILE_DELETE = "file.delete"
+DOCUMENT_METADATA = "document.metadata"
 ACTIONS = (
     WORKSPACE_CREATE,
     DESTINATION_CREATE,
@@ -70,6 +71,7 @@ ACTIONS = (
     RETRY,
     BULK_RETRY,
     FILE_DELETE,
+    DOCUMENT_METADATA,
 )
 
 # What an entry says of a secret that changed: never its value, nor anything derived from it.

@@ -26,6 +26,9 @@ class DocumentFilter:
     received_before: dt.datetime | None = None
     destination_id: str | None = None
     doc_id: str | None = None
+    # The SAP business object (metadata's sap_object_type, and optionally sap_object_id).
+    sap_object_type: str | None = None
+    sap_object_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ def _filtered(session: Session, workspace_id: int, filters: DocumentFilter) -> S
         query = query.where(Document.received_at < filters.received_before)
     if filters.doc_id is not None:
         query = query.where(Document.doc_id == filters.doc_id)
+    if filters.sap_object_type is not None:
+        # The workspace too (even within a repository): the business-object indexes lead with it.
+        query = query.where(Document.workspace_id == workspace_id, Document.sap_object_type == filters.sap_object_type)
+        if filters.sap_object_id is not None:
+            query = query.where(Document.sap_object_id == filters.sap_object_id)
     if filters.destination_id is not None:
         query = query.where(
             exists().where(

@@ -95,10 +95,14 @@ def component(document: ArchiveDocument, comp_id: str | None) -> Document | None
     return by_id.get("data") or by_id.get("data1")
 
 
-def _wire(document: Document, destinations: Sequence[WiredDestination], now: dt.datetime) -> Outcome:
+def _wire(
+    document: Document, destinations: Sequence[WiredDestination], now: dt.datetime, metadata_wait_seconds: int = 0
+) -> Outcome:
     """Give the document a fresh retry cycle per wired destination (reusing delivery rows it has; a new
-    one joins the document's, and so its session when the document is in one)."""
+    one joins the document's, and so its session when the document is in one). Without business context
+    yet, in a repository that waits for it, the deliveries are held back (docs/architecture.md#business-context)."""
     outcome = Outcome(documents=[document])
+    wait = dt.timedelta(seconds=metadata_wait_seconds) if metadata_wait_seconds and not document.metadata_ else None
     existing = {d.destination_id: d for d in document.deliveries}
     for destination in destinations:
         delivery = existing.get(destination.id)
@@ -113,7 +117,9 @@ def _wire(document: Document, destinations: Sequence[WiredDestination], now: dt.
             )
             if (session := object_session(document)) is not None:
                 session.add(delivery)
-        outcome.enqueue += transitions.wired(delivery, kind=destination.kind, policy=destination.policy, now=now)
+        outcome.enqueue += transitions.wired(
+            delivery, kind=destination.kind, policy=destination.policy, now=now, metadata_wait=wait
+        )
     # The caller holds this row: new in this transaction, or locked by put_component.
     transitions.rolled_up(document, now=now)
     if document.status == DocumentStatus.DISCARDED and document.staging_key:
@@ -173,7 +179,7 @@ def create(
     for new in components:
         # Its archive document's id comes from the header's INSERT (set by document_writes.write).
         document = _new_document(repository, 0, doc_id, new, now)
-        outcome.merge(_wire(document, repository.destinations, now))
+        outcome.merge(_wire(document, repository.destinations, now, repository.metadata_wait_seconds))
     try:
         archive_id = document_writes.write(
             session.connection(),
@@ -190,6 +196,16 @@ def create(
     return outcome
 
 
+def _inherit_business_context(document: Document, archive_document: ArchiveDocument) -> None:
+    """SAP links a whole document (its docId) to a business object: a component added after the link
+    arrived carries it too, rather than wait for it again."""
+    for sibling in archive_document.components:
+        if sibling.metadata_:
+            document.metadata_ = dict(sibling.metadata_)
+            document.sap_object_type, document.sap_object_id = sibling.sap_object_type, sibling.sap_object_id
+            return
+
+
 def put_component(
     session: Session,
     *,
@@ -204,8 +220,9 @@ def put_component(
     archive_document.updated_at = now
     if existing is None:
         document = _new_document(repository, archive_document.id, archive_document.doc_id, new, now)
+        _inherit_business_context(document, archive_document)
         session.add(document)
-        outcome = _wire(document, destinations, now)
+        outcome = _wire(document, destinations, now, repository.metadata_wait_seconds)
         session.flush()
         return outcome
     # Locked before its deliveries are read: a worker finishing an attempt on the old content holds the
@@ -224,7 +241,7 @@ def put_component(
     existing.content_type_sent = new.sent_type
     existing.updated_at = now
     transitions.export_reset(existing, now=now)  # the integration has not exported this content yet
-    outcome.merge(_wire(existing, destinations, now))
+    outcome.merge(_wire(existing, destinations, now, repository.metadata_wait_seconds))
     session.flush()
     return outcome
 

@@ -51,6 +51,8 @@ class RepositoryContext:
     # that the version has not moved since (filerelay.documents.create).
     config_version: int
     certificates: tuple[TrustedCertificate, ...] = ()
+    # How long a new document's deliveries wait for its business context (0: they do not).
+    metadata_wait_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ _LOAD = (
         Destination.kind,
         Destination.max_retries,
         Destination.retry_ttl_seconds,
+        Repository.metadata_wait_seconds,
     )
     .select_from(Workspace)
     .outerjoin(Repository, Repository.workspace_id == Workspace.id)
@@ -130,6 +133,7 @@ def load_workspace(session: Session, *, owner: str, slug: str) -> tuple[int, int
                 signature=SignatureMode(run[0][9]),
                 destinations=wired,
                 config_version=version,
+                metadata_wait_seconds=run[0][15],
                 certificates=tuple(trusted.get(repository_id, ())),
             )
         )

@@ -233,6 +233,8 @@ def test_repository_round_trip_and_its_wiring(client: FlaskClient) -> None:
         "repo_id": "Z3",
         "description": "Orders",
         "signature": "optional",
+        "metadata_wait": "0s",
+        "metadata_wait_seconds": 0,
         "destinations": ["dest_folder"],
         "created_at": "2026-04-04T10:30:00Z",
     }
@@ -252,9 +254,23 @@ def test_repository_round_trip_and_its_wiring(client: FlaskClient) -> None:
     assert all(r["repo_id"] != "Z3" for r in ok(call(client, "GET", "/routes")))
 
 
+def test_a_repository_waits_for_metadata_as_long_as_set(client: FlaskClient) -> None:
+    created = ok(call(client, "POST", "/repositories", {"repo_id": "Z5", "metadata_wait": "10m"}), 201)
+    assert (created["metadata_wait"], created["metadata_wait_seconds"]) == ("10m", 600)
+    changed = ok(call(client, "PATCH", "/repositories/Z5", {"metadata_wait": 90}))
+    assert (changed["metadata_wait"], changed["metadata_wait_seconds"]) == ("90s", 90)
+    assert ok(call(client, "PATCH", "/repositories/Z5", {"metadata_wait": "0"}))["metadata_wait_seconds"] == 0
+    for bad in ("-1s", "8d", "soon", True):
+        reply = call(client, "PATCH", "/repositories/Z5", {"metadata_wait": bad})
+        assert reply.status_code == 400, bad
+        assert reply.get_json()["errors"][0]["source"] == {"pointer": "/metadata_wait"}
+    assert ok(call(client, "GET", "/repositories/Z5"))["metadata_wait_seconds"] == 0
+
+
 def test_a_new_repository_defaults_to_required_signatures_and_no_wiring(client: FlaskClient) -> None:
     created = ok(call(client, "POST", "/repositories", {"repo_id": "Z4"}), 201)
     assert (created["signature"], created["description"], created["destinations"]) == ("required", "", [])
+    assert created["metadata_wait_seconds"] == 0
 
 
 def test_routes_add_list_remove(client: FlaskClient) -> None:

@@ -63,6 +63,8 @@ ROUTES: dict[tuple[str, str], Role | str] = {
     ("GET", f"{W}/documents/<document_id>"): V,
     ("POST", f"{W}/documents/<document_id>/retry"): M,
     ("POST", f"{W}/documents/retry"): M,
+    ("PUT", f"{W}/documents/<document_id>/metadata"): M,
+    ("POST", f"{W}/documents/metadata"): M,
     ("GET", f"{W}/files"): V,
     ("GET", f"{W}/files/<file_id>"): V,
     ("GET", f"{W}/files/<file_id>/content"): V,

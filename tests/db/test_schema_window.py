@@ -86,7 +86,7 @@ def test_ready_at_the_next_releases_expand_migration(settings: Settings, readyz:
     assert schema_check(readyz) == (503, f"error: behind: at 0009, code needs {HEAD}: run filerelay migrate")
     code, output = migrate_check()
     assert code == 1
-    assert "3 migration(s) pending" in output
+    assert "4 migration(s) pending" in output
     assert "0010  deliveries record what identifies the version" in output
     assert f"{HEAD}  record which code still runs against each schema" in output
 

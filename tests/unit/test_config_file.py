@@ -691,3 +691,22 @@ def test_a_file_the_database_refuses_records_nothing(engine: Engine, runtime: Ru
     with pytest.raises(ConfigError, match="an API key with this value exists"):
         run_apply(runtime, config)
     assert audit_log(runtime) == before
+
+
+def test_a_repositorys_metadata_wait_is_set_changed_and_checked_by_the_file(engine: Engine, runtime: Runtime) -> None:
+    config = base_config()
+    config["workspaces"][0]["repositories"][0]["metadata_wait"] = "15m"
+    run_apply(runtime, config)
+    with session_scope(runtime.sessions) as session:
+        waits = dict(session.execute(select(Repository.repo_id, Repository.metadata_wait_seconds)).all())
+    assert waits == {"Z1": 900, "Z2": 0}
+
+    # Left out, it is the default again: a file states each repository completely.
+    del config["workspaces"][0]["repositories"][0]["metadata_wait"]
+    assert run_apply(runtime, config).updated == ["repository Z1"]
+    with session_scope(runtime.sessions) as session:
+        assert session.scalar(select(Repository.metadata_wait_seconds).where(Repository.repo_id == "Z1")) == 0
+
+    config["workspaces"][0]["repositories"][0]["metadata_wait"] = "8d"
+    with pytest.raises(ConfigError, match=r"repositories\.0\.metadata_wait: must not exceed 7d"):
+        load(yaml.safe_dump(config), ENV)

@@ -102,10 +102,12 @@ def test_render_is_a_pure_function_of_the_document() -> None:
         ({"object_type": 42}, f"/42/{DOC}.pdf"),
         ({"object_type": "a/b"}, f"/a_b/{DOC}.pdf"),
         ({"object_type": ".."}, f"/__/{DOC}.pdf"),
-        ({"object_type": None}, f"/_/{DOC}.pdf"),
-        ({"object_type": ""}, f"/_/{DOC}.pdf"),
-        ({}, f"/_/{DOC}.pdf"),
-        ({"other": "x"}, f"/_/{DOC}.pdf"),
+        # A missing value becomes the documented fallback segment, never an empty one.
+        ({"object_type": None}, f"/_unknown/{DOC}.pdf"),
+        ({"object_type": ""}, f"/_unknown/{DOC}.pdf"),
+        ({"object_type": "  "}, f"/_unknown/{DOC}.pdf"),
+        ({}, f"/_unknown/{DOC}.pdf"),
+        ({"other": "x"}, f"/_unknown/{DOC}.pdf"),
     ],
 )
 def test_meta_field_with_and_without_value(metadata: dict[str, Any], expected: str) -> None:

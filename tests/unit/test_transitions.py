@@ -40,6 +40,7 @@ class State:
     status: DeliveryStatus | None
     next_attempt_in: float | None = -1.0  # seconds from NOW
     lease_in: float | None = None
+    cycle_attempts: int = 1
 
 
 STATES = {
@@ -47,6 +48,8 @@ STATES = {
     "pending": State("folder", PENDING),
     "retrying, due": State("folder", RETRYING),
     "retrying, not due": State("folder", RETRYING, next_attempt_in=60),
+    # Wired while its repository waits for the document's metadata: no attempt yet, due later.
+    "pending, held for metadata": State("folder", PENDING, next_attempt_in=600, cycle_attempts=0),
     "delivering": State("folder", DELIVERING, next_attempt_in=None, lease_in=30),
     "delivering, lease ran out": State("folder", DELIVERING, next_attempt_in=None, lease_in=-1),
     "delivered": State("folder", DELIVERED, next_attempt_in=None),
@@ -66,7 +69,7 @@ def row(state: State) -> tuple[Delivery, DeliveryAttempt]:
         destination_id=1,
         status=state.status,
         attempts=1,
-        cycle_attempts=1,
+        cycle_attempts=state.cycle_attempts,
         cycle_started_at=NOW - dt.timedelta(minutes=5),
         expires_at=NOW + dt.timedelta(hours=1),
         next_attempt_at=None if state.next_attempt_in is None else NOW + dt.timedelta(seconds=state.next_attempt_in),
@@ -130,6 +133,10 @@ def _export(status: ExportStatus) -> Callable[[Delivery, DeliveryAttempt, str], 
 
 EVENTS: dict[str, Callable[[Delivery, DeliveryAttempt, str], Any]] = {
     "wired": lambda d, a, k: transitions.wired(d, kind=k, policy=POLICY, now=NOW),
+    "wired, waiting for metadata": lambda d, a, k: transitions.wired(
+        d, kind=k, policy=POLICY, now=NOW, metadata_wait=dt.timedelta(minutes=10)
+    ),
+    "metadata arrived": lambda d, a, k: transitions.metadata_arrived(d, kind=k, now=NOW),
     "claimed": lambda d, a, k: transitions.claimed(d, kind=k, now=NOW, lease_seconds=LEASE),
     "delivered": _finish(AttemptResult(True, size=10)),
     "found identical": _finish(AttemptResult(True, size=10, found=True)),
@@ -153,9 +160,10 @@ EVENTS: dict[str, Callable[[Delivery, DeliveryAttempt, str], Any]] = {
 LABELS = {
     **{name: "finished" for name in EVENTS if name.startswith(("delivered", "found", "failed", "finished"))},
     **{name: "export reported" for name in EVENTS if name.startswith("export")},
+    "wired, waiting for metadata": "wired",
 }
 
-WAITING_STATES = ["pending", "retrying, due", "retrying, not due"]
+WAITING_STATES = ["pending", "retrying, due", "retrying, not due", "pending, held for metadata"]
 WORKER_HOLDS = ["delivering", "delivering, lease ran out"]
 ALL_FOLDER = [name for name, s in STATES.items() if s.kind == "folder"]
 ALL_PULL = [name for name, s in STATES.items() if s.kind == "pull"]
@@ -167,6 +175,11 @@ ALLOWED: dict[tuple[str, str], tuple[DeliveryStatus, list[tuple[str, str]]]] = {
     # A running upload is left alone: its finish sees the new generation and restarts.
     **{("wired", s): (DELIVERING, []) for s in [*WORKER_HOLDS, "pull exporting"]},
     **{("wired", s): (PENDING, []) for s in ["pull pending", "pull delivered", "pull failed"]},
+    # Held back for the document's metadata: nothing to wake (pull deliveries never wait).
+    **{("wired, waiting for metadata", s): (PENDING, []) for s in ["new", *WAITING_STATES, "delivered", "failed"]},
+    **{("wired, waiting for metadata", s): (DELIVERING, []) for s in [*WORKER_HOLDS, "pull exporting"]},
+    **{("wired, waiting for metadata", s): (PENDING, []) for s in ["pull pending", "pull delivered", "pull failed"]},
+    ("metadata arrived", "pending, held for metadata"): (PENDING, WAKE),
     **{("claimed", s): (DELIVERING, []) for s in ["pending", "retrying, due"]},
     **{("delivered", s): (DELIVERED, []) for s in WORKER_HOLDS},
     **{("found identical", s): (DELIVERED, []) for s in WORKER_HOLDS},
@@ -229,6 +242,28 @@ def test_every_state_and_event(state: str, event: str) -> None:
     check_consistent(delivery, kind)
     if wake:
         assert delivery.enqueued_at == NOW
+
+
+def test_a_metadata_wait_holds_the_delivery_back_and_its_arrival_makes_it_due_now() -> None:
+    delivery, _ = row(STATES["new"])
+    assert (
+        transitions.wired(delivery, kind="folder", policy=POLICY, now=NOW, metadata_wait=dt.timedelta(minutes=10)) == []
+    )
+    # Not due for the wait; the TTL counts from its end.
+    assert delivery.next_attempt_at == NOW + dt.timedelta(minutes=10)
+    assert delivery.expires_at == NOW + dt.timedelta(minutes=10, seconds=POLICY.ttl_seconds)
+    assert transitions.held_for_metadata(delivery, kind="folder", now=NOW)
+    with pytest.raises(IllegalTransition):
+        transitions.claimed(delivery, kind="folder", now=NOW, lease_seconds=LEASE)
+    later = NOW + dt.timedelta(minutes=4)
+    assert transitions.metadata_arrived(delivery, kind="folder", now=later) == WAKE
+    assert (delivery.next_attempt_at, delivery.enqueued_at) == (later, later)
+    assert delivery.expires_at == later + dt.timedelta(seconds=POLICY.ttl_seconds)
+    assert not transitions.held_for_metadata(delivery, kind="folder", now=later)
+    # After the wait the delivery is simply due: nothing holds it any more.
+    waited, _ = row(STATES["new"])
+    transitions.wired(waited, kind="folder", policy=POLICY, now=NOW, metadata_wait=dt.timedelta(minutes=10))
+    assert not transitions.held_for_metadata(waited, kind="folder", now=NOW + dt.timedelta(minutes=10))
 
 
 @pytest.mark.parametrize("state", WAITING_STATES[:2])

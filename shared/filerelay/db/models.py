@@ -125,6 +125,9 @@ class Repository(Base):
     repo_id: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(String(255), default="")
     signature: Mapped[str] = mapped_column(String(16), default=SignatureMode.REQUIRED.value)
+    # Seconds a new document's deliveries wait for its business context (PUT …/metadata) before they go
+    # out without it; 0: they go out at once (docs/architecture.md#business-context).
+    metadata_wait_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[dt.datetime]
 
     workspace: Mapped[Workspace] = relationship(back_populates="repositories")
@@ -260,6 +263,25 @@ class Document(Base):
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        # The Documents API's business-object filter. Only documents with a business object are in these
+        # indexes, so receiving a document (which has none yet) never writes to them.
+        Index(
+            "ix_documents_live_object_type_received",
+            "workspace_id",
+            "sap_object_type",
+            "received_at",
+            sqlite_where=text("deleted_at IS NULL AND sap_object_type IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NULL AND sap_object_type IS NOT NULL"),
+        ),
+        Index(
+            "ix_documents_live_object_received",
+            "workspace_id",
+            "sap_object_type",
+            "sap_object_id",
+            "received_at",
+            sqlite_where=text("deleted_at IS NULL AND sap_object_type IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NULL AND sap_object_type IS NOT NULL"),
+        ),
         Index("ix_documents_workspace_updated", "workspace_id", "updated_at"),
         # The Files feed: each workspace's changes in the order they were sequenced (files.py).
         Index("ix_documents_workspace_change_seq", "workspace_id", "change_seq"),
@@ -307,6 +329,9 @@ class Document(Base):
     received_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    # Copies of metadata's business object, kept with it (filerelay.business_context) for an indexed filter.
+    sap_object_type: Mapped[str | None] = mapped_column(String(10), default=None)
+    sap_object_id: Mapped[str | None] = mapped_column(String(90), default=None)
     export_status: Mapped[str | None] = mapped_column(String(16))
     export_messages: Mapped[list[str]] = mapped_column(default=list)
     export_updated_at: Mapped[dt.datetime | None]

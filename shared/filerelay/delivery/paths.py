@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SIMPLE = frozenset({"doc_id", "repo_id", "comp_id", "ext"})
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+# What `{meta.NAME}` becomes when the document has no value for NAME (no business context arrived, or
+# the repository's metadata wait ended first): one segment that says so, never an empty or merged path
+# (docs/architecture.md#business-context).
+MISSING_META = "_unknown"
 # Extensions people expect, where mimetypes' first guess is surprising or platform-dependent.
 _PREFERRED_EXT = {
     "application/pdf": ".pdf",
@@ -87,7 +91,7 @@ def render(template: str, fields: PathFields) -> str:
             stamp = fields.received_at.astimezone(dt.UTC).strftime(name[9:])
             return "/".join(_clean(piece) for piece in stamp.split("/"))
         value = fields.metadata.get(name[5:])
-        return _clean("" if value is None else str(value))
+        return MISSING_META if value is None or str(value).strip() == "" else _clean(str(value))
 
     expanded = _PLACEHOLDER.sub(expand, validate_template(template))
     segments = [s for s in expanded.replace("\\", "/").split("/") if s not in ("", ".", "..")]

@@ -9,7 +9,9 @@ as (delivery id, kind). `settle` then rolls the touched documents up under a row
     retrying ─┘               │ └──failed / lease expired──▶ retrying (later) | failed
                               ⟲ lease renewed: the running attempt's heartbeat
     pending, retrying ──TTL expired──▶ failed ──retried (manual)──▶ retrying, due now
-    any but delivering ──wired (new or replaced content)──▶ pending, fresh cycle
+    any but delivering ──wired (new or replaced content)──▶ pending, fresh cycle (due now, or held
+                                                                 back for the document's metadata)
+    pending, held back ──metadata arrived──▶ pending, due now
     pull deliveries: moved by the integration's export reports (docs/architecture.md#pull-deliveries)
 
 Nothing here talks to a network or reads a clock; the database is touched only by `settle`.
@@ -138,16 +140,56 @@ def _apply_verdict(delivery: Delivery, verdict: Verdict, error: str | None, now:
 # --- events -------------------------------------------------------------------------------------------
 
 
-def wired(delivery: Delivery, *, kind: str, policy: RetryPolicy, now: dt.datetime) -> list[Wake]:
+def wired(
+    delivery: Delivery,
+    *,
+    kind: str,
+    policy: RetryPolicy,
+    now: dt.datetime,
+    metadata_wait: dt.timedelta | None = None,
+) -> list[Wake]:
     """New content for the destination: a new delivery row, or the document's content replaced.
 
     A running upload of the previous content is left alone: its finish sees the new generation and
-    sends the new content after it, so the two never land out of order."""
+    sends the new content after it, so the two never land out of order.
+
+    With a `metadata_wait` (the document has no business context yet and its repository waits for it),
+    the delivery is held back: not due until the wait ends or `metadata_arrived`, so no worker claims it
+    and nothing wakes it before; its TTL counts from the end of the wait. Pull deliveries never wait."""
     if delivery.status == DeliveryStatus.DELIVERING:
         return []
     _fresh_cycle(delivery, policy, DeliveryStatus.PENDING, now)
     delivery.delivered_at = None
     delivery.last_error = None
+    if metadata_wait and kind != pull.NAME:
+        delivery.next_attempt_at = now + metadata_wait
+        delivery.expires_at += metadata_wait
+        delivery.enqueued_at = None
+        return []
+    return _wake(delivery, kind, now)
+
+
+def held_for_metadata(delivery: Delivery, *, kind: str, now: dt.datetime) -> bool:
+    """Whether `wired` holds the delivery back for its document's business context: pending, no attempt
+    in this cycle, and not due yet (nothing else makes a pending delivery not due)."""
+    return (
+        kind != pull.NAME
+        and delivery.status == DeliveryStatus.PENDING
+        and not delivery.cycle_attempts
+        and delivery.next_attempt_at is not None
+        and delivery.next_attempt_at > now
+    )
+
+
+def metadata_arrived(delivery: Delivery, *, kind: str, now: dt.datetime) -> list[Wake]:
+    """The document's business context arrived while the delivery was held back for it: due now, woken
+    (its TTL deadline moves back by the wait it did not use). Refused for a delivery not held back."""
+    if not held_for_metadata(delivery, kind=kind, now=now):
+        raise IllegalTransition(f"metadata arrived: delivery {delivery.id} is not waiting for it")
+    assert delivery.next_attempt_at is not None  # held_for_metadata checked it
+    delivery.expires_at -= delivery.next_attempt_at - now
+    delivery.next_attempt_at = now
+    delivery.updated_at = now
     return _wake(delivery, kind, now)
 
 

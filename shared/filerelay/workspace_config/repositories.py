@@ -31,10 +31,16 @@ class RepositoryInfo:
     signature: str
     destinations: list[str]
     created_at: dt.datetime
+    metadata_wait: int  # seconds
 
 
 def _repository_info(repository: Repository) -> RepositoryInfo:
-    return record(RepositoryInfo, repository, destinations=sorted(d.public_id for d in repository.destinations))
+    return record(
+        RepositoryInfo,
+        repository,
+        destinations=sorted(d.public_id for d in repository.destinations),
+        metadata_wait=repository.metadata_wait_seconds,
+    )
 
 
 def _repository(session: Session, workspace_id: int, repo_id: str) -> Repository | None:
@@ -102,12 +108,14 @@ def get_repository(session: Session, *, workspace_id: int, repo_id: str) -> Repo
 def create_repository(
     session: Session, *, workspace_id: int, values: Mapping[str, Any], now: dt.datetime
 ) -> RepositoryInfo:
-    """`values`: repo_id, and optionally description, signature, destinations (public ids, the whole wiring)."""
+    """`values`: repo_id, and optionally description, signature, metadata_wait (seconds), destinations
+    (public ids, the whole wiring)."""
     repository = Repository(
         workspace_id=workspace_id,
         repo_id=values["repo_id"],
         description=values.get("description", ""),
         signature=values.get("signature", SignatureMode.REQUIRED.value),
+        metadata_wait_seconds=values.get("metadata_wait", 0),
         created_at=now,
     )
     session.add(repository)
@@ -122,6 +130,8 @@ def update_repository(
     """A `destinations` list replaces the wiring, as in a config file."""
     repository = _existing_repository(session, workspace_id, repo_id)
     assign_changed(repository, {k: v for k, v in changes.items() if k in ("description", "signature")})
+    if "metadata_wait" in changes:
+        assign_changed(repository, {"metadata_wait_seconds": changes["metadata_wait"]})
     if "destinations" in changes:
         _rewire(session, workspace_id, repository, changes["destinations"])
     session.flush()
@@ -137,7 +147,14 @@ def put_repository(
     if repository is None:
         create_repository(session, workspace_id=workspace_id, values=values, now=now)
         return "created", False
-    changed = assign_changed(repository, {"description": values["description"], "signature": values["signature"]})
+    changed = assign_changed(
+        repository,
+        {
+            "description": values["description"],
+            "signature": values["signature"],
+            "metadata_wait_seconds": values["metadata_wait"],
+        },
+    )
     rewired = _rewire(session, workspace_id, repository, values["destinations"])
     return ("updated" if changed else None), rewired
 
@@ -207,4 +224,9 @@ def audit_view(session: Session, *, workspace_id: int, repo_id: str) -> dict[str
         return None
     session.refresh(repository, ["destinations"])  # the wiring as it is now, not as first loaded
     info = _repository_info(repository)
-    return {"description": info.description, "signature": info.signature, "destinations": info.destinations}
+    return {
+        "description": info.description,
+        "signature": info.signature,
+        "metadata_wait": info.metadata_wait,
+        "destinations": info.destinations,
+    }

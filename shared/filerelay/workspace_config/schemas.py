@@ -39,8 +39,8 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION_HELP = "seconds, or a duration such as 30s, 5m, 24h, 7d"
 
 
-def parse_duration(value: object) -> int:
-    """`30s`, `5m`, `24h`, `7d`, or a number of seconds."""
+def parse_duration(value: object, *, zero: bool = False) -> int:
+    """`30s`, `5m`, `24h`, `7d`, or a number of seconds; 0 only where `zero` allows it."""
     if isinstance(value, bool):
         raise ValidationError("not a duration")
     if isinstance(value, int | float):
@@ -52,8 +52,8 @@ def parse_duration(value: object) -> int:
         if not match:
             raise ValidationError(f"{value!r} is not a duration; write e.g. 30s, 5m, 24h or 7d")
         seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValidationError("a duration must be positive")
+    if seconds < 0 or (seconds == 0 and not zero):
+        raise ValidationError("a duration must be positive" if not zero else "a duration must not be negative")
     if seconds > MAX_DURATION_SECONDS:
         raise ValidationError(f"a duration must not exceed {MAX_DURATION_SECONDS // 86400}d")
     return seconds
@@ -68,12 +68,19 @@ def format_duration(seconds: int) -> str:
 
 
 class Duration(fields.Field[int]):
-    """Reads a duration in any form parse_duration accepts; writes the short form (`24h` as `1d`)."""
+    """Reads a duration in any form parse_duration accepts; writes the short form (`24h` as `1d`).
+    With `zero=True`, 0 is a duration too (`0`, `0s`: "none")."""
+
+    def __init__(self, *, zero: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.zero = zero
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        return parse_duration(value)
+        return parse_duration(value, zero=self.zero)
 
     def _serialize(self, value: int | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value == 0 and self.zero:
+            return "0s"
         return None if value is None else format_duration(value)
 
 
@@ -86,6 +93,16 @@ def duration(description: str, **kwargs: Any) -> Duration:
         "example": "24h",
     }
     return Duration(metadata=metadata, **kwargs)
+
+
+# Long enough for SAP's link to arrive from a nightly job; short enough that a document is never held
+# back indefinitely.
+MAX_METADATA_WAIT_SECONDS = 7 * 86400
+METADATA_WAIT = validate.Range(max=MAX_METADATA_WAIT_SECONDS, error="must not exceed 7d")
+METADATA_WAIT_HELP = (
+    "how long a new document's deliveries wait for its business context (PUT …/metadata) before they go "
+    "out without it; 0 (the default): they do not wait. At most 7d"
+)
 
 
 def flatten_messages(messages: Any, prefix: str = "") -> list[str]:
@@ -139,6 +156,7 @@ class DestinationCreate(DestinationPatch):
 class RepositoryPatch(ma.Schema):
     description = fields.String(validate=DESCRIPTION)
     signature = fields.String(validate=SIGNATURE, metadata={"description": "default required"})
+    metadata_wait = duration(METADATA_WAIT_HELP, zero=True, validate=METADATA_WAIT)
     destinations = fields.List(
         fields.String(validate=DESTINATION_ID),
         metadata={"description": "ids of the destinations wired to it: the whole wiring, replacing the old"},
@@ -149,6 +167,7 @@ class RepositoryCreate(RepositoryPatch):
     repo_id = fields.String(required=True, validate=REPO_ID, metadata={"example": "Z1"})
     description = fields.String(load_default="", validate=DESCRIPTION)
     signature = fields.String(load_default=SignatureMode.REQUIRED.value, validate=SIGNATURE)
+    metadata_wait = duration(METADATA_WAIT_HELP, zero=True, validate=METADATA_WAIT, load_default=0)
     destinations = fields.List(
         fields.String(validate=DESTINATION_ID),
         load_default=list,

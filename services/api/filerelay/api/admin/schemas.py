@@ -91,6 +91,12 @@ class Repository(ma.Schema):
     repo_id = fields.String(required=True)
     description = fields.String(required=True)
     signature = fields.String(required=True)
+    metadata_wait = Duration(
+        zero=True,
+        required=True,
+        metadata={"type": "string", "example": "10m", "description": "0s: deliveries do not wait for metadata"},
+    )
+    metadata_wait_seconds = fields.Integer(attribute="metadata_wait", dump_only=True, required=True)
     destinations = fields.List(fields.String(), required=True)
     created_at = UtcDateTime(required=True)
 

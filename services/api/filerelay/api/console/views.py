@@ -13,7 +13,7 @@ import marshmallow as ma
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers.response import Response as BaseResponse
 
-from filerelay import audit, catalog, certificates, files, overview
+from filerelay import audit, business_context, catalog, certificates, files, overview
 from filerelay.api import served_content
 from filerelay.api.audit.schemas import AuditArgs
 from filerelay.api.console import chart, signin
@@ -154,7 +154,8 @@ def documents_page(owner: str, slug: str) -> str | tuple[str, int]:
         found = catalog.list_documents(
             db, workspace_id=who.workspace_id, filters=filters, per_page=PER_PAGE, after=after
         )
-        rows = [_row(d) for d in found.documents]
+        now = _now()
+        rows = [_row(d, now) for d in found.documents]
         failed = catalog.count_failed(db, workspace_id=who.workspace_id, filters=filters, cap=FAILED_SHOWN)
         wired = overview.destination_ids(db, workspace_id=who.workspace_id)
     return render_template(
@@ -177,8 +178,10 @@ def _invalid(errors: dict[str, Any], shown: dict[str, str]) -> tuple[str, int]:
     return render_template("console/documents.html", errors=errors, shown=shown, found=None, destinations=[]), 400
 
 
-def _row(document: Any) -> dict[str, Any]:
+def _row(document: Any, now: dt.datetime) -> dict[str, Any]:
     return {
+        "business_object": (document.sap_object_type, document.sap_object_id),
+        "waiting_for_metadata": business_context.waiting_for_metadata(document, now=now),
         "id": document.id,
         "doc_id": document.doc_id,
         "comp_id": document.comp_id,
@@ -252,6 +255,8 @@ def document_page(owner: str, slug: str, document_id: str) -> str:
             "export_status": document.export_status,
             "export_messages": list(document.export_messages or []),
             "failed": any(d["status"] == "failed" for d in deliveries),
+            "metadata": dict(document.metadata_ or {}),
+            "waiting_for_metadata": business_context.waiting_for_metadata(document, now=_now()),
         }
     return render_template(
         "console/document.html",

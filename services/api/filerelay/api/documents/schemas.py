@@ -10,6 +10,7 @@ from marshmallow import fields, validate
 from filerelay.api.rest import DateBound, UtcDateTime
 from filerelay.catalog import COUNT_CAP, DocumentFilter
 from filerelay.db.models import DocumentStatus
+from filerelay.operations.business_context import MAX_ENTRIES
 
 STATUSES = [s.value for s in DocumentStatus]
 
@@ -117,8 +118,31 @@ class FilterArgs(ma.Schema):
         metadata={"description": "SAP's docId (every component of it)"},
     )
 
+    sap_object_type = fields.String(
+        validate=validate.Regexp(r"^[A-Z0-9_]{1,10}$", error="use 1 to 10 uppercase letters, digits or '_'"),
+        metadata={"description": "documents linked to this SAP business object type (metadata), e.g. BKPF"},
+    )
+    sap_object_id = fields.String(
+        validate=[validate.Length(min=1, max=90), validate.Regexp(r"^[^\x00-\x1f\x7f]*$")],
+        metadata={"description": "and to this object key (needs sap_object_type)"},
+    )
 
-FILTERS = ("status", "repo_id", "destination_id", "doc_id", "date_from", "date_to")
+    @ma.validates_schema
+    def _object_key_needs_type(self, data: dict[str, Any], **_: Any) -> None:
+        if "sap_object_id" in data and "sap_object_type" not in data:
+            raise ma.ValidationError("give sap_object_type with sap_object_id", field_name="sap_object_id")
+
+
+FILTERS = (
+    "status",
+    "repo_id",
+    "destination_id",
+    "doc_id",
+    "sap_object_type",
+    "sap_object_id",
+    "date_from",
+    "date_to",
+)
 
 
 def to_filter(args: dict[str, Any]) -> DocumentFilter:
@@ -130,6 +154,8 @@ def to_filter(args: dict[str, Any]) -> DocumentFilter:
         received_before=args.get("date_to"),
         destination_id=args.get("destination_id"),
         doc_id=args.get("doc_id"),
+        sap_object_type=args.get("sap_object_type"),
+        sap_object_id=args.get("sap_object_id"),
     )
 
 
@@ -163,3 +189,68 @@ class BulkRetryResource(ma.Schema):
 
 class BulkRetryEnvelope(ma.Schema):
     data = fields.Nested(BulkRetryResource, required=True)
+
+
+# --- business context ---------------------------------------------------------------------------------
+
+
+def _known(description: str) -> fields.Raw:
+    return fields.Raw(metadata={"type": "string", "description": description})
+
+
+class MetadataBody(ma.Schema):
+    """The metadata object, documented here and checked by filerelay.business_context (one rule for both
+    endpoints): the well-known keys in SAP's formats, other keys free strings."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    sap_object_type = _known("SAP business object type (SAP_OBJECT): 1-10 of A-Z 0-9 _, e.g. BKPF, BUS2081")
+    sap_object_id = _known("the object's key (OBJECT_ID): 1-90 characters; needs sap_object_type")
+    ar_object = _known("ArchiveLink document type (AR_OBJECT): 1-10 of A-Z 0-9 _")
+    client = _known("SAP client (MANDT): 3 digits")
+
+
+class MetadataEntry(ma.Schema):
+    repo_id = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    doc_id = fields.String(required=True, validate=[validate.Length(min=1, max=128), validate.Regexp(r"^[^\x00]*$")])
+    metadata = fields.Dict(
+        required=True, metadata={"description": "replaces the metadata of every live component of the document"}
+    )
+
+
+class MetadataBatch(ma.Schema):
+    entries = fields.List(fields.Nested(MetadataEntry), required=True, validate=validate.Length(min=1, max=MAX_ENTRIES))
+
+
+class EntryError(ma.Schema):
+    status = fields.String(required=True)
+    code = fields.String(required=True)
+    title = fields.String(required=True)
+    detail = fields.String(required=True)
+    source = fields.Dict(metadata={"description": "{pointer} into the request body"})
+
+
+class EntryResultSchema(ma.Schema):
+    repo_id = fields.String(required=True)
+    doc_id = fields.String(required=True)
+    status = fields.Integer(
+        required=True,
+        metadata={
+            "description": "200 set (or already so), 400 invalid metadata, 404 unknown, 409 deleted or discarded"
+        },
+    )
+    changed = fields.Boolean(required=True, metadata={"description": "false when it already had this metadata"})
+    documents = fields.List(fields.String(), required=True, metadata={"description": "the components set"})
+    errors = fields.List(fields.Nested(EntryError), required=True)
+
+
+class BatchMeta(ma.Schema):
+    changed = fields.Integer(required=True)
+    unchanged = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+
+
+class MetadataBatchEnvelope(ma.Schema):
+    data = fields.List(fields.Nested(EntryResultSchema), required=True)
+    meta = fields.Nested(BatchMeta, required=True)
