@@ -133,7 +133,33 @@ def remove_finished(session: Session, *, now: dt.datetime, retention: dt.timedel
     """Remove the rows of documents finished more than `retention` ago: up to `limit` documents, each with
     its deliveries and their attempts, and the ArchiveLink headers left without a component. Returns the
     staged bytes they still held, to delete after the commit."""
-    cutoff = now - retention
+    ids = _without_busy_deliveries(session, _finished(session, cutoff=now - retention, limit=limit))
+    if not ids:
+        return Removed()
+    held = session.execute(select(Document.archive_document_id, Document.staging_key).where(Document.id.in_(ids))).all()
+    deliveries = select(Delivery.id).where(Delivery.document_id.in_(ids))
+    # Children first, so neither dialect depends on cascades (SQLite's need its foreign_keys pragma).
+    plain = {"synchronize_session": False}  # no object of these rows is used after: expired below
+    session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)), execution_options=plain)
+    session.execute(delete(Delivery).where(Delivery.document_id.in_(ids)), execution_options=plain)
+    session.execute(delete(Document).where(Document.id.in_(ids)), execution_options=plain)
+    orphaned = session.execute(
+        delete(ArchiveDocument).where(
+            ArchiveDocument.id.in_({row.archive_document_id for row in held}),
+            ~exists().where(Document.archive_document_id == ArchiveDocument.id),
+        ),
+        execution_options=plain,
+    )
+    session.expire_all()  # objects of removed rows must not be flushed back
+    return Removed(
+        documents=len(ids),
+        archive_documents=orphaned.rowcount or 0,  # type: ignore[attr-defined]
+        staging_keys=[row.staging_key for row in held if row.staging_key],
+    )
+
+
+def _finished(session: Session, *, cutoff: dt.datetime, limit: int) -> list[str]:
+    """Up to `limit` documents finished at or before `cutoff`, oldest first by status, row-locked."""
     ids: list[str] = []
     # One query per status, each walking ix_documents_status_updated in order: an IN list would read every
     # due row of the three to sort them, which the first pass after switching retention on cannot afford.
@@ -153,30 +179,7 @@ def remove_finished(session: Session, *, now: dt.datetime, retention: dt.timedel
             .limit(limit - len(ids))
             .with_for_update(skip_locked=True)
         ).all()
-    ids = _without_busy_deliveries(session, ids)
-    if not ids:
-        return Removed()
-    held = session.execute(select(Document.archive_document_id, Document.staging_key).where(Document.id.in_(ids))).all()
-    headers = {row.archive_document_id for row in held}
-    deliveries = select(Delivery.id).where(Delivery.document_id.in_(ids))
-    # Children first, so neither dialect depends on cascades (SQLite's need its foreign_keys pragma).
-    plain = {"synchronize_session": False}  # no object of these rows is used after: expired below
-    session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)), execution_options=plain)
-    session.execute(delete(Delivery).where(Delivery.document_id.in_(ids)), execution_options=plain)
-    session.execute(delete(Document).where(Document.id.in_(ids)), execution_options=plain)
-    orphaned = session.execute(
-        delete(ArchiveDocument).where(
-            ArchiveDocument.id.in_(headers),
-            ~exists().where(Document.archive_document_id == ArchiveDocument.id),
-        ),
-        execution_options=plain,
-    )
-    session.expire_all()  # objects of removed rows must not be flushed back
-    return Removed(
-        documents=len(ids),
-        archive_documents=orphaned.rowcount or 0,  # type: ignore[attr-defined]
-        staging_keys=[row.staging_key for row in held if row.staging_key],
-    )
+    return ids
 
 
 def _without_busy_deliveries(session: Session, ids: list[str]) -> list[str]:
