@@ -3,7 +3,8 @@
 Every configuration change and every operation is written by filerelay.operations in the same
 transaction as the change it records, so a change never lands unrecorded and a refused one leaves no
 entry. Secrets never enter an entry: a changed secret is recorded as "changed". Admins read the log
-(REST and console, the same rows); nothing edits or deletes it.
+(REST and console, the same rows); nothing edits it, and only the sweeper deletes entries, older than
+FILERELAY_AUDIT_RETENTION_DAYS when that is set (filerelay.delivery.retention).
 """
 
 from __future__ import annotations

@@ -129,7 +129,9 @@ def get_document(session: Session, *, workspace_id: int, document_id: str) -> Do
 
 
 def _failed(session: Session, workspace_id: int, filters: DocumentFilter) -> Select[Delivery]:
+    # A document whose staged bytes were released has nothing left to send: not retried, not counted.
     documents = _filtered(session, workspace_id, filters).with_only_columns(Document.id)
+    documents = documents.where(Document.staging_key.is_not(None))
     query = select(Delivery).where(Delivery.status == "failed", Delivery.document_id.in_(documents))
     if filters.destination_id is not None:
         query = query.where(

@@ -13,6 +13,7 @@ from filerelay.policy import OperatorPolicy, PolicyError
 from filerelay.secrets_box import weakness
 
 if TYPE_CHECKING:
+    from filerelay.delivery.retention import Retention
     from filerelay.delivery.rules import BreakerPolicy
     from filerelay.staging import StagingStore
 
@@ -33,6 +34,22 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _days(environ: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A number of days, or `off` (also the meaning of an empty value when there is no default)."""
+    raw = environ.get(name, "").strip().lower()
+    if raw == "off":
+        return None
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of days or off, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be a positive number of days or off, got {value}")
     return value
 
 
@@ -105,6 +122,11 @@ class Settings:
     lease_seconds: int = 60
     # How long staged bytes stay after every delivery of their document succeeded.
     staging_retention_seconds: int = 3600
+    # The data lifecycle (filerelay.delivery.retention), in days; None: kept for ever. A failed document's
+    # staged bytes (kept for a retry), the rows of a finished document, and audit entries.
+    failed_retention_days: int | None = 30
+    record_retention_days: int | None = None
+    audit_retention_days: int | None = None
     # How often the sweeper runs.
     sweep_interval_seconds: float = 5.0
     # How long a woken delivery may wait for its worker before the sweeper wakes it again (its message
@@ -160,6 +182,9 @@ class Settings:
             max_document_bytes=_int(env, "FILERELAY_MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES),
             lease_seconds=_int(env, "FILERELAY_LEASE_SECONDS", 60),
             staging_retention_seconds=_int(env, "FILERELAY_STAGING_RETENTION_SECONDS", 3600),
+            failed_retention_days=_days(env, "FILERELAY_FAILED_RETENTION_DAYS", 30),
+            record_retention_days=_days(env, "FILERELAY_RECORD_RETENTION_DAYS", None),
+            audit_retention_days=_days(env, "FILERELAY_AUDIT_RETENTION_DAYS", None),
             sweep_interval_seconds=_float(env, "FILERELAY_SWEEP_INTERVAL_SECONDS", 5.0),
             wake_grace_seconds=_int(env, "FILERELAY_WAKE_GRACE_SECONDS", 10),
             breaker_failures=_int(env, "FILERELAY_BREAKER_FAILURES", 5),
@@ -191,6 +216,12 @@ class Settings:
         from filerelay.delivery.rules import BreakerPolicy
 
         return BreakerPolicy(failures=self.breaker_failures, cooldown_seconds=self.breaker_cooldown_seconds)
+
+    @property
+    def retention(self) -> Retention:
+        from filerelay.delivery.retention import Retention
+
+        return Retention.of(self)
 
     @property
     def session_cookie_secure(self) -> bool:
@@ -225,6 +256,9 @@ class Settings:
             "FILERELAY_MAX_DOCUMENT_BYTES": str(self.max_document_bytes),
             "FILERELAY_LEASE_SECONDS": str(self.lease_seconds),
             "FILERELAY_STAGING_RETENTION_SECONDS": str(self.staging_retention_seconds),
+            "FILERELAY_FAILED_RETENTION_DAYS": _days_text(self.failed_retention_days),
+            "FILERELAY_RECORD_RETENTION_DAYS": _days_text(self.record_retention_days),
+            "FILERELAY_AUDIT_RETENTION_DAYS": _days_text(self.audit_retention_days),
             "FILERELAY_SWEEP_INTERVAL_SECONDS": repr(self.sweep_interval_seconds),
             "FILERELAY_WAKE_GRACE_SECONDS": str(self.wake_grace_seconds),
             "FILERELAY_BREAKER_FAILURES": str(self.breaker_failures),
@@ -248,3 +282,7 @@ class Settings:
         if self.config_file is not None:
             env["FILERELAY_CONFIG"] = str(self.config_file)
         return env
+
+
+def _days_text(days: int | None) -> str:
+    return "off" if days is None else str(days)

@@ -19,6 +19,7 @@ from tests.support.api_shapes import assert_same_shape, examples
 
 BASE = "/api/acme/production/documents"
 # SAP business context of the kind the reference shows (object type and key, ArchiveLink document type).
+LIFECYCLE_FIELDS = {"staging_expires_at", "staging_released_at", "staging_released_reason", "record_expires_at"}
 METADATA = {"sap_object_type": "BKPF", "sap_object_id": "1000012345672026", "ar_object": "ZCUSTOMINV"}
 
 
@@ -70,11 +71,12 @@ def test_get_has_the_seed_shape_with_metadata_and_paths(
     with session_scope(populated.sessions) as session:
         session.get_one(Document, document_id).metadata_ = dict(METADATA)
     data = body(client.get(f"{BASE}/{document_id}", headers=headers(VIEWER_KEY)))
-    assert_same_shape(data, seed_get)
+    # Beyond the seed: the data lifecycle's moments (docs/operations.md#data-lifecycle).
+    assert_same_shape(data, seed_get, additions={"$.data.attributes": LIFECYCLE_FIELDS})
     assert (data["data"]["id"], data["data"]["type"]) == (document_id, "document")
     attributes = data["data"]["attributes"]
     assert attributes["metadata"] == METADATA
-    assert {k: v for k, v in attributes.items() if k not in ("metadata", "deliveries")} == {
+    assert {k: v for k, v in attributes.items() if k not in {"metadata", "deliveries", *LIFECYCLE_FIELDS}} == {
         "doc_id": "4A3F8B2C1D7E9F0A",
         "repo_id": "Z1",
         "comp_id": "data",

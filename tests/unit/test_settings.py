@@ -24,6 +24,10 @@ def test_defaults_live_under_filerelay_home(tmp_path: Path) -> None:
     assert settings.lease_seconds == 60
     assert settings.staging_retention_seconds == 3600
     assert settings.sweep_interval_seconds == 5.0
+    # The data lifecycle: failed documents' bytes kept 30 days; rows and audit entries kept for ever.
+    assert settings.failed_retention_days == 30
+    assert settings.record_retention_days is None
+    assert settings.audit_retention_days is None
 
 
 def test_home_defaults_to_var_in_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,6 +77,10 @@ def test_empty_values_mean_default(tmp_path: Path) -> None:
         ("FILERELAY_STAGING_RETENTION_SECONDS", "7", "staging_retention_seconds", 7),
         ("FILERELAY_SWEEP_INTERVAL_SECONDS", "30", "sweep_interval_seconds", 30.0),
         ("FILERELAY_WAKE_GRACE_SECONDS", "3", "wake_grace_seconds", 3),
+        ("FILERELAY_FAILED_RETENTION_DAYS", "7", "failed_retention_days", 7),
+        ("FILERELAY_FAILED_RETENTION_DAYS", "off", "failed_retention_days", None),
+        ("FILERELAY_RECORD_RETENTION_DAYS", "400", "record_retention_days", 400),
+        ("FILERELAY_AUDIT_RETENTION_DAYS", " 3650 ", "audit_retention_days", 3650),
     ],
 )
 def test_each_variable_is_honoured(tmp_path: Path, name: str, value: str, attribute: str, expected: object) -> None:
@@ -127,6 +135,17 @@ def test_bad_integer_variables_name_the_variable(tmp_path: Path, name: str) -> N
         Settings.from_env({"FILERELAY_HOME": str(tmp_path), name: "soon"})
 
 
+@pytest.mark.parametrize(
+    "name", ["FILERELAY_FAILED_RETENTION_DAYS", "FILERELAY_RECORD_RETENTION_DAYS", "FILERELAY_AUDIT_RETENTION_DAYS"]
+)
+@pytest.mark.parametrize(
+    ("value", "message"), [("1w", "a whole number of days or off"), ("0", "a positive number of days or off")]
+)
+def test_bad_retention_days_name_the_variable(tmp_path: Path, name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} must be {message}"):
+        Settings.from_env({"FILERELAY_HOME": str(tmp_path), name: value})
+
+
 def test_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
 
@@ -146,6 +165,9 @@ def test_settings_error_is_a_value_error() -> None:
             "FILERELAY_STAGING_RETENTION_SECONDS": "1",
             "FILERELAY_SWEEP_INTERVAL_SECONDS": "2",
             "FILERELAY_WAKE_GRACE_SECONDS": "4",
+            "FILERELAY_FAILED_RETENTION_DAYS": "off",
+            "FILERELAY_RECORD_RETENTION_DAYS": "90",
+            "FILERELAY_AUDIT_RETENTION_DAYS": "365",
         },
     ],
 )

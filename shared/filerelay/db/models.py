@@ -301,6 +301,10 @@ class Document(Base):
             sqlite_where=text("staging_key IS NOT NULL"),
             postgresql_where=text("staging_key IS NOT NULL"),
         ),
+        # The sweeper's record retention: finished documents, oldest first (filerelay.delivery.retention).
+        Index("ix_documents_status_updated", "status", "updated_at"),
+        # A header's components; also what removing a header checks (its foreign key) without a table scan.
+        Index("ix_documents_archive_document", "archive_document_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("doc"))
@@ -323,6 +327,10 @@ class Document(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     # Where the bytes sit in staging; None once purged (or never kept, when discarded).
     staging_key: Mapped[str | None] = mapped_column(String(255))
+    # When and why the sweeper released the staged bytes of a document that still needed them for a retry
+    # (a failed document past FILERELAY_FAILED_RETENTION_DAYS); None otherwise.
+    staging_released_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    staging_released_reason: Mapped[str | None] = mapped_column(String(255), default=None)
     # Bumped whenever SAP replaces the content (update/append), so a delivery of older bytes is recognisable.
     generation: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16))
@@ -469,13 +477,16 @@ class Certificate(Base):
 
 class AuditEvent(Base):
     """Who changed what, and when: every configuration change and every operation (shown to admins, never
-    edited). Written by filerelay.operations in the transaction of the change it records."""
+    edited; removed only by the sweeper, past FILERELAY_AUDIT_RETENTION_DAYS). Written by
+    filerelay.operations in the transaction of the change it records."""
 
     __tablename__ = "audit_events"
     __table_args__ = (
         # The listing's order (newest first, id breaking ties) and its keyset cursor, per workspace.
         Index("ix_audit_events_workspace_at_id", "workspace_id", "at", "id"),
         Index("ix_audit_events_workspace_target", "workspace_id", "target"),
+        # The sweeper's audit retention: the oldest entries of every workspace at once.
+        Index("ix_audit_events_at", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -20,6 +20,10 @@ class NothingToRetry(Exception):
     pass
 
 
+class StagedBytesReleased(NothingToRetry):
+    """The document failed long enough ago that its staged bytes were released: nothing is left to send."""
+
+
 def retry_deliveries(session: Session, deliveries: Iterable[Delivery], *, now: dt.datetime) -> list[Wake]:
     """Put failed deliveries back to `retrying`, due now; `attempts` keeps counting. Others are left
     as they are (a bulk retry's selection may have moved on meanwhile). Returns wake-ups."""
@@ -27,7 +31,7 @@ def retry_deliveries(session: Session, deliveries: Iterable[Delivery], *, now: d
     touched: set[str] = set()
     exported_again: set[str] = set()
     for delivery in deliveries:
-        if delivery.status != DeliveryStatus.FAILED:
+        if delivery.status != DeliveryStatus.FAILED or delivery.document.staging_key is None:
             continue
         policy = policy_for(delivery.document.repository.workspace, delivery.destination)
         wake += transitions.retried(delivery, kind=delivery.destination.kind, policy=policy, now=now)
@@ -42,7 +46,15 @@ def retry_deliveries(session: Session, deliveries: Iterable[Delivery], *, now: d
 
 
 def retry_document(session: Session, document: Document, *, now: dt.datetime) -> list[Wake]:
+    # Locked first: the sweeper releasing its bytes meanwhile either went before (and is seen) or waits.
+    transitions.locked(session, [document.id])
     failed = [d for d in document.deliveries if d.status == DeliveryStatus.FAILED]
     if not failed:
         raise NothingToRetry(f"document {document.id} has no failed delivery to retry")
+    if document.staging_key is None:
+        at = document.staging_released_at.isoformat() if document.staging_released_at else "earlier"
+        raise StagedBytesReleased(
+            f"document {document.id} cannot be retried: its staged bytes were released ({at}):"
+            f" {document.staging_released_reason or 'the staged bytes are gone'}"
+        )
     return retry_deliveries(session, failed, now=now)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from filerelay import files
 from filerelay.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document, DocumentStatus
 from filerelay.db.session import session_scope
-from filerelay.delivery import health, transitions
+from filerelay.delivery import health, retention, transitions
 from filerelay.delivery.rules import policy_for
 from filerelay.delivery.transitions import WAITING
 from filerelay.runtime import Runtime
@@ -124,18 +124,25 @@ class SweepReport:
     recovered: int = 0
     expired: int = 0
     purged: int = 0
+    # The data lifecycle (filerelay.delivery.retention): failed documents' bytes released, finished
+    # documents' rows removed, audit entries removed.
+    released: int = 0
+    removed: int = 0
+    audit_removed: int = 0
     orphans: int = 0
     sequenced: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def busy(self) -> bool:
-        return any((self.enqueued, self.recovered, self.expired, self.purged))
+        return any(
+            (self.enqueued, self.recovered, self.expired, self.purged, self.released, self.removed, self.audit_removed)
+        )
 
 
 def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
-    """One pass: recover, expire, probe open breakers, wake kinds with due work, purge staging, number the
-    Files feed's changes.
+    """One pass: recover, expire, probe open breakers, wake kinds with due work, purge staging, age out
+    what the retention settings say, number the Files feed's changes.
     Each step its own transaction."""
     report = SweepReport()
     settings = runtime.settings
@@ -161,8 +168,49 @@ def sweep(runtime: Runtime, *, batch: int = 500) -> SweepReport:
     for key in keys:  # after commit: a crash in between leaves bytes behind, never a row without them
         runtime.staging.delete(key)
     report.purged = len(keys)
+    age_out(runtime, report, batch=batch)
     report.orphans = runtime.staging.purge_orphans()
     with session_scope(runtime.sessions) as session:
         # The Files feed's numbers, given here too: a feed nobody reads for a while has little to catch up.
         report.sequenced = files.sequence_changes(session, limit=batch)
     return report
+
+
+# Rows removed per transaction by the record retention: each document takes its deliveries and attempts
+# with it, so a batch stays a short transaction beside creates and deliveries. A pass takes batches while
+# they come back full, up to REMOVE_BATCHES (100,000 documents an hour at the default interval).
+REMOVE_BATCH = 100
+REMOVE_BATCHES = 10
+
+
+def age_out(runtime: Runtime, report: SweepReport, *, batch: int) -> None:
+    """The data lifecycle's steps (filerelay.delivery.retention), those switched on, in small batches each
+    its own transaction; staged bytes are deleted after their rows' commit."""
+    keep = runtime.settings.retention
+    if keep.failed_staging is not None:
+        with session_scope(runtime.sessions) as session:
+            keys = retention.release_failed_staging(
+                session, now=runtime.clock.now(), retention=keep.failed_staging, limit=batch
+            )
+        for key in keys:
+            runtime.staging.delete(key)
+        report.released = len(keys)
+    limit = min(batch, REMOVE_BATCH)
+    for _ in range(REMOVE_BATCHES):
+        if keep.records is None:
+            break
+        with session_scope(runtime.sessions) as session:
+            removed = retention.remove_finished(session, now=runtime.clock.now(), retention=keep.records, limit=limit)
+        for key in removed.staging_keys:
+            runtime.staging.delete(key)
+        report.removed += removed.documents
+        if removed.documents < limit:
+            break
+    for _ in range(REMOVE_BATCHES):
+        if keep.audit is None:
+            break
+        with session_scope(runtime.sessions) as session:
+            purged = retention.purge_audit(session, now=runtime.clock.now(), retention=keep.audit, limit=batch)
+        report.audit_removed += purged
+        if purged < batch:
+            break

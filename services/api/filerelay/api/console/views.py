@@ -23,7 +23,8 @@ from filerelay.api.documents.schemas import FILTERS, ListArgs, to_filter
 from filerelay.content import open_content
 from filerelay.db.models import DocumentStatus, Role
 from filerelay.db.session import session_scope
-from filerelay.delivery.retry import NothingToRetry
+from filerelay.delivery import retention
+from filerelay.delivery.retry import NothingToRetry, StagedBytesReleased
 from filerelay.operations import Context, UnknownItem, configuration, relay, transaction
 from filerelay.workspace_config import destinations
 from filerelay.workspace_config.common import ConfigurationError
@@ -257,6 +258,11 @@ def document_page(owner: str, slug: str, document_id: str) -> str:
             "failed": any(d["status"] == "failed" for d in deliveries),
             "metadata": dict(document.metadata_ or {}),
             "waiting_for_metadata": business_context.waiting_for_metadata(document, now=_now()),
+            "staged": document.staging_key is not None,
+            "staging_expires_at": retention.staging_expires_at(document, runtime().settings.retention),
+            "staging_released_at": document.staging_released_at,
+            "staging_released_reason": document.staging_released_reason,
+            "record_expires_at": retention.record_expires_at(document, runtime().settings.retention),
         }
     return render_template(
         "console/document.html",
@@ -274,6 +280,9 @@ def retry_one(owner: str, slug: str, document_id: str) -> BaseResponse:
             retried = relay.retry(tx, workspace_id=person().workspace_id, document_id=document_id)
     except UnknownItem:
         abort(404)
+    except StagedBytesReleased as exc:
+        flash(f"Not retried: {exc}.")
+        return _back("console.document_page", document_id=document_id)
     except NothingToRetry:
         flash("Nothing to retry: no delivery of this document has failed.")
         return _back("console.document_page", document_id=document_id)

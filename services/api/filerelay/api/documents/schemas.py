@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from filerelay.api.context import runtime
 from filerelay.api.rest import DateBound, UtcDateTime
 from filerelay.catalog import COUNT_CAP, DocumentFilter
 from filerelay.db.models import DocumentStatus
+from filerelay.delivery import retention
+from filerelay.delivery.retention import Retention
 from filerelay.operations.business_context import MAX_ENTRIES
 
 STATUSES = [s.value for s in DocumentStatus]
@@ -38,9 +43,44 @@ class DocumentAttributes(ma.Schema):
     deliveries = fields.List(fields.Nested(DeliverySchema), required=True)
 
 
+class _Expiry(UtcDateTime):
+    """A moment of the data lifecycle (filerelay.delivery.retention), from the document and this process's
+    retention settings."""
+
+    def __init__(self, rule: Callable[[Any, Retention], dt.datetime | None], **kwargs: Any) -> None:
+        super().__init__(dump_only=True, **kwargs)
+        self._rule = rule
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = ma.missing) -> Any:
+        return self._rule(obj, runtime().settings.retention)
+
+
 class DocumentDetailAttributes(DocumentAttributes):
     metadata = fields.Dict(attribute="metadata_", required=True)
     deliveries = fields.List(fields.Nested(DeliveryDetailSchema), required=True)
+    # The data lifecycle (docs/operations.md#data-lifecycle): fields added to the reference shape.
+    staging_expires_at = _Expiry(
+        retention.staging_expires_at,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "when the sweeper releases the staged bytes (delivered: after"
+            " FILERELAY_STAGING_RETENTION_SECONDS; failed: after FILERELAY_FAILED_RETENTION_DAYS); null while a"
+            " delivery waits, when kept for ever, or once released"
+        },
+    )
+    staging_released_at = UtcDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "when the staged bytes of this failed document were released; a retry is refused"},
+    )
+    staging_released_reason = fields.String(required=True, allow_none=True)
+    record_expires_at = _Expiry(
+        retention.record_expires_at,
+        required=True,
+        allow_none=True,
+        metadata={"description": "when the sweeper removes this document's rows (FILERELAY_RECORD_RETENTION_DAYS)"},
+    )
 
 
 class RetryAttributes(ma.Schema):

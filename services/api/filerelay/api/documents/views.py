@@ -14,7 +14,7 @@ from filerelay.api.errors import ApiError, ErrorsSchema, error_entry, error_resp
 from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
 from filerelay.db.models import Role
 from filerelay.db.session import session_scope
-from filerelay.delivery.retry import NothingToRetry
+from filerelay.delivery.retry import NothingToRetry, StagedBytesReleased
 from filerelay.operations import UnknownItem, business_context, relay, transaction
 from filerelay.operations.business_context import EntryResult, InvalidMetadata, NotAccepted
 
@@ -73,7 +73,11 @@ def get_document(owner: str, slug: str, document_id: str) -> dict[str, Any]:
 @blueprint.route("/<document_id>/retry", methods=["POST"])
 @requires(Role.MEMBER)
 @blueprint.response(200, schemas.RetryEnvelope)
-@blueprint.alt_response(409, description="no delivery of this document has failed")
+@blueprint.alt_response(
+    409,
+    description="no delivery of this document has failed (`nothing_to_retry`), or its staged bytes were"
+    " released after FILERELAY_FAILED_RETENTION_DAYS (`staging_released`)",
+)
 def retry(owner: str, slug: str, document_id: str) -> dict[str, Any]:
     """Re-queue every failed delivery of the document; delivered ones are never re-sent."""
     try:
@@ -81,6 +85,8 @@ def retry(owner: str, slug: str, document_id: str) -> dict[str, Any]:
             relay.retry(tx, workspace_id=workspace_id(), document_id=document_id)
     except UnknownItem as exc:
         raise ApiError(404, str(exc)) from None
+    except StagedBytesReleased as exc:
+        raise ApiError(409, str(exc), code="staging_released") from None
     except NothingToRetry as exc:
         raise ApiError(409, str(exc), code="nothing_to_retry") from None
     with session_scope(runtime().sessions) as session:
