@@ -23,7 +23,7 @@ from filerelay.delivery import transitions
 from filerelay.delivery.paths import extension_for, path_for
 from filerelay.delivery.rules import policy_for
 from filerelay.delivery.transitions import ExportStatus
-from filerelay.destinations import pull
+from filerelay.destinations.base import is_pushed, pushed_kinds
 
 
 class FileStatus(enum.StrEnum):
@@ -67,11 +67,13 @@ def pull_destinations(session: Session, *, workspace_id: int, destination_id: st
     else every pull destination of the workspace. Raises UnknownDestination or NotPull."""
     query = select(Destination.id, Destination.kind).where(Destination.workspace_id == workspace_id)
     if destination_id is None:
-        return list(session.scalars(query.with_only_columns(Destination.id).where(Destination.kind == pull.NAME)))
+        return list(
+            session.scalars(query.with_only_columns(Destination.id).where(Destination.kind.not_in(pushed_kinds())))
+        )
     found = session.execute(query.where(Destination.public_id == destination_id)).one_or_none()
     if found is None:
         raise UnknownDestination(f"no destination {destination_id}")
-    if found.kind != pull.NAME:
+    if is_pushed(found.kind):
         raise NotPull(
             f"destination {destination_id} is a {found.kind} destination: workers deliver to it, so it has no "
             "feed; name a pull destination"
@@ -323,11 +325,11 @@ def report_export(
     document.export_messages = list(messages)
     document.export_updated_at = now
     for delivery in document.deliveries:
-        if delivery.destination.kind == pull.NAME:
+        if not is_pushed(delivery.destination.kind):
             transitions.export_reported(
                 delivery,
                 status,
-                kind=pull.NAME,
+                kind=delivery.destination.kind,
                 messages=messages,
                 content=transitions.Delivered(
                     document.generation, path_for(document, delivery.destination), document.sha256

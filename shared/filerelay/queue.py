@@ -18,14 +18,18 @@ from typing import Any
 
 from celery import Celery
 
+from filerelay.destinations import REGISTRY
+from filerelay.destinations.base import is_pushed, pushed_kinds
 from filerelay.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # The wake-up of one delivery, as earlier versions sent it: still taken, so an upgrade drops none.
 DELIVER_TASK = "filerelay.deliver"
-# Destination kinds with a worker pool of their own; a new kind adds its name here.
-KINDS = ("s3", "sharepoint", "folder", "pull", "webhook", "sftp", "email", "azure_blob", "gcs")
+# Every destination kind, as registered (filerelay.destinations); those a worker pushes to have a queue and
+# a worker pool each, derived from the kind's own declaration.
+KINDS = tuple(REGISTRY)
+PUSHED = pushed_kinds()
 
 
 def queue_name(kind: str) -> str:
@@ -112,7 +116,7 @@ class Enqueuer:
         """Send a wake-up for each kind that has none outstanding. With `repair_after` (the sweeper's), a
         mark older than that whose queue is empty is taken for a lost message and sent again."""
         sent = 0
-        for kind in sorted(set(kinds) - {PULL}):
+        for kind in sorted(k for k in set(kinds) if is_pushed(k)):
             if time.monotonic() < self._down_until:
                 break
             try:
@@ -158,9 +162,6 @@ class Enqueuer:
             return
         with self._app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=0, timeout=2)
-
-
-PULL = "pull"  # fetched by its integration: never woken
 
 
 class Marks:

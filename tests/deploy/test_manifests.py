@@ -35,7 +35,7 @@ from filerelay.cli.main import main as cli
 from filerelay.config_file import load as load_config
 from filerelay.delivery.backlog import backlog_query
 from filerelay.policy import OperatorPolicy
-from filerelay.queue import KINDS, celery_config
+from filerelay.queue import PUSHED, celery_config
 from filerelay.settings import Settings, SettingsError
 from filerelay.workspace_config.common import InvalidInput
 from filerelay.workspace_config.destinations import destination_columns
@@ -517,7 +517,7 @@ def test_one_autoscaled_worker_per_pushed_destination_kind(tmp_path: Path) -> No
         keda_db, app_db = urlsplit(env[metadata["connectionFromEnv"]]), urlsplit(env["FILERELAY_DATABASE_URL"])
         assert (keda_db.scheme, keda_db.netloc, keda_db.path) == ("postgresql", app_db.netloc, app_db.path)
     # `pull` deliveries are moved by their integration's PATCH; nothing is ever queued on deliver.pull.
-    assert sorted(kinds) == sorted(k for k in KINDS if k != "pull")
+    assert sorted(kinds) == sorted(PUSHED)  # derived from the kinds' declarations
     assert len(of_kind("Deployment")) == len(kinds) + 2  # plus the API and the sweeper
 
 
@@ -649,7 +649,7 @@ def test_compose_starts_in_order_with_health_checks() -> None:
         for name, svc in compose_filerelay_services().items()
         if name.startswith("worker-")
     }
-    assert workers == {kind: f"worker-{kind}" for kind in KINDS if kind != "pull"}
+    assert workers == {kind: f"worker-{kind}" for kind in PUSHED}
     soft_shutdown = float(
         celery_config(Settings.from_env({"FILERELAY_BROKER_URL": "redis://r"})).get("worker_soft_shutdown_timeout", 0)
     )
@@ -699,7 +699,7 @@ def test_every_command_is_a_real_filerelay_command(process: tuple[str, list[str]
     assert CliRunner().invoke(cli, [*path, "--help"]).exit_code == 0
     if path == ["worker"]:
         kinds = context.params["queues"].split(",")
-        assert set(kinds) <= set(KINDS) - {"pull"}, f"{where}: queues {kinds}"
+        assert set(kinds) <= set(PUSHED), f"{where}: queues {kinds}"
 
 
 def test_a_wrong_command_is_caught() -> None:

@@ -9,7 +9,7 @@ part walks the partial index of waiting deliveries per destination, the running 
 
 from __future__ import annotations
 
-from filerelay.queue import KINDS
+from filerelay.destinations.base import is_pushed
 
 _QUERY = (
     "SELECT count(*) FROM deliveries d JOIN destinations t ON t.id = d.destination_id "
@@ -21,6 +21,6 @@ _QUERY = (
 
 def backlog_query(kind: str) -> str:
     """PostgreSQL's count of the kind's due and running deliveries (a literal: KEDA passes no parameters)."""
-    if kind not in KINDS or kind == "pull":
+    if not is_pushed(kind):
         raise ValueError(f"no worker delivers {kind!r}")
     return _QUERY.format(kind=kind)

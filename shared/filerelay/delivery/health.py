@@ -22,7 +22,7 @@ from filerelay.db.models import Delivery, Destination
 from filerelay.delivery import transitions
 from filerelay.delivery.rules import BreakerPolicy
 from filerelay.delivery.transitions import WAITING, AttemptResult, BreakerState, Wake
-from filerelay.destinations import pull
+from filerelay.destinations.base import pushed_kinds
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def attemptable(delivery_id: Any) -> Any:
     delivery its probe."""
     return and_(
         Destination.enabled.is_(True),
-        Destination.kind != pull.NAME,
+        Destination.kind.in_(pushed_kinds()),
         Destination.paused_at.is_(None),
         or_(Destination.breaker_opened_at.is_(None), Destination.probe_delivery_id == delivery_id),
     )

@@ -13,7 +13,7 @@ from filerelay.db.models import Delivery, DeliveryStatus, Document
 from filerelay.delivery import transitions
 from filerelay.delivery.rules import policy_for
 from filerelay.delivery.transitions import Wake
-from filerelay.destinations import pull
+from filerelay.destinations.base import is_pushed
 
 
 class NothingToRetry(Exception):
@@ -36,7 +36,7 @@ def retry_deliveries(session: Session, deliveries: Iterable[Delivery], *, now: d
         policy = policy_for(delivery.document.repository.workspace, delivery.destination)
         wake += transitions.retried(delivery, kind=delivery.destination.kind, policy=policy, now=now)
         touched.add(delivery.document_id)
-        if delivery.destination.kind == pull.NAME:
+        if not is_pushed(delivery.destination.kind):
             exported_again.add(delivery.document_id)
     for document in transitions.settle(session, touched, now=now):
         if document.id in exported_again:

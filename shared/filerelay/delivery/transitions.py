@@ -31,8 +31,7 @@ from sqlalchemy.orm import Session
 from filerelay.db.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Destination, Document
 from filerelay.delivery.rollup import rollup
 from filerelay.delivery.rules import BreakerPolicy, RetryPolicy, Verdict, after_failure
-from filerelay.destinations import pull
-from filerelay.destinations.base import DestinationError
+from filerelay.destinations.base import DestinationError, is_pushed
 
 Wake = tuple[str, str]
 
@@ -110,7 +109,7 @@ def _fresh_cycle(delivery: Delivery, policy: RetryPolicy, status: DeliveryStatus
 
 
 def _wake(delivery: Delivery, kind: str, now: dt.datetime) -> list[Wake]:
-    if kind == pull.NAME:  # its integration fetches it; no worker ever will
+    if not is_pushed(kind):  # its integration fetches it; no worker ever will
         return []
     delivery.enqueued_at = now
     return [(delivery.id, kind)]
@@ -161,7 +160,7 @@ def wired(
     _fresh_cycle(delivery, policy, DeliveryStatus.PENDING, now)
     delivery.delivered_at = None
     delivery.last_error = None
-    if metadata_wait and kind != pull.NAME:
+    if metadata_wait and is_pushed(kind):
         delivery.next_attempt_at = now + metadata_wait
         delivery.expires_at += metadata_wait
         delivery.enqueued_at = None
@@ -173,7 +172,7 @@ def held_for_metadata(delivery: Delivery, *, kind: str, now: dt.datetime) -> boo
     """Whether `wired` holds the delivery back for its document's business context: pending, no attempt
     in this cycle, and not due yet (nothing else makes a pending delivery not due)."""
     return (
-        kind != pull.NAME
+        is_pushed(kind)
         and delivery.status == DeliveryStatus.PENDING
         and not delivery.cycle_attempts
         and delivery.next_attempt_at is not None
@@ -239,7 +238,7 @@ def lease_renewed(delivery: Delivery, *, attempt: int, kind: str, now: dt.dateti
 
 
 def _pushed(delivery: Delivery, event: str, kind: str) -> None:
-    if kind == pull.NAME:
+    if not is_pushed(kind):
         raise IllegalTransition(f"{event}: delivery {delivery.id} is fetched by its integration, never by a worker")
 
 
@@ -385,7 +384,7 @@ def retried(delivery: Delivery, *, kind: str, policy: RetryPolicy, now: dt.datet
     """A manual retry of a failed delivery: a fresh cycle under today's settings, due now (its TTL
     counts from the retry); `attempts` keeps counting. A pull delivery waits for its integration."""
     _require(delivery, "retried", {DeliveryStatus.FAILED})
-    if kind == pull.NAME:
+    if not is_pushed(kind):
         _fresh_cycle(delivery, policy, DeliveryStatus.PENDING, now)
         return []
     _fresh_cycle(delivery, policy, DeliveryStatus.RETRYING, now)
@@ -412,7 +411,7 @@ def export_reported(
     """A pull integration's report moves its delivery: exporting → delivering (without a lease, so
     lease recovery never touches it), completed → delivered, error → failed, empty → waiting again.
     The integration is the authority on its copy, so a report is taken in any state."""
-    if kind != pull.NAME:
+    if is_pushed(kind):
         raise IllegalTransition(f"export reported: delivery {delivery.id} is pushed by a worker ({kind})")
     if status == ExportStatus.EMPTY:  # waiting for the integration again; the TTL counts from now
         _fresh_cycle(delivery, policy, DeliveryStatus.PENDING, now)

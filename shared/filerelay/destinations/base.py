@@ -215,16 +215,22 @@ def admit_every(*checks: Admit) -> Admit:
     return admit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DestinationKind:
-    """A kind's name, its settings schema, which settings are secrets, and how to build its client."""
+    """A kind's name, its settings schema, which settings are secrets, and how to build its client; and
+    what the rest of FileRelay derives from it, declared here and nowhere else: whether a worker pushes
+    to it (its queue `deliver.<name>`, its worker Deployment and compose service follow) or an
+    integration pulls from it, and whether a delivered copy can be read back."""
 
     name: str
     schema: type[Schema]
     build: Callable[[Mapping[str, Any], Mapping[str, Any], OperatorPolicy], Client]
-    secret_fields: frozenset[str] = frozenset()
+    # True: a worker delivers to it (a queue, a worker pool); False: its integration fetches the files
+    # (the Files feed) and reports back, and no worker ever claims its deliveries.
+    pushed: bool
     # Whether FileRelay can read a delivered copy back (for get/search once staging was purged).
-    readable: bool = True
+    readable: bool
+    secret_fields: frozenset[str] = frozenset()
     admit: Admit = _admit_anything
     # The settings that say where the copies are (a root, a bucket and endpoint, a host and directory):
     # fixed once the destination holds a delivery, since deliveries record paths relative to them.
@@ -261,6 +267,17 @@ REGISTRY: dict[str, DestinationKind] = {}
 def register(kind: DestinationKind) -> DestinationKind:
     REGISTRY[kind.name] = kind
     return kind
+
+
+def pushed_kinds() -> tuple[str, ...]:
+    """The kinds a worker delivers to, in registration order: each has a queue and a worker pool."""
+    return tuple(name for name, kind in REGISTRY.items() if kind.pushed)
+
+
+def is_pushed(name: str) -> bool:
+    """Whether a worker delivers to the kind (False for a pulled kind, and for a name nobody registered)."""
+    kind = REGISTRY.get(name)
+    return kind is not None and kind.pushed
 
 
 def get_kind(name: str) -> DestinationKind:

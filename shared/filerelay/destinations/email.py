@@ -335,6 +335,7 @@ KIND = register(
         name="email",
         schema=EmailSettings,
         build=build,
+        pushed=True,
         secret_fields=frozenset({"password"}),
         readable=False,
         admit=_admit_hosts,

@@ -236,6 +236,8 @@ KIND = register(
         name="gcs",
         schema=GcsSettings,
         build=build,
+        pushed=True,
+        readable=True,
         secret_fields=frozenset({"credentials_json"}),
         admit=admit_every(admit_credentials, _admit_hosts),
         # Bucket names are global; the endpoint says which service (an emulator, a private endpoint) holds it.

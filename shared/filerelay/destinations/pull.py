@@ -41,4 +41,4 @@ def build(_settings: Mapping[str, Any], _secrets: Mapping[str, Any], _policy: Op
     return PullClient()
 
 
-KIND = register(DestinationKind(name=NAME, schema=PullSettings, build=build, readable=False))
+KIND = register(DestinationKind(name=NAME, schema=PullSettings, build=build, pushed=False, readable=False))

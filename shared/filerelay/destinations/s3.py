@@ -276,6 +276,8 @@ KIND = register(
         name="s3",
         schema=S3Settings,
         build=build,
+        pushed=True,
+        readable=True,
         secret_fields=frozenset({"secret_access_key"}),
         admit=admit_every(admit_credentials, _admit_hosts),
         # The bucket and the server holding it. Not the region (AWS bucket names are global; the region

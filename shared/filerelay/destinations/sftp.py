@@ -303,6 +303,8 @@ KIND = register(
         name="sftp",
         schema=SftpSettings,
         build=build,
+        pushed=True,
+        readable=True,
         secret_fields=frozenset({"password", "private_key"}),
         admit=_admit_hosts,
         # The server, the directory, and the user: SFTP servers commonly chroot each user, so the same

@@ -213,6 +213,7 @@ KIND = register(
         name="webhook",
         schema=WebhookSettings,
         build=build,
+        pushed=True,
         secret_fields=frozenset({"secret", "headers"}),
         readable=False,
         admit=_admit_hosts,

@@ -18,8 +18,13 @@ from filerelay.db.models import Delivery, Destination, Route
 from filerelay.delivery import health, transitions
 from filerelay.delivery.paths import TemplateError, validate_template
 from filerelay.delivery.transitions import Wake
-from filerelay.destinations import pull
-from filerelay.destinations.base import DestinationError, build_client, get_kind, location_change
+from filerelay.destinations.base import (
+    DestinationError,
+    build_client,
+    get_kind,
+    is_pushed,
+    location_change,
+)
 from filerelay.policy import OperatorPolicy
 from filerelay.workspace_config.common import (
     Conflict,
@@ -285,7 +290,7 @@ def resume_destination(
 
 def _pushing(session: Session, workspace_id: int, destination_id: str) -> Destination:
     destination = _existing_destination(session, workspace_id, destination_id)
-    if destination.kind == pull.NAME:
+    if not is_pushed(destination.kind):
         raise Conflict(f"destination {destination_id} is a pull destination: its integration fetches, nothing to pause")
     return destination
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from filerelay.queue import KINDS
+from filerelay.queue import PUSHED
 from filerelay.release import VERSION
 from filerelay.settings import Settings, SettingsError
 
@@ -147,9 +147,9 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 
 def _queues(value: str) -> list[str]:
     kinds = [k.strip() for k in value.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for k in kinds if k not in PUSHED]
     if not kinds or unknown:
-        raise click.BadParameter(f"use destination kinds from {', '.join(KINDS)}; got {value!r}")
+        raise click.BadParameter(f"use destination kinds a worker delivers to, from {', '.join(PUSHED)}; got {value!r}")
     return kinds
 
 
@@ -172,7 +172,7 @@ def _worker_metrics(settings: Settings, port: int | None) -> Iterator[None]:
 @main.command()
 @click.option(
     "--queues",
-    default=",".join(KINDS),
+    default=",".join(PUSHED),
     show_default=True,
     help="Destination kinds this worker delivers to, comma-separated.",
 )

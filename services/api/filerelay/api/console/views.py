@@ -25,6 +25,7 @@ from filerelay.db.models import DocumentStatus, Role
 from filerelay.db.session import session_scope
 from filerelay.delivery import retention
 from filerelay.delivery.retry import NothingToRetry, StagedBytesReleased
+from filerelay.destinations.base import is_pushed
 from filerelay.operations import Context, UnknownItem, configuration, relay, transaction
 from filerelay.workspace_config import destinations
 from filerelay.workspace_config.common import ConfigurationError
@@ -115,7 +116,7 @@ def overview_page(owner: str, slug: str) -> str:
         week=week,
         lines=lines,
         oldest=oldest_info,
-        due={line.kind: due.get(line.kind, 0) for line in lines if line.kind != "pull"},
+        due={line.kind: due.get(line.kind, 0) for line in lines if is_pushed(line.kind)},
         chart=chart.bars(hourly, labels, title="Deliveries per hour, last 24 hours (UTC)"),
         delivered_24h=sum(hourly),
         refresh=REFRESH_SECONDS if any(line.waiting for line in lines) else None,
