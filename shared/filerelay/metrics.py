@@ -85,7 +85,8 @@ DELIVERY_LATENCY = Histogram(
 )
 SWEEPER_LAST_PASS = Gauge(
     "filerelay_sweeper_last_pass_timestamp_seconds",
-    "When the sweeper last finished a pass without error (Unix time).",
+    "When the sweeper last finished a pass without error (Unix time; 0 from a process that is not the "
+    "sweeper: take the max).",
     # A sweeper started again writes a new file beside its predecessor's: the newest pass is the latest.
     multiprocess_mode="max",
     registry=REGISTRY,

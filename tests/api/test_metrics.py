@@ -174,7 +174,9 @@ def test_counts_other_processes_wrote_to_the_shared_folder_are_added_up(
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
     for _ in range(2):  # two processes, two files
         subprocess.run([sys.executable, "-c", WRITER], env=env, check=True, timeout=60)
-    assert sorted(p.name.split("_")[0] for p in folder.iterdir()) == ["counter", "counter", "histogram", "histogram"]
+    # Each process's counters, histograms and (the sweeper's last pass, 0 in any other process) gauge.
+    kinds = ["counter", "gauge", "histogram"]
+    assert sorted(p.name.split("_")[0] for p in folder.iterdir()) == sorted(kinds * 2)
     assert sap.create("DOC1", "data", b"x").status == 201  # counted in this process's memory
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
     after = scrape(server)
