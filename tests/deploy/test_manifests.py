@@ -235,13 +235,14 @@ def yaml_documents(path: Path) -> list[dict[str, Any]]:
     return copy.deepcopy(list(_parsed(path)))
 
 
+def manifest_files() -> list[Path]:
+    """The manifests of k8s/ and of its components (k8s/components/<name>/), not the kustomizations."""
+    paths = [*K8S.glob("*.yaml"), *K8S.glob("components/*/*.yaml")]
+    return sorted(path for path in paths if path.name != "kustomization.yaml")
+
+
 def manifests() -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (path.name, doc)
-        for path in sorted(K8S.glob("*.yaml"))
-        if path.name != "kustomization.yaml"
-        for doc in yaml_documents(path)
-    ]
+    return [(path.name, doc) for path in manifest_files() for doc in yaml_documents(path)]
 
 
 def manifest_id(item: tuple[str, dict[str, Any]]) -> str:
@@ -458,11 +459,25 @@ def test_the_kustomization_lists_every_manifest_but_the_secret_template() -> Non
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     files = {path.name for path in K8S.glob("*.yaml")} - NOT_RESOURCES
     assert sorted(kustomization["resources"]) == sorted(files)
+    # Every component is listed (on by default), and lists every manifest of its folder.
+    components = {path.parent for path in K8S.glob("components/*/kustomization.yaml")}
+    assert sorted(kustomization["components"]) == sorted(str(path.relative_to(K8S)) for path in components)
+    for folder in components:
+        component = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        assert component["kind"] == "Component", folder
+        own = {path.name for path in folder.glob("*.yaml")} - {"kustomization.yaml"}
+        assert sorted(component["resources"]) == sorted(own), folder
     assert kustomization["namespace"] == named("Namespace", kustomization["namespace"])["metadata"]["name"]
     assert {image["name"] for image in kustomization["images"]} == {"filerelay"}
 
 
-@pytest.mark.parametrize("item", [m for m in manifests() if m[1]["apiVersion"] != "keda.sh/v1alpha1"], ids=manifest_id)
+# Custom resources, checked against their own schemas (KEDA's here, the Prometheus Operator's in test_monitoring.py).
+CUSTOM_API_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
+
+
+@pytest.mark.parametrize(
+    "item", [m for m in manifests() if not m[1]["apiVersion"].startswith(CUSTOM_API_GROUPS)], ids=manifest_id
+)
 def test_manifest_matches_the_kubernetes_schema(item: tuple[str, dict[str, Any]]) -> None:
     _, doc = item
     # strict: additional properties are errors, so a misspelt field fails instead of being ignored.

@@ -109,8 +109,11 @@ def test_metrics_count_what_a_real_worker_delivered(
     for queue in ("deliver.s3", "deliver.folder"):
         assert value(after, "filerelay_queue_depth", queue=queue) == 0
     assert value(after, "filerelay_metrics_source_up", source="broker") == 1  # the queue depth came from Redis
-    assert value(after, "filerelay_documents", status="delivered") == documents
     assert value(after, "filerelay_documents", status="pending") == 0
+    # Created → delivered, observed by the worker for each delivery it recorded.
+    assert sum(value(worker, "filerelay_delivery_latency_seconds_count", kind=k) for k in ("s3", "folder")) == (
+        documents * destinations
+    )
 
 
 def test_up_shows_the_workers_deliveries_on_the_apis_metrics(tmp_path: Path) -> None:

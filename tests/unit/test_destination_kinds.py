@@ -17,9 +17,9 @@ def _build(*_: object) -> object:
 
 def test_a_kind_cannot_be_declared_without_saying_whether_it_is_pushed_and_readable() -> None:
     with pytest.raises(TypeError, match="pushed"):
-        DestinationKind(name="x", schema=Schema, build=_build, readable=True)  # type: ignore[call-arg]
+        DestinationKind(name="x", schema=Schema, build=_build, readable=True)  # type: ignore[call-arg, arg-type]
     with pytest.raises(TypeError, match="readable"):
-        DestinationKind(name="x", schema=Schema, build=_build, pushed=True)  # type: ignore[call-arg]
+        DestinationKind(name="x", schema=Schema, build=_build, pushed=True)  # type: ignore[call-arg, arg-type]
 
 
 def test_the_queues_and_the_pull_checks_derive_from_the_declarations() -> None:

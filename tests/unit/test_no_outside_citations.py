@@ -49,7 +49,7 @@ def outside_citations(text: str, folder: Path | None = None) -> list[tuple[int, 
 def test_the_scan_sees_the_repository() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in tracked_text_files()}
     assert "tests/unit/test_no_outside_citations.py" in names
-    assert {"README.md", "Dockerfile", "k8s/worker-s3.yaml", "shared/filerelay/queue.py"} <= names
+    assert {"README.md", "Dockerfile", "k8s/components/worker-s3/worker-s3.yaml", "shared/filerelay/queue.py"} <= names
 
 
 def test_the_patterns_catch_what_they_should() -> None:

@@ -75,6 +75,8 @@ class Claim:
     unsure: bool = False
     # What the last attempt recorded of its upload (filerelay.delivery.landing), for that question.
     landed: str | None = None
+    # When the delivery was created: the start of its created → delivered latency.
+    created_at: dt.datetime | None = None
 
 
 _DELIVERIES = rows.table(Delivery)
@@ -233,6 +235,7 @@ def _claim_of(delivery: Delivery, document: Document, destination: Destination, 
         },
         unsure=transitions.outcome_unknown(delivery),
         landed=delivery.landed_version,
+        created_at=delivery.created_at,
     )
 
 
@@ -546,14 +549,16 @@ def finished_all(
     runtime: Runtime, ended: Sequence[tuple[Claim, Result]], rand: Callable[[], float] = random.random
 ) -> None:
     """Record attempts that ended together; once committed, count them and send the wake-ups they made."""
+    now = runtime.clock.now()
     with session_scope(runtime.sessions) as session:
-        done = finish_all(session, ended, now=runtime.clock.now(), rand=rand, breaker=runtime.settings.breaker)
+        done = finish_all(session, ended, now=now, rand=rand, breaker=runtime.settings.breaker)
     wake: list[Wake] = []
     for (taken, result), finished in zip(ended, done, strict=True):
         # Counted once committed: a rolled-back verdict will be decided (and counted) again.
         if finished.verdict is not None:
             outcome = "retry" if finished.verdict == Finished.RESTARTED else finished.verdict.value
-            metrics.count_delivery(taken.destination_id, taken.kind, outcome, taken.size)
+            waited = None if taken.created_at is None else (now - taken.created_at).total_seconds()
+            metrics.count_delivery(taken.destination_id, taken.kind, outcome, taken.size, waited)
         wake += finished.wake
         with log_context(delivery_id=taken.delivery_id, document_id=taken.document_id, attempt=taken.attempt):
             log.info(

@@ -165,7 +165,7 @@ def _worker_metrics(settings: Settings, port: int | None) -> Iterator[None]:
     with own_multiprocess_dir(settings.home):
         from filerelay.metrics import serve_counts
 
-        serve_counts(port)
+        serve_counts(port, settings.home)
         yield
 
 
@@ -273,13 +273,44 @@ def worker(
 
 @main.command()
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
-def sweeper(once: bool) -> None:
-    """Run the sweeper: due retries, lost messages, expired leases, TTL failures, staging purge."""
-    from filerelay.worker.sweeper import run_forever
-
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve the sweeper's metrics (its last pass) at :PORT/metrics (for a sweeper pod's Prometheus scrape).",
+)
+def sweeper(once: bool, metrics_port: int | None) -> None:
+    """Run the sweeper: due retries, lost messages, expired leases, TTL failures, staging purge. After every
+    pass it touches $FILERELAY_HOME/sweeper-<hostname>.heartbeat (see `filerelay probe sweeper`)."""
     settings = _serving_settings()
     _logging()
-    run_forever(settings, once=once)
+    with _worker_metrics(settings, metrics_port):
+        from filerelay.worker.sweeper import run_forever
+
+        run_forever(settings, once=once)
+
+
+@main.command()
+@click.argument("role", type=click.Choice(["worker", "sweeper"]))
+@click.option(
+    "--max-age",
+    type=float,
+    default=None,
+    help="Seconds a heartbeat file may be old [default: worker 120; sweeper 120, or 3 sweep intervals if longer].",
+)
+def probe(role: str, max_age: float | None) -> None:
+    """Liveness probe: exit 0 while this host's worker (every process of it) or sweeper keeps touching its
+    heartbeat file under FILERELAY_HOME, 1 once one is older than --max-age or none exists. Run it in the
+    process's container (Kubernetes exec probe, Compose healthcheck): it reads files, no server."""
+    from filerelay.heartbeats import judge
+
+    settings = _settings()
+    if max_age is None:
+        max_age = 120.0 if role == "worker" else max(120.0, 3 * settings.sweep_interval_seconds)
+    verdict = judge(settings.home, role, max_age=max_age)
+    click.echo(verdict.reason, err=not verdict.ok)
+    if not verdict.ok:
+        sys.exit(1)
 
 
 @main.command()
