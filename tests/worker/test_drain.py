@@ -18,6 +18,7 @@ from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.delivery.drain import Drainer
+from filerelay.delivery.heartbeat import Heartbeat
 from filerelay.delivery.rules import BreakerPolicy
 from filerelay.delivery.service import Claim, Result
 from filerelay.delivery.transitions import Finished
@@ -157,10 +158,10 @@ def test_a_slow_upload_does_not_hold_the_others_batch(configured: Runtime) -> No
     others_recorded = threading.Event()
     real = service.attempted
 
-    def attempted(runtime: Runtime, taken: Claim) -> Result:
+    def attempted(runtime: Runtime, taken: Claim, heartbeat: Heartbeat | None = None) -> Result:
         if taken.delivery_id == ids[0]:
             assert others_recorded.wait(30), "the others were not recorded while the slow one ran"
-        return real(runtime, taken)
+        return real(runtime, taken, heartbeat)
 
     def finished_all(runtime: Runtime, ended: list[tuple[Claim, Result]], rand: object = half) -> None:
         service_finished_all(runtime, ended, half)

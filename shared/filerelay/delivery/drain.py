@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
+from filerelay.delivery.heartbeat import Heartbeat
 from filerelay.delivery.service import Claim, Result
 from filerelay.runtime import Runtime
 
@@ -108,8 +109,10 @@ class Drainer:
                 self._finish([(running.pop(future), _outcome(future)) for future in ended])
 
     def _room(self) -> int:
+        """Claims this process can take now: its threads, and as many again waiting for one, so a thread
+        that ends an upload starts the next at once instead of waiting for the drain's next claim."""
         with self._lock:
-            return self.concurrency - self._busy
+            return 2 * self.concurrency - self._busy
 
     def _claim(self, kinds: list[str], room: int) -> list[Claim]:
         try:
@@ -128,11 +131,14 @@ class Drainer:
     def _submit(self, taken: Claim) -> Future[Result]:
         with self._lock:
             self._busy += 1
-        future = self._pool.submit(service.attempted, self.runtime, taken)
-        future.add_done_callback(self._freed)
+        # The lease is kept from the claim on, also while the delivery waits for a thread.
+        beat = Heartbeat(self.runtime, delivery_id=taken.delivery_id, attempt=taken.attempt).__enter__()
+        future = self._pool.submit(service.attempted, self.runtime, taken, beat)
+        future.add_done_callback(lambda done: self._freed(done, beat))
         return future
 
-    def _freed(self, _: Future[Result]) -> None:
+    def _freed(self, _: Future[Result], beat: Heartbeat) -> None:
+        beat.__exit__(None, None, None)
         with self._lock:
             self._busy -= 1
 

@@ -9,6 +9,7 @@ filerelay.delivery.transitions'; this module fetches rows, moves bytes and commi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -526,18 +527,22 @@ def _link(runtime: Runtime, taken: Claim) -> Callable[[], tuple[str, dt.datetime
     return make
 
 
-def attempted(runtime: Runtime, taken: Claim) -> Result:
-    """The upload of a claimed delivery, its lease kept by a heartbeat while it runs."""
+def attempted(runtime: Runtime, taken: Claim, heartbeat: Heartbeat | None = None) -> Result:
+    """The upload of a claimed delivery, its lease kept by a heartbeat while it runs: `heartbeat`, one the
+    caller started at the claim (a delivery claimed ahead and waiting for a thread keeps its lease too),
+    or one of its own."""
     started = time.perf_counter()  # a duration: the monotonic clock, not the (injectable) wall clock
     with (
         log_context(delivery_id=taken.delivery_id, document_id=taken.document_id, attempt=taken.attempt),
-        Heartbeat(runtime, delivery_id=taken.delivery_id, attempt=taken.attempt) as heartbeat,
+        contextlib.nullcontext(heartbeat)
+        if heartbeat
+        else Heartbeat(runtime, delivery_id=taken.delivery_id, attempt=taken.attempt) as beat,
     ):
         result = perform(
             taken,
             runtime.staging,
             runtime.clients,
-            lost=heartbeat.lost,
+            lost=beat.lost,
             link=_link(runtime, taken),
             landing=recorder(runtime.sessions, taken.delivery_id),
         )
