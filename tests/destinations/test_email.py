@@ -17,7 +17,8 @@ from filerelay.delivery import service
 from filerelay.destinations import email as email_kind
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
-from tests.support.destination_kinds import PDF, create, half, sized, wire
+from tests.support.clock import half
+from tests.support.destination_kinds import PDF, create, sized, wire
 from tests.support.documents import attempts, delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server

@@ -23,7 +23,8 @@ from filerelay.policy import OperatorPolicy
 from filerelay.runtime import Runtime
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
-from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
+from tests.support.clock import half
+from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, payload, sized, wire
 from tests.support.documents import delivery
 from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard

@@ -31,6 +31,7 @@ from filerelay.runtime import Runtime
 from filerelay.staging.local import LocalStagingStore
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
+from tests.support.clock import half
 from tests.support.destination_kinds import payload
 from tests.support.documents import accept, attempts, delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
@@ -86,10 +87,6 @@ def corrupt_staged(runtime: Runtime, key: str, at: int) -> None:
         byte = fp.read(1)
         fp.seek(at)
         fp.write(bytes([byte[0] ^ 0xFF]))
-
-
-def half() -> float:
-    return 0.5
 
 
 def b64sha256(data: bytes) -> str:

@@ -17,7 +17,8 @@ from filerelay.delivery import service
 from filerelay.destinations import sftp
 from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.runtime import Runtime
-from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
+from tests.support.clock import half
+from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, sized, wire
 from tests.support.documents import delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server

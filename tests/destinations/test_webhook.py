@@ -24,7 +24,8 @@ from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
-from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
+from tests.support.clock import half
+from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, payload, sized, wire
 from tests.support.documents import delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.webhook_receiver import Receiver, webhook_receiver

@@ -15,6 +15,7 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations.base import Payload
 from filerelay.runtime import Runtime
+from tests.support.clock import half
 from tests.support.documents import accept, attempts, delivery
 from tests.support.policy import LOOPBACK
 
@@ -49,11 +50,6 @@ def create(runtime: Runtime, kind: str, data: bytes, doc_id: str = "DOC1") -> st
 
 def sized(size: int) -> bytes:
     return (PDF * (size // len(PDF) + 1))[:size]
-
-
-def half() -> float:
-    """The jitter's random draw, fixed."""
-    return 0.5
 
 
 def payload(data: bytes, sha256: str | None = None, path: str = "/Z1/DOC1.pdf") -> Payload:

@@ -3,6 +3,8 @@ without HTTP: for the tests of what happens to a document after SAP got its 201.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 
 from filerelay import documents
@@ -13,6 +15,7 @@ from filerelay.runtime import Runtime
 from filerelay.staging import StagedObject
 
 CHUNK = 1 << 20
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 16 + b"\n%%EOF\n"
 
 
 def stage(runtime: Runtime, data: bytes) -> StagedObject:
@@ -38,6 +41,33 @@ def accept(runtime: Runtime, doc_id: str, data: bytes, *, repo_id: str = "Z1") -
             now=runtime.clock.now(),
         )
     return outcome, staged
+
+
+@dataclass(frozen=True)
+class Created:
+    """A document accepted in acme/production and its deliveries, by destination kind."""
+
+    document_id: str
+    staging_key: str
+    by_kind: dict[str, str]
+
+    @property
+    def folder(self) -> str:
+        return self.by_kind["folder"]
+
+    @property
+    def s3(self) -> str:
+        return self.by_kind["s3"]
+
+
+def create_document(runtime: Runtime, doc_id: str = "DOC", data: bytes = PDF, *, enqueue: bool = False) -> Created:
+    """A document accepted in Z1 (wired to a folder and an S3 bucket); with `enqueue`, its wake-ups sent
+    as the API sends them once the create committed."""
+    outcome, staged = accept(runtime, doc_id, data)
+    if enqueue:
+        runtime.enqueuer.enqueue(outcome.enqueue)
+    by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
+    return Created(outcome.documents[0].id, staged.key, by_kind)
 
 
 def replace_content(runtime: Runtime, *, doc_id: str, data: bytes) -> Outcome:
