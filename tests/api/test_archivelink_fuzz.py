@@ -29,10 +29,10 @@ from filerelay.db.models import ArchiveDocument, Certificate, Document
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from filerelay.settings import DEFAULT_MAX_DOCUMENT_BYTES
-from tests.api.test_archivelink import staged_files
-from tests.support.policy import LOOPBACK
+from tests.support.documents import staged_files
 from tests.support.sapclient import SapClient
 from tests.support.wakeups import take_wakeups, woken_kinds
+from tests.support.workspaces import configure
 
 PATH = b"/archivelink/acme/production"
 SEEDED = "FUZZ0000000000000000000000000001"
@@ -57,11 +57,7 @@ FUZZ = settings(max_examples=50, deadline=None, database=None, suppress_health_c
 @pytest.fixture
 def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
     """Overrides conftest's: one repository per signature mode."""
-    from filerelay.config_file import apply, load
-
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(CONFIG, {"OUT_DIR": str(tmp_path / "out")}), now=runtime.clock.now(), policy=LOOPBACK)
-    return runtime
+    return configure(runtime, CONFIG, {"OUT_DIR": str(tmp_path / "out")})
 
 
 @pytest.fixture

@@ -25,8 +25,7 @@ from filerelay.db.models import ArchiveDocument, Document
 from filerelay.db.session import session_scope
 from filerelay.operations import Transaction, configuration
 from filerelay.runtime import Runtime
-from tests.api.test_archivelink import staged_files
-from tests.support.policy import LOOPBACK
+from tests.support.documents import staged_files
 from tests.support.sapclient import Part, Reply, SapClient
 from tests.support.signing import (
     Signer,
@@ -41,6 +40,7 @@ from tests.support.signing import (
     url_encode_sec_key,
 )
 from tests.support.wakeups import take_wakeups, woken_kinds
+from tests.support.workspaces import configure
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 DOC = "361A524A3ECB5459E0000800099245EC"
@@ -70,11 +70,7 @@ CONFIG = textwrap.dedent(
 @pytest.fixture
 def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
     """Overrides conftest's: the same workspace, with repositories in each signature mode."""
-    from filerelay.config_file import apply, load
-
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(CONFIG, {"OUT_DIR": str(tmp_path / "out")}), now=runtime.clock.now(), policy=LOOPBACK)
-    return runtime
+    return configure(runtime, CONFIG, {"OUT_DIR": str(tmp_path / "out")})
 
 
 def endpoint(server: str) -> str:

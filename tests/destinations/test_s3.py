@@ -22,8 +22,6 @@ import pytest
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
-from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations import s3 as s3_destination
 from filerelay.destinations.base import DestinationError, Payload
@@ -37,6 +35,7 @@ from tests.support.documents import accept, attempts, delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.s3server import S3Server
 from tests.support.s3stub import refusing_s3
+from tests.support.workspaces import configure as configure_workspace
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 # The workspace's backoff stays far below the Retry-After the stub sends, so only honouring the
@@ -68,8 +67,7 @@ class Created:
 
 
 def configure(runtime: Runtime, endpoint: str, bucket: str, access_key: str, secret: str) -> None:
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(config(endpoint, bucket, access_key, secret), {}), now=runtime.clock.now(), policy=LOOPBACK)
+    configure_workspace(runtime, config(endpoint, bucket, access_key, secret))
 
 
 def create_document(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> Created:

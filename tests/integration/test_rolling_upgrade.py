@@ -27,10 +27,10 @@ from sqlalchemy import text
 from filerelay.db.migrate import current_revision, head_revision, upgrade
 from filerelay.db.session import make_engine
 from filerelay.settings import Settings
-from tests.integration.conftest import REDIS_URL, wait_until
 from tests.support.databases import TEST_ENCRYPTION_KEY, scratch_database
 from tests.support.next_release import NEXT, next_release_path
 from tests.support.processes import environment, free_port, wait_ready
+from tests.support.relay import REDIS_URL, wait_until
 from tests.support.sapclient import SapClient
 
 pytestmark = pytest.mark.slow

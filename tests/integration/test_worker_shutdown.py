@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from filerelay.db.models import Delivery, Destination
 from filerelay.db.session import session_scope
-from tests.integration.conftest import Relay, wait_until
+from tests.support.relay import Relay, wait_until
 from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.slow

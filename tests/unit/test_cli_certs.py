@@ -14,10 +14,10 @@ from filerelay.api import create_app
 from filerelay.cli import main
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
-from tests.api.test_certificates import certificate
-from tests.conftest import ADMIN_KEY
 from tests.support.audit import audit_entries
 from tests.support.databases import TEST_ENCRYPTION_KEY
+from tests.support.keys import ADMIN_KEY
+from tests.support.signing import certificate
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from filerelay.db.models import ApiKey
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from filerelay.workspace_config.api_keys import hash_key
-from tests.conftest import ADMIN_KEY
 from tests.support.audit import audit_entries
 from tests.support.databases import TEST_ENCRYPTION_KEY
+from tests.support.keys import ADMIN_KEY
 
 
 @pytest.fixture
