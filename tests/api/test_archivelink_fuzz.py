@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import http.client
 import socket
-import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,32 +31,18 @@ from filerelay.settings import DEFAULT_MAX_DOCUMENT_BYTES
 from tests.support.documents import staged_files
 from tests.support.sapclient import SapClient
 from tests.support.wakeups import take_wakeups, woken_kinds
-from tests.support.workspaces import configure
+from tests.support.workspaces import SIGNATURE_MODES, configure
 
 PATH = b"/archivelink/acme/production"
 SEEDED = "FUZZ0000000000000000000000000001"
 
-CONFIG = textwrap.dedent(
-    """
-    workspaces:
-      - owner: acme
-        slug: production
-        destinations:
-          - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
-             path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
-        repositories:
-          - {id: Z1, description: Unsigned, signature: none, destinations: [dest_folder]}
-          - {id: S1, description: Signed, signature: required, destinations: [dest_folder]}
-          - {id: O1, description: docProt, signature: optional, destinations: [dest_folder]}
-    """
-)
 FUZZ = settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
 @pytest.fixture
 def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
     """Overrides conftest's: one repository per signature mode."""
-    return configure(runtime, CONFIG, {"OUT_DIR": str(tmp_path / "out")})
+    return configure(runtime, SIGNATURE_MODES, {"OUT_DIR": str(tmp_path / "out")})
 
 
 @pytest.fixture

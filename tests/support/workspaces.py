@@ -33,6 +33,24 @@ CONFIG = textwrap.dedent(
     """
 )
 
+# acme/production with repositories in each signature mode, all wired to a folder.
+SIGNATURE_MODES = textwrap.dedent(
+    """
+    workspaces:
+      - owner: acme
+        slug: production
+        destinations:
+          - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
+             path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
+        repositories:
+          - {id: Z1, description: Unsigned, signature: none, destinations: [dest_folder]}
+          - {id: S1, description: Signed invoices, signature: required, destinations: [dest_folder]}
+          - {id: S2, description: Signed scans, signature: required, destinations: [dest_folder]}
+          - {id: O1, description: Signed where docProt says, signature: optional, destinations: [dest_folder]}
+          - {id: N1, description: Test system, signature: none, destinations: [dest_folder]}
+    """
+)
+
 
 def configure(
     runtime: Runtime, config: str, env: Mapping[str, str] | None = None, *, policy: OperatorPolicy = LOOPBACK
