@@ -15,7 +15,6 @@ import datetime as dt
 import hashlib
 import io
 import secrets
-import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -30,33 +29,16 @@ from filerelay.staging.local import LocalStagingStore
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
 from tests.support.clock import half
-from tests.support.destination_kinds import payload
+from tests.support.destination_kinds import payload, wire
 from tests.support.documents import accept, attempts, delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.s3server import S3Server
 from tests.support.s3stub import refusing_s3
-from tests.support.workspaces import configure as configure_workspace
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 # The workspace's backoff stays far below the Retry-After the stub sends, so only honouring the
 # header can put the next attempt that late.
 RETRY_AFTER = 120
-
-
-def config(endpoint: str, bucket: str, access_key: str, secret: str) -> str:
-    return textwrap.dedent(
-        f"""
-        workspaces:
-          - owner: acme
-            slug: production
-            retry: {{max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}}
-            destinations:
-              - {{id: dest_s3, name: S3, kind: s3, bucket: {bucket}, endpoint_url: "{endpoint}",
-                 access_key_id: {access_key}, secret_access_key: "{secret}", path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
-            repositories:
-              - {{id: Z1, description: Invoices, signature: none, destinations: [dest_s3]}}
-        """
-    )
 
 
 @dataclass(frozen=True)
@@ -67,7 +49,14 @@ class Created:
 
 
 def configure(runtime: Runtime, endpoint: str, bucket: str, access_key: str, secret: str) -> None:
-    configure_workspace(runtime, config(endpoint, bucket, access_key, secret))
+    """Z1 wired to one S3 destination, `dest_s3`, at /{repo_id}/{doc_id}{ext}."""
+    settings: dict[str, object] = {
+        "bucket": bucket,
+        "endpoint_url": endpoint,
+        "access_key_id": access_key,
+        "secret_access_key": secret,
+    }
+    wire(runtime, "s3", settings)
 
 
 def create_document(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> Created:

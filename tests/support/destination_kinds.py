@@ -24,9 +24,16 @@ PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 RETRY = {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"}
 
 
-def wire(runtime: Runtime, kind: str, settings: dict[str, object]) -> None:
-    """acme/production with Z1 wired to one `kind` destination, `dest_<kind>`, at /{repo_id}/{doc_id}{ext}."""
-    destination = {"id": f"dest_{kind}", "name": kind, "kind": kind, **settings, "path": "/{repo_id}/{doc_id}{ext}"}
+def wire(runtime: Runtime, kind: str, settings: dict[str, object], *, destination_id: str | None = None) -> None:
+    """acme/production with Z1 wired to one `kind` destination, `destination_id` (`dest_<kind>` unless
+    given), at /{repo_id}/{doc_id}{ext}."""
+    destination = {
+        "id": destination_id or f"dest_{kind}",
+        "name": kind,
+        "kind": kind,
+        **settings,
+        "path": "/{repo_id}/{doc_id}{ext}",
+    }
     workspace = {
         "owner": "acme",
         "slug": "production",
