@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser
 
 from filerelay.api import create_app
 from filerelay.clock import FrozenClock
 from filerelay.runtime import Runtime
+from tests.support.browser import launched
 from tests.support.documents import deliver_all, make_documents
 from tests.support.keys import ADMIN_KEY, MEMBER_KEY, OTHER_KEY, VIEWER_KEY
 from tests.support.workspaces import configure
@@ -64,3 +67,10 @@ def received(relay: Runtime, server: str, clock: FrozenClock) -> dict[str, dt.da
 @pytest.fixture
 def populated(relay: Runtime, received: dict[str, dt.datetime]) -> Runtime:
     return relay
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Chromium, started once for the run's browser tests (skipped where there is none)."""
+    with launched() as started:
+        yield started

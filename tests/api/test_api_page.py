@@ -21,7 +21,6 @@ from filerelay.api import create_app
 from filerelay.api.explorer import PAGE_POLICY, SWAGGER_FILES, SWAGGER_UI
 from filerelay.api.explorer.stylesheet import without_data_urls
 from filerelay.runtime import Runtime
-from tests.support.browser import launched
 from tests.support.keys import ADMIN_KEY
 from tests.support.sapclient import SapClient
 
@@ -112,12 +111,6 @@ def test_data_urls_in_every_form_become_files() -> None:
 
 
 # --- in Chromium -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched() as started:
-        yield started
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from playwright.sync_api import Browser, Page, expect
 
 from filerelay.api import create_app
 from filerelay.runtime import Runtime
-from tests.support.browser import launched
 from tests.support.documents import deliver_all
 from tests.support.keys import ADMIN_KEY, VIEWER_KEY, headers
 from tests.support.outage_proxy import outage_proxy
@@ -28,12 +27,6 @@ from tests.support.signing import certificate
 
 pytestmark = pytest.mark.browser
 UI = "/ui/acme/production"
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with launched() as started:
-        yield started
 
 
 @pytest.fixture

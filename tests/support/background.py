@@ -6,6 +6,7 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol, TypeVar
 
 
 @contextmanager
@@ -19,3 +20,22 @@ def in_background(server: socketserver.BaseServer, poll_interval: float = 0.05) 
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+@contextmanager
+def running(server: S) -> Iterator[S]:
+    """`server` started for the block and stopped after it, however the block ends."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

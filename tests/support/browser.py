@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from playwright.sync_api import Browser, sync_playwright
+
+from tests.support.tools import installed
 
 
 def chromium() -> str:
-    found = os.environ.get("FILERELAY_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: .ci/run installs Debian's `chromium` package")
-        pytest.skip("no Chromium here (apt-get install chromium)")
-    return found
+    return os.environ.get("FILERELAY_CHROMIUM") or installed(
+        "chromium",
+        "chromium-browser",
+        ci="Chromium is missing: .ci/run installs Debian's `chromium` package",
+        here="no Chromium here (apt-get install chromium)",
+    )
 
 
 @contextmanager
