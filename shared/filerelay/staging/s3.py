@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import io
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
-from filerelay.staging.base import StagedObject, StagingError, TooLarge, check_key
+from filerelay.staging.base import StagedObject, StagingError, Tally, check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -49,19 +48,14 @@ class _S3Writer:
         self._store = store
         self._key = key
         self._object = store.object_key(key)
-        self._limit = limit
         self._buffer = bytearray()
-        self._hash = hashlib.sha256()
-        self._size = 0
+        self._tally = Tally(limit)
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._done = False
 
     def write(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._limit is not None and self._size > self._limit:
-            raise TooLarge(self._limit)
-        self._hash.update(data)
+        self._tally.add(data)
         self._buffer += data
         while len(self._buffer) >= PART_SIZE:
             self._send_part(bytes(self._buffer[:PART_SIZE]))
@@ -97,7 +91,7 @@ class _S3Writer:
             raise StagingError(f"staging {self._key} in s3://{self._store.bucket} failed: {exc}") from exc
         self._done = True
         self._buffer = bytearray()
-        return StagedObject(key=self._key, size=self._size, sha256=self._hash.hexdigest())
+        return self._tally.staged(self._key)
 
     def abort(self) -> None:
         if self._done:
