@@ -52,6 +52,22 @@ class Tally:
         return StagedObject(key=key, size=self.size, sha256=self._hash.hexdigest())
 
 
+class AbortsOnExit:
+    """A writer as a context manager: a block left without `commit` (an error, a client gone) aborts, and
+    leaves nothing staged; after a commit, `abort` does nothing."""
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()
+
+
 class StagingWriter(Protocol):
     def write(self, data: bytes) -> None: ...
     def commit(self) -> StagedObject: ...

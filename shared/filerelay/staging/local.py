@@ -15,10 +15,9 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO
 
-from filerelay.staging.base import StagedObject, StagingError, Tally, check_key
+from filerelay.staging.base import AbortsOnExit, StagedObject, StagingError, Tally, check_key
 
 # How long a temporary file that was never locked must be untouched before it counts as a dead writer's.
 ORPHAN_GRACE_SECONDS = 60
@@ -32,7 +31,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _LocalWriter:
+class _LocalWriter(AbortsOnExit):
     def __init__(self, store: LocalStagingStore, key: str, limit: int | None) -> None:
         self._final = store.path_for(key)
         self._key = key
@@ -69,14 +68,6 @@ class _LocalWriter:
         self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.abort()
 
 
 class LocalStagingStore:

@@ -12,10 +12,9 @@ import contextlib
 import datetime as dt
 import io
 from collections.abc import Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Self
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from filerelay.staging.base import StagedObject, StagingError, Tally, check_key
+from filerelay.staging.base import AbortsOnExit, StagedObject, StagingError, Tally, check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,7 +42,7 @@ def _client(endpoint_url: str | None, region: str | None) -> S3Client:
     )
 
 
-class _S3Writer:
+class _S3Writer(AbortsOnExit):
     def __init__(self, store: S3StagingStore, key: str, limit: int | None) -> None:
         self._store = store
         self._key = key
@@ -104,14 +103,6 @@ class _S3Writer:
                 self._store.client.abort_multipart_upload(
                     Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id
                 )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.abort()
 
 
 class S3Reader(io.RawIOBase):
