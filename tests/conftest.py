@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import textwrap
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,15 +23,15 @@ from filerelay.api import create_app
 from filerelay.clock import FrozenClock
 from filerelay.db.migrate import upgrade
 from filerelay.db.models import Base
-from filerelay.db.session import make_engine, session_scope
+from filerelay.db.session import make_engine
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
 from tests.support.databases import TEST_ENCRYPTION_KEY, scratch_database
+from tests.support.keys import ADMIN_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server, seaweedfs
 from tests.support.sapclient import SapClient
-
-ADMIN_KEY = "fr_live_admin_0123456789abcdef"
+from tests.support.workspaces import CONFIG, configure
 
 
 @pytest.fixture(scope="session")
@@ -93,36 +92,11 @@ def runtime(settings: Settings, clock: FrozenClock) -> Iterator[Runtime]:
     rt.close()
 
 
-CONFIG = textwrap.dedent(
-    """
-    workspaces:
-      - owner: acme
-        slug: production
-        retry: {max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}
-        api_keys:
-          - {name: ops, role: admin, key: "${ADMIN_KEY}"}
-        destinations:
-          - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
-             path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
-          - {id: dest_s3prod, name: S3 Production Archive, kind: s3, bucket: archive,
-             endpoint_url: "http://127.0.0.1:9", access_key_id: x, secret_access_key: "${S3_SECRET}",
-             path: "/{received:%Y/%m/%d}/{doc_id}{ext}"}
-        repositories:
-          - {id: Z1, description: Invoices, signature: none, destinations: [dest_folder, dest_s3prod]}
-          - {id: Z2, description: Unwired scans, signature: none, destinations: []}
-    """
-)
-
-
 @pytest.fixture
 def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
     """The workspace acme/production with Z1 wired to a folder and an S3 bucket, Z2 wired to nothing."""
-    from filerelay.config_file import apply, load
-
     env = {"ADMIN_KEY": ADMIN_KEY, "OUT_DIR": str(tmp_path / "out"), "S3_SECRET": "s3cr3t"}
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(CONFIG, env), now=runtime.clock.now(), policy=LOOPBACK)
-    return runtime
+    return configure(runtime, CONFIG, env)
 
 
 @pytest.fixture

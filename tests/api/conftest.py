@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from playwright.sync_api import Browser
 
 from filerelay.api import create_app
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
-from filerelay.db.models import Delivery
-from filerelay.db.session import session_scope
-from filerelay.delivery import service
 from filerelay.runtime import Runtime
-from tests.conftest import ADMIN_KEY
-from tests.support.policy import LOOPBACK
-from tests.support.sapclient import SapClient
-
-VIEWER_KEY = "fr_live_viewer_0123456789abcdef"
-MEMBER_KEY = "fr_live_member_0123456789abcdef"
-OTHER_KEY = "fr_live_other_0123456789abcdefgh"
+from tests.support.browser import launched
+from tests.support.documents import deliver_all, make_documents
+from tests.support.keys import ADMIN_KEY, MEMBER_KEY, OTHER_KEY, VIEWER_KEY
+from tests.support.workspaces import configure
 
 MORE = textwrap.dedent(
     """
@@ -53,39 +47,12 @@ def relay(configured: Runtime, tmp_path: Path) -> Runtime:
     """acme/production (Z1 → folder + an S3 that refuses; max_retries 0, so S3 fails at once) with
     viewer and member keys, and a second workspace globex/main with a document of its own."""
     env = {"ADMIN_KEY": ADMIN_KEY, "OUT_DIR": str(tmp_path / "out"), "S3_SECRET": "s3cr3t"}
-    with session_scope(configured.sessions) as session:
-        apply(session, load(MORE, env), now=configured.clock.now(), policy=LOOPBACK)
-    return configured
+    return configure(configured, MORE, env)
 
 
 @pytest.fixture
 def client(relay: Runtime) -> FlaskClient:
     return create_app(runtime=relay).test_client()
-
-
-def headers(key: str = ADMIN_KEY) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def deliver_all(runtime: Runtime, status: str = "pending") -> None:
-    """What the workers do, in-process (the real delivery service): one attempt for every delivery in `status`."""
-    with session_scope(runtime.sessions) as session:
-        ids = list(session.scalars(select(Delivery.id).where(Delivery.status == status)))
-    for delivery_id in ids:
-        service.run(runtime, delivery_id, rand=lambda: 0.5)
-
-
-def make_documents(
-    server: str, clock: FrozenClock, *doc_ids: str, workspace: str = "acme/production"
-) -> dict[str, dt.datetime]:
-    """Create each document the way SAP does, a minute apart; when each was sent."""
-    sap = SapClient(f"{server}/archivelink/{workspace}")
-    sent: dict[str, dt.datetime] = {}
-    for doc_id in doc_ids:
-        sent[doc_id] = clock.now()
-        assert sap.create(doc_id, "data", f"%PDF {doc_id}".encode(), "application/pdf").status == 201
-        clock.advance(60)
-    return sent
 
 
 @pytest.fixture
@@ -100,3 +67,10 @@ def received(relay: Runtime, server: str, clock: FrozenClock) -> dict[str, dt.da
 @pytest.fixture
 def populated(relay: Runtime, received: dict[str, dt.datetime]) -> Runtime:
     return relay
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Chromium, started once for the run's browser tests (skipped where there is none)."""
+    with launched() as started:
+        yield started

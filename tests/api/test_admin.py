@@ -21,8 +21,8 @@ from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
-from tests.conftest import ADMIN_KEY
 from tests.support.documents import accept, delivery
+from tests.support.keys import ADMIN_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
 from tests.support.wakeups import take_wakeups, woken_kinds

@@ -19,7 +19,7 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.runtime import Runtime
 from filerelay.settings import Settings
-from tests.conftest import ADMIN_KEY
+from tests.support.keys import ADMIN_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.s3server import S3Server
 from tests.support.sapclient import SapClient

@@ -15,14 +15,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask.testing import FlaskClient
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect
 
 from filerelay.api import create_app
 from filerelay.api.explorer import PAGE_POLICY, SWAGGER_FILES, SWAGGER_UI
 from filerelay.api.explorer.stylesheet import without_data_urls
 from filerelay.runtime import Runtime
-from tests.api.test_console_browser import chromium
-from tests.conftest import ADMIN_KEY
+from tests.support.keys import ADMIN_KEY
 from tests.support.sapclient import SapClient
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -112,15 +111,6 @@ def test_data_urls_in_every_form_become_files() -> None:
 
 
 # --- in Chromium -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

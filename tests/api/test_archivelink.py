@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -19,22 +19,12 @@ from filerelay.db.models import ArchiveDocument, Delivery, Document
 from filerelay.db.session import READ_ONLY, session_scope
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.settings import Settings
+from tests.support.documents import DOC, count, staged_files
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import Part, SapClient
 from tests.support.wakeups import take_wakeups, woken_kinds
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
-DOC = "361A524A3ECB5459E0000800099245EC"
-
-
-def staged_files(runtime: Runtime) -> list[Path]:
-    root = Path(runtime.settings.staging_url.removeprefix("file://"))
-    return sorted(p for p in root.rglob("*") if p.is_file())
-
-
-def count(runtime: Runtime, model: type) -> int:
-    with session_scope(runtime.sessions) as session:
-        return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 # --- serverInfo ---------------------------------------------------------------------------------

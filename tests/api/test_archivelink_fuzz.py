@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import http.client
 import socket
-import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,39 +28,21 @@ from filerelay.db.models import ArchiveDocument, Certificate, Document
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from filerelay.settings import DEFAULT_MAX_DOCUMENT_BYTES
-from tests.api.test_archivelink import staged_files
-from tests.support.policy import LOOPBACK
+from tests.support.documents import staged_files
 from tests.support.sapclient import SapClient
 from tests.support.wakeups import take_wakeups, woken_kinds
+from tests.support.workspaces import SIGNATURE_MODES, configure
 
 PATH = b"/archivelink/acme/production"
 SEEDED = "FUZZ0000000000000000000000000001"
 
-CONFIG = textwrap.dedent(
-    """
-    workspaces:
-      - owner: acme
-        slug: production
-        destinations:
-          - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
-             path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
-        repositories:
-          - {id: Z1, description: Unsigned, signature: none, destinations: [dest_folder]}
-          - {id: S1, description: Signed, signature: required, destinations: [dest_folder]}
-          - {id: O1, description: docProt, signature: optional, destinations: [dest_folder]}
-    """
-)
 FUZZ = settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
 @pytest.fixture
 def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
     """Overrides conftest's: one repository per signature mode."""
-    from filerelay.config_file import apply, load
-
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(CONFIG, {"OUT_DIR": str(tmp_path / "out")}), now=runtime.clock.now(), policy=LOOPBACK)
-    return runtime
+    return configure(runtime, SIGNATURE_MODES, {"OUT_DIR": str(tmp_path / "out")})
 
 
 @pytest.fixture

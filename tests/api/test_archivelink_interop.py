@@ -20,7 +20,7 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.delivery.paths import path_for
 from filerelay.runtime import Runtime
-from tests.api.test_archivelink import staged_files
+from tests.support.documents import staged_files
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import Part, SapClient
 

@@ -19,13 +19,12 @@ from filerelay.clock import FrozenClock
 from filerelay.db.models import AuditEvent
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
-from tests.api.conftest import MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers
-from tests.api.test_certificates import certificate
-from tests.api.test_console import failed_document, signed_in, statuses
-from tests.conftest import ADMIN_KEY
 from tests.support.audit import audit_entries
-from tests.support.console import csrf_token
+from tests.support.console import csrf_token, signed_in
+from tests.support.documents import failed_document, statuses
+from tests.support.keys import ADMIN_KEY, MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers
 from tests.support.sapclient import SapClient
+from tests.support.signing import certificate
 
 API = "/api/acme/production"
 AUDIT = f"{API}/audit"

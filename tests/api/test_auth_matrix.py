@@ -18,8 +18,8 @@ from filerelay.config_file import apply, load
 from filerelay.db.models import ApiKey, Role
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
-from tests.conftest import ADMIN_KEY
 from tests.support.console import csrf_token, sign_in
+from tests.support.keys import ADMIN_KEY
 from tests.support.policy import LOOPBACK
 
 KEYS = {

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from filerelay.api import create_app
 from filerelay.runtime import Runtime
-from tests.conftest import ADMIN_KEY
+from tests.support.keys import ADMIN_KEY
 from tests.support.sapclient import SapClient
+from tests.support.signing import certificate
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 BASE = "/api/acme/production/certificates"
-
-
-def certificate(now: dt.datetime) -> x509.Certificate:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "S4H")])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(0x1234ABCD)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
 
 
 def test_put_cert_then_list_activate_and_revoke(configured: Runtime, sap: SapClient) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import event, select
 from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
-from tests.conftest import ADMIN_KEY
+from tests.support.keys import ADMIN_KEY
 from tests.support.sapclient import SapClient
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

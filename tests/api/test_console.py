@@ -10,7 +10,6 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from filerelay.api import create_app
@@ -20,32 +19,11 @@ from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from filerelay.secret_key import secret_key
 from filerelay.settings import Settings
-from tests.api.conftest import MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers
-from tests.conftest import ADMIN_KEY
-from tests.support.console import csrf_token, sign_in
+from tests.support.console import csrf_token, sign_in, signed_in
+from tests.support.documents import failed_document, statuses
+from tests.support.keys import ADMIN_KEY, MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers
 
 UI = "/ui/acme/production"
-
-
-def statuses(runtime: Runtime, destination: str) -> list[str]:
-    """The statuses of acme/production's deliveries to `destination`."""
-    with session_scope(runtime.sessions) as session:
-        return list(
-            session.scalars(
-                select(Delivery.status)
-                .join(Destination, Destination.id == Delivery.destination_id)
-                .join(Workspace, Workspace.id == Destination.workspace_id)
-                .where(Destination.public_id == destination, Workspace.owner_slug == "acme")
-                .order_by(Delivery.id)
-            )
-        )
-
-
-def failed_document(runtime: Runtime) -> str:
-    with session_scope(runtime.sessions) as session:
-        found = session.scalars(select(Document.id).where(Document.status == "failed").order_by(Document.id)).first()
-    assert found is not None
-    return found
 
 
 def audit_log(runtime: Runtime) -> list[tuple[str, str, str, str]]:
@@ -55,12 +33,6 @@ def audit_log(runtime: Runtime) -> list[tuple[str, str, str, str]]:
             (e.actor, e.via, e.action, e.target)
             for e in session.scalars(select(AuditEvent).where(AuditEvent.via != "config-file").order_by(AuditEvent.id))
         ]
-
-
-def signed_in(runtime: Runtime, key: str, workspace: str = "acme/production") -> FlaskClient:
-    client = create_app(runtime=runtime).test_client()
-    assert sign_in(client, key, workspace) == 302
-    return client
 
 
 # --- signing in ----------------------------------------------------------------------------------------

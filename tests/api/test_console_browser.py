@@ -8,44 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from flask.testing import FlaskClient
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from filerelay.api import create_app
 from filerelay.runtime import Runtime
-from tests.api.conftest import VIEWER_KEY, deliver_all, headers
-from tests.api.test_certificates import certificate
-from tests.conftest import ADMIN_KEY
+from tests.support.documents import deliver_all
+from tests.support.keys import ADMIN_KEY, VIEWER_KEY, headers
 from tests.support.outage_proxy import outage_proxy
 from tests.support.s3server import S3Server
 from tests.support.sapclient import SapClient
+from tests.support.signing import certificate
 
 pytestmark = pytest.mark.browser
 UI = "/ui/acme/production"
-
-
-def chromium() -> str:
-    found = os.environ.get("FILERELAY_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: .ci/run installs Debian's `chromium` package")
-        pytest.skip("no Chromium here (apt-get install chromium)")
-    return found
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    executable = chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -94,7 +75,7 @@ def test_sign_in_and_the_overview_counts_are_the_apis(
     page.screenshot(path=shots / "overview.png", full_page=True)
 
 
-# The fixtures' S3 endpoint (tests/conftest.py): nothing listens there, so its deliveries fail.
+# The fixtures' S3 endpoint (tests/support/workspaces.py): nothing listens there, so its deliveries fail.
 S3_OUTAGE_PORT = 9
 
 

@@ -10,8 +10,8 @@ import pytest
 from filerelay.api import create_app
 from filerelay.runtime import Runtime
 from filerelay.settings import Settings
-from tests.conftest import ADMIN_KEY
 from tests.support.console import csrf_token
+from tests.support.keys import ADMIN_KEY
 
 UI = "/ui/acme/production"
 

@@ -25,11 +25,12 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
 from filerelay.settings import Settings
-from tests.conftest import ADMIN_KEY, CONFIG
 from tests.support.console import http_sign_in
 from tests.support.databases import TEST_ENCRYPTION_KEY
+from tests.support.keys import ADMIN_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.sapclient import SapClient
+from tests.support.workspaces import CONFIG
 
 API = "/api/acme/production"
 UI = "/ui/acme/production"

@@ -17,7 +17,7 @@ from filerelay.clock import FrozenClock
 from filerelay.db.models import Document
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
-from tests.conftest import ADMIN_KEY
+from tests.support.keys import ADMIN_KEY
 from tests.support.sapclient import SapClient
 
 BASE = "/api/acme/production/documents"

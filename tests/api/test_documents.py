@@ -14,8 +14,9 @@ from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
-from tests.api.conftest import MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers, make_documents
 from tests.support.api_shapes import assert_same_shape, examples
+from tests.support.documents import make_documents
+from tests.support.keys import MEMBER_KEY, OTHER_KEY, VIEWER_KEY, headers
 
 BASE = "/api/acme/production/documents"
 # SAP business context of the kind the reference shows (object type and key, ArchiveLink document type).

@@ -26,11 +26,12 @@ from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.runtime import Runtime, build_runtime
-from tests.conftest import ADMIN_KEY
 from tests.support.answering_server import SECRET, Answering, answering_server
-from tests.support.destination_kinds import PDF, create, half, wire
+from tests.support.clock import half
+from tests.support.destination_kinds import PDF, create, wire
 from tests.support.documents import delivery
 from tests.support.fake_gcs import service_account
+from tests.support.keys import ADMIN_KEY
 from tests.support.policy import DEFAULT
 
 BASE = "/api/acme/production"

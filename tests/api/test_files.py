@@ -17,19 +17,17 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from filerelay import files
-from filerelay.api import create_app
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
 from filerelay.db.models import Delivery, Destination, Document, DocumentStatus
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.files import CURSOR_PATTERN, Cursor, FileStatus, file_status
 from filerelay.runtime import Runtime
-from tests.conftest import ADMIN_KEY
 from tests.support.api_shapes import assert_same_shape, examples
-from tests.support.policy import LOOPBACK
+from tests.support.keys import ADMIN_KEY
 from tests.support.sapclient import SapClient
 from tests.support.wakeups import woken_kinds
+from tests.support.workspaces import configure
 
 VIEWER_KEY = "fr_live_files_viewer_0123456789"
 MEMBER_KEY = "fr_live_files_member_0123456789"
@@ -77,14 +75,7 @@ def relay(configured: Runtime, tmp_path: Path) -> Runtime:
     wired to P1 (alone) and P2 (beside the folder), a second one (reporting) wired to P3, F1 wired to the
     folder alone; and a second workspace."""
     env = {"OUT_DIR": str(tmp_path / "out")}
-    with session_scope(configured.sessions) as session:
-        apply(session, load(MORE, env), now=configured.clock.now(), policy=LOOPBACK)
-    return configured
-
-
-@pytest.fixture
-def client(relay: Runtime) -> FlaskClient:
-    return create_app(runtime=relay).test_client()
+    return configure(configured, MORE, env)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from filerelay.certificates import MAX_PENDING_PER_REPOSITORY
 from filerelay.db.models import ArchiveDocument, Certificate, Document
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
-from tests.api.test_archivelink import DOC, count, staged_files
+from tests.support.documents import DOC, count, staged_files
 from tests.support.sapclient import Part, SapClient
 from tests.support.signing import make_signer
 

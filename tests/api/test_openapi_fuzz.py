@@ -9,7 +9,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from filerelay.api import create_app
 from filerelay.runtime import Runtime
-from tests.conftest import ADMIN_KEY
+from tests.support.keys import ADMIN_KEY
 from tests.support.sapclient import SapClient
 
 MAX_EXAMPLES = 25

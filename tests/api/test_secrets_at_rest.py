@@ -28,8 +28,8 @@ from filerelay.db.models import AuditEvent, Destination, Workspace
 from filerelay.db.session import make_engine, make_session_factory, read_scope, session_scope
 from filerelay.runtime import Runtime
 from filerelay.secrets_box import Keyring, SecretsBoxError
-from tests.conftest import ADMIN_KEY
 from tests.support.databases import TEST_ENCRYPTION_KEY
+from tests.support.keys import ADMIN_KEY
 
 NEW_KEY = "nk_" + "Vb7Qw2Lr9Xz4Tn6Jp1Ks8Hd3Fg5Mc0Ay"  # a second key, put first to rotate
 

@@ -16,8 +16,8 @@ from filerelay.db.models import Document
 from filerelay.db.session import session_scope
 from filerelay.file_links import FileLinks
 from filerelay.runtime import Runtime
-from tests.api.conftest import VIEWER_KEY
-from tests.api.test_archivelink import DOC
+from tests.support.documents import DOC
+from tests.support.keys import VIEWER_KEY
 from tests.support.sapclient import Part, SapClient
 
 SANDBOX = "sandbox; default-src 'none'"

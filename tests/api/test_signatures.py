@@ -8,7 +8,6 @@ import base64
 import dataclasses
 import datetime as dt
 import http.client
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ from filerelay.db.models import ArchiveDocument, Document
 from filerelay.db.session import session_scope
 from filerelay.operations import Transaction, configuration
 from filerelay.runtime import Runtime
-from tests.api.test_archivelink import staged_files
-from tests.support.policy import LOOPBACK
+from tests.support.documents import staged_files
 from tests.support.sapclient import Part, Reply, SapClient
 from tests.support.signing import (
     Signer,
@@ -41,6 +39,7 @@ from tests.support.signing import (
     url_encode_sec_key,
 )
 from tests.support.wakeups import take_wakeups, woken_kinds
+from tests.support.workspaces import SIGNATURE_MODES, configure
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 DOC = "361A524A3ECB5459E0000800099245EC"
@@ -50,31 +49,11 @@ NEW = "5B0E4C8B1C2A11EFA0000800099245EC"
 NEW2 = "5B0E4C8B1C2A11EFA0000800099245ED"
 AUTH_ID = "CN%3DS4H"  # raw, as SAP sends it; the certificate is stored under the decoded "CN=S4H"
 
-CONFIG = textwrap.dedent(
-    """
-    workspaces:
-      - owner: acme
-        slug: production
-        destinations:
-          - {id: dest_folder, name: Local Folder, kind: folder, root: "${OUT_DIR}",
-             path: "/{repo_id}/{doc_id}_{comp_id}{ext}"}
-        repositories:
-          - {id: S1, description: Signed invoices, signature: required, destinations: [dest_folder]}
-          - {id: S2, description: Signed scans, signature: required, destinations: [dest_folder]}
-          - {id: O1, description: Signed where docProt says, signature: optional, destinations: [dest_folder]}
-          - {id: N1, description: Test system, signature: none, destinations: [dest_folder]}
-    """
-)
-
 
 @pytest.fixture
 def configured(runtime: Runtime, tmp_path: Path) -> Runtime:
     """Overrides conftest's: the same workspace, with repositories in each signature mode."""
-    from filerelay.config_file import apply, load
-
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(CONFIG, {"OUT_DIR": str(tmp_path / "out")}), now=runtime.clock.now(), policy=LOOPBACK)
-    return runtime
+    return configure(runtime, SIGNATURE_MODES, {"OUT_DIR": str(tmp_path / "out")})
 
 
 def endpoint(server: str) -> str:

@@ -56,23 +56,28 @@ _DESTINATIONS = sa.table(
 PLAINTEXT = {"secret_access_key": "plaintext-written-before-0008-" + "q7Zx"}
 
 
+def _insert_workspace(conn: sa.Connection, at: dt.datetime) -> None:
+    """acme/production as a row of the schema at 0007 (id 1)."""
+    conn.execute(
+        _WORKSPACES.insert().values(
+            id=1,
+            owner_slug="acme",
+            slug="production",
+            max_retries=5,
+            retry_ttl_seconds=3600,
+            backoff_base_seconds=30,
+            backoff_max_seconds=3600,
+            created_at=at,
+        )
+    )
+
+
 def _plaintext_destination_at_0007(url: str, revision: str = "0007") -> None:
     upgrade(url, revision)
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(
-            _WORKSPACES.insert().values(
-                id=1,
-                owner_slug="acme",
-                slug="production",
-                max_retries=5,
-                retry_ttl_seconds=3600,
-                backoff_base_seconds=30,
-                backoff_max_seconds=3600,
-                created_at=now,
-            )
-        )
+        _insert_workspace(conn, now)
         for number, secrets_ in enumerate([PLAINTEXT, {}], start=1):
             conn.execute(
                 _DESTINATIONS.insert().values(
@@ -159,18 +164,7 @@ def test_audit_entries_written_before_0009_still_read(empty_database: str, tmp_p
     at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(
-            _WORKSPACES.insert().values(
-                id=1,
-                owner_slug="acme",
-                slug="production",
-                max_retries=5,
-                retry_ttl_seconds=3600,
-                backoff_base_seconds=30,
-                backoff_max_seconds=3600,
-                created_at=at,
-            )
-        )
+        _insert_workspace(conn, at)
         conn.execute(
             sa.table(
                 "audit_events",

@@ -16,7 +16,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support.repository import ROOT
+from tests.support.repository import ROOT, repository_files
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +31,7 @@ DISTRIBUTIONS = (
 
 def fresh_clone(target: Path) -> Path:
     """The repository's tracked and unignored files, without .venv, var/ or caches."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
+    for name in repository_files():
         source = ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)

@@ -14,15 +14,22 @@ import pytest
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.delivery import service
 from filerelay.destinations import azure_blob
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
 from tests.support.azurite import ACCOUNT, KEY, Azurite, azurite
-from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
-from tests.support.documents import delivery
+from tests.support.destination_kinds import (
+    PDF,
+    assert_reads_back,
+    attempted,
+    create,
+    delivered_after_an_outage,
+    payload,
+    sized,
+    wire,
+)
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 
 
@@ -61,9 +68,7 @@ def test_a_document_lands_byte_identical_with_its_sha256(
     wire(runtime, "azure_blob", {"container": container, "account_url": storage.account_url, "account_key": KEY})
     delivery_id = create(runtime, "azure_blob", data)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     blob = blob_of(storage, container, "Z1/DOC1.pdf")
     properties = blob.get_blob_properties()
     assert properties.size == size
@@ -101,9 +106,7 @@ def test_a_wrong_key_or_a_missing_container_fails_at_once(
     wire(runtime, "azure_blob", values)
     delivery_id = create(runtime, "azure_blob", PDF)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
     assert re.search(expected, row.last_error or ""), row.last_error
 
@@ -122,15 +125,7 @@ def test_a_failed_re_delivery_leaves_the_previous_blob_intact(storage: Azurite, 
 
 def test_read_back_holds_and_check(storage: Azurite, container: str) -> None:
     target = client(storage, container)
-    sha = hashlib.sha256(PDF).hexdigest()
-    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is False
-    target.deliver(payload(PDF))
-    assert b"".join(target.read("/Z1/DOC1.pdf")) == PDF
-    assert b"".join(target.read("/Z1/DOC1.pdf", 100, 50)) == PDF[100:150]
-    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is True
-    assert target.holds("/Z1/DOC1.pdf", sha256="0" * 64, size=len(PDF)) is False
-    with pytest.raises(DestinationError, match="BlobNotFound"):
-        list(target.read("/Z1/GONE.pdf"))
+    assert_reads_back(target, missing="BlobNotFound")
     target.check()
     with pytest.raises(DestinationError, match="ContainerNotFound"):
         client(storage, "no-such-container").check()

@@ -17,7 +17,8 @@ from filerelay.delivery import service
 from filerelay.destinations import email as email_kind
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
-from tests.support.destination_kinds import PDF, create, half, sized, wire
+from tests.support.clock import half
+from tests.support.destination_kinds import PDF, attempted, create, sized, wire
 from tests.support.documents import attempts, delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
@@ -52,9 +53,7 @@ def test_a_document_arrives_as_an_identical_attachment(
     wire(runtime, "email", settings_for(mail))
     delivery_id = create(runtime, "email", data)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     message = mail.message()
     assert message["Subject"] == "Invoice DOC1 from Z1"
     assert message["From"] == "sap@acme.example"
@@ -75,9 +74,7 @@ def test_a_plain_relay_without_tls_or_login_gets_its_greeting_first(runtime: Run
     wire(runtime, "email", settings_for(mail, username=None, password=None))
     delivery_id = create(runtime, "email", PDF)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     assert mail.message()["Message-ID"] == f"<{delivery_id}.1@filerelay>"
 
 
@@ -111,21 +108,18 @@ def test_a_stopped_server_means_retrying_then_delivered_once_with_one_message_id
     delivery_id = create(runtime, "email", PDF)
     mail.stop()
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "retrying"
     assert "cannot be reached" in (row.last_error or "")
 
     mail.start()
     mail.busy = 1  # then a full mailbox: 452, try later
     clock.advance(60)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "retrying"
+    assert attempted(runtime, delivery_id).status == "retrying"
     assert "452" in (delivery(runtime, delivery_id).last_error or "")
 
     clock.advance(60)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     assert [a.outcome for a in attempts(runtime, delivery_id)] == ["failed", "failed", "delivered"]
     assert len(mail.received) == 1
     assert mail.message()["Message-ID"] == f"<{delivery_id}.1@filerelay>"
@@ -145,9 +139,7 @@ def test_refused_credentials_or_recipients_fail_at_once(
     mail.unknown |= unknown
     delivery_id = create(runtime, "email", PDF)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "failed"  # max_retries 3: only a permanent refusal ends it after one attempt
     assert expected in (row.last_error or "")
     assert mail.received == []
@@ -194,9 +186,7 @@ def test_a_subject_rendering_a_line_break_fails_the_delivery_and_sends_nothing(
     wire(runtime, "email", settings_for(mail))
     delivery_id = create(runtime, "email", PDF, doc_id=doc_id)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "failed"  # final: the same values would render the same header again
     assert "the e-mail header Subject would hold the control character U+" in (row.last_error or "")
     assert "nothing was sent" in (row.last_error or "")

@@ -16,15 +16,22 @@ import pytest
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.delivery import service
 from filerelay.destinations import gcs
 from filerelay.destinations.base import DestinationError
 from filerelay.policy import OperatorPolicy
 from filerelay.runtime import Runtime
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
-from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
-from tests.support.documents import delivery
+from tests.support.destination_kinds import (
+    PDF,
+    assert_reads_back,
+    attempted,
+    create,
+    delivered_after_an_outage,
+    payload,
+    sized,
+    wire,
+)
 from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 
@@ -73,9 +80,7 @@ def test_a_document_lands_byte_identical_with_its_sha256(
     wire(runtime, "gcs", {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
     delivery_id = create(runtime, "gcs", data)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     blob = stored(server, bucket, account, "Z1/DOC1.pdf")
     assert blob.size == size
     assert blob.metadata == {"sha256": hashlib.sha256(data).hexdigest()}
@@ -108,9 +113,7 @@ def test_a_key_the_token_endpoint_refuses_fails_at_once(
     wire(runtime, "gcs", {"bucket": bucket, "credentials_json": json.dumps(unknown), "endpoint_url": server.endpoint})
     delivery_id = create(runtime, "gcs", PDF)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
     assert re.search(r"service account key was refused.*invalid_grant", row.last_error or ""), row.last_error
 
@@ -123,8 +126,7 @@ def test_a_missing_bucket_fails_at_once(
         runtime, "gcs", {"bucket": "no-such-bucket-here", "credentials_json": account, "endpoint_url": server.endpoint}
     )
     delivery_id = create(runtime, "gcs", PDF)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "failed"
     assert "HTTP 404" in (row.last_error or "")
 
@@ -145,15 +147,7 @@ def test_a_failed_re_delivery_leaves_the_previous_object_intact(
 def test_read_back_holds_and_check(google: tuple[FakeGcs, TokenEndpoint], account: str, bucket: str) -> None:
     server, _ = google
     target = client(server, bucket, account)
-    sha = hashlib.sha256(PDF).hexdigest()
-    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is False
-    target.deliver(payload(PDF))
-    assert b"".join(target.read("/Z1/DOC1.pdf")) == PDF
-    assert b"".join(target.read("/Z1/DOC1.pdf", 100, 50)) == PDF[100:150]
-    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is True
-    assert target.holds("/Z1/DOC1.pdf", sha256="0" * 64, size=len(PDF)) is False
-    with pytest.raises(DestinationError, match="HTTP 404"):
-        list(target.read("/Z1/GONE.pdf"))
+    assert_reads_back(target, missing="HTTP 404")
     target.check()
     with pytest.raises(DestinationError, match="HTTP 404"):
         client(server, "no-such-bucket-here", account).check()

@@ -15,15 +15,12 @@ import datetime as dt
 import hashlib
 import io
 import secrets
-import textwrap
 from dataclasses import dataclass
 
 import pytest
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
-from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.destinations import s3 as s3_destination
 from filerelay.destinations.base import DestinationError, Payload
@@ -31,7 +28,8 @@ from filerelay.runtime import Runtime
 from filerelay.staging.local import LocalStagingStore
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
-from tests.support.destination_kinds import payload
+from tests.support.clock import half
+from tests.support.destination_kinds import payload, wire
 from tests.support.documents import accept, attempts, delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.s3server import S3Server
@@ -43,22 +41,6 @@ PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 RETRY_AFTER = 120
 
 
-def config(endpoint: str, bucket: str, access_key: str, secret: str) -> str:
-    return textwrap.dedent(
-        f"""
-        workspaces:
-          - owner: acme
-            slug: production
-            retry: {{max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}}
-            destinations:
-              - {{id: dest_s3, name: S3, kind: s3, bucket: {bucket}, endpoint_url: "{endpoint}",
-                 access_key_id: {access_key}, secret_access_key: "{secret}", path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
-            repositories:
-              - {{id: Z1, description: Invoices, signature: none, destinations: [dest_s3]}}
-        """
-    )
-
-
 @dataclass(frozen=True)
 class Created:
     delivery_id: str
@@ -67,8 +49,14 @@ class Created:
 
 
 def configure(runtime: Runtime, endpoint: str, bucket: str, access_key: str, secret: str) -> None:
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(config(endpoint, bucket, access_key, secret), {}), now=runtime.clock.now(), policy=LOOPBACK)
+    """Z1 wired to one S3 destination, `dest_s3`, at /{repo_id}/{doc_id}{ext}."""
+    settings: dict[str, object] = {
+        "bucket": bucket,
+        "endpoint_url": endpoint,
+        "access_key_id": access_key,
+        "secret_access_key": secret,
+    }
+    wire(runtime, "s3", settings)
 
 
 def create_document(runtime: Runtime, data: bytes, doc_id: str = "DOC1") -> Created:
@@ -86,10 +74,6 @@ def corrupt_staged(runtime: Runtime, key: str, at: int) -> None:
         byte = fp.read(1)
         fp.seek(at)
         fp.write(bytes([byte[0] ^ 0xFF]))
-
-
-def half() -> float:
-    return 0.5
 
 
 def b64sha256(data: bytes) -> str:

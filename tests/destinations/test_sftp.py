@@ -13,12 +13,18 @@ import pytest
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
-from filerelay.delivery import service
 from filerelay.destinations import sftp
 from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.runtime import Runtime
-from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, sized, wire
-from tests.support.documents import delivery
+from tests.support.destination_kinds import (
+    PDF,
+    assert_reads_back,
+    attempted,
+    create,
+    delivered_after_an_outage,
+    sized,
+    wire,
+)
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
 
@@ -60,9 +66,7 @@ def test_a_document_lands_byte_identical_under_its_name_and_nothing_else(
     wire(runtime, "sftp", settings_for(server))
     delivery_id = create(runtime, "sftp", data)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     landed = server.root / "inbox" / "Z1" / "DOC1.pdf"
     assert hashlib.sha256(landed.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert leftovers(server) == []
@@ -71,8 +75,7 @@ def test_a_document_lands_byte_identical_under_its_name_and_nothing_else(
 def test_a_private_key_logs_in_as_well(runtime: Runtime, server: SftpServer, engine: object) -> None:
     wire(runtime, "sftp", settings_for(server, password=None, private_key=server.client_key_text))
     delivery_id = create(runtime, "sftp", PDF)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
 
 
 def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
@@ -89,8 +92,7 @@ def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
 def test_a_wrong_password_fails_at_once_with_the_reason(runtime: Runtime, server: SftpServer, engine: object) -> None:
     wire(runtime, "sftp", settings_for(server, password="not-the-password"))
     delivery_id = create(runtime, "sftp", PDF)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
     assert "authentication failed" in (row.last_error or "")
 
@@ -102,9 +104,7 @@ def test_a_changed_host_key_is_refused_before_logging_in(runtime: Runtime, serve
     server.start()
     delivery_id = create(runtime, "sftp", PDF)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "failed"
     assert "not the pinned one" in (row.last_error or "")
     assert not (server.root / "inbox" / "Z1").exists()
@@ -168,19 +168,7 @@ def test_a_failed_re_delivery_leaves_the_previous_copy_intact(server: SftpServer
 
 def test_read_back_holds_and_check(server: SftpServer) -> None:
     target = client(server)
-    sha = hashlib.sha256(PDF).hexdigest()
-    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is False
-    target.deliver(
-        Payload(
-            open=lambda: io.BytesIO(PDF), size=len(PDF), sha256=sha, content_type="application/pdf", path="/Z1/DOC1.pdf"
-        )
-    )
-    assert b"".join(target.read("/Z1/DOC1.pdf")) == PDF
-    assert b"".join(target.read("/Z1/DOC1.pdf", 100, 50)) == PDF[100:150]
-    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is True
-    assert target.holds("/Z1/DOC1.pdf", sha256="0" * 64, size=len(PDF)) is False
-    with pytest.raises(DestinationError, match="FileNotFoundError"):
-        list(target.read("/Z1/GONE.pdf"))
+    assert_reads_back(target, missing="FileNotFoundError")
     target.check()
     with pytest.raises(DestinationError, match="/nowhere"):
         client(server, root="/nowhere").check()

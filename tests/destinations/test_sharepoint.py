@@ -10,18 +10,17 @@ import io
 import json
 import logging
 import re
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from marshmallow import ValidationError
 
 from filerelay import documents, metrics
 from filerelay.clock import FrozenClock, SystemClock
-from filerelay.config_file import apply, load
 from filerelay.db.models import Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
@@ -33,6 +32,7 @@ from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
+from tests.support.destination_kinds import wire as wire_one
 from tests.support.documents import accept, attempts, delivery, stage
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sharepoint_emulator import (
@@ -660,22 +660,9 @@ def test_a_throttled_form_digest_is_waited_out_like_any_request(sp: Emulator) ->
 
 
 def wire(sp: Emulator, runtime: Runtime, columns: str = "{}") -> None:
-    """acme/production with Z1 wired to the emulator's default library alone."""
-    config = textwrap.dedent(
-        f"""
-        workspaces:
-          - owner: acme
-            slug: production
-            retry: {{max_retries: 3, ttl: 1h, backoff_base: 1s, backoff_max: 10s}}
-            destinations:
-              - {{id: dest_sp, name: Team site, kind: sharepoint, site_url: "{sp.site_url}",
-                 access_token: "{sp.token}", path: "/{{repo_id}}/{{doc_id}}{{ext}}", columns: {columns}}}
-            repositories:
-              - {{id: Z1, description: Invoices, signature: none, destinations: [dest_sp]}}
-        """
-    )
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(config, {}), now=runtime.clock.now(), policy=LOOPBACK)
+    """acme/production with Z1 wired to the emulator's default library alone, as `dest_sp`."""
+    settings = {"site_url": sp.site_url, "access_token": sp.token, "columns": yaml.safe_load(columns)}
+    wire_one(runtime, "sharepoint", settings, destination_id="dest_sp")
 
 
 def accepted(runtime: Runtime, doc_id: str, data: bytes) -> tuple[str, str]:

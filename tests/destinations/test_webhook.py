@@ -24,7 +24,8 @@ from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
-from tests.support.destination_kinds import PDF, create, delivered_after_an_outage, half, payload, sized, wire
+from tests.support.clock import half
+from tests.support.destination_kinds import PDF, attempted, create, delivered_after_an_outage, payload, sized, wire
 from tests.support.documents import delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.webhook_receiver import Receiver, webhook_receiver
@@ -51,9 +52,7 @@ def test_a_document_arrives_byte_identical_and_signed(
     configure(runtime, receiver.url)
     delivery_id = create(runtime, "webhook", data)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     [got] = receiver.received
     assert (got.size, got.sha256) == (size, hashlib.sha256(data).hexdigest())
     assert got.headers["content-type"] == "application/pdf"
@@ -70,8 +69,7 @@ def test_a_text_document_passes_the_reference_librarys_check(
 ) -> None:
     configure(runtime, receiver.url)
     delivery_id = create(runtime, "webhook", "Rechnung Nr. 4711, Grüße".encode())
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     assert len(receiver.received) == 1
 
 
@@ -82,16 +80,14 @@ def test_a_throttled_attempt_waits_for_retry_after_and_the_repeat_keeps_its_webh
     receiver.script.append((429, {"retry-after": "120"}))
     delivery_id = create(runtime, "webhook", PDF)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "retrying"
     assert row.next_attempt_at is not None
     assert row.next_attempt_at >= clock.now() + dt.timedelta(seconds=120)
     assert "HTTP 429" in (row.last_error or "")
 
     clock.advance(121)
-    assert service.run(runtime, delivery_id, rand=half) is True
-    assert delivery(runtime, delivery_id).status == "delivered"
+    assert attempted(runtime, delivery_id).status == "delivered"
     # Both attempts carried one webhook-id: a receiver that saw the first drops the second.
     [got] = receiver.received
     assert got.headers["webhook-id"] == f"msg_{delivery_id}.1"
@@ -122,9 +118,7 @@ def test_a_refused_signature_or_a_gone_endpoint_fails_at_once(
     receiver.script.extend(script)
     delivery_id = create(runtime, "webhook", PDF)
 
-    assert service.run(runtime, delivery_id, rand=half) is True
-
-    row = delivery(runtime, delivery_id)
+    row = attempted(runtime, delivery_id)
     assert row.status == "failed"  # max_retries 3: only a permanent refusal ends it after one attempt
     assert expected in (row.last_error or "")
     assert receiver.received == []

@@ -19,9 +19,9 @@ from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import sweep
 from filerelay.runtime import Runtime, build_runtime
-from tests.integration.conftest import Relay, wait_until
 from tests.support.app_server import serving
 from tests.support.processes import free_port
+from tests.support.relay import Relay, wait_until
 from tests.support.s3server import S3Server
 from tests.support.wakeups import redis_wakeups
 

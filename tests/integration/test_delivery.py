@@ -17,7 +17,7 @@ from filerelay.clock import as_utc
 from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.queue import DELIVER_TASK, DRAIN_TASK, Enqueuer, make_producer, queue_name
-from tests.integration.conftest import Relay, relay_config, wait_until
+from tests.support.relay import Relay, relay_config, wait_until
 from tests.support.s3server import S3Server
 from tests.support.s3stub import S3Refusal, refusing_s3
 from tests.support.wakeups import redis_wakeups

@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from filerelay.db.models import Document
 from filerelay.db.session import session_scope
-from tests.integration.conftest import Relay, wait_until
 from tests.support.processes import environment, free_port, wait_ready
+from tests.support.relay import Relay, wait_until
 from tests.support.sapclient import Part, SapClient
 
 pytestmark = pytest.mark.slow

@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from filerelay.db.models import Delivery
 from filerelay.db.session import session_scope
-from tests.integration.conftest import Relay, wait_until
 from tests.support.azurite import KEY, azurite
 from tests.support.fake_gcs import fake_gcs, service_account
 from tests.support.policy import LOOPBACK
+from tests.support.relay import Relay, wait_until
 from tests.support.sftp_server import PASSWORD as SFTP_PASSWORD
 from tests.support.sftp_server import USER as SFTP_USER
 from tests.support.sftp_server import sftp_server

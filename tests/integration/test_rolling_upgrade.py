@@ -27,10 +27,10 @@ from sqlalchemy import text
 from filerelay.db.migrate import current_revision, head_revision, upgrade
 from filerelay.db.session import make_engine
 from filerelay.settings import Settings
-from tests.integration.conftest import REDIS_URL, wait_until
-from tests.support.databases import TEST_ENCRYPTION_KEY, scratch_database
+from tests.support.databases import TEST_ENCRYPTION_KEY, own_database
 from tests.support.next_release import NEXT, next_release_path
 from tests.support.processes import environment, free_port, wait_ready
+from tests.support.relay import REDIS_URL, wait_until
 from tests.support.sapclient import SapClient
 
 pytestmark = pytest.mark.slow
@@ -41,12 +41,8 @@ PDF = b"%PDF-1.4\n" + bytes(range(256)) * 20 + b"\n%%EOF\n"
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[str]:
     """A database of this test's own: its schema moves past this code's head."""
-    server_url = os.environ.get("FILERELAY_TEST_DATABASE_URL")
-    if server_url:
-        with scratch_database(server_url, prefix="upgrade") as url:
-            yield url
-    else:
-        yield f"sqlite:///{tmp_path / 'relay.db'}"
+    with own_database(tmp_path / "relay.db", prefix="upgrade") as url:
+        yield url
 
 
 class Release:

@@ -21,10 +21,10 @@ from filerelay.config_file import apply, load
 from filerelay.db.models import Document
 from filerelay.db.session import make_engine, make_session_factory, session_scope
 from filerelay.secrets_box import Keyring
-from tests.integration.conftest import REDIS_URL, relay_config, wait_until
 from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.processes import free_port, wait_ready
+from tests.support.relay import REDIS_URL, relay_config, wait_until
 from tests.support.s3server import S3Server
 from tests.support.sapclient import SapClient
 

@@ -15,8 +15,8 @@ from filerelay.config_file import apply, load
 from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX
-from tests.integration.conftest import Relay, wait_until
 from tests.support.policy import LOOPBACK
+from tests.support.relay import Relay, wait_until
 from tests.support.s3server import S3Server
 from tests.support.sharepoint_emulator import FIELD_MISSING_CODE, Emulator, sharepoint_emulator
 

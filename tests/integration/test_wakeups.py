@@ -14,8 +14,7 @@ from filerelay.delivery import sweep
 from filerelay.queue import WAKE_KEY, queue_name
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.documents import accept
-
-from .conftest import REDIS_URL
+from tests.support.relay import REDIS_URL
 
 
 @pytest.fixture

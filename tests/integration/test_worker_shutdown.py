@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from filerelay.db.models import Delivery, Destination
 from filerelay.db.session import session_scope
-from tests.integration.conftest import Relay, wait_until
+from tests.support.relay import Relay, wait_until
 from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.slow
@@ -41,26 +41,23 @@ def start_slow_delivery(relay: Relay, content: bytes) -> int:
     return worker.pid
 
 
-def test_sigterm_to_the_main_process_finishes_the_delivery_then_exits(
-    make_relay: Callable[..., Relay], s3: S3Server
+@pytest.mark.parametrize(
+    "send",
+    [
+        # What Kubernetes does: SIGTERM to PID 1 only.
+        pytest.param(os.kill, id="to-the-main-process"),
+        # A signal to the whole process group (Ctrl-C, some supervisors): the pool process does not die
+        # mid-upload; the main process's warm shutdown lets it finish.
+        pytest.param(os.killpg, id="to-every-process"),
+    ],
+)
+def test_sigterm_finishes_the_delivery_then_exits(
+    make_relay: Callable[..., Relay], s3: S3Server, send: Callable[[int, int], None]
 ) -> None:
-    """What Kubernetes does: SIGTERM to PID 1 only."""
     relay = make_relay()
     content = os.urandom(SIZE)
     pid = start_slow_delivery(relay, content)
-    os.kill(pid, signal.SIGTERM)
-    assert relay.processes["worker"].wait(timeout=120) == 0
-    assert s3_delivery(relay) == ("delivered", 1)
-    assert stored(s3, relay) == content
-
-
-def test_sigterm_to_every_process_still_finishes_the_delivery(make_relay: Callable[..., Relay], s3: S3Server) -> None:
-    """A signal to the whole process group (Ctrl-C, some supervisors): the pool process does not die
-    mid-upload; the main process's warm shutdown lets it finish."""
-    relay = make_relay()
-    content = os.urandom(SIZE)
-    pid = start_slow_delivery(relay, content)
-    os.killpg(pid, signal.SIGTERM)
+    send(pid, signal.SIGTERM)
     assert relay.processes["worker"].wait(timeout=120) == 0
     assert s3_delivery(relay) == ("delivered", 1)
     assert stored(s3, relay) == content

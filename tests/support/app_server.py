@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,6 +9,7 @@ from werkzeug.serving import make_server
 
 from filerelay.api import create_app
 from filerelay.runtime import Runtime
+from tests.support.background import in_background
 from tests.support.sapclient import SapClient
 
 
@@ -17,10 +17,5 @@ from tests.support.sapclient import SapClient
 def serving(runtime: Runtime, workspace: str = "acme/production") -> Iterator[SapClient]:
     """SAP's client of the ArchiveLink endpoint of `workspace`, served from `runtime` until the block ends."""
     server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with in_background(server):
         yield SapClient(f"http://127.0.0.1:{server.server_port}/archivelink/{workspace}")
-    finally:
-        server.shutdown()
-        thread.join()

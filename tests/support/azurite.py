@@ -5,17 +5,14 @@ again on the same port with the same data, for outages."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.support.processes import ended, free_port, listening
+from tests.support.tools import installed
 
 ACCOUNT = "devstoreaccount1"
 # The emulator's published development key (learn.microsoft.com, "Use Azurite"): not a secret.
@@ -23,12 +20,11 @@ KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr
 
 
 def azurite_binary() -> str:
-    found = shutil.which("azurite-blob")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("azurite is missing: .ci/run installs it with `npm install -g azurite`")
-        pytest.skip("no Azurite here (npm install -g azurite)")
-    return found
+    return installed(
+        "azurite-blob",
+        ci="azurite is missing: .ci/run installs it with `npm install -g azurite`",
+        here="no Azurite here (npm install -g azurite)",
+    )
 
 
 @dataclass

@@ -8,6 +8,9 @@ from typing import Any
 import requests
 from flask.testing import FlaskClient
 
+from filerelay.api import create_app
+from filerelay.runtime import Runtime
+
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -51,3 +54,10 @@ def http_sign_in(server: str, ui: str, key: str) -> Browser:
     reply = browser.post(login, {"api_key": key, "csrf_token": browser.csrf(login)})
     assert reply.status_code == 302, reply.text
     return browser
+
+
+def signed_in(runtime: Runtime, key: str, workspace: str = "acme/production") -> FlaskClient:
+    """A test client of the real app with a console session for `key`."""
+    client = create_app(runtime=runtime).test_client()
+    assert sign_in(client, key, workspace) == 302
+    return client

@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -31,3 +32,15 @@ def scratch_database(server_url: str, prefix: str = "filerelay_test") -> Iterato
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def own_database(sqlite_file: Path, prefix: str) -> Iterator[str]:
+    """A database for one test, at no revision: a scratch database on the run's PostgreSQL server
+    (FILERELAY_TEST_DATABASE_URL), dropped afterwards, or else the SQLite file `sqlite_file`."""
+    server_url = os.environ.get("FILERELAY_TEST_DATABASE_URL")
+    if server_url:
+        with scratch_database(server_url, prefix=prefix) as url:
+            yield url
+    else:
+        yield f"sqlite:///{sqlite_file}"

@@ -7,25 +7,33 @@ import hashlib
 import io
 from collections.abc import Callable
 
+import pytest
 import yaml
 
 from filerelay.clock import FrozenClock
-from filerelay.config_file import apply, load
-from filerelay.db.session import session_scope
+from filerelay.db.models import Delivery
 from filerelay.delivery import service
-from filerelay.destinations.base import Payload
+from filerelay.destinations.base import Client, DestinationError, Payload
 from filerelay.runtime import Runtime
+from tests.support.clock import half
 from tests.support.documents import accept, attempts, delivery
-from tests.support.policy import LOOPBACK
+from tests.support.workspaces import configure
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 # Retries are allowed: a delivery that ends `failed` after its first attempt was refused for good.
 RETRY = {"max_retries": 3, "ttl": "1h", "backoff_base": "1s", "backoff_max": "10s"}
 
 
-def wire(runtime: Runtime, kind: str, settings: dict[str, object]) -> None:
-    """acme/production with Z1 wired to one `kind` destination, `dest_<kind>`, at /{repo_id}/{doc_id}{ext}."""
-    destination = {"id": f"dest_{kind}", "name": kind, "kind": kind, **settings, "path": "/{repo_id}/{doc_id}{ext}"}
+def wire(runtime: Runtime, kind: str, settings: dict[str, object], *, destination_id: str | None = None) -> None:
+    """acme/production with Z1 wired to one `kind` destination, `destination_id` (`dest_<kind>` unless
+    given), at /{repo_id}/{doc_id}{ext}."""
+    destination = {
+        "id": destination_id or f"dest_{kind}",
+        "name": kind,
+        "kind": kind,
+        **settings,
+        "path": "/{repo_id}/{doc_id}{ext}",
+    }
     workspace = {
         "owner": "acme",
         "slug": "production",
@@ -35,8 +43,7 @@ def wire(runtime: Runtime, kind: str, settings: dict[str, object]) -> None:
             {"id": "Z1", "description": "Invoices", "signature": "none", "destinations": [destination["id"]]}
         ],
     }
-    with session_scope(runtime.sessions) as session:
-        apply(session, load(yaml.safe_dump({"workspaces": [workspace]}), {}), now=runtime.clock.now(), policy=LOOPBACK)
+    configure(runtime, yaml.safe_dump({"workspaces": [workspace]}))
 
 
 def create(runtime: Runtime, kind: str, data: bytes, doc_id: str = "DOC1") -> str:
@@ -51,9 +58,10 @@ def sized(size: int) -> bytes:
     return (PDF * (size // len(PDF) + 1))[:size]
 
 
-def half() -> float:
-    """The jitter's random draw, fixed."""
-    return 0.5
+def attempted(runtime: Runtime, delivery_id: str) -> Delivery:
+    """One attempt, run to its end by the real delivery service; the delivery row after it."""
+    assert service.run(runtime, delivery_id, rand=half) is True
+    return delivery(runtime, delivery_id)
 
 
 def payload(data: bytes, sha256: str | None = None, path: str = "/Z1/DOC1.pdf") -> Payload:
@@ -65,6 +73,21 @@ def payload(data: bytes, sha256: str | None = None, path: str = "/Z1/DOC1.pdf") 
         content_type="application/pdf",
         path=path,
     )
+
+
+def assert_reads_back(target: Client, *, missing: str) -> None:
+    """What a kind that reads back promises, from an empty destination: `holds` only once the object is
+    there with that sha256, `read` gives the whole object and any range of it, and reading an object that
+    is not there is a DestinationError whose message matches `missing`."""
+    sha = hashlib.sha256(PDF).hexdigest()
+    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is False
+    target.deliver(payload(PDF))
+    assert b"".join(target.read("/Z1/DOC1.pdf")) == PDF
+    assert b"".join(target.read("/Z1/DOC1.pdf", 100, 50)) == PDF[100:150]
+    assert target.holds("/Z1/DOC1.pdf", sha256=sha, size=len(PDF)) is True
+    assert target.holds("/Z1/DOC1.pdf", sha256="0" * 64, size=len(PDF)) is False
+    with pytest.raises(DestinationError, match=missing):
+        list(target.read("/Z1/GONE.pdf"))
 
 
 def delivered_after_an_outage(

@@ -1,18 +1,30 @@
 """Documents accepted the way the ArchiveLink `create` handler does it (staged, then one transaction),
-without HTTP: for the tests of what happens to a document after SAP got its 201."""
+without HTTP: for the tests of what happens to a document after SAP got its 201. And documents sent over
+HTTP as SAP sends them, then delivered in-process, for the tests that read them back through the API."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
 
 from filerelay import documents
-from filerelay.db.models import Delivery, DeliveryAttempt, Document, new_id
+from filerelay.clock import FrozenClock
+from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document, Workspace, new_id
 from filerelay.db.session import session_scope
+from filerelay.delivery import service
 from filerelay.documents import NewComponent, Outcome
 from filerelay.runtime import Runtime
 from filerelay.staging import StagedObject
+from tests.support.clock import half
+from tests.support.sapclient import SapClient
 
 CHUNK = 1 << 20
+# A document id as SAP makes them (32 hex digits).
+DOC = "361A524A3ECB5459E0000800099245EC"
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 16 + b"\n%%EOF\n"
 
 
 def stage(runtime: Runtime, data: bytes) -> StagedObject:
@@ -38,6 +50,33 @@ def accept(runtime: Runtime, doc_id: str, data: bytes, *, repo_id: str = "Z1") -
             now=runtime.clock.now(),
         )
     return outcome, staged
+
+
+@dataclass(frozen=True)
+class Created:
+    """A document accepted in acme/production and its deliveries, by destination kind."""
+
+    document_id: str
+    staging_key: str
+    by_kind: dict[str, str]
+
+    @property
+    def folder(self) -> str:
+        return self.by_kind["folder"]
+
+    @property
+    def s3(self) -> str:
+        return self.by_kind["s3"]
+
+
+def create_document(runtime: Runtime, doc_id: str = "DOC", data: bytes = PDF, *, enqueue: bool = False) -> Created:
+    """A document accepted in Z1 (wired to a folder and an S3 bucket); with `enqueue`, its wake-ups sent
+    as the API sends them once the create committed."""
+    outcome, staged = accept(runtime, doc_id, data)
+    if enqueue:
+        runtime.enqueuer.enqueue(outcome.enqueue)
+    by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
+    return Created(outcome.documents[0].id, staged.key, by_kind)
 
 
 def replace_content(runtime: Runtime, *, doc_id: str, data: bytes) -> Outcome:
@@ -78,3 +117,58 @@ def attempts(runtime: Runtime, delivery_id: str) -> list[DeliveryAttempt]:
                 .order_by(DeliveryAttempt.number)
             )
         )
+
+
+def deliver_all(runtime: Runtime, status: str = "pending") -> None:
+    """What the workers do, in-process (the real delivery service): one attempt for every delivery in `status`."""
+    with session_scope(runtime.sessions) as session:
+        ids = list(session.scalars(select(Delivery.id).where(Delivery.status == status)))
+    for delivery_id in ids:
+        service.run(runtime, delivery_id, rand=half)
+
+
+def make_documents(
+    server: str, clock: FrozenClock, *doc_ids: str, workspace: str = "acme/production"
+) -> dict[str, dt.datetime]:
+    """Create each document the way SAP does, a minute apart; when each was sent."""
+    sap = SapClient(f"{server}/archivelink/{workspace}")
+    sent: dict[str, dt.datetime] = {}
+    for doc_id in doc_ids:
+        sent[doc_id] = clock.now()
+        assert sap.create(doc_id, "data", f"%PDF {doc_id}".encode(), "application/pdf").status == 201
+        clock.advance(60)
+    return sent
+
+
+def statuses(runtime: Runtime, destination: str) -> list[str]:
+    """The statuses of acme/production's deliveries to `destination`."""
+    with session_scope(runtime.sessions) as session:
+        return list(
+            session.scalars(
+                select(Delivery.status)
+                .join(Destination, Destination.id == Delivery.destination_id)
+                .join(Workspace, Workspace.id == Destination.workspace_id)
+                .where(Destination.public_id == destination, Workspace.owner_slug == "acme")
+                .order_by(Delivery.id)
+            )
+        )
+
+
+def failed_document(runtime: Runtime) -> str:
+    """The id of the first document whose status is failed."""
+    with session_scope(runtime.sessions) as session:
+        found = session.scalars(select(Document.id).where(Document.status == "failed").order_by(Document.id)).first()
+    assert found is not None
+    return found
+
+
+def staged_files(runtime: Runtime) -> list[Path]:
+    """Every file in the (local) staging store, sorted."""
+    root = Path(runtime.settings.staging_url.removeprefix("file://"))
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def count(runtime: Runtime, model: type) -> int:
+    """How many rows `model`'s table holds."""
+    with session_scope(runtime.sessions) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support.processes import environment, filerelay_command, free_port, wait_ready
+from tests.support.processes import environment, filerelay_command, free_port, stop_group, wait_ready
 
 BODY = b"%PDF-1.4 " + bytes(range(256)) * 80  # 20 KiB
 PATH = "/archivelink/acme/production"
@@ -64,13 +64,7 @@ def embedded_up(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         wait_ready(f"http://127.0.0.1:{port}", proc)
         yield proc, port
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, signal.SIGINT, timeout=60)
 
 
 def worker_pid(up: subprocess.Popen[bytes]) -> int | None:

@@ -104,13 +104,18 @@ def filerelay(args: list[str], env: Mapping[str, str], port: int) -> Iterator[su
         wait_ready(f"http://127.0.0.1:{port}", proc)
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, signal.SIGTERM, timeout=40)
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
+    """`sig` to the process group of `proc` unless it has ended; SIGKILL if it outlasts `timeout`; reaped."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -8,17 +8,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def tracked_text_files(*, skip: tuple[Path, ...] = ()) -> list[Path]:
-    """Every file git tracks or would add (not ignored) that reads as text, but those in `skip`."""
+def repository_files() -> list[str]:
+    """The paths (relative to ROOT, sorted) of every file git tracks or would add, i.e. not ignored."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
         check=True,
         capture_output=True,
     ).stdout.decode()
+    return sorted(set(filter(None, listed.split("\0"))))
+
+
+def tracked_text_files(*, skip: tuple[Path, ...] = ()) -> list[Path]:
+    """Every file git tracks or would add (not ignored) that reads as text, but those in `skip`."""
     skipped = {p.resolve() for p in skip}
     found = []
-    for name in sorted(set(filter(None, listed.split("\0")))):
+    for name in repository_files():
         path = ROOT / name
         if path.resolve() in skipped or not path.is_file():
             continue

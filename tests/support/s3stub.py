@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.background import in_background
+
 
 @dataclass(frozen=True)
 class Received:
@@ -82,11 +84,5 @@ def refusing_s3(
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     refusal.endpoint = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with in_background(server):
         yield refusal
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()

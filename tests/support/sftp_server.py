@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncssh
 
+from tests.support.background import running
+
 USER = "relay"
 PASSWORD = "relay-password"
 
@@ -124,9 +126,5 @@ class SftpServer:
 @contextmanager
 def sftp_server(root: Path) -> Iterator[SftpServer]:
     root.mkdir(parents=True, exist_ok=True)
-    server = SftpServer(root=root)
-    server.start()
-    try:
+    with running(SftpServer(root=root)) as server:
         yield server
-    finally:
-        server.stop()

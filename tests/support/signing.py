@@ -389,3 +389,18 @@ class SigningSap:
 
     def attr_search(self, doc_id: str, pattern: str, **params: str | None) -> Reply:
         return self.send("GET", self.query("attrSearch", docId=doc_id, pattern=pattern, **params))
+
+
+def certificate(now: dt.datetime) -> x509.Certificate:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "S4H")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(0x1234ABCD)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )

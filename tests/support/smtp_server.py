@@ -16,6 +16,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.support.background import running
 from tests.support.processes import free_port
 
 USER = "relay"
@@ -84,9 +85,5 @@ class SmtpServer:
 @contextmanager
 def smtp_server(folder: Path) -> Iterator[SmtpServer]:
     folder.mkdir(parents=True, exist_ok=True)
-    server = SmtpServer(folder=folder)
-    server.start()
-    try:
+    with running(SmtpServer(folder=folder)) as server:
         yield server
-    finally:
-        server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,21 +13,9 @@ from filerelay.api import create_app
 from filerelay.cli import main
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
-from tests.api.test_certificates import certificate
-from tests.conftest import ADMIN_KEY
 from tests.support.audit import audit_entries
-from tests.support.databases import TEST_ENCRYPTION_KEY
-
-
-@pytest.fixture
-def run(configured: Runtime, db_url: str, tmp_path: Path) -> CliRunner:
-    return CliRunner(
-        env={
-            "FILERELAY_DATABASE_URL": db_url,
-            "FILERELAY_HOME": str(tmp_path / "home"),
-            "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
-        }
-    )
+from tests.support.keys import ADMIN_KEY
+from tests.support.signing import certificate
 
 
 @pytest.fixture

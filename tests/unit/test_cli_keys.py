@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -15,20 +14,8 @@ from filerelay.db.models import ApiKey
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from filerelay.workspace_config.api_keys import hash_key
-from tests.conftest import ADMIN_KEY
 from tests.support.audit import audit_entries
-from tests.support.databases import TEST_ENCRYPTION_KEY
-
-
-@pytest.fixture
-def run(configured: Runtime, db_url: str, tmp_path: Path) -> CliRunner:
-    return CliRunner(
-        env={
-            "FILERELAY_DATABASE_URL": db_url,
-            "FILERELAY_HOME": str(tmp_path / "home"),
-            "FILERELAY_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
-        }
-    )
+from tests.support.keys import ADMIN_KEY
 
 
 def keys(runner: CliRunner, *args: str) -> Result:

@@ -12,15 +12,12 @@ import pytest
 
 from filerelay.db.models import DeliveryStatus, Destination, Workspace
 from filerelay.delivery.rules import RetryPolicy, after_failure, backoff_seconds, policy_for
+from tests.support.clock import half
 
 NOW = dt.datetime(2026, 4, 4, 10, 30, tzinfo=dt.UTC)
 EXPIRES = NOW + dt.timedelta(hours=1)
-# The test workspace of tests/conftest.py: max_retries 3, ttl 1h, backoff 1s..10s.
+# The test workspace of tests/support/workspaces.py: max_retries 3, ttl 1h, backoff 1s..10s.
 POLICY = RetryPolicy(max_retries=3, ttl_seconds=3600, backoff_base_seconds=1, backoff_max_seconds=10)
-
-
-def half() -> float:
-    return 0.5
 
 
 def workspace(**overrides: int) -> Workspace:

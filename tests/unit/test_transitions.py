@@ -20,6 +20,7 @@ from filerelay.delivery import transitions
 from filerelay.delivery.rollup import rollup
 from filerelay.delivery.rules import BreakerPolicy, RetryPolicy
 from filerelay.delivery.transitions import AttemptResult, ExportStatus, Finished, IllegalTransition
+from tests.support.clock import half
 
 NOW = dt.datetime(2026, 4, 4, 10, 30, tzinfo=dt.UTC)
 POLICY = RetryPolicy(max_retries=3, ttl_seconds=3600, backoff_base_seconds=10, backoff_max_seconds=600)
@@ -28,10 +29,6 @@ SHA = "ab" * 32
 PENDING, DELIVERING, DELIVERED = DeliveryStatus.PENDING, DeliveryStatus.DELIVERING, DeliveryStatus.DELIVERED
 RETRYING, FAILED = DeliveryStatus.RETRYING, DeliveryStatus.FAILED
 COLUMNS = [c.key for c in Delivery.__table__.columns]
-
-
-def half() -> float:
-    return 0.5
 
 
 @dataclasses.dataclass(frozen=True)

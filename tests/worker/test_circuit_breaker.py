@@ -21,13 +21,10 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import health, service, sweep
 from filerelay.runtime import Runtime
 from filerelay.workspace_config import destinations
+from tests.support.clock import half
 from tests.support.documents import accept, attempts, delivery
 
 COOLDOWN = 60
-
-
-def half() -> float:
-    return 0.5
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from filerelay.db.models import Delivery
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, transitions
 from filerelay.runtime import Runtime
-from tests.support.documents import delivery
-from tests.worker.test_delivery_service import create_document
+from tests.support.documents import create_document, delivery
 
 LEASE = 300
 

@@ -8,8 +8,8 @@ import threading
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.runtime import Runtime
-from tests.support.documents import delivery, document
-from tests.worker.test_delivery_service import create_document, half
+from tests.support.clock import half
+from tests.support.documents import create_document, delivery, document
 
 
 def test_the_second_finish_rolls_up_from_the_first_s_outcome(configured: Runtime) -> None:

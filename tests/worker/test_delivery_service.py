@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,30 +20,10 @@ from filerelay.db.models import Delivery, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
-from tests.support.documents import accept, attempts, delivery, document, replace_content
+from tests.support.clock import half
+from tests.support.documents import PDF, attempts, create_document, delivery, document, replace_content
 
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 16 + b"\n%%EOF\n"
 PDF_V2 = b"%PDF-1.7\n" + bytes(reversed(range(256))) * 9 + b"\n%%EOF\n"
-
-
-def half() -> float:
-    return 0.5
-
-
-@dataclass(frozen=True)
-class Created:
-    document_id: str
-    staging_key: str
-    folder: str
-    s3: str
-
-
-def create_document(runtime: Runtime, *, doc_id: str = "DOC", data: bytes = PDF) -> Created:
-    outcome, staged = accept(runtime, doc_id, data)
-    document_id = outcome.documents[0].id
-    by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
-    assert sorted(by_kind) == ["folder", "s3"]
-    return Created(document_id, staged.key, by_kind["folder"], by_kind["s3"])
 
 
 def advance_to_next_attempt(runtime: Runtime, clock: FrozenClock, delivery_id: str) -> None:

@@ -23,11 +23,8 @@ from filerelay.delivery.rules import BreakerPolicy
 from filerelay.delivery.service import Claim, Result
 from filerelay.delivery.transitions import Finished
 from filerelay.runtime import Runtime
+from tests.support.clock import half
 from tests.support.documents import accept, attempts, delivery, document, replace_content
-
-
-def half() -> float:
-    return 0.5
 
 
 def create(runtime: Runtime, count: int, prefix: str = "DOC") -> list[str]:

@@ -11,14 +11,9 @@ from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery.retry import retry_deliveries
 from filerelay.runtime import Runtime
-from tests.support.documents import accept
+from tests.support.documents import create_document
 
 PDF = b"%PDF-1.4\n%%EOF\n"
-
-
-def create_document(runtime: Runtime, doc_id: str) -> str:
-    outcome, _ = accept(runtime, doc_id, PDF)
-    return outcome.documents[0].id
 
 
 def s3_delivery_id(runtime: Runtime, document_id: str) -> str:
@@ -38,7 +33,7 @@ def set_status(runtime: Runtime, delivery_id: str, status: str) -> None:
 def test_deliveries_that_moved_on_are_skipped_and_the_rest_of_the_batch_is_retried(
     configured: Runtime, clock: FrozenClock
 ) -> None:
-    first, second, third = (create_document(configured, f"DOC{n}") for n in (1, 2, 3))
+    first, second, third = (create_document(configured, f"DOC{n}", PDF).document_id for n in (1, 2, 3))
     batch = [s3_delivery_id(configured, d) for d in (first, second, third)]
     set_status(configured, batch[0], "delivered")  # delivered since the batch was read
     set_status(configured, batch[1], "failed")
@@ -62,7 +57,7 @@ def test_deliveries_that_moved_on_are_skipped_and_the_rest_of_the_batch_is_retri
 
 
 def test_a_batch_with_nothing_failed_left_changes_nothing(configured: Runtime, clock: FrozenClock) -> None:
-    delivery_id = s3_delivery_id(configured, create_document(configured, "DOC1"))
+    delivery_id = s3_delivery_id(configured, create_document(configured, "DOC1", PDF).document_id)
     set_status(configured, delivery_id, "delivered")
     with session_scope(configured.sessions) as session:
         assert retry_deliveries(session, [session.get_one(Delivery, delivery_id)], now=clock.now()) == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -22,29 +21,11 @@ from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.queue import FolderMarks
 from filerelay.runtime import Runtime
-from tests.support.documents import accept, delivery, document
+from tests.support.clock import half
+from tests.support.documents import create_document, delivery, document
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 GRACE = 30
-
-
-def half() -> float:
-    return 0.5
-
-
-@dataclass(frozen=True)
-class Created:
-    document_id: str
-    staging_key: str
-    folder: str
-    s3: str | None
-
-
-def create_document(runtime: Runtime, doc_id: str) -> Created:
-    outcome, staged = accept(runtime, doc_id, PDF)
-    runtime.enqueuer.enqueue(outcome.enqueue)  # as the API does once the create committed
-    by_kind = {kind: delivery_id for delivery_id, kind in outcome.enqueue}
-    return Created(outcome.documents[0].id, staged.key, by_kind["folder"], by_kind.get("s3"))
 
 
 def set_s3(runtime: Runtime, **values: Any) -> None:
@@ -78,8 +59,8 @@ def taken(runtime: Runtime, *kinds: str) -> None:
 
 
 def test_due_kinds_names_each_kind_with_a_due_delivery_once(configured: Runtime) -> None:
-    created = create_document(configured, "ONE")
-    create_document(configured, "TWO")
+    created = create_document(configured, "ONE", PDF, enqueue=True)
+    create_document(configured, "TWO", PDF, enqueue=True)
     assert due_kinds(configured) == ["folder", "s3"]
     assert service.run(configured, created.folder, rand=half)
     assert due_kinds(configured) == ["folder", "s3"]  # TWO's folder delivery still waits
@@ -87,15 +68,15 @@ def test_due_kinds_names_each_kind_with_a_due_delivery_once(configured: Runtime)
 
 def test_creates_wake_each_kind_once_however_many_documents(configured: Runtime) -> None:
     for n in range(5):
-        create_document(configured, f"DOC{n}")
+        create_document(configured, f"DOC{n}", PDF, enqueue=True)
     assert woken(configured) == ["folder", "s3"]
     taken(configured, "folder", "s3")
-    create_document(configured, "AFTER")  # after a worker took them: woken again
+    create_document(configured, "AFTER", PDF, enqueue=True)  # after a worker took them: woken again
     assert woken(configured) == ["folder", "s3"]
 
 
 def test_due_kinds_waits_for_a_retry_to_be_due(configured: Runtime, clock: FrozenClock) -> None:
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     assert service.run(configured, created.folder, rand=half)
     assert created.s3 is not None
     assert service.run(configured, created.s3, rand=half)
@@ -113,7 +94,7 @@ def test_due_kinds_waits_for_a_retry_to_be_due(configured: Runtime, clock: Froze
 def test_the_sweep_wakes_a_kind_whose_wake_up_a_worker_took_and_lost(configured: Runtime) -> None:
     """A worker took the wake-ups and died before claiming: the next sweep wakes the kinds again, and
     while those wait, no sweep sends another."""
-    create_document(configured, "DOC")
+    create_document(configured, "DOC", PDF, enqueue=True)
     assert sweep.sweep(configured).enqueued == 0  # the create's wake-ups are outstanding
     taken(configured, "folder", "s3")
     assert woken(configured) == []
@@ -127,7 +108,7 @@ def test_the_sweep_wakes_a_kind_whose_wake_up_a_worker_took_and_lost(configured:
 
 
 def test_due_kinds_leaves_disabled_destinations_and_settled_deliveries_alone(configured: Runtime) -> None:
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     assert service.run(configured, created.folder, rand=half)  # delivered: nothing more to wake
     set_s3(configured, enabled=False)  # switched off by an admin: its due delivery waits
     assert due_kinds(configured) == []
@@ -142,14 +123,14 @@ def set_delivery(runtime: Runtime, delivery_id: str, **values: Any) -> None:
 
 def test_due_kinds_leaves_a_delivery_a_worker_holds(configured: Runtime) -> None:
     """A claim leaves the delivery's old next_attempt_at in place: only its status keeps it from a wake-up."""
-    created = create_document(configured, "HELD")
+    created = create_document(configured, "HELD", PDF, enqueue=True)
     claim(configured, created.folder, lease_seconds=3600)
     assert due_kinds(configured) == ["s3"]
     assert delivery(configured, created.folder).status == "delivering"
 
 
 def test_due_kinds_counts_due_to_the_instant(configured: Runtime, clock: FrozenClock) -> None:
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     set_s3(configured, enabled=False)
     set_delivery(configured, created.folder, next_attempt_at=clock.now() + dt.timedelta(seconds=1))
     clock.advance(0.999)
@@ -162,7 +143,7 @@ def test_due_kinds_counts_due_to_the_instant(configured: Runtime, clock: FrozenC
 
 
 def test_recover_expired_leases_retries_a_delivery_whose_worker_died(configured: Runtime, clock: FrozenClock) -> None:
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     assert created.s3 is not None
     claim(configured, created.folder, lease_seconds=5)
     claim(configured, created.s3, lease_seconds=60)
@@ -202,7 +183,7 @@ def test_recover_expired_leases_retries_a_delivery_whose_worker_died(configured:
 def test_a_worker_finishing_after_its_lease_was_recovered_is_superseded(
     configured: Runtime, clock: FrozenClock
 ) -> None:
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     with session_scope(configured.sessions) as session:
         taken = service.claim(session, delivery_id=created.folder, now=clock.now(), lease_seconds=5)
     assert taken is not None
@@ -224,7 +205,7 @@ def test_a_worker_finishing_after_its_lease_was_recovered_is_superseded(
 def test_recovery_takes_a_lease_only_once_it_is_over_and_closes_only_the_running_attempt(
     configured: Runtime, clock: FrozenClock
 ) -> None:
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     assert created.s3 is not None
     assert service.run(configured, created.s3, rand=half)  # attempt 1 fails (the S3 here refuses)
     clock.advance((delivery(configured, created.s3).next_attempt_at - clock.now()).total_seconds())  # type: ignore[operator]
@@ -243,7 +224,10 @@ def test_recovery_takes_a_lease_only_once_it_is_over_and_closes_only_the_running
 
 
 def test_recovery_and_expiry_take_at_most_the_limit_oldest_first(configured: Runtime, clock: FrozenClock) -> None:
-    old, new = create_document(configured, "OLD"), create_document(configured, "NEW")
+    old, new = (
+        create_document(configured, "OLD", PDF, enqueue=True),
+        create_document(configured, "NEW", PDF, enqueue=True),
+    )
     claim(configured, new.folder, lease_seconds=5)
     claim(configured, old.folder, lease_seconds=3)
     clock.advance(6)
@@ -259,7 +243,7 @@ def test_recovery_and_expiry_take_at_most_the_limit_oldest_first(configured: Run
 
 
 def test_expire_fails_a_waiting_delivery_once_its_ttl_ran_out(configured: Runtime, clock: FrozenClock) -> None:
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     assert created.s3 is not None
     assert service.run(configured, created.folder, rand=half)
     assert service.run(configured, created.s3, rand=half)
@@ -288,7 +272,10 @@ def test_expire_fails_a_waiting_delivery_once_its_ttl_ran_out(configured: Runtim
 def test_expire_takes_at_most_the_limit_the_longest_expired_first_whatever_its_status(
     configured: Runtime, clock: FrozenClock
 ) -> None:
-    older, younger = create_document(configured, "OLDER"), create_document(configured, "YOUNGER")
+    older, younger = (
+        create_document(configured, "OLDER", PDF, enqueue=True),
+        create_document(configured, "YOUNGER", PDF, enqueue=True),
+    )
     set_s3(configured, enabled=False)
     clock.advance(3600 + 100)
     # Before the switched-off S3 deliveries too (expired 100 s ago: they wait for nothing but their TTL).
@@ -304,7 +291,7 @@ def test_expire_takes_at_most_the_limit_the_longest_expired_first_whatever_its_s
 
 def test_expire_leaves_a_delivery_a_worker_holds(configured: Runtime, clock: FrozenClock) -> None:
     """Past its TTL, a delivery under a live lease is the worker's: its finish decides."""
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     claim(configured, created.folder, lease_seconds=7200)
     clock.advance(3601)
     with session_scope(configured.sessions) as session:
@@ -322,15 +309,15 @@ def test_sweep_purges_staged_bytes_only_of_documents_delivered_everywhere_after_
     configured.settings = dataclasses.replace(configured.settings, staging_retention_seconds=10)
     # A document that fails for good on S3 (max_retries 0 on the destination: one attempt).
     set_s3(configured, max_retries=0)
-    failed = create_document(configured, "FAILED")
+    failed = create_document(configured, "FAILED", PDF, enqueue=True)
     assert failed.s3 is not None
     assert service.run(configured, failed.folder, rand=half)
     assert service.run(configured, failed.s3, rand=half)
     assert document(configured, failed.document_id).status == "failed"
     # A document delivered everywhere (S3 disabled before it arrived, so only the folder is wired).
     set_s3(configured, enabled=False)
-    delivered = create_document(configured, "DELIVERED")
-    assert delivered.s3 is None
+    delivered = create_document(configured, "DELIVERED", PDF, enqueue=True)
+    assert sorted(delivered.by_kind) == ["folder"]
     assert service.run(configured, delivered.folder, rand=half)
     assert document(configured, delivered.document_id).status == "delivered"
 
@@ -353,7 +340,7 @@ def test_sweep_purges_staged_bytes_only_of_documents_delivered_everywhere_after_
 
 
 def test_purgeable_ignores_documents_still_waiting_for_a_destination(configured: Runtime, clock: FrozenClock) -> None:
-    created = create_document(configured, "DOC")
+    created = create_document(configured, "DOC", PDF, enqueue=True)
     assert service.run(configured, created.folder, rand=half)  # S3 still pending
     clock.advance(7200)
     with session_scope(configured.sessions) as session:
@@ -368,19 +355,19 @@ def test_sweep_report_counts_what_one_pass_did(configured: Runtime, clock: Froze
     configured.settings = dataclasses.replace(configured.settings, staging_retention_seconds=10)
     start = clock.now()
     # EXPIRED: folder delivered, S3 still pending (its message lost) when the 1h TTL runs out.
-    expired = create_document(configured, "EXPIRED")
+    expired = create_document(configured, "EXPIRED", PDF, enqueue=True)
     assert service.run(configured, expired.folder, rand=half)
     set_s3(configured, enabled=False)  # the documents below are wired to the folder only
     # PURGE: delivered everywhere, well past the 10 s retention at sweep time.
     clock.advance(3500)
-    purge = create_document(configured, "PURGE")
+    purge = create_document(configured, "PURGE", PDF, enqueue=True)
     assert service.run(configured, purge.folder, rand=half)
     # LOST: its wake-up never arrived, and the grace has passed.
     clock.advance(60)
-    create_document(configured, "LOST")
+    create_document(configured, "LOST", PDF, enqueue=True)
     # CRASHED: a worker claimed it with a 5 s lease and died.
     clock.advance(34)
-    crashed = create_document(configured, "CRASHED")
+    crashed = create_document(configured, "CRASHED", PDF, enqueue=True)
     claim(configured, crashed.folder, lease_seconds=5)
     clock.advance(6)
     assert clock.now() == start + dt.timedelta(hours=1)
@@ -436,7 +423,7 @@ def test_sweeper_queries_walk_a_status_index_on_sqlite(
 ) -> None:
     if configured.engine.dialect.name != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
-    create_document(configured, "DOC")
+    create_document(configured, "DOC", PDF, enqueue=True)
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:

@@ -18,7 +18,15 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from filerelay import egress
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, pieces, register, require_sha256
+from filerelay.destinations.base import (
+    DestinationError,
+    DestinationKind,
+    Payload,
+    admit_host,
+    pieces,
+    register,
+    require_sha256,
+)
 from filerelay.destinations.transport import guarded_session, peer_code
 from filerelay.policy import OperatorPolicy
 
@@ -249,9 +257,7 @@ def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
         ("account_url", egress.url_host(values["account_url"]) if values.get("account_url") else None),
         ("connection_string", _connection_string_host(values.get("connection_string") or "")),
     ):
-        reason = egress.literal_refusal(host, policy) if host else None
-        if reason is not None:
-            raise ValidationError({field: [reason]})
+        admit_host(field, host, policy)
 
 
 def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> AzureBlobDestination:

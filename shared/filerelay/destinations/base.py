@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from marshmallow import Schema, ValidationError
 
+from filerelay import egress
 from filerelay.policy import OperatorPolicy
 
 
@@ -194,6 +195,24 @@ Admit = Callable[[Mapping[str, Any], OperatorPolicy], None]
 
 def _admit_anything(_values: Mapping[str, Any], _policy: OperatorPolicy) -> None:
     return None
+
+
+def admit_host(field_name: str, host: str | None, policy: OperatorPolicy, *, prefix: str = "") -> None:
+    """Refuse a `host` (read from the setting `field_name`) that is an address, or `localhost`, the egress
+    policy keeps destinations from; any other name is judged at each connection (egress.literal_refusal)."""
+    reason = egress.literal_refusal(host, policy) if host else None
+    if reason is not None:
+        raise ValidationError({field_name: [prefix + reason]})
+
+
+def admit_host_of(field_name: str, *, url: bool) -> Admit:
+    """The admit of a kind that reaches the one host its setting `field_name` names (a URL, or a host)."""
+
+    def admit(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
+        value = values.get(field_name)
+        admit_host(field_name, egress.url_host(value) if url and value else value, policy)
+
+    return admit
 
 
 def admit_every(*checks: Admit) -> Admit:

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from filerelay import egress
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, admit_host_of, register
 from filerelay.destinations.transport import GuardedSMTP, GuardedSMTPSSL
 from filerelay.file_links import LinkError
 from filerelay.policy import OperatorPolicy
@@ -319,13 +319,6 @@ def _quoted(name: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
-def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
-    """The SMTP host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
-    reason = egress.literal_refusal(values["smtp_host"], policy)
-    if reason is not None:
-        raise ValidationError({"smtp_host": [reason]})
-
-
 def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], policy: OperatorPolicy) -> EmailDestination:
     return EmailDestination(settings, secrets_, policy)
 
@@ -338,6 +331,6 @@ KIND = register(
         pushed=True,
         secret_fields=frozenset({"password"}),
         readable=False,
-        admit=_admit_hosts,
+        admit=admit_host_of("smtp_host", url=False),
     )
 )

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from filerelay import egress
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, admit_every, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, admit_every, admit_host, register
 from filerelay.destinations.transport import NoRedirects, guard, guarded_session, peer_code
 from filerelay.policy import OperatorPolicy, ambient_refused
 
@@ -221,10 +221,7 @@ def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
     token_uri = service_account_info(key).get("token_uri") if key else None
     for field, url in (("endpoint_url", values.get("endpoint_url")), ("credentials_json", token_uri)):
         host = egress.url_host(url) if isinstance(url, str) else None
-        reason = egress.literal_refusal(host, policy) if host else None
-        if reason is not None:
-            what = "the token_uri's host: " if field == "credentials_json" else ""
-            raise ValidationError({field: [what + reason]})
+        admit_host(field, host, policy, prefix="the token_uri's host: " if field == "credentials_json" else "")
 
 
 def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> GcsDestination:

@@ -16,6 +16,7 @@ from filerelay.destinations.base import (
     DestinationKind,
     Payload,
     admit_every,
+    admit_host_of,
     filled,
     register,
     require_sha256,
@@ -259,14 +260,6 @@ def _extra(payload: Payload) -> dict[str, Any]:
     return {"ContentType": payload.content_type, "Metadata": {**payload.metadata, "sha256": payload.sha256}}
 
 
-def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
-    """The endpoint's host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
-    if values.get("endpoint_url"):
-        reason = egress.literal_refusal(egress.url_host(values["endpoint_url"]) or "", policy)
-        if reason is not None:
-            raise ValidationError({"endpoint_url": [reason]})
-
-
 def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> S3Destination:
     return S3Destination(settings, secrets, policy)
 
@@ -279,7 +272,7 @@ KIND = register(
         pushed=True,
         readable=True,
         secret_fields=frozenset({"secret_access_key"}),
-        admit=admit_every(admit_credentials, _admit_hosts),
+        admit=admit_every(admit_credentials, admit_host_of("endpoint_url", url=True)),
         # The bucket and the server holding it. Not the region (AWS bucket names are global; the region
         # only routes the request) nor the addressing style (the same bucket, addressed differently).
         location_fields=frozenset({"bucket", "endpoint_url"}),

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from filerelay import egress
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, read_range, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, admit_host_of, read_range, register
 from filerelay.policy import OperatorPolicy
 
 CHUNK = 1024 * 1024
@@ -157,13 +157,20 @@ class SftpDestination:
                 raise _error(exc, f"writing {target}") from exc
         return None
 
-    def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+    @contextlib.contextmanager
+    def _opened(self, path: str) -> Iterator[tuple[str, Any]]:
+        """The remote file at `path` open for reading, in a session of its own; its full name beside it."""
         target = self._target(path)
         with self._session() as sftp:
             try:
                 remote = sftp.open(target, "rb")
             except OSError as exc:
                 raise _error(exc, f"reading {target}") from exc
+            with remote:
+                yield target, remote
+
+    def read(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        with self._opened(path) as (_target, remote):
             yield from read_range(remote, start, length, CHUNK)
 
     def read_checked(
@@ -172,23 +179,17 @@ class SftpDestination:
         """The remote file hashed whole through the handle that then streams it (two passes over the
         network, one chunk in memory): a file replaced on the server after its delivery is refused, and
         one renamed over it after the check is not the one read."""
-        target = self._target(path)
-        with self._session() as sftp:
+        with self._opened(path) as (target, remote):
             try:
-                remote = sftp.open(target, "rb")
+                found = _digest(remote)
             except OSError as exc:
                 raise _error(exc, f"reading {target}") from exc
-            with remote:
-                try:
-                    found = _digest(remote)
-                except OSError as exc:
-                    raise _error(exc, f"reading {target}") from exc
-                if found != (size, sha256):
-                    raise DestinationError(
-                        f"{target} is not the delivered document (it changed since: size or sha256 differ)",
-                        retryable=False,
-                    )
-                yield from read_range(remote, start, length, CHUNK)
+            if found != (size, sha256):
+                raise DestinationError(
+                    f"{target} is not the delivered document (it changed since: size or sha256 differ)",
+                    retryable=False,
+                )
+            yield from read_range(remote, start, length, CHUNK)
 
     def check(self) -> None:
         with self._session() as sftp:
@@ -287,13 +288,6 @@ def _discard(sftp: Any, draft: str) -> None:
         sftp.remove(draft)
 
 
-def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
-    """The host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
-    reason = egress.literal_refusal(values["host"], policy)
-    if reason is not None:
-        raise ValidationError({"host": [reason]})
-
-
 def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], policy: OperatorPolicy) -> SftpDestination:
     return SftpDestination(settings, secrets_, policy)
 
@@ -306,7 +300,7 @@ KIND = register(
         pushed=True,
         readable=True,
         secret_fields=frozenset({"password", "private_key"}),
-        admit=_admit_hosts,
+        admit=admit_host_of("host", url=False),
         # The server, the directory, and the user: SFTP servers commonly chroot each user, so the same
         # root under another user is another directory.
         location_fields=frozenset({"host", "port", "username", "root"}),

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from filerelay import egress
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, filled, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, admit_host, filled, register
 from filerelay.destinations.transport import guarded_session, peer_code
 from filerelay.policy import OperatorPolicy
 
@@ -589,9 +589,7 @@ def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
     """The site URL's host, if an address or `localhost`, must be one the egress policy lets a destination
     reach. The sign-in goes to Entra ID's fixed authority with the tenant in its path: the tenant must be
     a tenant id or domain, nothing that could change where the sign-in goes."""
-    reason = egress.literal_refusal(egress.url_host(values["site_url"]) or "", policy)
-    if reason is not None:
-        raise ValidationError({"site_url": [reason]})
+    admit_host("site_url", egress.url_host(values["site_url"]), policy)
     tenant = values.get("tenant_id")
     if tenant and not _TENANT.match(tenant):
         raise ValidationError({"tenant_id": ["a tenant id (a GUID) or the tenant's domain name"]})

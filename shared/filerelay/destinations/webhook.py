@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from filerelay import egress
-from filerelay.destinations.base import DestinationError, DestinationKind, Payload, register
+from filerelay.destinations.base import DestinationError, DestinationKind, Payload, admit_host_of, register
 from filerelay.destinations.transport import guarded_session
 from filerelay.file_links import LinkError
 from filerelay.policy import OperatorPolicy
@@ -197,13 +197,6 @@ def _unreachable(exc: Exception, what: str) -> DestinationError:
     return DestinationError(f"{what}: {type(exc).__name__}: {egress.scrub(str(exc))}")
 
 
-def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
-    """The URL's host, if an address or `localhost`, must be one the egress policy lets a destination reach."""
-    reason = egress.literal_refusal(egress.url_host(values["url"]) or "", policy)
-    if reason is not None:
-        raise ValidationError({"url": [reason]})
-
-
 def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> WebhookDestination:
     return WebhookDestination(settings, secrets, policy)
 
@@ -216,6 +209,6 @@ KIND = register(
         pushed=True,
         secret_fields=frozenset({"secret", "headers"}),
         readable=False,
-        admit=_admit_hosts,
+        admit=admit_host_of("url", url=True),
     )
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -31,6 +32,40 @@ class StagedObject:
     key: str
     size: int
     sha256: str
+
+
+class Tally:
+    """What a writer has taken so far: its size and SHA-256, refused (TooLarge) once past `limit`."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.limit is not None and self.size > self.limit:
+            raise TooLarge(self.limit)
+        self._hash.update(data)
+
+    def staged(self, key: str) -> StagedObject:
+        return StagedObject(key=key, size=self.size, sha256=self._hash.hexdigest())
+
+
+class AbortsOnExit:
+    """A writer as a context manager: a block left without `commit` (an error, a client gone) aborts, and
+    leaves nothing staged; after a commit, `abort` does nothing."""
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()
 
 
 class StagingWriter(Protocol):

@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import hashlib
 import os
 import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO
 
-from filerelay.staging.base import StagedObject, StagingError, TooLarge, check_key
+from filerelay.staging.base import AbortsOnExit, StagedObject, StagingError, Tally, check_key
 
 # How long a temporary file that was never locked must be untouched before it counts as a dead writer's.
 ORPHAN_GRACE_SECONDS = 60
@@ -33,11 +31,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _LocalWriter:
+class _LocalWriter(AbortsOnExit):
     def __init__(self, store: LocalStagingStore, key: str, limit: int | None) -> None:
         self._final = store.path_for(key)
         self._key = key
-        self._limit = limit
         name = f"{key}.{secrets.token_hex(6)}"
         self._tmp = store.tmp_dir / f"{name}.part"
         # Born under another name and locked before it becomes a .part: purge_orphans takes unlocked
@@ -47,15 +44,11 @@ class _LocalWriter:
         # Held until commit or abort: a live lock tells purge_orphans this writer is still running.
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.rename(born, self._tmp)
-        self._hash = hashlib.sha256()
-        self._size = 0
+        self._tally = Tally(limit)
         self._done = False
 
     def write(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._limit is not None and self._size > self._limit:
-            raise TooLarge(self._limit)
-        self._hash.update(data)
+        self._tally.add(data)
         self._file.write(data)
 
     def commit(self) -> StagedObject:
@@ -66,7 +59,7 @@ class _LocalWriter:
         _fsync_dir(self._final.parent)
         self._file.close()
         self._done = True
-        return StagedObject(key=self._key, size=self._size, sha256=self._hash.hexdigest())
+        return self._tally.staged(self._key)
 
     def abort(self) -> None:
         if self._done:
@@ -75,14 +68,6 @@ class _LocalWriter:
         self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.abort()
 
 
 class LocalStagingStore:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import io
 from collections.abc import Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Self
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from filerelay.staging.base import StagedObject, StagingError, TooLarge, check_key
+from filerelay.staging.base import AbortsOnExit, StagedObject, StagingError, Tally, check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -44,24 +42,19 @@ def _client(endpoint_url: str | None, region: str | None) -> S3Client:
     )
 
 
-class _S3Writer:
+class _S3Writer(AbortsOnExit):
     def __init__(self, store: S3StagingStore, key: str, limit: int | None) -> None:
         self._store = store
         self._key = key
         self._object = store.object_key(key)
-        self._limit = limit
         self._buffer = bytearray()
-        self._hash = hashlib.sha256()
-        self._size = 0
+        self._tally = Tally(limit)
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._done = False
 
     def write(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._limit is not None and self._size > self._limit:
-            raise TooLarge(self._limit)
-        self._hash.update(data)
+        self._tally.add(data)
         self._buffer += data
         while len(self._buffer) >= PART_SIZE:
             self._send_part(bytes(self._buffer[:PART_SIZE]))
@@ -97,7 +90,7 @@ class _S3Writer:
             raise StagingError(f"staging {self._key} in s3://{self._store.bucket} failed: {exc}") from exc
         self._done = True
         self._buffer = bytearray()
-        return StagedObject(key=self._key, size=self._size, sha256=self._hash.hexdigest())
+        return self._tally.staged(self._key)
 
     def abort(self) -> None:
         if self._done:
@@ -110,14 +103,6 @@ class _S3Writer:
                 self._store.client.abort_multipart_upload(
                     Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id
                 )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.abort()
 
 
 class S3Reader(io.RawIOBase):
