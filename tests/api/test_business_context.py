@@ -17,8 +17,9 @@ from filerelay.db.models import AuditEvent, Delivery, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime
-from tests.api.conftest import MEMBER_KEY, VIEWER_KEY, headers, make_documents
 from tests.support.console import sign_in
+from tests.support.documents import make_documents
+from tests.support.keys import MEMBER_KEY, VIEWER_KEY, headers
 from tests.support.sapclient import SapClient
 
 BASE = "/api/acme/production"

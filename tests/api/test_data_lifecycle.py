@@ -13,8 +13,8 @@ from filerelay.api import create_app
 from filerelay.clock import FrozenClock
 from filerelay.delivery import sweep
 from filerelay.runtime import Runtime
-from tests.api.conftest import MEMBER_KEY, VIEWER_KEY, headers
 from tests.support.console import csrf_token, sign_in
+from tests.support.keys import MEMBER_KEY, VIEWER_KEY, headers
 
 BASE = "/api/acme/production/documents"
 UI = "/ui/acme/production"

@@ -9,12 +9,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
 from filerelay import metrics
@@ -22,25 +20,9 @@ from filerelay.db.models import Delivery, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, transitions
 from filerelay.runtime import Runtime
+from tests.support.metrics import Samples, scrape, value
 from tests.support.sapclient import Part, SapClient
 from tests.support.wakeups import take_wakeups
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(server: str) -> Samples:
-    with urllib.request.urlopen(f"{server}/metrics", timeout=10) as response:  # no credentials: none needed
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain; version=")
-        text = response.read().decode()
-    families = list(text_string_to_metric_families(text))
-    names = [f.name for f in families]
-    assert len(names) == len(set(names)), f"a family appears twice: {sorted(names)}"
-    return {(s.name, frozenset(s.labels.items())): s.value for f in families for s in f.samples}
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def received(samples: Samples, repo_id: str = "Z1") -> float:

@@ -25,7 +25,7 @@ from filerelay.delivery import service
 from filerelay.runtime import Runtime
 from filerelay.worker.sweeper import run_forever
 from filerelay.worker.watchdog import heartbeat_path
-from tests.api.test_metrics import Samples, scrape, value
+from tests.support.metrics import Samples, scrape, value
 from tests.support.sapclient import SapClient
 from tests.support.signing import make_signer
 

@@ -23,7 +23,7 @@ import yaml
 from filerelay import metrics
 from filerelay.queue import KINDS
 from filerelay.runtime import Runtime
-from tests.deploy.test_manifests import K8S, ROOT, all_containers, compose, manifests, named, of_kind, resolve
+from tests.support.manifests import K8S, ROOT, all_containers, compose, manifests, named, of_kind, resolve
 
 MONITORING = K8S / "components" / "monitoring"
 DASHBOARD = K8S / "grafana" / "filerelay-dashboard.json"

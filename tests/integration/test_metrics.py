@@ -7,40 +7,22 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from filerelay.db.models import Document
 from filerelay.db.session import session_scope
+from tests.support.metrics import Samples, scrape, value
 from tests.support.processes import environment, free_port, wait_ready
 from tests.support.relay import Relay, wait_until
 from tests.support.sapclient import Part, SapClient
 
 pytestmark = pytest.mark.slow
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples
-    }
-
-
-def scrape(base_url: str) -> Samples:
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
-        return parse(response.read().decode())
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def delivered(samples: Samples, destination_id: str, kind: str) -> float:

@@ -26,9 +26,9 @@ from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.secrets_box import SecretsBoxError
 from filerelay.settings import Settings
-from tests.conftest import ADMIN_KEY
 from tests.support.databases import scratch_database
 from tests.support.documents import accept
+from tests.support.keys import ADMIN_KEY
 
 FILES = "/api/acme/production/files"
 DOCUMENTS = "/api/acme/production/documents"

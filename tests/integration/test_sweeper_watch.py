@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from filerelay.db.migrate import upgrade
-from tests.integration.test_metrics import parse
+from tests.support.metrics import parse
 from tests.support.processes import environment, free_port
 
 pytestmark = pytest.mark.slow
