@@ -120,7 +120,7 @@ def list_documents(
     )
 
 
-def get_document(session: Session, *, workspace_id: int, document_id: str) -> Document | None:
+def find_document(session: Session, *, workspace_id: int, document_id: str) -> Document | None:
     return session.scalars(
         select(Document)
         .where(Document.id == document_id, Document.workspace_id == workspace_id, Document.deleted_at.is_(None))

@@ -65,22 +65,22 @@ class Lookup:
 
 _LOAD = (
     select(
-        Workspace.id,
-        Workspace.config_version,
-        Workspace.max_retries,
-        Workspace.retry_ttl_seconds,
-        Workspace.backoff_base_seconds,
-        Workspace.backoff_max_seconds,
-        Repository.id,
-        Repository.repo_id,
-        Repository.description,
-        Repository.signature,
-        Destination.id,
-        Destination.public_id,
-        Destination.kind,
-        Destination.max_retries,
-        Destination.retry_ttl_seconds,
-        Repository.metadata_wait_seconds,
+        Workspace.id.label("workspace_id"),
+        Workspace.config_version.label("config_version"),
+        Workspace.max_retries.label("max_retries"),
+        Workspace.retry_ttl_seconds.label("retry_ttl_seconds"),
+        Workspace.backoff_base_seconds.label("backoff_base_seconds"),
+        Workspace.backoff_max_seconds.label("backoff_max_seconds"),
+        Repository.id.label("repository_id"),
+        Repository.repo_id.label("repo_id"),
+        Repository.description.label("description"),
+        Repository.signature.label("signature"),
+        Repository.metadata_wait_seconds.label("metadata_wait_seconds"),
+        Destination.id.label("destination_id"),
+        Destination.public_id.label("public_id"),
+        Destination.kind.label("kind"),
+        Destination.max_retries.label("destination_max_retries"),
+        Destination.retry_ttl_seconds.label("destination_retry_ttl_seconds"),
     )
     .select_from(Workspace)
     .outerjoin(Repository, Repository.workspace_id == Workspace.id)
@@ -109,31 +109,46 @@ def load_workspace(session: Session, *, owner: str, slug: str) -> tuple[int, int
     rows = session.execute(_LOAD, {"owner": owner, "slug": slug}).all()
     if not rows:
         return None
-    workspace_id, version = rows[0][0], rows[0][1]
+    first = rows[0]
+    workspace_id, version = first.workspace_id, first.config_version
     retry = RetryPolicy(
-        max_retries=rows[0][2], ttl_seconds=rows[0][3], backoff_base_seconds=rows[0][4], backoff_max_seconds=rows[0][5]
+        max_retries=first.max_retries,
+        ttl_seconds=first.retry_ttl_seconds,
+        backoff_base_seconds=first.backoff_base_seconds,
+        backoff_max_seconds=first.backoff_max_seconds,
     )
     trusted: dict[int, list[TrustedCertificate]] = {}
-    if rows[0][6] is not None:
+    if first.repository_id is not None:
         for cert in session.execute(_CERTIFICATES, {"workspace_id": workspace_id}):
-            trusted.setdefault(cert[0], []).append(TrustedCertificate(cert[1], cert[2], cert[3], cert[4]))
+            trusted.setdefault(cert.repository_id, []).append(
+                TrustedCertificate(cert.auth_id, cert.der, cert.not_before, cert.not_after)
+            )
     contexts: list[RepositoryContext] = []
     # Rows come ordered by repository: one context per run of rows.
-    for repository_id, repo_rows in itertools.groupby((r for r in rows if r[6] is not None), key=lambda r: r[6]):
+    repository_rows = (r for r in rows if r.repository_id is not None)
+    for repository_id, repo_rows in itertools.groupby(repository_rows, key=lambda r: r.repository_id):
         run = list(repo_rows)
         wired = tuple(
-            WiredDestination(r[10], r[11], r[12], retry.overridden(r[13], r[14])) for r in run if r[10] is not None
+            WiredDestination(
+                r.destination_id,
+                r.public_id,
+                r.kind,
+                retry.overridden(r.destination_max_retries, r.destination_retry_ttl_seconds),
+            )
+            for r in run
+            if r.destination_id is not None
         )
+        head = run[0]
         contexts.append(
             RepositoryContext(
                 workspace_id=workspace_id,
                 id=repository_id,
-                repo_id=run[0][7],
-                description=run[0][8],
-                signature=SignatureMode(run[0][9]),
+                repo_id=head.repo_id,
+                description=head.description,
+                signature=SignatureMode(head.signature),
                 destinations=wired,
                 config_version=version,
-                metadata_wait_seconds=run[0][15],
+                metadata_wait_seconds=head.metadata_wait_seconds,
                 certificates=tuple(trusted.get(repository_id, ())),
             )
         )

@@ -102,7 +102,7 @@ class Snapshots:
             if row is None:
                 return None
             cached = self._by_name.get((owner, slug))
-            if cached is not None and (cached.workspace_id, cached.version) == (row[0], row[1]):
+            if cached is not None and (cached.workspace_id, cached.version) == (row.id, row.config_version):
                 return cached
             return load(session, owner=owner, slug=slug)
 

@@ -20,7 +20,7 @@ from filerelay.db.models import ApiKey, Destination, Route
 from filerelay.runtime import Runtime
 from filerelay.workspace_config import api_keys, destinations, repositories, retry_settings
 from filerelay.workspace_config.api_keys import KEY_PREFIX, ApiKeyWithValue, hash_key
-from filerelay.workspace_config.common import Conflict, InvalidInput, NotFound, find_workspace
+from filerelay.workspace_config.common import Conflict, InvalidInput, NotFound, get_workspace
 from filerelay.workspace_config.schemas import DEFAULT_PATH, MAX_DURATION_SECONDS, format_duration, parse_duration
 from tests.support.policy import LOOPBACK
 
@@ -40,7 +40,7 @@ def session(configured: Runtime) -> Iterator[Session]:
 
 @pytest.fixture
 def ws(session: Session) -> int:
-    return find_workspace(session, "acme", "production").id
+    return get_workspace(session, "acme", "production").id
 
 
 def s3(**settings: object) -> dict[str, object]:
@@ -79,7 +79,7 @@ def test_a_duration_beyond_ten_years_is_refused_before_it_overflows_its_column()
 
 def test_an_unknown_workspace_is_not_found(session: Session) -> None:
     with pytest.raises(NotFound, match="no workspace acme/staging"):
-        find_workspace(session, "acme", "staging")
+        get_workspace(session, "acme", "staging")
 
 
 # --- destinations -----------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_a_duplicate_destination_id_is_a_conflict(session: Session, ws: int, clo
 def test_another_workspace_sees_none_of_these_destinations(session: Session, clock: FrozenClock) -> None:
     other = textwrap.dedent("workspaces: [{owner: globex, slug: main}]")
     apply(session, load(other, {}), now=clock.now(), policy=LOOPBACK)
-    globex = find_workspace(session, "globex", "main").id
+    globex = get_workspace(session, "globex", "main").id
     assert destinations.list_destinations(session, workspace_id=globex) == []
     with pytest.raises(NotFound):
         destinations.get_destination(session, workspace_id=globex, destination_id="dest_folder")

@@ -18,7 +18,7 @@ from filerelay.workspace_config.destinations import DestinationInfo
 def retry(tx: Transaction, *, workspace_id: int, document_id: str) -> int:
     """Put every failed delivery of the document back to `retrying`, due now; how many. Raises
     UnknownItem, or delivery.retry.NothingToRetry when none failed."""
-    document = catalog.get_document(tx.session, workspace_id=workspace_id, document_id=document_id)
+    document = catalog.find_document(tx.session, workspace_id=workspace_id, document_id=document_id)
     if document is None:
         raise UnknownItem(f"no document {document_id}")
     wake = retry_document(tx.session, document, now=tx.now)

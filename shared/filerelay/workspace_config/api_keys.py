@@ -54,9 +54,9 @@ def live_key(session: Session, key: str) -> tuple[ApiKey, Workspace] | None:
         select(ApiKey, Workspace).join(Workspace).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
     ).one_or_none()
     # The lookup is by hash; compare again in constant time so no timing reveals a near match.
-    if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+    if row is None or not hmac.compare_digest(row.ApiKey.key_hash, digest):
         return None
-    return row[0], row[1]
+    return row.ApiKey, row.Workspace
 
 
 def key_columns(key: str) -> dict[str, str]:

@@ -82,7 +82,7 @@ def flush_or_conflict(session: Session, message: str, field: str) -> None:
         raise Conflict(message, field=field) from None
 
 
-def find_workspace(session: Session, owner: str, slug: str) -> Workspace:
+def get_workspace(session: Session, owner: str, slug: str) -> Workspace:
     workspace = session.scalar(select(Workspace).where(Workspace.owner_slug == owner, Workspace.slug == slug))
     if workspace is None:
         raise NotFound(f"no workspace {owner}/{slug}")

@@ -371,12 +371,12 @@ def _change() -> Iterator[Transaction]:
 
 
 def _workspace_id(session: Session, workspace: str) -> int:
-    from filerelay.workspace_config.common import find_workspace
+    from filerelay.workspace_config.common import get_workspace
 
     owner, _, slug = workspace.partition("/")
     if not owner or not slug or "/" in slug:
         raise click.BadParameter(f"write the workspace as OWNER/SLUG, e.g. acme/production; got {workspace!r}")
-    return find_workspace(session, owner, slug).id
+    return get_workspace(session, owner, slug).id
 
 
 @main.group()

@@ -55,7 +55,7 @@ def _acting() -> Context:
 
 def _document(db: Any, document_id: str) -> Any:
     """The signed-in workspace's live document, or 404."""
-    document = catalog.get_document(db, workspace_id=person().workspace_id, document_id=document_id)
+    document = catalog.find_document(db, workspace_id=person().workspace_id, document_id=document_id)
     if document is None:
         abort(404)
     return document

@@ -55,7 +55,7 @@ def list_documents(
 
 
 def _document(session: Any, document_id: str) -> Any:
-    document = catalog.get_document(session, workspace_id=workspace_id(), document_id=document_id)
+    document = catalog.find_document(session, workspace_id=workspace_id(), document_id=document_id)
     if document is None:
         raise ApiError(404, f"no document {document_id}")
     return document
