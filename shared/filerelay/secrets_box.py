@@ -53,9 +53,12 @@ PLACEHOLDER_MARKERS = (
     "secretkey",
     "encryptionkey",
 )
-# A random 32-byte token shows some 25 or more different characters; fewer than this is a typed filler
-# ("aaaa…", "0000…", "xxxx…"), never a generated key.
-MIN_DISTINCT_CHARACTERS = 10
+# A typed filler ("aaaa…", "0000…", "0123456701234567…") shows a handful of different characters, or a short
+# pattern typed again; a generated key almost never does. The bound is low because a random hex key of 32
+# characters shows fewer than 10 different ones about once in 6,000 draws (`openssl rand -hex 16`), and
+# fewer than 6 about once in 10^10: a real key must never be refused.
+MIN_DISTINCT_CHARACTERS = 6
+LONGEST_FILLER_PATTERN = 8
 
 
 class SecretsBoxError(Exception):
@@ -71,9 +74,17 @@ def weakness(value: str) -> str | None:
     marker = next((m for m in PLACEHOLDER_MARKERS if m in folded), None)
     if marker is not None or "<" in value or ">" in value:
         return "is a template placeholder, not a generated key"
-    if len(set(value)) < MIN_DISTINCT_CHARACTERS:
+    if len(set(value)) < MIN_DISTINCT_CHARACTERS or _repeated_pattern(value):
         return "repeats too few characters to be a generated key"
     return None
+
+
+def _repeated_pattern(value: str) -> bool:
+    """Whether `value` is a pattern of at most LONGEST_FILLER_PATTERN characters typed again and again."""
+    return any(
+        value == (value[:period] * (len(value) // period + 1))[: len(value)]
+        for period in range(1, LONGEST_FILLER_PATTERN + 1)
+    )
 
 
 def _derive(key: str, info: bytes, length: int) -> bytes:
