@@ -61,6 +61,11 @@ def make_worker_app(settings: Settings, concurrency: int = 8) -> Celery:
     def _stop_draining(**_: object) -> None:
         # A warm shutdown waits for the running drains: they claim nothing more and end with their uploads.
         runtime.stopping()
+        # Once shutting down, a second SIGTERM changes nothing: a process of a multi-process worker gets
+        # one from its process group and another from its parent, and the second could leave the warm
+        # shutdown hanging. (Sent from Celery's signal handler, in the main thread.)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     return app
 
