@@ -384,11 +384,13 @@ class Delivery(Base):
         Index("ix_deliveries_status_lease", "status", "lease_until"),
         Index("ix_deliveries_status_expires", "status", "expires_at"),
         # The console's overview: each destination's last success, and deliveries per hour; and how many
-        # wait (few, however many were delivered).
+        # wait (few, however many were delivered). The claim walks a destination's waiting deliveries in
+        # the order they fall due, so it reads what it takes, however long the backlog.
         Index("ix_deliveries_destination_delivered", "destination_id", "delivered_at"),
         Index(
-            "ix_deliveries_waiting_destination",
+            "ix_deliveries_waiting_due",
             "destination_id",
+            "next_attempt_at",
             sqlite_where=text("status IN ('pending', 'retrying')"),
             postgresql_where=text("status IN ('pending', 'retrying')"),
         ),

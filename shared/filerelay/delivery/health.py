@@ -34,12 +34,18 @@ def attemptable(delivery_id: Any) -> Any:
     """The condition on Destination under which a worker may attempt the delivery `delivery_id` (a value
     or the Delivery.id column): an enabled push destination, not paused, its breaker closed or this
     delivery its probe."""
-    return and_(
-        Destination.enabled.is_(True),
-        Destination.kind.in_(pushed_kinds()),
-        Destination.paused_at.is_(None),
-        or_(Destination.breaker_opened_at.is_(None), Destination.probe_delivery_id == delivery_id),
-    )
+    return and_(takes_attempts(), breaker_lets(delivery_id))
+
+
+def takes_attempts() -> Any:
+    """The condition on Destination that a worker attempts its deliveries at all: enabled, pushed, not
+    paused (its breaker aside)."""
+    return and_(Destination.enabled.is_(True), Destination.kind.in_(pushed_kinds()), Destination.paused_at.is_(None))
+
+
+def breaker_lets(delivery_id: Any) -> Any:
+    """The condition that the destination's breaker lets `delivery_id` through: closed, or this its probe."""
+    return or_(Destination.breaker_opened_at.is_(None), Destination.probe_delivery_id == delivery_id)
 
 
 def not_held() -> Any:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from filerelay import metrics
@@ -131,12 +131,14 @@ def _due(now: dt.datetime) -> Any:
     )
 
 
-def _taken(session: Session, which: Any, now: dt.datetime, lease_seconds: int) -> list[Delivery]:
+def _taken(
+    session: Session, which: Any, now: dt.datetime, lease_seconds: int, *, locked: bool = False
+) -> list[Delivery]:
     """The claim in one conditional UPDATE … RETURNING of the deliveries `which` selects (among those
-    due); the rows come back with it, in no session."""
+    due, unless `which` locked them as due itself); the rows come back with it, in no session."""
     found = session.connection().execute(
         update(_DELIVERIES)
-        .where(_DELIVERIES.c.id.in_(which), _due(now))
+        .where(_DELIVERIES.c.id.in_(which), true() if locked else _due(now))
         .values(
             transitions.claim_changes(
                 now=now,
@@ -147,7 +149,8 @@ def _taken(session: Session, which: Any, now: dt.datetime, lease_seconds: int) -
         )
         .returning(*_TAKEN)
     )
-    return [rows.detached(Delivery, rows.values(row._mapping, "", _ALL_DELIVERY)) for row in found]
+    taken = [rows.detached(Delivery, rows.values(row._mapping, "", _ALL_DELIVERY)) for row in found]
+    return sorted(taken, key=lambda delivery: delivery.next_attempt_at or now)  # RETURNING keeps no order
 
 
 def claim(session: Session, *, delivery_id: str, now: dt.datetime, lease_seconds: int) -> Claim | None:
@@ -161,6 +164,8 @@ def claim_due(
 ) -> list[Claim]:
     """Take up to `limit` due deliveries of these destination kinds, the longest-due first, skipping any
     another worker is taking at the same moment (SKIP LOCKED; SQLite has one writer at a time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _claims_of(session, _taken(session, _picked(kinds, now, limit), now, lease_seconds, locked=True), now)
     which = (
         select(_DELIVERIES.c.id)
         .join(Destination, Destination.id == _DELIVERIES.c.destination_id)
@@ -174,6 +179,38 @@ def claim_due(
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     return _claims_of(session, _taken(session, select(which.c.id), now, lease_seconds), now)
+
+
+def _picked(kinds: Iterable[str], now: dt.datetime, limit: int) -> Any:
+    """PostgreSQL's pick: for each destination of the kinds that takes attempts, its longest-due waiting
+    deliveries walked in order on the (destination_id, next_attempt_at) index of waiting ones and locked
+    as they are read, skipping those another worker holds; then the longest-due of all of them. It reads
+    what it takes (at most `limit` a destination), however long the backlog. The locks are the check:
+    a row changed meanwhile is read again and taken only if still due, so the UPDATE needs no second one.
+    The rows a destination locked beyond the `limit` taken are free again when the claim commits."""
+    waiting = (
+        select(_DELIVERIES.c.id, _DELIVERIES.c.next_attempt_at)
+        .where(
+            _DELIVERIES.c.destination_id == Destination.id,
+            transitions.due(_DELIVERIES.c.status, _DELIVERIES.c.next_attempt_at, now),
+            health.breaker_lets(_DELIVERIES.c.id),
+        )
+        .order_by(_DELIVERIES.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .lateral("waiting")
+    )
+    picked = (
+        select(waiting.c.id)
+        .select_from(Destination)
+        .join(waiting, true())
+        .where(Destination.kind.in_(list(kinds)), health.takes_attempts())
+        .order_by(waiting.c.next_attempt_at)
+        .limit(limit)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
+    )
+    return select(picked.c.id)
 
 
 def _claims_of(session: Session, taken: Sequence[Delivery], now: dt.datetime) -> list[Claim]:
@@ -554,9 +591,35 @@ def finished_all(
     runtime: Runtime, ended: Sequence[tuple[Claim, Result]], rand: Callable[[], float] = random.random
 ) -> None:
     """Record attempts that ended together; once committed, count them and send the wake-ups they made."""
+    finished_and_claimed(runtime, ended, kinds=(), limit=0, rand=rand)
+
+
+def finished_and_claimed(
+    runtime: Runtime,
+    ended: Sequence[tuple[Claim, Result]],
+    *,
+    kinds: Iterable[str],
+    limit: int,
+    rand: Callable[[], float] = random.random,
+) -> list[Claim]:
+    """Record attempts that ended together and claim up to `limit` due deliveries of `kinds`, in one
+    transaction (a drain's one commit for both); once committed, count the ended ones and send the
+    wake-ups they made. Either both are recorded or neither is."""
     now = runtime.clock.now()
     with session_scope(runtime.sessions) as session:
-        done = finish_all(session, ended, now=now, rand=rand, breaker=runtime.settings.breaker)
+        done = finish_all(session, ended, now=now, rand=rand, breaker=runtime.settings.breaker) if ended else []
+        claims = (
+            claim_due(session, kinds=kinds, now=now, lease_seconds=runtime.settings.lease_seconds, limit=limit)
+            if limit > 0
+            else []
+        )
+    _recorded(runtime, ended, done, now)
+    return claims
+
+
+def _recorded(
+    runtime: Runtime, ended: Sequence[tuple[Claim, Result]], done: Sequence[Finish], now: dt.datetime
+) -> None:
     wake: list[Wake] = []
     for (taken, result), finished in zip(ended, done, strict=True):
         # Counted once committed: a rolled-back verdict will be decided (and counted) again.
