@@ -1,10 +1,12 @@
-"""A woken worker drains its kinds: it claims due deliveries as its threads free up, uploads them in
-parallel, and records the ones that ended together in one transaction, until nothing is due.
+"""A woken worker drains its kinds: it claims due deliveries a batch at a time as its threads free up,
+uploads them in parallel, and records the ones that ended together with its next claim, in one
+transaction, until nothing is due.
 
 One wake-up carries as much work as is waiting, so the broker costs nothing per delivery. Each
 delivery still runs through the same claim, heartbeat, upload and finish as alone (and the same
-state machine decides it); only the statements are shared: one claim for all the deliveries that fit
-the free threads, one finish for all that ended by the time the previous finish committed. A slow
+state machine decides it); only the statements are shared: one claim for a threads' worth of
+deliveries, and in its transaction the finish of all that ended meanwhile (alone when no claim comes
+within RECORD_SECONDS). A slow
 upload holds only its own thread: the others keep claiming and finishing around it, so a slow
 destination never holds a fast one's batch.
 
@@ -22,7 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.delivery.heartbeat import Heartbeat
 from filerelay.delivery.service import Claim, Result
@@ -38,6 +39,12 @@ DRAIN_SECONDS = 30.0
 LOOK_AGAIN_SECONDS = 0.05
 # At most this often a drain whose claims fill its threads wakes its kind for another worker to join.
 HELP_SECONDS = 1.0
+# How long what ended may wait to be recorded with the next claim (one transaction for both) before it
+# is recorded alone.
+RECORD_SECONDS = 0.05
+# Claims a process holds, in threads' worth: one running and two waiting, claimed a threads' worth at a
+# time, so the threads never wait for a claim and each claim serves several deliveries.
+AHEAD = 3
 
 
 class Drainer:
@@ -78,55 +85,69 @@ class Drainer:
 
     def _drain(self, kinds: list[str], arrived: Callable[[], bool], seconds: float) -> int:
         running: dict[Future[Result], Claim] = {}
+        ended: list[tuple[Claim, Result]] = []  # ended, not yet recorded
+        ended_since = 0.0
         deadline = time.monotonic() + seconds
         attempts, exhausted, helped = 0, False, 0.0
         while True:
             over = time.monotonic() >= deadline or self.stopping.is_set()
             if over and not running:
+                self._record(kinds, ended, 0)
                 if not exhausted and not self.stopping.is_set():
                     self.runtime.enqueuer.wake(kinds)  # what remains goes to the next wake-up
                 return attempts
             room = self._room()
             # Claim while the last claim filled the free threads, when new work was announced, and once
-            # more when everything claimed has ended (it may have arrived unannounced meanwhile).
-            if not over and room > 0 and (not exhausted or not running or arrived()):
-                self._nudged[frozenset(kinds)].clear()
-                claims = self._claim(kinds, room)
+            # more when everything claimed has ended (it may have arrived unannounced meanwhile); a
+            # threads' worth at a time while uploads run.
+            claim = (
+                not over
+                and room > 0
+                and (not exhausted or not running or arrived())
+                and (room >= self.concurrency or not running)
+            )
+            # What ended is recorded with the next claim, in its transaction; alone once it has waited
+            # RECORD_SECONDS, or when nothing else runs.
+            record = bool(ended) and (not running or time.monotonic() - ended_since >= RECORD_SECONDS)
+            if claim or record:
+                if claim:
+                    self._nudged[frozenset(kinds)].clear()
+                claims = self._record(kinds, ended, room if claim else 0)
+                ended = []
                 attempts += len(claims)
                 for taken in claims:
                     running[self._submit(taken)] = taken
-                exhausted = len(claims) < room
-                if not exhausted and time.monotonic() - helped >= HELP_SECONDS:
-                    helped = time.monotonic()
-                    self.runtime.enqueuer.wake(kinds)  # more than this process can take: call for help
+                if claim:
+                    exhausted = len(claims) < room
+                    if not exhausted and time.monotonic() - helped >= HELP_SECONDS:
+                        helped = time.monotonic()
+                        self.runtime.enqueuer.wake(kinds)  # more than this process can take: call for help
                 if not running:
                     return attempts
             if not running:  # other drains hold every thread: wait for one
                 time.sleep(LOOK_AGAIN_SECONDS)
                 continue
-            ended, _ = wait(running, timeout=LOOK_AGAIN_SECONDS, return_when=FIRST_COMPLETED)
-            if ended:
-                self._finish([(running.pop(future), _outcome(future)) for future in ended])
+            done, _ = wait(running, timeout=LOOK_AGAIN_SECONDS, return_when=FIRST_COMPLETED)
+            if done and not ended:
+                ended_since = time.monotonic()
+            ended += [(running.pop(future), _outcome(future)) for future in done]
 
     def _room(self) -> int:
-        """Claims this process can take now: its threads, and as many again waiting for one, so a thread
-        that ends an upload starts the next at once instead of waiting for the drain's next claim."""
+        """Claims this process can take now: AHEAD threads' worth, less those running or waiting."""
         with self._lock:
-            return 2 * self.concurrency - self._busy
+            return AHEAD * self.concurrency - self._busy
 
-    def _claim(self, kinds: list[str], room: int) -> list[Claim]:
-        try:
-            with session_scope(self.runtime.sessions) as session:
-                return service.claim_due(
-                    session,
-                    kinds=kinds,
-                    now=self.runtime.clock.now(),
-                    lease_seconds=self.runtime.settings.lease_seconds,
-                    limit=room,
-                )
-        except Exception:  # the database away: the sweeper wakes the kinds again once it is back
-            log.exception("could not claim deliveries of %s", ", ".join(kinds))
+    def _record(self, kinds: list[str], ended: list[tuple[Claim, Result]], limit: int) -> list[Claim]:
+        """Record what ended and claim up to `limit` more, in one transaction."""
+        if not ended and limit <= 0:
             return []
+        try:
+            return service.finished_and_claimed(self.runtime, ended, kinds=kinds, limit=limit, rand=self._rand)
+        except Exception:  # the database away, or the claim met another worker's locks: the finish alone
+            log.exception("could not claim deliveries of %s", ", ".join(kinds))
+        if ended:
+            self._finish(ended)
+        return []
 
     def _submit(self, taken: Claim) -> Future[Result]:
         with self._lock:
