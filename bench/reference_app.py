@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from filerelay.staging.local import fsync_dir
+
 # FileRelay's staging chunk (filerelay.staging.base.CHUNK_SIZE): read the body as it does.
 CHUNK = 1024 * 1024
 
@@ -74,15 +76,6 @@ CREATE TABLE IF NOT EXISTS ref_deliveries (
 """
 
 
-def _fsync_dir(path: Path) -> None:
-    # A new file's name is durable only once its directory is: FileRelay's staging does the same.
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def store_body(environ: Environ, folder: Path, name: str, *, digest: bool) -> tuple[int, str]:
     """Stream the body into folder/name in CHUNK pieces and fsync it; return (size, sha256 or "")."""
     remaining = int(environ.get("CONTENT_LENGTH") or 0)
@@ -102,7 +95,7 @@ def store_body(environ: Environ, folder: Path, name: str, *, digest: bool) -> tu
             remaining -= len(chunk)
         out.flush()
         os.fsync(out.fileno())
-    _fsync_dir(folder)
+    fsync_dir(folder)  # as FileRelay's staging does
     return size, sha.hexdigest() if sha is not None else ""
 
 

@@ -260,15 +260,11 @@ def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
         admit_host(field, host, policy)
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> AzureBlobDestination:
-    return AzureBlobDestination(settings, secrets, policy)
-
-
 KIND = register(
     DestinationKind(
         name="azure_blob",
         schema=AzureBlobSettings,
-        build=build,
+        build=AzureBlobDestination,
         pushed=True,
         readable=True,
         secret_fields=frozenset({"account_key", "connection_string", "sas_token"}),

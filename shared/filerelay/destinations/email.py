@@ -319,15 +319,11 @@ def _quoted(name: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
-def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], policy: OperatorPolicy) -> EmailDestination:
-    return EmailDestination(settings, secrets_, policy)
-
-
 KIND = register(
     DestinationKind(
         name="email",
         schema=EmailSettings,
-        build=build,
+        build=EmailDestination,
         pushed=True,
         secret_fields=frozenset({"password"}),
         readable=False,

@@ -224,15 +224,11 @@ def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
         admit_host(field, host, policy, prefix="the token_uri's host: " if field == "credentials_json" else "")
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> GcsDestination:
-    return GcsDestination(settings, secrets, policy)
-
-
 KIND = register(
     DestinationKind(
         name="gcs",
         schema=GcsSettings,
-        build=build,
+        build=GcsDestination,
         pushed=True,
         readable=True,
         secret_fields=frozenset({"credentials_json"}),

@@ -260,15 +260,11 @@ def _extra(payload: Payload) -> dict[str, Any]:
     return {"ContentType": payload.content_type, "Metadata": {**payload.metadata, "sha256": payload.sha256}}
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> S3Destination:
-    return S3Destination(settings, secrets, policy)
-
-
 KIND = register(
     DestinationKind(
         name="s3",
         schema=S3Settings,
-        build=build,
+        build=S3Destination,
         pushed=True,
         readable=True,
         secret_fields=frozenset({"secret_access_key"}),

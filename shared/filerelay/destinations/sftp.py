@@ -288,15 +288,11 @@ def _discard(sftp: Any, draft: str) -> None:
         sftp.remove(draft)
 
 
-def build(settings: Mapping[str, Any], secrets_: Mapping[str, Any], policy: OperatorPolicy) -> SftpDestination:
-    return SftpDestination(settings, secrets_, policy)
-
-
 KIND = register(
     DestinationKind(
         name="sftp",
         schema=SftpSettings,
-        build=build,
+        build=SftpDestination,
         pushed=True,
         readable=True,
         secret_fields=frozenset({"password", "private_key"}),

@@ -595,15 +595,11 @@ def _admit_hosts(values: Mapping[str, Any], policy: OperatorPolicy) -> None:
         raise ValidationError({"tenant_id": ["a tenant id (a GUID) or the tenant's domain name"]})
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> SharePointDestination:
-    return SharePointDestination(settings, secrets, policy)
-
-
 KIND = register(
     DestinationKind(
         name="sharepoint",
         schema=SharePointSettings,
-        build=build,
+        build=SharePointDestination,
         pushed=True,
         readable=True,
         secret_fields=frozenset({"certificate", "access_token"}),

@@ -197,15 +197,11 @@ def _unreachable(exc: Exception, what: str) -> DestinationError:
     return DestinationError(f"{what}: {type(exc).__name__}: {egress.scrub(str(exc))}")
 
 
-def build(settings: Mapping[str, Any], secrets: Mapping[str, Any], policy: OperatorPolicy) -> WebhookDestination:
-    return WebhookDestination(settings, secrets, policy)
-
-
 KIND = register(
     DestinationKind(
         name="webhook",
         schema=WebhookSettings,
-        build=build,
+        build=WebhookDestination,
         pushed=True,
         secret_fields=frozenset({"secret", "headers"}),
         readable=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from filerelay import audit, catalog, files
 from filerelay.catalog import DocumentFilter
@@ -72,12 +73,7 @@ def pause(tx: Transaction, *, workspace_id: int, destination_id: str) -> Destina
     info = destinations.pause_destination(
         tx.session, workspace_id=workspace_id, destination_id=destination_id, now=tx.now
     )
-    tx.audit(
-        workspace_id=workspace_id,
-        action=audit.PAUSE,
-        target=destination_id,
-        changes=audit.diff({"paused": False}, {"paused": True}),
-    )
+    _audit_switch(tx, workspace_id, destination_id, paused=True)
     return info
 
 
@@ -86,15 +82,20 @@ def resume(tx: Transaction, *, workspace_id: int, destination_id: str) -> Destin
     info, wake = destinations.resume_destination(
         tx.session, workspace_id=workspace_id, destination_id=destination_id, now=tx.now
     )
-    tx.audit(
-        workspace_id=workspace_id,
-        action=audit.RESUME,
-        target=destination_id,
-        changes=audit.diff({"paused": True}, {"paused": False}),
-        deliveries=len(wake),
-    )
+    _audit_switch(tx, workspace_id, destination_id, paused=False, deliveries=len(wake))
     tx.wake(wake)
     return info
+
+
+def _audit_switch(tx: Transaction, workspace_id: int, destination_id: str, *, paused: bool, **detail: Any) -> None:
+    """A pause's or a resume's entry: the `paused` flag, before and after."""
+    tx.audit(
+        workspace_id=workspace_id,
+        action=audit.PAUSE if paused else audit.RESUME,
+        target=destination_id,
+        changes=audit.diff({"paused": not paused}, {"paused": paused}),
+        **detail,
+    )
 
 
 def delete_file(tx: Transaction, *, workspace_id: int, file_id: str) -> None:

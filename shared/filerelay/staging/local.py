@@ -23,7 +23,8 @@ from filerelay.staging.base import AbortsOnExit, StagedObject, StagingError, Tal
 ORPHAN_GRACE_SECONDS = 60
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the names in a folder durable: a new file's name is only once its directory is fsync'd."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -56,7 +57,7 @@ class _LocalWriter(AbortsOnExit):
         os.fsync(self._file.fileno())
         self._final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._tmp, self._final)
-        _fsync_dir(self._final.parent)
+        fsync_dir(self._final.parent)
         self._file.close()
         self._done = True
         return self._tally.staged(self._key)

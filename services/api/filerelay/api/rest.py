@@ -1,10 +1,11 @@
-"""Conventions shared by the REST blueprints: strict parameter parsing and common field types."""
+"""Conventions shared by the REST blueprints: strict parameter parsing, common field types, cursor paging."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import flask
 import marshmallow as ma
@@ -15,6 +16,8 @@ from filerelay.clock import as_utc
 
 ISO_Z = "%Y-%m-%dT%H:%M:%SZ"
 WORKSPACE_PREFIX = "/api/<owner>/<slug>"
+
+T = TypeVar("T")
 
 
 class StrictParser(FlaskParser):
@@ -83,3 +86,26 @@ class DateBound(ma.fields.String):
             return parsed + dt.timedelta(microseconds=1) if self.end else parsed
         except OverflowError:
             raise ma.ValidationError(f"{text!r} is out of range") from None
+
+
+def parse_cursor(cursor: str | None, decode: Callable[[str], T]) -> T | None:
+    """The `cursor` query parameter of a list, decoded (None without one); one that does not decode is a 400."""
+    if cursor is None:
+        return None
+    try:
+        return decode(cursor)
+    except ValueError as exc:
+        from filerelay.api.errors import ApiError
+
+        raise ApiError(400, f"cursor: {exc}", parameter="cursor") from None
+
+
+class CursorPageMeta(ma.Schema):
+    """The `meta` of a list paged by cursor, newest first."""
+
+    per_page = ma.fields.Integer(required=True)
+    next_cursor = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "pass as `cursor` for the next (older) page; null on the last page"},
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -491,19 +491,23 @@ def _switch_certificate(repo: str, fingerprint: str, workspace: str | None, *, a
     click.echo(f"{repo} {state} {info.subject} ({info.fingerprint})")
 
 
+def _which_certificate(command: Callable[..., None]) -> Callable[..., None]:
+    """REPO FINGERPRINT [--workspace OWNER/SLUG]: the certificate `certs activate` and `certs revoke` switch."""
+    command = click.option(
+        "--workspace", metavar="OWNER/SLUG", help="Needed when several workspaces have repository REPO."
+    )(command)
+    return click.argument("repo")(click.argument("fingerprint")(command))
+
+
 @certs.command("activate")
-@click.argument("repo")
-@click.argument("fingerprint")
-@click.option("--workspace", metavar="OWNER/SLUG", help="Needed when several workspaces have repository REPO.")
+@_which_certificate
 def certs_activate(repo: str, fingerprint: str, workspace: str | None) -> None:
     """Trust the certificate with FINGERPRINT for repository REPO."""
     _switch_certificate(repo, fingerprint, workspace, active=True)
 
 
 @certs.command("revoke")
-@click.argument("repo")
-@click.argument("fingerprint")
-@click.option("--workspace", metavar="OWNER/SLUG", help="Needed when several workspaces have repository REPO.")
+@_which_certificate
 def certs_revoke(repo: str, fingerprint: str, workspace: str | None) -> None:
     """Stop trusting the certificate with FINGERPRINT for repository REPO."""
     _switch_certificate(repo, fingerprint, workspace, active=False)

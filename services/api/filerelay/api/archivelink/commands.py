@@ -202,7 +202,7 @@ def _part_headers(component: Document, p_version: str, *, content_length: int) -
     ]
 
 
-def _document_headers(document: ArchiveDocument, count: int) -> dict[str, str]:
+def _document_headers(repository: RepositoryContext, document: ArchiveDocument, count: int) -> dict[str, str]:
     return {
         "X-dateC": sap_date(document.created_at),
         "X-timeC": sap_time(document.created_at),
@@ -213,6 +213,9 @@ def _document_headers(document: ArchiveDocument, count: int) -> dict[str, str]:
         "X-numComps": str(count),
         "X-docId": document.doc_id,
         "X-docStatus": "online",
+        # Both names again, as for the count.
+        "X-contentRep": repository.repo_id,
+        "X-contRep": repository.repo_id,
     }
 
 
@@ -471,9 +474,7 @@ def info(call: Call) -> Response:
     body = b"".join(writer.part_head(head) + writer.part_tail() for head in heads)
     response = Response(body + writer.closing(), status=200, content_type=writer.content_type)
     # SAP's handler counts the components it describes: with compId, that one.
-    headers = _document_headers(document, len(components))
-    headers |= {"X-contentRep": repository.repo_id, "X-contRep": repository.repo_id}
-    response.headers.update(headers)
+    response.headers.update(_document_headers(repository, document, len(components)))
     return response
 
 
@@ -495,9 +496,7 @@ def doc_get(call: Call) -> Response:
         yield writer.closing()
 
     response = Response(body(), status=200, content_type=writer.content_type)
-    headers = _document_headers(document, len(components))
-    headers |= {"X-contRep": repository.repo_id, "X-contentRep": repository.repo_id}
-    response.headers.update(headers)
+    response.headers.update(_document_headers(repository, document, len(components)))
     # The parts carry the components as they are, but the answer as a whole is multipart/form-data,
     # not inert: it goes as a download. SAP reads the body part by part and no header of the answer
     # changes that; a browser never displays multipart/form-data anyway, so nothing is lost there.

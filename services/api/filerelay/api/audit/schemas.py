@@ -8,7 +8,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from filerelay import audit
-from filerelay.api.rest import DateBound, UtcDateTime
+from filerelay.api.rest import CursorPageMeta, DateBound, UtcDateTime
 
 
 class AuditArgs(ma.Schema):
@@ -69,13 +69,8 @@ class AuditEntry(ma.Schema):
         }
 
 
-class AuditMeta(ma.Schema):
-    per_page = fields.Integer(required=True)
-    next_cursor = fields.String(
-        required=True,
-        allow_none=True,
-        metadata={"description": "pass as `cursor` for the next (older) page; null on the last page"},
-    )
+class AuditMeta(CursorPageMeta):
+    """No total: the log is not counted."""
 
 
 class AuditList(ma.Schema):

@@ -10,8 +10,7 @@ from filerelay import audit
 from filerelay.api.audit import schemas
 from filerelay.api.auth import requires, workspace_id
 from filerelay.api.context import runtime
-from filerelay.api.errors import ApiError
-from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
+from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint, parse_cursor
 from filerelay.db.models import Role
 from filerelay.db.session import read_scope
 
@@ -35,10 +34,7 @@ def list_audit(
 ) -> dict[str, Any]:
     """Every configuration change and operation, newest first, `per_page` at a time (`meta.next_cursor`
     for the next page); filtered by `action`, `target` and `since`."""
-    try:
-        after = audit.decode_cursor(cursor) if cursor is not None else None
-    except ValueError as exc:
-        raise ApiError(400, f"cursor: {exc}", parameter="cursor") from None
+    after = parse_cursor(cursor, audit.decode_cursor)
     with read_scope(runtime().sessions) as session:
         found = audit.listing(
             session,

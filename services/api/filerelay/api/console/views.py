@@ -283,11 +283,10 @@ def retry_one(owner: str, slug: str, document_id: str) -> BaseResponse:
         abort(404)
     except StagedBytesReleased as exc:
         flash(f"Not retried: {exc}.")
-        return _back("console.document_page", document_id=document_id)
     except NothingToRetry:
         flash("Nothing to retry: no delivery of this document has failed.")
-        return _back("console.document_page", document_id=document_id)
-    flash(f"Re-queued {retried} failed deliveries.")
+    else:
+        flash(f"Re-queued {retried} failed deliveries.")
     return _back("console.document_page", document_id=document_id)
 
 
@@ -331,11 +330,12 @@ def test_destination(owner: str, slug: str, destination_id: str) -> BaseResponse
             )
     except ConfigurationError as exc:
         flash(str(exc), "error")
-        return _back("console.destinations_page")
-    result = check()  # after the session: it may wait on the network
-    flash(
-        ("Connection works: " if result.ok else "Connection failed: ") + result.detail, "ok" if result.ok else "error"
-    )
+    else:
+        result = check()  # after the session: it may wait on the network
+        flash(
+            ("Connection works: " if result.ok else "Connection failed: ") + result.detail,
+            "ok" if result.ok else "error",
+        )
     return _back("console.destinations_page")
 
 
@@ -348,8 +348,8 @@ def switch_destination(owner: str, slug: str, destination_id: str, action: str) 
             switch(tx, workspace_id=person().workspace_id, destination_id=destination_id)
     except ConfigurationError as exc:
         flash(str(exc), "error")
-        return _back("console.destinations_page")
-    flash(f"{destination_id} {'paused' if action == 'pause' else 'resumed'}.")
+    else:
+        flash(f"{destination_id} {'paused' if action == 'pause' else 'resumed'}.")
     return _back("console.destinations_page")
 
 
@@ -378,8 +378,8 @@ def switch_certificate(owner: str, slug: str, repo_id: str, fingerprint: str, ac
             )
     except certificates.UnknownCertificate as exc:
         flash(str(exc), "error")
-        return _back("console.certificates_page")
-    flash(f"Certificate {info.subject} of {repo_id} {'activated' if info.active else 'revoked'}.")
+    else:
+        flash(f"Certificate {info.subject} of {repo_id} {'activated' if info.active else 'revoked'}.")
     return _back("console.certificates_page")
 
 

@@ -10,7 +10,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from filerelay.api.context import runtime
-from filerelay.api.rest import DateBound, UtcDateTime
+from filerelay.api.rest import CursorPageMeta, DateBound, UtcDateTime
 from filerelay.catalog import COUNT_CAP, DocumentFilter
 from filerelay.db.models import DocumentStatus
 from filerelay.delivery import retention
@@ -112,11 +112,12 @@ DocumentDetailResource = _resource(DocumentDetailAttributes)
 RetryResource = _resource(RetryAttributes)
 
 
-class PageMeta(ma.Schema):
+class PageMeta(CursorPageMeta):
+    """Paged by cursor or, as the seed's clients do, by page number."""
+
     current_page = fields.Integer(
         required=True, allow_none=True, metadata={"description": "null when the page was asked for by cursor"}
     )
-    per_page = fields.Integer(required=True)
     total = fields.Integer(
         required=True,
         metadata={"description": "documents matching the filters; at least this many when total_exact is false"},
@@ -124,11 +125,6 @@ class PageMeta(ma.Schema):
     total_exact = fields.Boolean(
         required=True,
         metadata={"description": f"false when more than {COUNT_CAP:,} match: total is then a lower bound"},
-    )
-    next_cursor = fields.String(
-        required=True,
-        allow_none=True,
-        metadata={"description": "pass as `cursor` for the next page (keyset paging); null on the last page"},
     )
 
 

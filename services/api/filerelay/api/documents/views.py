@@ -11,7 +11,7 @@ from filerelay.api.auth import acting, requires, workspace_id
 from filerelay.api.context import runtime
 from filerelay.api.documents import schemas
 from filerelay.api.errors import ApiError, ErrorsSchema, error_entry, error_response
-from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint
+from filerelay.api.rest import WORKSPACE_PREFIX, RestBlueprint, parse_cursor
 from filerelay.db.models import Role
 from filerelay.db.session import session_scope
 from filerelay.delivery.retry import NothingToRetry, StagedBytesReleased
@@ -31,10 +31,7 @@ def list_documents(
     owner: str, slug: str, per_page: int, page: int | None = None, cursor: str | None = None, **filters: Any
 ) -> dict[str, Any]:
     """List documents, newest first. Page by `page` or, faster deep down, by `cursor` (meta.next_cursor)."""
-    try:
-        after = catalog.Cursor.decode(cursor) if cursor is not None else None
-    except ValueError as exc:
-        raise ApiError(400, f"cursor: {exc}", parameter="cursor") from None
+    after = parse_cursor(cursor, catalog.Cursor.decode)
     with session_scope(runtime().sessions) as session:
         found = catalog.list_documents(
             session,
