@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from filerelay import documents, files
@@ -37,6 +37,7 @@ from filerelay.documents import NewComponent
 from filerelay.operations import Context, relay, transaction
 from filerelay.runtime import Runtime
 from tests.support.documents import accept, document, stage
+from tests.support.sql_capture import executed, sqlite_plan
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 DAY = dt.timedelta(days=1)
@@ -439,22 +440,12 @@ def test_retention_queries_walk_an_index_on_sqlite(
 ) -> None:
     if configured.engine.dialect.name != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        captured.append((statement, parameters))
-
-    event.listen(configured.engine, "before_cursor_execute", capture)
-    try:
-        with session_scope(configured.sessions) as session:
-            call(session, configured.clock.now())
-    finally:
-        event.remove(configured.engine, "before_cursor_execute", capture)
+    with executed(configured.engine) as captured, session_scope(configured.sessions) as session:
+        call(session, configured.clock.now())
     statement, parameters = next(
         (s, p) for s, p in captured if s.lstrip().startswith("SELECT") and f"FROM {table}" in s
     )
-    with configured.engine.connect() as conn:
-        plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+    plan = " | ".join(sqlite_plan(configured.engine, statement, parameters))
     assert f"INDEX {index}" in plan, plan
 
 
