@@ -107,6 +107,16 @@ def replace_content(runtime: Runtime, *, doc_id: str, data: bytes) -> Outcome:
         )
 
 
+def delivery_to(runtime: Runtime, document_id: str, destination: str) -> str:
+    """The id of the document's delivery to `destination` (a destination's public id, dest_…)."""
+    with session_scope(runtime.sessions) as session:
+        return session.scalars(
+            select(Delivery.id)
+            .join(Destination, Destination.id == Delivery.destination_id)
+            .where(Delivery.document_id == document_id, Destination.public_id == destination)
+        ).one()
+
+
 def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
     """The delivery row as committed, read in a session of its own."""
     with session_scope(runtime.sessions) as session:
