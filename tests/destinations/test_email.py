@@ -18,7 +18,7 @@ from filerelay.destinations import email as email_kind
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.clock import half
-from tests.support.destination_kinds import PDF, attempted, create, sized, wire
+from tests.support.destination_kinds import PDF, attempted, create, failed_at_once, sized, wire
 from tests.support.documents import attempts, delivery
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
@@ -139,9 +139,7 @@ def test_refused_credentials_or_recipients_fail_at_once(
     mail.unknown |= unknown
     delivery_id = create(runtime, "email", PDF)
 
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed"  # max_retries 3: only a permanent refusal ends it after one attempt
-    assert expected in (row.last_error or "")
+    assert expected in failed_at_once(runtime, delivery_id)
     assert mail.received == []
 
 

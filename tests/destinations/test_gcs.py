@@ -28,6 +28,7 @@ from tests.support.destination_kinds import (
     attempted,
     create,
     delivered_after_an_outage,
+    failed_at_once,
     payload,
     sized,
     wire,
@@ -113,9 +114,8 @@ def test_a_key_the_token_endpoint_refuses_fails_at_once(
     wire(runtime, "gcs", {"bucket": bucket, "credentials_json": json.dumps(unknown), "endpoint_url": server.endpoint})
     delivery_id = create(runtime, "gcs", PDF)
 
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
-    assert re.search(r"service account key was refused.*invalid_grant", row.last_error or ""), row.last_error
+    error = failed_at_once(runtime, delivery_id)
+    assert re.search(r"service account key was refused.*invalid_grant", error), error
 
 
 def test_a_missing_bucket_fails_at_once(
@@ -126,9 +126,7 @@ def test_a_missing_bucket_fails_at_once(
         runtime, "gcs", {"bucket": "no-such-bucket-here", "credentials_json": account, "endpoint_url": server.endpoint}
     )
     delivery_id = create(runtime, "gcs", PDF)
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed"
-    assert "HTTP 404" in (row.last_error or "")
+    assert "HTTP 404" in failed_at_once(runtime, delivery_id)
 
 
 def test_a_failed_re_delivery_leaves_the_previous_object_intact(

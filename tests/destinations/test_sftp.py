@@ -22,6 +22,7 @@ from tests.support.destination_kinds import (
     attempted,
     create,
     delivered_after_an_outage,
+    failed_at_once,
     sized,
     wire,
 )
@@ -92,9 +93,7 @@ def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
 def test_a_wrong_password_fails_at_once_with_the_reason(runtime: Runtime, server: SftpServer, engine: object) -> None:
     wire(runtime, "sftp", settings_for(server, password="not-the-password"))
     delivery_id = create(runtime, "sftp", PDF)
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
-    assert "authentication failed" in (row.last_error or "")
+    assert "authentication failed" in failed_at_once(runtime, delivery_id)
 
 
 def test_a_changed_host_key_is_refused_before_logging_in(runtime: Runtime, server: SftpServer, engine: object) -> None:
