@@ -31,7 +31,7 @@ def mail(tmp_path: Path) -> Iterator[SmtpServer]:
 
 
 def settings_for(mail: SmtpServer, **changes: object) -> dict[str, object]:
-    values: dict[str, object] = {
+    return {
         "smtp_host": "127.0.0.1",
         "smtp_port": mail.port,
         "starttls": False,
@@ -40,9 +40,8 @@ def settings_for(mail: SmtpServer, **changes: object) -> dict[str, object]:
         "from": "sap@acme.example",
         "to": ["ap@acme.example", "audit@acme.example"],
         "subject": "Invoice {doc_id} from {repo_id}",
+        **changes,
     }
-    values.update(changes)
-    return values
 
 
 @pytest.mark.parametrize("size", [len(PDF), 9 * 1024 * 1024 + 5])

@@ -45,8 +45,8 @@ def settings_for(server: SftpServer, **changes: object) -> dict[str, object]:
         "password": PASSWORD,
         "host_key": server.host_key_line,
         "root": "/inbox",
+        **changes,
     }
-    values.update(changes)
     return {k: v for k, v in values.items() if v is not None}
 
 
