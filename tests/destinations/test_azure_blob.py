@@ -26,11 +26,11 @@ from tests.support.destination_kinds import (
     attempted,
     create,
     delivered_after_an_outage,
-    failed_at_once,
     payload,
     sized,
     wire,
 )
+from tests.support.documents import failed_at_once
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 
 

@@ -18,8 +18,8 @@ from filerelay.destinations import email as email_kind
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.clock import half
-from tests.support.destination_kinds import PDF, attempted, create, failed_at_once, sized, wire
-from tests.support.documents import attempts, delivery
+from tests.support.destination_kinds import PDF, attempted, create, sized, wire
+from tests.support.documents import attempts, delivery, failed_at_once
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
 

@@ -28,11 +28,11 @@ from tests.support.destination_kinds import (
     attempted,
     create,
     delivered_after_an_outage,
-    failed_at_once,
     payload,
     sized,
     wire,
 )
+from tests.support.documents import failed_at_once
 from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 

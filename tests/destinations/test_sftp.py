@@ -22,10 +22,10 @@ from tests.support.destination_kinds import (
     attempted,
     create,
     delivered_after_an_outage,
-    failed_at_once,
     sized,
     wire,
 )
+from tests.support.documents import failed_at_once
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
 

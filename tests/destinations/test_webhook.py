@@ -25,17 +25,8 @@ from filerelay.runtime import Runtime, build_runtime
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
 from tests.support.clock import half
-from tests.support.destination_kinds import (
-    PDF,
-    attempted,
-    create,
-    delivered_after_an_outage,
-    failed_at_once,
-    payload,
-    sized,
-    wire,
-)
-from tests.support.documents import delivery
+from tests.support.destination_kinds import PDF, attempted, create, delivered_after_an_outage, payload, sized, wire
+from tests.support.documents import delivery, failed_at_once
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 

@@ -64,14 +64,6 @@ def attempted(runtime: Runtime, delivery_id: str) -> Delivery:
     return delivery(runtime, delivery_id)
 
 
-def failed_at_once(runtime: Runtime, delivery_id: str) -> str:
-    """One attempt ends the delivery `failed` (max_retries 3: only a permanent refusal ends it after one
-    attempt); its error."""
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed", (row.status, row.last_error)
-    return row.last_error or ""
-
-
 def payload(data: bytes, sha256: str | None = None, path: str = "/Z1/DOC1.pdf") -> Payload:
     """`data` on its way to `path`; `sha256` other than the data's stands for staged bytes gone wrong."""
     return Payload(

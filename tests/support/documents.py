@@ -117,6 +117,15 @@ def delivery_to(runtime: Runtime, document_id: str, destination: str) -> str:
         ).one()
 
 
+def failed_at_once(runtime: Runtime, delivery_id: str) -> str:
+    """One attempt by the real delivery service ends the delivery `failed` (max_retries 3: only a
+    permanent refusal ends it after one attempt); its error."""
+    assert service.run(runtime, delivery_id, rand=half) is True
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed", (row.status, row.last_error)
+    return row.last_error or ""
+
+
 def delivery(runtime: Runtime, delivery_id: str) -> Delivery:
     """The delivery row as committed, read in a session of its own."""
     with session_scope(runtime.sessions) as session:
