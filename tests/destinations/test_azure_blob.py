@@ -23,8 +23,8 @@ from tests.support.azurite import ACCOUNT, KEY, Azurite, azurite
 from tests.support.destination_kinds import (
     PDF,
     assert_reads_back,
-    attempted,
     create,
+    delivered,
     delivered_after_an_outage,
     payload,
     sized,
@@ -66,10 +66,9 @@ def test_a_document_lands_byte_identical_with_its_sha256(
     runtime: Runtime, storage: Azurite, container: str, engine: object, size: int
 ) -> None:
     data = sized(size)
-    wire(runtime, "azure_blob", {"container": container, "account_url": storage.account_url, "account_key": KEY})
-    delivery_id = create(runtime, "azure_blob", data)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivered(
+        runtime, "azure_blob", {"container": container, "account_url": storage.account_url, "account_key": KEY}, data
+    )
     blob = blob_of(storage, container, "Z1/DOC1.pdf")
     properties = blob.get_blob_properties()
     assert properties.size == size

@@ -18,7 +18,7 @@ from filerelay.destinations import email as email_kind
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.clock import half
-from tests.support.destination_kinds import PDF, attempted, create, sized, wire
+from tests.support.destination_kinds import PDF, attempted, create, delivered, sized, wire
 from tests.support.documents import attempts, delivery, failed_at_once
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
@@ -49,10 +49,7 @@ def test_a_document_arrives_as_an_identical_attachment(
     runtime: Runtime, mail: SmtpServer, engine: object, size: int
 ) -> None:
     data = sized(size)
-    wire(runtime, "email", settings_for(mail))
-    delivery_id = create(runtime, "email", data)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivery_id = delivered(runtime, "email", settings_for(mail), data)
     message = mail.message()
     assert message["Subject"] == "Invoice DOC1 from Z1"
     assert message["From"] == "sap@acme.example"
@@ -70,10 +67,7 @@ def test_a_document_arrives_as_an_identical_attachment(
 def test_a_plain_relay_without_tls_or_login_gets_its_greeting_first(runtime: Runtime, mail: SmtpServer) -> None:
     # An internal relay on port 25, common in SAP landscapes: no STARTTLS, no AUTH. Nothing else says
     # EHLO then, and a server refuses MAIL before it ("503 send HELO first").
-    wire(runtime, "email", settings_for(mail, username=None, password=None))
-    delivery_id = create(runtime, "email", PDF)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivery_id = delivered(runtime, "email", settings_for(mail, username=None, password=None), PDF)
     assert mail.message()["Message-ID"] == f"<{delivery_id}.1@filerelay>"
 
 

@@ -25,8 +25,8 @@ from tests.support.answering_server import Answering, answering_server
 from tests.support.destination_kinds import (
     PDF,
     assert_reads_back,
-    attempted,
     create,
+    delivered,
     delivered_after_an_outage,
     payload,
     sized,
@@ -78,10 +78,7 @@ def test_a_document_lands_byte_identical_with_its_sha256(
 ) -> None:
     server, _ = google
     data = sized(size)
-    wire(runtime, "gcs", {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
-    delivery_id = create(runtime, "gcs", data)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivered(runtime, "gcs", {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint}, data)
     blob = stored(server, bucket, account, "Z1/DOC1.pdf")
     assert blob.size == size
     assert blob.metadata == {"sha256": hashlib.sha256(data).hexdigest()}

@@ -21,6 +21,7 @@ from tests.support.destination_kinds import (
     assert_reads_back,
     attempted,
     create,
+    delivered,
     delivered_after_an_outage,
     sized,
     wire,
@@ -64,19 +65,14 @@ def test_a_document_lands_byte_identical_under_its_name_and_nothing_else(
     runtime: Runtime, server: SftpServer, engine: object, size: int
 ) -> None:
     data = sized(size)
-    wire(runtime, "sftp", settings_for(server))
-    delivery_id = create(runtime, "sftp", data)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivered(runtime, "sftp", settings_for(server), data)
     landed = server.root / "inbox" / "Z1" / "DOC1.pdf"
     assert hashlib.sha256(landed.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert leftovers(server) == []
 
 
 def test_a_private_key_logs_in_as_well(runtime: Runtime, server: SftpServer, engine: object) -> None:
-    wire(runtime, "sftp", settings_for(server, password=None, private_key=server.client_key_text))
-    delivery_id = create(runtime, "sftp", PDF)
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivered(runtime, "sftp", settings_for(server, password=None, private_key=server.client_key_text), PDF)
 
 
 def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
