@@ -51,7 +51,7 @@ from sqlalchemy import create_engine, text
 from bench import cpu, reference_app
 from tests.support.bench_processes import clean_environ, exit_on_sigterm, filerelay_command, run_command, started
 from tests.support.databases import scratch_database
-from tests.support.processes import free_port
+from tests.support.processes import CONFIG, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = Path(__file__).with_name("create.lua")
@@ -63,15 +63,6 @@ IDLE_SAMPLES, IDLE_WARMUP = 20, 5
 REFERENCE_WAKE_KEY = "bench.ingest.wakeups"
 # FileRelay's Redis producer fills this list (no worker takes from it) and declares this binding.
 FILERELAY_KEYS = ("deliver.folder", "_kombu.binding.deliver.folder", "_kombu.binding_permanent.deliver.folder")
-CONFIG = """
-workspaces:
-  - owner: acme
-    slug: production
-    destinations:
-      - {id: dest_folder, name: Local Folder, kind: folder, root: "OUT_DIR"}
-    repositories:
-      - {id: Z1, description: Invoices, signature: none, destinations: [dest_folder]}
-"""
 SERVERS = {
     "bare": "bare (file + fsync)",
     "pg": "bare + PG + Redis",
@@ -184,10 +175,10 @@ def filerelay_api(key: str, work: Path, database_url: str, redis_url: str) -> It
     home = work / key
     home.mkdir(parents=True)
     config = home / "filerelay.yaml"
-    config.write_text(CONFIG.replace("OUT_DIR", str(home / "out")))
+    config.write_text(CONFIG)  # its folder destination writes to ${OUT_DIR}
     log = work / f"{key}.log"
     with ExitStack() as stack:
-        env = clean_environ(FILERELAY_HOME=str(home))
+        env = clean_environ(FILERELAY_HOME=str(home), OUT_DIR=str(home / "out"))
         if key == "filerelay":
             url = stack.enter_context(scratch_database(database_url, prefix="bench_ingest"))
             env.update(FILERELAY_DATABASE_URL=url, FILERELAY_BROKER_URL=redis_url)

@@ -86,21 +86,14 @@ def body() -> bytes:
 
 def boto3_client(s3: S3Server, concurrency: int) -> S3Client:
     """One client for all threads (boto3 clients are thread-safe), settings as the s3 kind's."""
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        config=Config(
+    return s3.client(
+        Config(
             retries={"max_attempts": 2, "mode": "standard"},
             connect_timeout=10,
             read_timeout=120,
             s3={"addressing_style": "path"},
             max_pool_connections=max(10, concurrency),
-        ),
+        )
     )
 
 

@@ -730,15 +730,20 @@ def test_a_document_beside_a_pull_destination_is_delivered_only_when_the_erp_say
     assert document(relay, document_id).status == "delivered"
 
 
-def test_a_pull_delivery_nobody_picks_up_fails_at_its_ttl(
-    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
-) -> None:
-    document_id = create(archive, relay, "P1")
+def assert_failed_at_its_ttl(client: FlaskClient, relay: Runtime, clock: FrozenClock, document_id: str) -> None:
+    """An hour on (the workspace's TTL), the sweeper fails the pull delivery, and the document with it."""
     clock.advance(3600)
     with session_scope(relay.sessions) as session:
         assert sweep.expire(session, now=clock.now(), limit=10) == 1
     assert deliveries(relay, document_id)["pull"].status == "failed"
     assert info(client, document_id)["status"] == "failed"
+
+
+def test_a_pull_delivery_nobody_picks_up_fails_at_its_ttl(
+    client: FlaskClient, archive: SapClient, relay: Runtime, clock: FrozenClock
+) -> None:
+    document_id = create(archive, relay, "P1")
+    assert_failed_at_its_ttl(client, relay, clock, document_id)
 
 
 def test_a_pull_delivery_its_integration_left_exporting_fails_at_its_ttl(
@@ -748,11 +753,7 @@ def test_a_pull_delivery_its_integration_left_exporting_fails_at_its_ttl(
     document_id = create(archive, relay, "P1")
     assert report(client, document_id, "exporting").status_code == 200
     assert deliveries(relay, document_id)["pull"].status == "delivering"
-    clock.advance(3600)
-    with session_scope(relay.sessions) as session:
-        assert sweep.expire(session, now=clock.now(), limit=10) == 1
-    assert deliveries(relay, document_id)["pull"].status == "failed"
-    assert info(client, document_id)["status"] == "failed"
+    assert_failed_at_its_ttl(client, relay, clock, document_id)
 
 
 def test_a_report_on_a_document_without_pull_destination_only_records_it(

@@ -14,8 +14,7 @@ import urllib.request
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from sqlalchemy import event, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import select
 
 from filerelay import certificates, metrics
 from filerelay.clock import FrozenClock
@@ -28,6 +27,7 @@ from filerelay.worker.watchdog import heartbeat_path
 from tests.support.metrics import Samples, scrape, value
 from tests.support.sapclient import SapClient
 from tests.support.signing import make_signer
+from tests.support.sql_capture import executed, sqlite_plan
 
 WHERE = {"workspace": "acme/production"}
 
@@ -198,16 +198,8 @@ def test_the_scrape_reads_no_table_of_the_history_whole(server: str, sap: SapCli
         pytest.skip("the plan is read from SQLite's EXPLAIN QUERY PLAN; PostgreSQL's is measured by the bench")
     for n in range(3):
         assert sap.create(f"DOC{n}", "data", b"x").status == 201
-    statements: list[tuple[str, object]] = []
-
-    def seen(_conn: Connection, _cursor: object, statement: str, parameters: object, *_: object) -> None:
-        statements.append((statement, parameters))
-
-    event.listen(configured.engine, "before_cursor_execute", seen)
-    try:
+    with executed(configured.engine) as statements:
         scrape(server)
-    finally:
-        event.remove(configured.engine, "before_cursor_execute", seen)
     history = [(s, p) for s, p in statements if re.search(r"\b(documents|deliveries)\b", s)]
     assert len(history) >= 3, statements  # by status, staged bytes, oldest due
     with configured.engine.connect() as conn:
@@ -217,12 +209,12 @@ def test_the_scrape_reads_no_table_of_the_history_whole(server: str, sap: SapCli
             for name, sql in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
             if sql and re.search(r"\bWHERE\b(?!\s+deleted_at IS NULL\s*$)", sql, re.IGNORECASE)
         }
-        for statement, parameters in history:
-            plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]  # type: ignore[arg-type]
-            scans = [
-                step
-                for step in plan
-                if re.match(r"SCAN (documents|deliveries)\b", step)
-                and not any(step.endswith(f"INDEX {name}") for name in partial)
-            ]
-            assert not scans, f"{statement}\n{plan}"
+    for statement, parameters in history:
+        plan = sqlite_plan(configured.engine, statement, parameters)
+        scans = [
+            step
+            for step in plan
+            if re.match(r"SCAN (documents|deliveries)\b", step)
+            and not any(step.endswith(f"INDEX {name}") for name in partial)
+        ]
+        assert not scans, f"{statement}\n{plan}"

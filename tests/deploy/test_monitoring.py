@@ -23,7 +23,18 @@ import yaml
 from filerelay import metrics
 from filerelay.queue import KINDS
 from filerelay.runtime import Runtime
-from tests.support.manifests import K8S, ROOT, all_containers, compose, manifests, named, of_kind, resolve
+from tests.support.manifests import (
+    K8S,
+    ROOT,
+    all_containers,
+    closed,
+    compose,
+    manifests,
+    named,
+    of_kind,
+    resolve,
+    resource,
+)
 
 MONITORING = K8S / "components" / "monitoring"
 DASHBOARD = K8S / "grafana" / "filerelay-dashboard.json"
@@ -214,98 +225,49 @@ def test_the_alerts_fire_when_they_should(rule_file: Path) -> None:
 
 # The Prometheus Operator's CRDs (monitoring.coreos.com/v1), the fields used here; unknown ones are errors.
 _LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
-_METADATA = {
-    "type": "object",
-    "required": ["name"],
-    "additionalProperties": False,
-    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": _LABELS},
-}
-SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "ServiceMonitor"},
-        "metadata": _METADATA,
-        "spec": {
+_METADATA = closed({"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": _LABELS}, required=["name"])
+_DURATION = {"type": "string", "pattern": r"^[0-9]+[smh]$"}
+_ENDPOINT = closed(
+    {"port": {"type": "string"}, "path": {"type": "string"}, "interval": _DURATION, "scrapeTimeout": _DURATION},
+    required=["port"],
+)
+SERVICE_MONITOR_SCHEMA = resource(
+    "monitoring.coreos.com/v1",
+    "ServiceMonitor",
+    _METADATA,
+    closed(
+        {
+            "selector": closed({"matchLabels": _LABELS, "matchExpressions": {"type": "array"}}),
+            "namespaceSelector": {"type": "object"},
+            "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
+        },
+        required=["selector", "endpoints"],
+    ),
+)
+_RULE = closed(
+    {
+        "alert": {"type": "string", "pattern": "^FileRelay[A-Za-z]+$"},
+        "expr": {"type": "string"},
+        "for": _DURATION,
+        "labels": _LABELS,
+        "annotations": {
             "type": "object",
-            "required": ["selector", "endpoints"],
-            "additionalProperties": False,
-            "properties": {
-                "selector": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"matchLabels": _LABELS, "matchExpressions": {"type": "array"}},
-                },
-                "namespaceSelector": {"type": "object"},
-                "endpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["port"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "path": {"type": "string"},
-                            "interval": {"type": "string", "pattern": r"^[0-9]+[smh]$"},
-                            "scrapeTimeout": {"type": "string", "pattern": r"^[0-9]+[smh]$"},
-                        },
-                    },
-                },
-            },
+            "required": ["summary", "description"],
+            "additionalProperties": {"type": "string"},
         },
     },
-}
-PROMETHEUS_RULE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PrometheusRule"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "required": ["groups"],
-            "additionalProperties": False,
-            "properties": {
-                "groups": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "rules"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "name": {"type": "string"},
-                            "interval": {"type": "string"},
-                            "rules": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["alert", "expr"],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "alert": {"type": "string", "pattern": "^FileRelay[A-Za-z]+$"},
-                                        "expr": {"type": "string"},
-                                        "for": {"type": "string", "pattern": r"^[0-9]+[smh]$"},
-                                        "labels": _LABELS,
-                                        "annotations": {
-                                            "type": "object",
-                                            "required": ["summary", "description"],
-                                            "additionalProperties": {"type": "string"},
-                                        },
-                                    },
-                                },
-                            },
-                        },
-                    },
-                }
-            },
-        },
-    },
-}
+    required=["alert", "expr"],
+)
+_RULE_GROUP = closed(
+    {"name": {"type": "string"}, "interval": {"type": "string"}, "rules": {"type": "array", "items": _RULE}},
+    required=["name", "rules"],
+)
+PROMETHEUS_RULE_SCHEMA = resource(
+    "monitoring.coreos.com/v1",
+    "PrometheusRule",
+    _METADATA,
+    closed({"groups": {"type": "array", "items": _RULE_GROUP}}, required=["groups"]),
+)
 
 
 def test_the_monitoring_resources_match_the_operators_schema() -> None:

@@ -18,8 +18,8 @@ from filerelay.destinations import email as email_kind
 from filerelay.destinations.base import DestinationError
 from filerelay.runtime import Runtime, build_runtime
 from tests.support.clock import half
-from tests.support.destination_kinds import PDF, attempted, create, sized, wire
-from tests.support.documents import attempts, delivery
+from tests.support.destination_kinds import PDF, attempted, create, delivered, sized, wire
+from tests.support.documents import attempts, delivery, failed_at_once
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.smtp_server import PASSWORD, USER, SmtpServer, smtp_server
 
@@ -31,7 +31,7 @@ def mail(tmp_path: Path) -> Iterator[SmtpServer]:
 
 
 def settings_for(mail: SmtpServer, **changes: object) -> dict[str, object]:
-    values: dict[str, object] = {
+    return {
         "smtp_host": "127.0.0.1",
         "smtp_port": mail.port,
         "starttls": False,
@@ -40,9 +40,8 @@ def settings_for(mail: SmtpServer, **changes: object) -> dict[str, object]:
         "from": "sap@acme.example",
         "to": ["ap@acme.example", "audit@acme.example"],
         "subject": "Invoice {doc_id} from {repo_id}",
+        **changes,
     }
-    values.update(changes)
-    return values
 
 
 @pytest.mark.parametrize("size", [len(PDF), 9 * 1024 * 1024 + 5])
@@ -50,10 +49,7 @@ def test_a_document_arrives_as_an_identical_attachment(
     runtime: Runtime, mail: SmtpServer, engine: object, size: int
 ) -> None:
     data = sized(size)
-    wire(runtime, "email", settings_for(mail))
-    delivery_id = create(runtime, "email", data)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivery_id = delivered(runtime, "email", settings_for(mail), data)
     message = mail.message()
     assert message["Subject"] == "Invoice DOC1 from Z1"
     assert message["From"] == "sap@acme.example"
@@ -71,10 +67,7 @@ def test_a_document_arrives_as_an_identical_attachment(
 def test_a_plain_relay_without_tls_or_login_gets_its_greeting_first(runtime: Runtime, mail: SmtpServer) -> None:
     # An internal relay on port 25, common in SAP landscapes: no STARTTLS, no AUTH. Nothing else says
     # EHLO then, and a server refuses MAIL before it ("503 send HELO first").
-    wire(runtime, "email", settings_for(mail, username=None, password=None))
-    delivery_id = create(runtime, "email", PDF)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivery_id = delivered(runtime, "email", settings_for(mail, username=None, password=None), PDF)
     assert mail.message()["Message-ID"] == f"<{delivery_id}.1@filerelay>"
 
 
@@ -139,9 +132,7 @@ def test_refused_credentials_or_recipients_fail_at_once(
     mail.unknown |= unknown
     delivery_id = create(runtime, "email", PDF)
 
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed"  # max_retries 3: only a permanent refusal ends it after one attempt
-    assert expected in (row.last_error or "")
+    assert expected in failed_at_once(runtime, delivery_id)
     assert mail.received == []
 
 

@@ -25,13 +25,14 @@ from tests.support.answering_server import Answering, answering_server
 from tests.support.destination_kinds import (
     PDF,
     assert_reads_back,
-    attempted,
     create,
+    delivered,
     delivered_after_an_outage,
     payload,
     sized,
     wire,
 )
+from tests.support.documents import failed_at_once
 from tests.support.fake_gcs import FakeGcs, TokenEndpoint, fake_gcs, service_account
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 
@@ -77,10 +78,7 @@ def test_a_document_lands_byte_identical_with_its_sha256(
 ) -> None:
     server, _ = google
     data = sized(size)
-    wire(runtime, "gcs", {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint})
-    delivery_id = create(runtime, "gcs", data)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivered(runtime, "gcs", {"bucket": bucket, "credentials_json": account, "endpoint_url": server.endpoint}, data)
     blob = stored(server, bucket, account, "Z1/DOC1.pdf")
     assert blob.size == size
     assert blob.metadata == {"sha256": hashlib.sha256(data).hexdigest()}
@@ -113,9 +111,8 @@ def test_a_key_the_token_endpoint_refuses_fails_at_once(
     wire(runtime, "gcs", {"bucket": bucket, "credentials_json": json.dumps(unknown), "endpoint_url": server.endpoint})
     delivery_id = create(runtime, "gcs", PDF)
 
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
-    assert re.search(r"service account key was refused.*invalid_grant", row.last_error or ""), row.last_error
+    error = failed_at_once(runtime, delivery_id)
+    assert re.search(r"service account key was refused.*invalid_grant", error), error
 
 
 def test_a_missing_bucket_fails_at_once(
@@ -126,9 +123,7 @@ def test_a_missing_bucket_fails_at_once(
         runtime, "gcs", {"bucket": "no-such-bucket-here", "credentials_json": account, "endpoint_url": server.endpoint}
     )
     delivery_id = create(runtime, "gcs", PDF)
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed"
-    assert "HTTP 404" in (row.last_error or "")
+    assert "HTTP 404" in failed_at_once(runtime, delivery_id)
 
 
 def test_a_failed_re_delivery_leaves_the_previous_object_intact(

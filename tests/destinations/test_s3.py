@@ -21,6 +21,7 @@ import pytest
 from marshmallow import ValidationError
 
 from filerelay.clock import FrozenClock
+from filerelay.db.models import Delivery
 from filerelay.delivery import service
 from filerelay.destinations import s3 as s3_destination
 from filerelay.destinations.base import DestinationError, Payload
@@ -138,14 +139,19 @@ def test_a_503_slowdown_with_retry_after_schedules_the_next_attempt_no_sooner(
     assert service.run(runtime, created.delivery_id, rand=half) is False
 
 
-def test_a_503_without_retry_after_uses_the_workspace_backoff(
-    runtime: Runtime, clock: FrozenClock, engine: object
-) -> None:
-    with refusing_s3(503, "SlowDown") as stub:
+def attempted_against_a_refusing_stub(runtime: Runtime, status: int, code: str) -> Delivery:
+    """One attempt at an S3 stub that answers every request `status` with the error `code`; the row after."""
+    with refusing_s3(status, code) as stub:
         configure(runtime, stub.endpoint, "archive", "AKIDEXAMPLE", "secret")
         created = create_document(runtime, PDF)
         assert service.run(runtime, created.delivery_id, rand=half) is True
-    row = delivery(runtime, created.delivery_id)
+    return delivery(runtime, created.delivery_id)
+
+
+def test_a_503_without_retry_after_uses_the_workspace_backoff(
+    runtime: Runtime, clock: FrozenClock, engine: object
+) -> None:
+    row = attempted_against_a_refusing_stub(runtime, 503, "SlowDown")
     assert row.status == "retrying"
     assert row.next_attempt_at == clock.now() + dt.timedelta(seconds=0.75)
 
@@ -170,11 +176,7 @@ def test_wrong_credentials_fail_at_once_with_the_reason(
 
 def test_a_missing_bucket_fails_at_once_with_the_reason(runtime: Runtime, engine: object) -> None:
     # SeaweedFS creates a missing bucket on the first PUT of an admin identity; S3 answers NoSuchBucket.
-    with refusing_s3(404, "NoSuchBucket") as stub:
-        configure(runtime, stub.endpoint, "archive", "AKIDEXAMPLE", "secret")
-        created = create_document(runtime, PDF)
-        assert service.run(runtime, created.delivery_id, rand=half) is True
-    row = delivery(runtime, created.delivery_id)
+    row = attempted_against_a_refusing_stub(runtime, 404, "NoSuchBucket")
     assert row.status == "failed"
     assert row.attempts == 1
     assert "NoSuchBucket (HTTP 404)" in (row.last_error or "")

@@ -21,10 +21,12 @@ from tests.support.destination_kinds import (
     assert_reads_back,
     attempted,
     create,
+    delivered,
     delivered_after_an_outage,
     sized,
     wire,
 )
+from tests.support.documents import failed_at_once
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sftp_server import PASSWORD, USER, SftpServer, new_host_key, public_line, sftp_server
 
@@ -44,8 +46,8 @@ def settings_for(server: SftpServer, **changes: object) -> dict[str, object]:
         "password": PASSWORD,
         "host_key": server.host_key_line,
         "root": "/inbox",
+        **changes,
     }
-    values.update(changes)
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -63,19 +65,14 @@ def test_a_document_lands_byte_identical_under_its_name_and_nothing_else(
     runtime: Runtime, server: SftpServer, engine: object, size: int
 ) -> None:
     data = sized(size)
-    wire(runtime, "sftp", settings_for(server))
-    delivery_id = create(runtime, "sftp", data)
-
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivered(runtime, "sftp", settings_for(server), data)
     landed = server.root / "inbox" / "Z1" / "DOC1.pdf"
     assert hashlib.sha256(landed.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert leftovers(server) == []
 
 
 def test_a_private_key_logs_in_as_well(runtime: Runtime, server: SftpServer, engine: object) -> None:
-    wire(runtime, "sftp", settings_for(server, password=None, private_key=server.client_key_text))
-    delivery_id = create(runtime, "sftp", PDF)
-    assert attempted(runtime, delivery_id).status == "delivered"
+    delivered(runtime, "sftp", settings_for(server, password=None, private_key=server.client_key_text), PDF)
 
 
 def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
@@ -92,9 +89,7 @@ def test_a_stopped_server_means_retrying_then_delivered_when_it_is_back(
 def test_a_wrong_password_fails_at_once_with_the_reason(runtime: Runtime, server: SftpServer, engine: object) -> None:
     wire(runtime, "sftp", settings_for(server, password="not-the-password"))
     delivery_id = create(runtime, "sftp", PDF)
-    row = attempted(runtime, delivery_id)
-    assert row.status == "failed"  # max_retries 3: only a permanent error ends it after one attempt
-    assert "authentication failed" in (row.last_error or "")
+    assert "authentication failed" in failed_at_once(runtime, delivery_id)
 
 
 def test_a_changed_host_key_is_refused_before_logging_in(runtime: Runtime, server: SftpServer, engine: object) -> None:

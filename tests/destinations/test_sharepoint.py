@@ -19,7 +19,7 @@ import requests
 import yaml
 from marshmallow import ValidationError
 
-from filerelay import documents, metrics
+from filerelay import metrics
 from filerelay.clock import FrozenClock, SystemClock
 from filerelay.db.models import Document
 from filerelay.db.session import session_scope
@@ -28,12 +28,11 @@ from filerelay.delivery.landing import recorder
 from filerelay.destinations import get_kind, sharepoint
 from filerelay.destinations.base import DestinationError, Payload, read_verified
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX, STEP_RETRIES, SharePointDestination
-from filerelay.documents import NewComponent
 from filerelay.runtime import Runtime
 from tests.support.answering_server import SECRET as PEER_SECRET
 from tests.support.answering_server import Answering, answering_server
 from tests.support.destination_kinds import wire as wire_one
-from tests.support.documents import accept, attempts, delivery, stage
+from tests.support.documents import accept, attempts, delivery, replace_content
 from tests.support.policy import DEFAULT, LOOPBACK, refused_by_the_guard
 from tests.support.sharepoint_emulator import (
     FIELD_MISSING_CODE,
@@ -794,16 +793,7 @@ def test_content_replaced_during_the_upload_is_counted_as_a_retry_and_sent_at_on
     _, delivery_id = accepted(runtime, "INV-9", b"%PDF-1.4 version 1")
 
     def sap_replaces_the_content() -> None:
-        staged = stage(runtime, b"%PDF-1.7 version 2")
-        with session_scope(runtime.sessions) as session:
-            repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-            assert repository is not None
-            archive_document = documents.find_document(session, repository=repository, doc_id="INV-9")
-            assert archive_document is not None
-            new = NewComponent("data", "application/pdf", None, None, staged)
-            documents.put_component(
-                session, repository=repository, archive_document=archive_document, new=new, now=runtime.clock.now()
-            )
+        replace_content(runtime, doc_id="INV-9", data=b"%PDF-1.7 version 2")
 
     during_upload(sp, sap_replaces_the_content)
     retries, restarts = deliveries_counted("retry"), deliveries_counted("restarted")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from tests.support.databases import TEST_ENCRYPTION_KEY
 from tests.support.policy import LOOPBACK
 from tests.support.private_servers import PrivateRedis, private_redis
 from tests.support.processes import kill_group
+from tests.support.relay import acme_config
 from tests.support.sapclient import SapClient
 
 pytestmark = pytest.mark.slow
@@ -44,16 +44,18 @@ pytestmark = pytest.mark.slow
 BACKLOG = 150  # documents waiting before the worker starts: several seconds of work for one thread
 DURING = 60  # more, one every 0.25 s, from the first kill on
 DOWN_SECONDS = 3.0  # long enough for the deliveries the worker holds to finish, and their acks to fail
-CONFIG = """
-workspaces:
-  - owner: acme
-    slug: production
-    retry: {{max_retries: 50, ttl: 1h, backoff_base: 1s, backoff_max: 2s}}
-    destinations:
-      - {{id: dest_folder, name: Folder, kind: folder, root: "{out}", path: "/{{repo_id}}/{{doc_id}}{{ext}}"}}
-    repositories:
-      - {{id: Z1, description: Invoices, signature: none, destinations: [dest_folder]}}
-"""
+
+
+def config(out: Path) -> str:
+    """Z1 wired to a folder, with retries enough to outlast every restart."""
+    folder = {
+        "id": "dest_folder",
+        "name": "Folder",
+        "kind": "folder",
+        "root": str(out),
+        "path": "/{repo_id}/{doc_id}{ext}",
+    }
+    return acme_config([folder], max_retries=50)
 
 
 @contextmanager
@@ -110,8 +112,7 @@ def test_a_worker_whose_redis_is_killed_twice_in_a_row_delivers_everything(
         runtime = build_runtime(settings)
         try:
             with session_scope(runtime.sessions) as session:
-                config = textwrap.dedent(CONFIG.format(out=tmp_path / "out"))
-                apply(session, load(config, {}), now=runtime.clock.now(), policy=LOOPBACK)
+                apply(session, load(config(tmp_path / "out"), {}), now=runtime.clock.now(), policy=LOOPBACK)
             env = {**os.environ, **settings.environ()}
             with serving(runtime) as sap:
                 for n in range(BACKLOG):

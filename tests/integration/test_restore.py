@@ -20,14 +20,14 @@ from sqlalchemy.engine import make_url
 
 from filerelay.api import create_app
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Delivery, Destination
+from filerelay.db.models import Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
 from filerelay.runtime import Runtime, build_runtime
 from filerelay.secrets_box import SecretsBoxError
 from filerelay.settings import Settings
 from tests.support.databases import scratch_database
-from tests.support.documents import accept
+from tests.support.documents import accept, delivery_to
 from tests.support.keys import ADMIN_KEY
 
 FILES = "/api/acme/production/files"
@@ -61,15 +61,6 @@ def restored_copy(database_url: str, folder: Path) -> Iterator[str]:
         yield target
 
 
-def folder_delivery(runtime: Runtime, document_id: str) -> str:
-    with session_scope(runtime.sessions) as session:
-        return session.scalars(
-            select(Delivery.id)
-            .join(Destination, Destination.id == Delivery.destination_id)
-            .where(Delivery.document_id == document_id, Destination.kind == "folder")
-        ).one()
-
-
 def test_a_restored_backup_serves_and_delivers_what_was_waiting(
     configured: Runtime, settings: Settings, clock: FrozenClock, tmp_path: Path
 ) -> None:
@@ -77,7 +68,7 @@ def test_a_restored_backup_serves_and_delivers_what_was_waiting(
         session.execute(update(Destination).where(Destination.public_id == "dest_s3prod").values(enabled=False))
     delivered_bytes, waiting_bytes = b"%PDF delivered\n" * 1000, b"%PDF waiting\n" * 1000
     delivered = accept(configured, "DELIVERED", delivered_bytes)[0].documents[0].id
-    assert service.run(configured, folder_delivery(configured, delivered))
+    assert service.run(configured, delivery_to(configured, delivered, "dest_folder"))
     waiting = accept(configured, "WAITING", waiting_bytes)[0].documents[0].id  # the backup is taken now
 
     with restored_copy(settings.database_url, tmp_path) as url:
@@ -102,7 +93,7 @@ def test_a_restored_backup_serves_and_delivers_what_was_waiting(
             # The sweeper finds what waits, a worker delivers it.
             with session_scope(restored.sessions) as session:
                 assert sweep.due_kinds(session, now=clock.now()) == ["folder"]
-            assert service.run(restored, folder_delivery(restored, waiting))
+            assert service.run(restored, delivery_to(restored, waiting, "dest_folder"))
             reply = api.get(f"{DOCUMENTS}/{waiting}", headers=auth).get_json()["data"]["attributes"]
             assert reply["status"] == "delivered"
             (path,) = [d["path"] for d in reply["deliveries"]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.destinations.sharepoint import INLINE_WAIT_MAX
 from tests.support.policy import LOOPBACK
-from tests.support.relay import Relay, wait_until
+from tests.support.relay import Relay, acme_config, s3_entry, wait_until
 from tests.support.s3server import S3Server
 from tests.support.sharepoint_emulator import FIELD_MISSING_CODE, Emulator, sharepoint_emulator
 
@@ -39,32 +38,24 @@ def config(
     *,
     max_retries: int = 2,
     path: str = "/{repo_id}/invoice_{doc_id}{ext}",
-    columns: str = "{DocId: doc_id}",
+    columns: dict[str, str] | None = None,
 ) -> Callable[[str, Path], str]:
+    sharepoint: dict[str, object] = {
+        "id": "dest_sharepoint",
+        "name": "SharePoint Team Site",
+        "kind": "sharepoint",
+        "site_url": sp.site_url,
+        "library": "Shared Documents",
+        "access_token": sp.token,
+        "columns": columns or {"DocId": "doc_id"},
+        "path": path,
+    }
+
     def build(bucket: str, out: Path) -> str:
-        s3_destination = (
-            f"""- {{id: dest_s3prod, name: S3 Production Archive, kind: s3, bucket: {bucket},
-                 endpoint_url: "{s3.endpoint}", access_key_id: {s3.access_key}, secret_access_key: "{s3.secret_key}",
-                 path: "/{{doc_id}}{{ext}}"}}"""
-            if s3
-            else ""
-        )
-        wired = "[dest_s3prod, dest_sharepoint]" if s3 else "[dest_sharepoint]"
-        return textwrap.dedent(
-            f"""
-            workspaces:
-              - owner: acme
-                slug: production
-                retry: {{max_retries: {max_retries}, ttl: 1h, backoff_base: 1s, backoff_max: 2s}}
-                destinations:
-                  - {{id: dest_sharepoint, name: SharePoint Team Site, kind: sharepoint, site_url: "{sp.site_url}",
-                     library: Shared Documents, access_token: "{sp.token}", columns: {columns},
-                     path: "{path}"}}
-                  {s3_destination}
-                repositories:
-                  - {{id: Z1, description: Invoices, signature: none, destinations: {wired}}}
-            """
-        )
+        if s3 is None:
+            return acme_config([sharepoint], max_retries=max_retries)
+        s3prod = s3_entry(s3, bucket, secret=s3.secret_key, path="/{doc_id}{ext}")
+        return acme_config([sharepoint, s3prod], max_retries=max_retries, wired=["dest_s3prod", "dest_sharepoint"])
 
     return build
 
@@ -236,7 +227,7 @@ def test_retry_after_sets_the_next_attempt_at_least_that_far_out(
 
 
 def test_a_missing_column_fails_the_delivery_for_good_naming_it(make_relay: Callable[..., Relay], sp: Emulator) -> None:
-    relay = make_relay(config_for=config(sp, columns="{DocId: doc_id, Kunde: repo_id}"))
+    relay = make_relay(config_for=config(sp, columns={"DocId": "doc_id", "Kunde": "repo_id"}))
     relay.start("worker", "worker", "--queues", "sharepoint")
     relay.start("sweeper", "sweeper")
     assert relay.sap.create("NOCOL", "data", b"%PDF", "application/pdf").status == 201

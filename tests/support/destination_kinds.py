@@ -64,6 +64,15 @@ def attempted(runtime: Runtime, delivery_id: str) -> Delivery:
     return delivery(runtime, delivery_id)
 
 
+def delivered(runtime: Runtime, kind: str, settings: dict[str, object], data: bytes) -> str:
+    """A document of `data` wired to one new destination of `kind`, delivered by its first attempt; the
+    delivery's id."""
+    wire(runtime, kind, settings)
+    delivery_id = create(runtime, kind, data)
+    assert attempted(runtime, delivery_id).status == "delivered"
+    return delivery_id
+
+
 def payload(data: bytes, sha256: str | None = None, path: str = "/Z1/DOC1.pdf") -> Payload:
     """`data` on its way to `path`; `sha256` other than the data's stands for staged bytes gone wrong."""
     return Payload(

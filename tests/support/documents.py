@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from filerelay import documents
 from filerelay.clock import FrozenClock
@@ -16,6 +17,7 @@ from filerelay.db.models import Delivery, DeliveryAttempt, Destination, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.documents import NewComponent, Outcome
+from filerelay.repositories import RepositoryContext
 from filerelay.runtime import Runtime
 from filerelay.staging import StagedObject
 from tests.support.clock import half
@@ -35,21 +37,31 @@ def stage(runtime: Runtime, data: bytes) -> StagedObject:
         return writer.commit()
 
 
+def acme_repository(session: Session, repo_id: str = "Z1") -> RepositoryContext:
+    """A content repository of acme/production, which the test's configuration must have."""
+    repository = documents.find_repository(session, owner="acme", slug="production", repo_id=repo_id)
+    assert repository is not None
+    return repository
+
+
+def accept_components(runtime: Runtime, doc_id: str, components: list[NewComponent], *, repo_id: str = "Z1") -> Outcome:
+    """A document of acme/production with these (staged) components, committed; what `create` decided."""
+    with session_scope(runtime.sessions) as session:
+        return documents.create(
+            session,
+            repository=acme_repository(session, repo_id),
+            doc_id=doc_id,
+            doc_prot=None,
+            components=components,
+            now=runtime.clock.now(),
+        )
+
+
 def accept(runtime: Runtime, doc_id: str, data: bytes, *, repo_id: str = "Z1") -> tuple[Outcome, StagedObject]:
     """A one-component (`data`, PDF) document of acme/production, committed; what `create` decided."""
     staged = stage(runtime, data)
-    with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id=repo_id)
-        assert repository is not None
-        outcome = documents.create(
-            session,
-            repository=repository,
-            doc_id=doc_id,
-            doc_prot=None,
-            components=[NewComponent("data", "application/pdf", None, None, staged)],
-            now=runtime.clock.now(),
-        )
-    return outcome, staged
+    component = NewComponent("data", "application/pdf", None, None, staged)
+    return accept_components(runtime, doc_id, [component], repo_id=repo_id), staged
 
 
 @dataclass(frozen=True)
@@ -83,8 +95,7 @@ def replace_content(runtime: Runtime, *, doc_id: str, data: bytes) -> Outcome:
     """New content for a document of acme/production (SAP's `update` of its one component), committed."""
     staged = stage(runtime, data)
     with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
+        repository = acme_repository(session)
         archive_document = documents.find_document(session, repository=repository, doc_id=doc_id)
         assert archive_document is not None
         return documents.put_component(
@@ -94,6 +105,25 @@ def replace_content(runtime: Runtime, *, doc_id: str, data: bytes) -> Outcome:
             new=NewComponent("data", "application/pdf", None, None, staged),
             now=runtime.clock.now(),
         )
+
+
+def delivery_to(runtime: Runtime, document_id: str, destination: str) -> str:
+    """The id of the document's delivery to `destination` (a destination's public id, dest_…)."""
+    with session_scope(runtime.sessions) as session:
+        return session.scalars(
+            select(Delivery.id)
+            .join(Destination, Destination.id == Delivery.destination_id)
+            .where(Delivery.document_id == document_id, Destination.public_id == destination)
+        ).one()
+
+
+def failed_at_once(runtime: Runtime, delivery_id: str) -> str:
+    """One attempt by the real delivery service ends the delivery `failed` (max_retries 3: only a
+    permanent refusal ends it after one attempt); its error."""
+    assert service.run(runtime, delivery_id, rand=half) is True
+    row = delivery(runtime, delivery_id)
+    assert row.status == "failed", (row.status, row.last_error)
+    return row.last_error or ""
 
 
 def delivery(runtime: Runtime, delivery_id: str) -> Delivery:

@@ -7,7 +7,7 @@ import functools
 import json
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,153 +36,147 @@ URL_PASSWORD = re.compile(r"://[^/@\s]*:([^@/\s]+)@")
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(?::?[-?])[^}]*)?\}")
 CONFIG_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+
+def closed(properties: Mapping[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
+    """A JSON-schema object that refuses unknown fields, so a misspelt knob cannot pass silently."""
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": dict(properties)}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def resource(api_version: str, kind: str, metadata: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON schema of a custom resource of `kind`: exactly apiVersion, kind, metadata and spec."""
+    fields = {"apiVersion": {"const": api_version}, "kind": {"const": kind}, "metadata": metadata, "spec": spec}
+    return closed(fields, required=list(fields))
+
+
 # KEDA ScaledObject (keda.sh/v1alpha1) with the Redis Lists trigger, from the KEDA docs summarised in
 # docs/operations.md#scaling-workers (keda-docs 2.21: reference/scaledobject-spec.md and
 # scalers/redis-lists.md). Unknown fields are errors, so a misspelt knob cannot pass silently.
 _NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
 _STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
 _COUNT = {"type": "string", "pattern": r"^[0-9]+$"}
+_TEXT = {"type": "string", "minLength": 1}
+_DECIMAL = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}
+_KEDA_SPEC = closed(
+    {
+        "scaleTargetRef": closed(
+            {
+                "name": _NAME,
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "envSourceContainerName": {"type": "string"},
+            },
+            required=["name"],
+        ),
+        "pollingInterval": {"type": "integer", "minimum": 1},
+        "cooldownPeriod": {"type": "integer", "minimum": 0},
+        "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+        "idleReplicaCount": {"type": "integer", "minimum": 0},
+        "minReplicaCount": {"type": "integer", "minimum": 0},
+        "maxReplicaCount": {"type": "integer", "minimum": 1},
+        "fallback": {
+            "type": "object",
+            "required": ["failureThreshold", "replicas"],
+            "properties": {"failureThreshold": {"type": "integer"}, "replicas": {"type": "integer"}},
+        },
+        "advanced": closed(
+            {
+                "restoreToOriginalReplicaCount": {"type": "boolean"},
+                "horizontalPodAutoscalerConfig": closed({"name": {"type": "string"}, "behavior": {"type": "object"}}),
+                "scalingModifiers": {"type": "object"},
+            }
+        ),
+        "triggers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/trigger"}},
+    },
+    required=["scaleTargetRef", "triggers"],
+)
+_KEDA_TRIGGER = {
+    **closed(
+        {
+            "type": {"type": "string"},
+            "name": {"type": "string"},
+            "metadata": _STRINGS,
+            "authenticationRef": closed(
+                {
+                    "name": {"type": "string"},
+                    "kind": {"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]},
+                },
+                required=["name"],
+            ),
+            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+            "useCachedMetrics": {"type": "boolean"},
+        },
+        required=["type", "metadata"],
+    ),
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"const": "redis"}}},
+            "then": {"properties": {"metadata": {"$ref": "#/$defs/redisLists"}}},
+        },
+        {
+            "if": {"properties": {"type": {"const": "postgresql"}}},
+            "then": {"properties": {"metadata": {"$ref": "#/$defs/postgresql"}}},
+        },
+    ],
+}
+# keda-docs scalers/postgresql.md: a connection string from the env, or its parts with the password
+# from the env; never `password` or `connection` inline.
+_KEDA_POSTGRESQL = {
+    **closed(
+        {
+            **dict.fromkeys(
+                ("connectionFromEnv", "host", "port", "userName", "dbName", "sslmode", "passwordFromEnv"), _TEXT
+            ),
+            "query": {"type": "string", "pattern": r"^SELECT "},
+            "targetQueryValue": _DECIMAL,
+            "activationTargetQueryValue": _DECIMAL,
+        },
+        required=["query", "targetQueryValue"],
+    ),
+    "anyOf": [{"required": ["connectionFromEnv"]}, {"required": ["host", "userName", "dbName"]}],
+}
+# No `password`: a password goes through passwordFromEnv or a TriggerAuthentication, never inline.
+_REDIS_TEXT_KEYS = (
+    "address",
+    "addressFromEnv",
+    "host",
+    "hostFromEnv",
+    "port",
+    "portFromEnv",
+    "usernameFromEnv",
+    "passwordFromEnv",
+    "listName",
+)
+_KEDA_REDIS_LISTS = {
+    **closed(
+        {
+            **dict.fromkeys(_REDIS_TEXT_KEYS, _TEXT),
+            "listLength": _COUNT,
+            "activationListLength": _COUNT,
+            "databaseIndex": _COUNT,
+            "enableTLS": {"enum": ["true", "false"]},
+            "unsafeSsl": {"enum": ["true", "false"]},
+        },
+        required=["listName", "listLength"],
+    ),
+    "anyOf": [
+        {"required": ["address"]},
+        {"required": ["addressFromEnv"]},
+        {"required": ["host", "port"]},
+        {"required": ["hostFromEnv", "portFromEnv"]},
+    ],
+}
 KEDA_SCALED_OBJECT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"},
-        "kind": {"const": "ScaledObject"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {"name": _NAME, "namespace": _NAME, "labels": _STRINGS, "annotations": _STRINGS},
-        },
-        "spec": {
-            "type": "object",
-            "required": ["scaleTargetRef", "triggers"],
-            "additionalProperties": False,
-            "properties": {
-                "scaleTargetRef": {
-                    "type": "object",
-                    "required": ["name"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "name": _NAME,
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "envSourceContainerName": {"type": "string"},
-                    },
-                },
-                "pollingInterval": {"type": "integer", "minimum": 1},
-                "cooldownPeriod": {"type": "integer", "minimum": 0},
-                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
-                "idleReplicaCount": {"type": "integer", "minimum": 0},
-                "minReplicaCount": {"type": "integer", "minimum": 0},
-                "maxReplicaCount": {"type": "integer", "minimum": 1},
-                "fallback": {
-                    "type": "object",
-                    "required": ["failureThreshold", "replicas"],
-                    "properties": {"failureThreshold": {"type": "integer"}, "replicas": {"type": "integer"}},
-                },
-                "advanced": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "restoreToOriginalReplicaCount": {"type": "boolean"},
-                        "horizontalPodAutoscalerConfig": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {"name": {"type": "string"}, "behavior": {"type": "object"}},
-                        },
-                        "scalingModifiers": {"type": "object"},
-                    },
-                },
-                "triggers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/trigger"}},
-            },
-        },
-    },
-    "$defs": {
-        "trigger": {
-            "type": "object",
-            "required": ["type", "metadata"],
-            "additionalProperties": False,
-            "properties": {
-                "type": {"type": "string"},
-                "name": {"type": "string"},
-                "metadata": _STRINGS,
-                "authenticationRef": {
-                    "type": "object",
-                    "required": ["name"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "name": {"type": "string"},
-                        "kind": {"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]},
-                    },
-                },
-                "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
-                "useCachedMetrics": {"type": "boolean"},
-            },
-            "allOf": [
-                {
-                    "if": {"properties": {"type": {"const": "redis"}}},
-                    "then": {"properties": {"metadata": {"$ref": "#/$defs/redisLists"}}},
-                },
-                {
-                    "if": {"properties": {"type": {"const": "postgresql"}}},
-                    "then": {"properties": {"metadata": {"$ref": "#/$defs/postgresql"}}},
-                },
-            ],
-        },
-        # keda-docs scalers/postgresql.md: a connection string from the env, or its parts with the password
-        # from the env; never `password` or `connection` inline.
-        "postgresql": {
-            "type": "object",
-            "required": ["query", "targetQueryValue"],
-            "additionalProperties": False,
-            "properties": {
-                **{
-                    key: {"type": "string", "minLength": 1}
-                    for key in ("connectionFromEnv", "host", "port", "userName", "dbName", "sslmode", "passwordFromEnv")
-                },
-                "query": {"type": "string", "pattern": r"^SELECT "},
-                "targetQueryValue": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
-                "activationTargetQueryValue": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
-            },
-            "anyOf": [{"required": ["connectionFromEnv"]}, {"required": ["host", "userName", "dbName"]}],
-        },
-        # No `password`: a password goes through passwordFromEnv or a TriggerAuthentication, never inline.
-        "redisLists": {
-            "type": "object",
-            "required": ["listName", "listLength"],
-            "additionalProperties": False,
-            "properties": {
-                **{
-                    key: {"type": "string", "minLength": 1}
-                    for key in (
-                        "address",
-                        "addressFromEnv",
-                        "host",
-                        "hostFromEnv",
-                        "port",
-                        "portFromEnv",
-                        "usernameFromEnv",
-                        "passwordFromEnv",
-                        "listName",
-                    )
-                },
-                "listLength": _COUNT,
-                "activationListLength": _COUNT,
-                "databaseIndex": _COUNT,
-                "enableTLS": {"enum": ["true", "false"]},
-                "unsafeSsl": {"enum": ["true", "false"]},
-            },
-            "anyOf": [
-                {"required": ["address"]},
-                {"required": ["addressFromEnv"]},
-                {"required": ["host", "port"]},
-                {"required": ["hostFromEnv", "portFromEnv"]},
-            ],
-        },
-    },
+    **resource(
+        "keda.sh/v1alpha1",
+        "ScaledObject",
+        closed({"name": _NAME, "namespace": _NAME, "labels": _STRINGS, "annotations": _STRINGS}, required=["name"]),
+        _KEDA_SPEC,
+    ),
+    "$defs": {"trigger": _KEDA_TRIGGER, "postgresql": _KEDA_POSTGRESQL, "redisLists": _KEDA_REDIS_LISTS},
 }
 
 

@@ -37,14 +37,15 @@ class S3Server:
     secret_key: str = SECRET_KEY
     pid: int | None = None  # the server's process, for benchmarks that measure its CPU
 
-    def client(self) -> S3Client:
+    def client(self, config: Config | None = None) -> S3Client:
+        """A boto3 client for this server; a benchmark passes its own `config` (retries, pool size)."""
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name="us-east-1",
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+            config=config or Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
         )
 
 

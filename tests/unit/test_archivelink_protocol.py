@@ -30,6 +30,7 @@ from filerelay.api.archivelink.protocol import (
     validate_id,
     without_empty_parameters,
 )
+from tests.support.archivelink_search import search_bytes, search_file
 
 SAP_EXAMPLE = (
     b"get&pVersion=0046&contRep=K1&docId=361A524A3ECB5459E0000800099245EC"
@@ -408,28 +409,6 @@ class SpyFile(io.BytesIO):
         return super().read(size)
 
 
-def run_search(
-    data: bytes,
-    pattern: bytes,
-    *,
-    case_sensitive: bool = True,
-    from_offset: int = 0,
-    to_offset: int = -1,
-    num_results: int = 10,
-    chunk_size: int = 1 << 20,
-) -> list[int]:
-    return search(
-        io.BytesIO(data),
-        len(data),
-        pattern,
-        case_sensitive=case_sensitive,
-        from_offset=from_offset,
-        to_offset=to_offset,
-        num_results=num_results,
-        chunk_size=chunk_size,
-    )
-
-
 def reference_search(
     data: bytes, pattern: bytes, case_sensitive: bool, from_offset: int, to_offset: int, num_results: int
 ) -> list[int]:
@@ -478,7 +457,7 @@ def reference_search(
     ],
 )
 def test_search(data: bytes, pattern: bytes, options: dict[str, int], expected: list[int]) -> None:
-    assert run_search(data, pattern, **options) == expected  # type: ignore[arg-type]
+    assert search_bytes(data, pattern, **options) == expected
 
 
 @pytest.mark.parametrize(
@@ -487,37 +466,19 @@ def test_search(data: bytes, pattern: bytes, options: dict[str, int], expected: 
 )
 def test_search_rejects(pattern: bytes, num_results: int, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
-        run_search(b"abc", pattern, num_results=num_results)
+        search_bytes(b"abc", pattern, num_results=num_results)
 
 
 def test_search_streams_in_chunks_and_stops_early() -> None:
     data = b"x" * 1000 + b"needle" + b"y" * 10_000 + b"needle"
     spy = SpyFile(data)
-    hits = search(
-        spy,
-        len(data),
-        b"NEEDLE",
-        case_sensitive=False,
-        from_offset=0,
-        to_offset=-1,
-        num_results=1,
-        chunk_size=64,
-    )
+    hits = search_file(spy, len(data), b"NEEDLE", case_sensitive=False, num_results=1, chunk_size=64)
     assert hits == [1000]
     assert max(spy.reads) <= 64
     assert sum(spy.reads) < 1200
 
     spy = SpyFile(data)
-    hits = search(
-        spy,
-        len(data),
-        b"needle",
-        case_sensitive=True,
-        from_offset=-1,
-        to_offset=0,
-        num_results=1,
-        chunk_size=64,
-    )
+    hits = search_file(spy, len(data), b"needle", from_offset=-1, to_offset=0, num_results=1, chunk_size=64)
     assert hits == [len(data) - 6]
     assert max(spy.reads) <= 64
     assert sum(spy.reads) < 200
@@ -548,16 +509,8 @@ def test_search_matches_reference(
     chunk_size: int,
 ) -> None:
     expected = reference_search(data, pattern, case_sensitive, from_offset, to_offset, num_results)
-    got = run_search(
-        data,
-        pattern,
-        case_sensitive=case_sensitive,
-        from_offset=from_offset,
-        to_offset=to_offset,
-        num_results=num_results,
-        chunk_size=chunk_size,
-    )
-    assert got == expected
+    options = {"from_offset": from_offset, "to_offset": to_offset, "num_results": num_results, "chunk_size": chunk_size}
+    assert search_bytes(data, pattern, case_sensitive=case_sensitive, **options) == expected
 
 
 def test_format_search_result() -> None:

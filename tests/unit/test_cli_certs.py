@@ -8,12 +8,13 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
-from filerelay import certificates, documents
+from filerelay import certificates
 from filerelay.api import create_app
 from filerelay.cli import main
 from filerelay.db.session import session_scope
 from filerelay.runtime import Runtime
 from tests.support.audit import audit_entries
+from tests.support.documents import acme_repository
 from tests.support.keys import ADMIN_KEY
 from tests.support.signing import certificate
 
@@ -23,11 +24,9 @@ def received(configured: Runtime) -> str:
     """A certificate SAP sent for Z1, as putCert stores it; returns its fingerprint."""
     cert = certificate(dt.datetime.now(dt.UTC))  # noqa: TID251 - the CLI checks validity against the real clock
     with session_scope(configured.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
         row = certificates.store(
             session,
-            repository=repository,
+            repository=acme_repository(session),
             auth_id="CN=S4H",
             body=cert.public_bytes(serialization.Encoding.PEM),
             now=configured.clock.now(),

@@ -9,6 +9,7 @@ import tracemalloc
 import pytest
 
 from filerelay.api.archivelink.protocol import MAX_SEARCH_HITS, attr_search, parse_attr_patterns, search
+from tests.support.archivelink_search import search_file
 
 MB = 1024 * 1024
 
@@ -37,16 +38,8 @@ def _search_peak(size: int, *, backward: bool) -> tuple[list[int], int]:
     fp = Repeated(size)
     tracemalloc.start()
     try:
-        hits = search(
-            fp,
-            size,
-            b"a",
-            case_sensitive=True,
-            from_offset=-1 if backward else 0,
-            to_offset=0 if backward else -1,
-            num_results=10**12,
-            chunk_size=64 * 1024,
-        )
+        start, end = (-1, 0) if backward else (0, -1)
+        hits = search_file(fp, size, b"a", from_offset=start, to_offset=end, num_results=10**12, chunk_size=64 * 1024)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

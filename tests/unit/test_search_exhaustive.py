@@ -14,7 +14,7 @@ import io
 import itertools
 import tracemalloc
 
-from filerelay.api.archivelink.protocol import search
+from tests.support.archivelink_search import search_bytes, search_file
 
 PATTERNS = [b"a", b"aa", b"ab", b"aba", b"bab"]
 
@@ -42,16 +42,7 @@ def test_every_small_case_matches_the_brute_force_search() -> None:
     for data in contents():
         offsets = range(-1, len(data) + 1)
         for pattern, start, end, chunk, limit in itertools.product(PATTERNS, offsets, offsets, (1, 2, 3), (1, 2, 9)):
-            got = search(
-                io.BytesIO(data),
-                len(data),
-                pattern,
-                case_sensitive=True,
-                from_offset=start,
-                to_offset=end,
-                num_results=limit,
-                chunk_size=chunk,
-            )
+            got = search_bytes(data, pattern, from_offset=start, to_offset=end, num_results=limit, chunk_size=chunk)
             if got != brute_force(data, pattern, start, end, limit):
                 mismatches.append((data, pattern, start, end, chunk, limit))
     assert mismatches[:5] == []
@@ -61,25 +52,9 @@ def test_case_folding_finds_every_spelling_in_both_directions() -> None:
     data = b"xAbAxaBaxABA"
     for chunk in (1, 2, 5, 64):
         for pattern in (b"aba", b"ABA", b"AbA"):
-            forward = search(
-                io.BytesIO(data),
-                len(data),
-                pattern,
-                case_sensitive=False,
-                from_offset=0,
-                to_offset=-1,
-                num_results=10,
-                chunk_size=chunk,
-            )
-            backward = search(
-                io.BytesIO(data),
-                len(data),
-                pattern,
-                case_sensitive=False,
-                from_offset=-1,
-                to_offset=0,
-                num_results=10,
-                chunk_size=chunk,
+            forward = search_bytes(data, pattern, case_sensitive=False, num_results=10, chunk_size=chunk)
+            backward = search_bytes(
+                data, pattern, case_sensitive=False, from_offset=-1, to_offset=0, num_results=10, chunk_size=chunk
             )
             assert forward == [1, 5, 9]
             assert backward == [9, 5, 1]
@@ -95,15 +70,8 @@ def test_a_backward_search_through_a_large_document_holds_about_one_chunk() -> N
         pattern = b"absent" if from_offset == -1 else b"needle"
         tracemalloc.start()
         try:
-            hits = search(
-                fp,
-                size,
-                pattern,
-                case_sensitive=True,
-                from_offset=from_offset,
-                to_offset=to_offset,
-                num_results=1,
-                chunk_size=chunk,
+            hits = search_file(
+                fp, size, pattern, from_offset=from_offset, to_offset=to_offset, num_results=1, chunk_size=chunk
             )
             _, peak = tracemalloc.get_traced_memory()
         finally:

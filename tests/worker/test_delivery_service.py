@@ -19,9 +19,10 @@ from filerelay.clock import FrozenClock
 from filerelay.db.models import Delivery, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery import service, sweep
+from filerelay.delivery.transitions import Wake
 from filerelay.runtime import Runtime
 from tests.support.clock import half
-from tests.support.documents import PDF, attempts, create_document, delivery, document, replace_content
+from tests.support.documents import PDF, Created, attempts, create_document, delivery, document, replace_content
 
 PDF_V2 = b"%PDF-1.7\n" + bytes(reversed(range(256))) * 9 + b"\n%%EOF\n"
 
@@ -252,12 +253,25 @@ def test_staged_bytes_not_matching_their_sha256_leave_a_good_copy_intact(
 # --- content replaced while a delivery is running ---------------------------------------------------
 
 
+def created_and_claimed(runtime: Runtime) -> tuple[Created, service.Claim]:
+    """A document whose folder delivery a worker has claimed and not yet run."""
+    created = create_document(runtime)
+    taken = claim(runtime, created.folder)
+    assert taken is not None
+    return created, taken
+
+
+def run_to_the_end(runtime: Runtime, taken: service.Claim) -> tuple[service.Result, list[Wake]]:
+    """The claimed attempt uploads, then finishes: its result, and the wake-ups its finish sends."""
+    result = service.perform(taken, runtime.staging, runtime.clients)
+    with session_scope(runtime.sessions) as session:
+        return result, service.finish(session, taken, result, now=runtime.clock.now(), rand=half).wake
+
+
 def test_content_replaced_while_delivering_is_sent_again_after_the_old_upload(
     configured: Runtime, tmp_path: Path
 ) -> None:
-    created = create_document(configured)
-    taken = claim(configured, created.folder)
-    assert taken is not None
+    created, taken = created_and_claimed(configured)
     assert taken.generation == 1
 
     outcome = replace_content(configured, doc_id="DOC", data=PDF_V2)
@@ -265,10 +279,8 @@ def test_content_replaced_while_delivering_is_sent_again_after_the_old_upload(
     assert outcome.enqueue == [(created.s3, "s3")]
     assert delivery(configured, created.folder).status == "delivering"
 
-    result = service.perform(taken, configured.staging, configured.clients)
+    result, wake = run_to_the_end(configured, taken)
     assert result.ok
-    with session_scope(configured.sessions) as session:
-        wake = service.finish(session, taken, result, now=configured.clock.now(), rand=half).wake
 
     assert wake == [(created.folder, "folder")]
     row = delivery(configured, created.folder)
@@ -293,18 +305,14 @@ def test_content_replaced_while_delivering_is_sent_again_after_the_old_upload(
 def test_content_replaced_while_delivering_survives_the_old_bytes_being_released(
     configured: Runtime, tmp_path: Path
 ) -> None:
-    created = create_document(configured)
-    taken = claim(configured, created.folder)
-    assert taken is not None
+    created, taken = created_and_claimed(configured)
 
     outcome = replace_content(configured, doc_id="DOC", data=PDF_V2)
     assert outcome.delete_staged == [created.staging_key]
     for key in outcome.delete_staged:  # what the ArchiveLink handler does after commit
         configured.staging.delete(key)
 
-    result = service.perform(taken, configured.staging, configured.clients)
-    with session_scope(configured.sessions) as session:
-        wake = service.finish(session, taken, result, now=configured.clock.now(), rand=half).wake
+    _, wake = run_to_the_end(configured, taken)
 
     assert wake == [(created.folder, "folder")]
     assert delivery(configured, created.folder).status == "pending"

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from filerelay import documents, files
+from filerelay import files
 from filerelay.audit import CLI_ACTOR
 from filerelay.catalog import DocumentFilter, count_failed
 from filerelay.clock import FrozenClock
@@ -36,7 +36,8 @@ from filerelay.delivery.retry import StagedBytesReleased
 from filerelay.documents import NewComponent
 from filerelay.operations import Context, relay, transaction
 from filerelay.runtime import Runtime
-from tests.support.documents import accept, document, stage
+from tests.support.documents import accept, accept_components, document, stage
+from tests.support.sql_capture import executed, sqlite_plan
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 DAY = dt.timedelta(days=1)
@@ -217,20 +218,10 @@ def test_failed_bytes_are_kept_for_ever_when_the_retention_is_off(configured: Ru
 
 def two_components(runtime: Runtime, doc_id: str) -> dict[str, str]:
     """A document of two components (`a`, `b`) wired to the folder only; comp_id → document id."""
-    with session_scope(runtime.sessions) as session:
-        repository = documents.find_repository(session, owner="acme", slug="production", repo_id="Z1")
-        assert repository is not None
-        outcome = documents.create(
-            session,
-            repository=repository,
-            doc_id=doc_id,
-            doc_prot=None,
-            components=[
-                NewComponent(comp, "application/pdf", None, None, stage(runtime, PDF + comp.encode()))
-                for comp in ("a", "b")
-            ],
-            now=runtime.clock.now(),
-        )
+    components = [
+        NewComponent(comp, "application/pdf", None, None, stage(runtime, PDF + comp.encode())) for comp in ("a", "b")
+    ]
+    outcome = accept_components(runtime, doc_id, components)
     return {d.comp_id: d.id for d in outcome.documents}
 
 
@@ -439,22 +430,12 @@ def test_retention_queries_walk_an_index_on_sqlite(
 ) -> None:
     if configured.engine.dialect.name != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        captured.append((statement, parameters))
-
-    event.listen(configured.engine, "before_cursor_execute", capture)
-    try:
-        with session_scope(configured.sessions) as session:
-            call(session, configured.clock.now())
-    finally:
-        event.remove(configured.engine, "before_cursor_execute", capture)
+    with executed(configured.engine) as captured, session_scope(configured.sessions) as session:
+        call(session, configured.clock.now())
     statement, parameters = next(
         (s, p) for s, p in captured if s.lstrip().startswith("SELECT") and f"FROM {table}" in s
     )
-    with configured.engine.connect() as conn:
-        plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+    plan = " | ".join(sqlite_plan(configured.engine, statement, parameters))
     assert f"INDEX {index}" in plan, plan
 
 

@@ -7,22 +7,17 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Delivery, Destination, Document
+from filerelay.db.models import Delivery, Document
 from filerelay.db.session import session_scope
 from filerelay.delivery.retry import retry_deliveries
 from filerelay.runtime import Runtime
-from tests.support.documents import create_document
+from tests.support.documents import create_document, delivery_to
 
 PDF = b"%PDF-1.4\n%%EOF\n"
 
 
 def s3_delivery_id(runtime: Runtime, document_id: str) -> str:
-    with session_scope(runtime.sessions) as session:
-        return session.scalars(
-            select(Delivery.id)
-            .join(Destination, Destination.id == Delivery.destination_id)
-            .where(Delivery.document_id == document_id, Destination.public_id == "dest_s3prod")
-        ).one()
+    return delivery_to(runtime, document_id, "dest_s3prod")
 
 
 def set_status(runtime: Runtime, delivery_id: str, status: str) -> None:

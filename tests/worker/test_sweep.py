@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from filerelay.clock import FrozenClock
@@ -23,6 +23,7 @@ from filerelay.queue import FolderMarks
 from filerelay.runtime import Runtime
 from tests.support.clock import half
 from tests.support.documents import create_document, delivery, document
+from tests.support.sql_capture import executed, sqlite_plan
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 GRACE = 30
@@ -424,24 +425,13 @@ def test_sweeper_queries_walk_a_status_index_on_sqlite(
     if configured.engine.dialect.name != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
     create_document(configured, "DOC", PDF, enqueue=True)
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        captured.append((statement, parameters))
-
-    event.listen(configured.engine, "before_cursor_execute", capture)
-    try:
-        with session_scope(configured.sessions) as session:
-            call(session, configured.clock.now() + dt.timedelta(hours=2))
-    finally:
-        event.remove(configured.engine, "before_cursor_execute", capture)
+    with executed(configured.engine) as captured, session_scope(configured.sessions) as session:
+        call(session, configured.clock.now() + dt.timedelta(hours=2))
 
     selects = [(s, p) for s, p in captured if s.lstrip().upper().startswith("SELECT") and "FROM deliveries" in s]
     assert selects, captured
     statement, parameters = selects[0]
-    with configured.engine.connect() as conn:
-        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
-    details = " | ".join(plan)
+    details = " | ".join(sqlite_plan(configured.engine, statement, parameters))
     assert "USING INDEX ix_deliveries_status_" in details, details
     assert f"USING INDEX {index} " in details, details
 
