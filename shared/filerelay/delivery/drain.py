@@ -42,9 +42,11 @@ HELP_SECONDS = 1.0
 # How long what ended may wait to be recorded with the next claim (one transaction for both) before it
 # is recorded alone.
 RECORD_SECONDS = 0.05
-# Claims a process holds, in threads' worth: one running and two waiting, claimed a threads' worth at a
-# time, so the threads never wait for a claim and each claim serves several deliveries.
-AHEAD = 3
+# Claims a process holds, in threads' worth (one running, the rest waiting for a thread), and claims taken
+# at a time once a drain runs (BATCH threads' worth, as that many are free): the threads never wait for a
+# claim, and each transaction serves several deliveries (its cost is mostly per statement, not per row).
+AHEAD = 4
+BATCH = 2
 
 
 class Drainer:
@@ -99,12 +101,12 @@ class Drainer:
             room = self._room()
             # Claim while the last claim filled the free threads, when new work was announced, and once
             # more when everything claimed has ended (it may have arrived unannounced meanwhile); a
-            # threads' worth at a time while uploads run.
+            # batch at a time while uploads run.
             claim = (
                 not over
                 and room > 0
                 and (not exhausted or not running or arrived())
-                and (room >= self.concurrency or not running)
+                and (room >= BATCH * self.concurrency or not running)
             )
             # What ended is recorded with the next claim, in its transaction; alone once it has waited
             # RECORD_SECONDS, or when nothing else runs.
