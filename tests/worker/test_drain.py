@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from filerelay.clock import FrozenClock
-from filerelay.db.models import Destination
+from filerelay.db.models import Delivery, Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
-from filerelay.delivery.drain import Drainer
+from filerelay.delivery.drain import MAX_BATCH, Drainer, claim_batch
 from filerelay.delivery.heartbeat import Heartbeat
 from filerelay.delivery.rules import BreakerPolicy
 from filerelay.delivery.service import Claim, Result
@@ -181,6 +182,45 @@ def test_a_slow_upload_does_not_hold_the_others_batch(configured: Runtime) -> No
         finally:
             drainer.close()
     assert {delivery(configured, d).status for d in ids} == {"delivered"}
+
+
+def test_a_batch_is_what_the_threads_start_within_half_a_second() -> None:
+    assert claim_batch(2, None) == 4  # nothing measured yet: two threads' worth
+    assert claim_batch(2, 0.1) == 10
+    assert claim_batch(2, 0.01) == MAX_BATCH  # fast uploads: a full batch per transaction
+    assert claim_batch(8, 0.06) == MAX_BATCH
+    assert claim_batch(2, 10.0) == 2  # slow ones: the threads' worth, never less
+    assert claim_batch(32, 0.001) == 32
+
+
+def test_a_slow_destination_leaves_its_deliveries_to_other_workers(configured: Runtime) -> None:
+    """Uploads of 0.3 s with one thread: once the pace is known, the drain holds one delivery running and
+    one waiting; the rest stay pending, for any other worker its kind's wake-up reaches."""
+    ids = create(configured, 7)
+    held: list[int] = []
+    real = service.attempted
+
+    def attempted(runtime: Runtime, taken: Claim, heartbeat: Heartbeat | None = None) -> Result:
+        with session_scope(runtime.sessions) as session:
+            held.append(
+                session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "delivering")) or 0
+            )
+        time.sleep(0.3)
+        return real(runtime, taken, heartbeat)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, "attempted", attempted)
+        drainer = Drainer(configured, concurrency=1, rand=half)
+        try:
+            drainer.drain(["folder"])
+        finally:
+            drainer.close()
+    assert {delivery(configured, d).status for d in ids} == {"delivered"}
+    # Before the first upload ended: a thread's worth running, two waiting and one more (the batch and a
+    # half); once the pace is known, the one running and one waiting at most (counted as each starts;
+    # what ended is recorded in the transaction of the next claim, so it is never counted beside it).
+    assert max(held) <= 4, held
+    assert max(held[3:]) <= 2, held
 
 
 def test_two_drainers_never_claim_the_same_delivery(configured: Runtime, clock: FrozenClock) -> None:

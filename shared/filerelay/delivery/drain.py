@@ -4,7 +4,7 @@ transaction, until nothing is due.
 
 One wake-up carries as much work as is waiting, so the broker costs nothing per delivery. Each
 delivery still runs through the same claim, heartbeat, upload and finish as alone (and the same
-state machine decides it); only the statements are shared: one claim for a threads' worth of
+state machine decides it); only the statements are shared: one claim for a batch of
 deliveries, and in its transaction the finish of all that ended meanwhile (alone when no claim comes
 within RECORD_SECONDS). A slow
 upload holds only its own thread: the others keep claiming and finishing around it, so a slow
@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 from filerelay.delivery import service
 from filerelay.delivery.heartbeat import Heartbeat
@@ -42,11 +43,31 @@ HELP_SECONDS = 1.0
 # How long what ended may wait to be recorded with the next claim (one transaction for both) before it
 # is recorded alone.
 RECORD_SECONDS = 0.05
-# Claims a process holds, in threads' worth (one running, the rest waiting for a thread), and claims taken
-# at a time once a drain runs (BATCH threads' worth, as that many are free): the threads never wait for a
-# claim, and each transaction serves several deliveries (its cost is mostly per statement, not per row).
-AHEAD = 4
-BATCH = 2
+# Deliveries claimed at a time: a claim's transaction (which records what ended, too) costs mostly per
+# statement, not per row, so the more it serves the better; but what a process claims waits for its
+# threads, out of reach of other workers. So a batch is what the threads will start within
+# AHEAD_SECONDS at the uploads' recent pace: up to MAX_BATCH for fast uploads, the threads' worth for
+# slow ones (a slow destination's deliveries spread over the workers that take its wake-ups).
+AHEAD_SECONDS = 0.5
+MAX_BATCH = 16
+# The weight of the latest upload in the running mean of their durations.
+PACE_WEIGHT = 0.2
+
+
+@dataclass
+class _Drain:
+    """One drain's progress: what runs, what ended and is not recorded yet, and whether the last claim
+    found less than it asked for."""
+
+    kinds: list[str]
+    arrived: Callable[[], bool]
+    deadline: float
+    running: dict[Future[Result], Claim] = field(default_factory=dict)
+    ended: list[tuple[Claim, Result]] = field(default_factory=list)
+    ended_since: float = 0.0
+    attempts: int = 0
+    exhausted: bool = False
+    helped: float = 0.0
 
 
 class Drainer:
@@ -57,6 +78,7 @@ class Drainer:
         self.concurrency = concurrency
         self._rand = rand
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="delivery")
+        self._pace: dict[str, float] = {}  # each kind's running mean of upload durations, seconds
         self._lock = threading.Lock()
         self._busy = 0  # uploads running in the pool, over every drain
         self._draining: set[frozenset[str]] = set()
@@ -86,58 +108,71 @@ class Drainer:
                 self._draining.discard(key)
 
     def _drain(self, kinds: list[str], arrived: Callable[[], bool], seconds: float) -> int:
-        running: dict[Future[Result], Claim] = {}
-        ended: list[tuple[Claim, Result]] = []  # ended, not yet recorded
-        ended_since = 0.0
-        deadline = time.monotonic() + seconds
-        attempts, exhausted, helped = 0, False, 0.0
+        state = _Drain(kinds, arrived, deadline=time.monotonic() + seconds)
         while True:
-            over = time.monotonic() >= deadline or self.stopping.is_set()
-            if over and not running:
-                self._record(kinds, ended, 0)
-                if not exhausted and not self.stopping.is_set():
+            over = time.monotonic() >= state.deadline or self.stopping.is_set()
+            if over and not state.running:
+                self._record(kinds, state.ended, 0)
+                if not state.exhausted and not self.stopping.is_set():
                     self.runtime.enqueuer.wake(kinds)  # what remains goes to the next wake-up
-                return attempts
-            room = self._room()
-            # Claim while the last claim filled the free threads, when new work was announced, and once
-            # more when everything claimed has ended (it may have arrived unannounced meanwhile); a
-            # batch at a time while uploads run.
-            claim = (
-                not over
-                and room > 0
-                and (not exhausted or not running or arrived())
-                and (room >= BATCH * self.concurrency or not running)
-            )
-            # What ended is recorded with the next claim, in its transaction; alone once it has waited
-            # RECORD_SECONDS, or when nothing else runs.
-            record = bool(ended) and (not running or time.monotonic() - ended_since >= RECORD_SECONDS)
-            if claim or record:
-                if claim:
-                    self._nudged[frozenset(kinds)].clear()
-                claims = self._record(kinds, ended, room if claim else 0)
-                ended = []
-                attempts += len(claims)
-                for taken in claims:
-                    running[self._submit(taken)] = taken
-                if claim:
-                    exhausted = len(claims) < room
-                    if not exhausted and time.monotonic() - helped >= HELP_SECONDS:
-                        helped = time.monotonic()
-                        self.runtime.enqueuer.wake(kinds)  # more than this process can take: call for help
-                if not running:
-                    return attempts
-            if not running:  # other drains hold every thread: wait for one
+                return state.attempts
+            if self._claimed_or_recorded(state, over) and not state.running:
+                return state.attempts
+            if not state.running:  # other drains hold every thread: wait for one
                 time.sleep(LOOK_AGAIN_SECONDS)
                 continue
-            done, _ = wait(running, timeout=LOOK_AGAIN_SECONDS, return_when=FIRST_COMPLETED)
-            if done and not ended:
-                ended_since = time.monotonic()
-            ended += [(running.pop(future), _outcome(future)) for future in done]
+            done, _ = wait(state.running, timeout=LOOK_AGAIN_SECONDS, return_when=FIRST_COMPLETED)
+            if done and not state.ended:
+                state.ended_since = time.monotonic()
+            state.ended += [(state.running.pop(future), _outcome(future)) for future in done]
 
-    def _room(self) -> int:
-        """Claims this process can take now: AHEAD threads' worth, less those running or waiting."""
+    def _claimed_or_recorded(self, state: _Drain, over: bool) -> bool:
+        """Claim a batch and record what ended, in one transaction, when either is due; whether it did."""
+        batch = self._batch(state.kinds)
+        room = self._room(batch)
+        # Claim while the last claim filled its batch, when new work was announced, and once more when
+        # everything claimed has ended (it may have arrived unannounced meanwhile); a batch at a time
+        # while uploads run.
+        claim = (
+            not over
+            and room > 0
+            and (not state.exhausted or not state.running or state.arrived())
+            and (room >= batch or not state.running)
+        )
+        # What ended is recorded with the next claim; alone once it waited RECORD_SECONDS, or when
+        # nothing else runs.
+        record = bool(state.ended) and (not state.running or time.monotonic() - state.ended_since >= RECORD_SECONDS)
+        if not (claim or record):
+            return False
+        if claim:
+            self._nudged[frozenset(state.kinds)].clear()
+        limit = min(room, batch) if claim else 0
+        claims = self._record(state.kinds, state.ended, limit)
+        state.ended = []
+        state.attempts += len(claims)
+        for taken in claims:
+            state.running[self._submit(taken)] = taken
+        if claim:
+            state.exhausted = len(claims) < limit
+            if not state.exhausted and time.monotonic() - state.helped >= HELP_SECONDS:
+                state.helped = time.monotonic()
+                self.runtime.enqueuer.wake(state.kinds)  # more than this process can take: call for help
+        return True
+
+    def _batch(self, kinds: list[str]) -> int:
+        """How many to claim at a time: what the threads start within AHEAD_SECONDS at the recent pace
+        of the slowest of `kinds` (two threads' worth before any upload ended), at least the threads'
+        worth."""
         with self._lock:
-            return AHEAD * self.concurrency - self._busy
+            paces = [self._pace[kind] for kind in kinds if kind in self._pace]
+        return claim_batch(self.concurrency, max(paces) if paces else None)
+
+    def _room(self, batch: int) -> int:
+        """Claims this process can take now: its threads' worth running and up to a batch and a half
+        waiting (a batch is claimed while half a batch still waits: the threads never wait for a claim),
+        less those running or waiting."""
+        with self._lock:
+            return self.concurrency + batch + batch // 2 - self._busy
 
     def _record(self, kinds: list[str], ended: list[tuple[Claim, Result]], limit: int) -> list[Claim]:
         """Record what ended and claim up to `limit` more, in one transaction."""
@@ -156,9 +191,19 @@ class Drainer:
             self._busy += 1
         # The lease is kept from the claim on, also while the delivery waits for a thread.
         beat = Heartbeat(self.runtime, delivery_id=taken.delivery_id, attempt=taken.attempt).__enter__()
-        future = self._pool.submit(service.attempted, self.runtime, taken, beat)
+        future = self._pool.submit(self._timed, taken, beat)
         future.add_done_callback(lambda done: self._freed(done, beat))
         return future
+
+    def _timed(self, taken: Claim, beat: Heartbeat) -> Result:
+        started = time.monotonic()
+        try:
+            return service.attempted(self.runtime, taken, beat)
+        finally:
+            took = time.monotonic() - started
+            with self._lock:
+                pace = self._pace.get(taken.kind, took)
+                self._pace[taken.kind] = pace + PACE_WEIGHT * (took - pace)
 
     def _freed(self, _: Future[Result], beat: Heartbeat) -> None:
         beat.__exit__(None, None, None)
@@ -175,6 +220,16 @@ class Drainer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def claim_batch(concurrency: int, pace: float | None) -> int:
+    """Deliveries to claim at a time with `concurrency` threads whose uploads take `pace` seconds (None:
+    not known yet): what the threads start within AHEAD_SECONDS, at most MAX_BATCH, at least the
+    threads' worth; two threads' worth while the pace is unknown."""
+    if pace is None:
+        return 2 * concurrency
+    ahead = int(concurrency * AHEAD_SECONDS / max(pace, 0.001))
+    return max(concurrency, min(MAX_BATCH, ahead))
 
 
 def _outcome(future: Future[Result]) -> Result:
