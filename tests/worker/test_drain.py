@@ -37,6 +37,19 @@ def create(runtime: Runtime, count: int, prefix: str = "DOC") -> list[str]:
     return ids
 
 
+def drain_folder(runtime: Runtime, *, concurrency: int, **replaced: object) -> int:
+    """One drain of the folder kind by a new Drainer, with the service functions named in `replaced`
+    wrapped for the test; the attempts it made."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, wrapper in replaced.items():
+            patch.setattr(service, name, wrapper)
+        drainer = Drainer(runtime, concurrency=concurrency, rand=half)
+        try:
+            return drainer.drain(["folder"])
+        finally:
+            drainer.close()
+
+
 def set_destination(runtime: Runtime, public_id: str, **values: object) -> None:
     with session_scope(runtime.sessions) as session:
         session.execute(update(Destination).where(Destination.public_id == public_id).values(**values))
@@ -139,11 +152,7 @@ def test_a_batch_attempt_superseded_by_new_content_is_restarted_and_the_rest_rec
 
 def test_a_drain_delivers_every_due_delivery_of_its_kind_once(configured: Runtime, tmp_path: Path) -> None:
     ids = create(configured, 25)
-    drainer = Drainer(configured, concurrency=4, rand=half)
-    try:
-        made = drainer.drain(["folder"])
-    finally:
-        drainer.close()
+    made = drain_folder(configured, concurrency=4)
 
     assert made == 25
     assert {delivery(configured, d).status for d in ids} == {"delivered"}
@@ -173,14 +182,7 @@ def test_a_slow_upload_does_not_hold_the_others_batch(configured: Runtime) -> No
         return claims
 
     service_finished_and_claimed = service.finished_and_claimed
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(service, "attempted", attempted)
-        patch.setattr(service, "finished_and_claimed", finished_and_claimed)
-        drainer = Drainer(configured, concurrency=3, rand=half)
-        try:
-            drainer.drain(["folder"])
-        finally:
-            drainer.close()
+    drain_folder(configured, concurrency=3, attempted=attempted, finished_and_claimed=finished_and_claimed)
     assert {delivery(configured, d).status for d in ids} == {"delivered"}
 
 
@@ -208,13 +210,7 @@ def test_a_slow_destination_leaves_its_deliveries_to_other_workers(configured: R
         time.sleep(0.3)
         return real(runtime, taken, heartbeat)
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(service, "attempted", attempted)
-        drainer = Drainer(configured, concurrency=1, rand=half)
-        try:
-            drainer.drain(["folder"])
-        finally:
-            drainer.close()
+    drain_folder(configured, concurrency=1, attempted=attempted)
     assert {delivery(configured, d).status for d in ids} == {"delivered"}
     # Before the first upload ended: a thread's worth running, two waiting and one more (the batch and a
     # half); once the pace is known, the one running and one waiting at most (counted as each starts;

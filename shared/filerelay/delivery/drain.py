@@ -4,11 +4,10 @@ transaction, until nothing is due.
 
 One wake-up carries as much work as is waiting, so the broker costs nothing per delivery. Each
 delivery still runs through the same claim, heartbeat, upload and finish as alone (and the same
-state machine decides it); only the statements are shared: one claim for a batch of
-deliveries, and in its transaction the finish of all that ended meanwhile (alone when no claim comes
-within RECORD_SECONDS). A slow
-upload holds only its own thread: the others keep claiming and finishing around it, so a slow
-destination never holds a fast one's batch.
+state machine decides it); only the statements are shared: one claim for a batch of deliveries, and
+in its transaction the finish of all that ended meanwhile (alone when no claim comes within
+RECORD_SECONDS). A slow upload holds only its own thread: the others keep claiming and finishing
+around it, so a slow destination never holds a fast one's batch.
 
 When a claim fills every free thread, more may be waiting than this process can take: it wakes the
 kind again, so another worker process (or pod) joins in. Several drainers of one kind never claim
@@ -176,7 +175,9 @@ class Drainer:
 
     def _record(self, kinds: list[str], ended: list[tuple[Claim, Result]], limit: int) -> list[Claim]:
         """Record what ended and claim up to `limit` more, in one transaction."""
-        if not ended and limit <= 0:
+        if limit <= 0:  # nothing to claim: the finish alone (once, should it fail)
+            if ended:
+                self._finish(ended)
             return []
         try:
             return service.finished_and_claimed(self.runtime, ended, kinds=kinds, limit=limit, rand=self._rand)
