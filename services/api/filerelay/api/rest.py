@@ -12,6 +12,7 @@ import marshmallow as ma
 from flask_smorest import Blueprint
 from webargs.flaskparser import FlaskParser, is_json_request
 
+from filerelay.api.errors import ApiError
 from filerelay.clock import as_utc
 
 ISO_Z = "%Y-%m-%dT%H:%M:%SZ"
@@ -95,8 +96,6 @@ def parse_cursor(cursor: str | None, decode: Callable[[str], T]) -> T | None:
     try:
         return decode(cursor)
     except ValueError as exc:
-        from filerelay.api.errors import ApiError
-
         raise ApiError(400, f"cursor: {exc}", parameter="cursor") from None
 
 
