@@ -657,8 +657,10 @@ def print_table(rows: dict[str, Row]) -> None:
             f"{r.resent:6d} {r.non_201:7d} {settle_s:>8}"
         )
     for name, r in rows.items():
-        for example in r.examples[:5]:
+        for example in r.examples[:20]:
             print(f"  {name}: {example}")
+        if len(r.examples) > 20:
+            print(f"  {name}: and {len(r.examples) - 20} more")
 
 
 def main() -> None:
