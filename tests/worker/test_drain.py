@@ -18,7 +18,7 @@ from filerelay.clock import FrozenClock
 from filerelay.db.models import Delivery, Destination
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
-from filerelay.delivery.drain import MAX_BATCH, Drainer, claim_batch
+from filerelay.delivery.drain import MAX_BATCH, RECORD_SECONDS, Drainer, claim_batch, record_wait
 from filerelay.delivery.heartbeat import Heartbeat
 from filerelay.delivery.rules import BreakerPolicy
 from filerelay.delivery.service import Claim, Result
@@ -193,6 +193,13 @@ def test_a_batch_is_what_the_threads_start_within_half_a_second() -> None:
     assert claim_batch(8, 0.06) == MAX_BATCH
     assert claim_batch(2, 10.0) == 2  # slow ones: the threads' worth, never less
     assert claim_batch(32, 0.001) == 32
+
+
+def test_what_ended_waits_for_the_next_claim_only_where_a_copy_can_be_asked_about() -> None:
+    """A worker killed between an upload and its record makes the next attempt ask the destination; an
+    e-mail or a webhook call cannot be asked about, and sending again is a second message."""
+    assert record_wait(["s3"]) == record_wait(["sharepoint", "folder"]) == RECORD_SECONDS > 0
+    assert record_wait(["email"]) == record_wait(["webhook"]) == record_wait(["s3", "email"]) == 0
 
 
 def test_a_slow_destination_leaves_its_deliveries_to_other_workers(configured: Runtime) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from filerelay.delivery import service
 from filerelay.delivery.heartbeat import Heartbeat
 from filerelay.delivery.service import Claim, Result
+from filerelay.destinations import get_kind
 from filerelay.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,9 @@ LOOK_AGAIN_SECONDS = 0.05
 # At most this often a drain whose claims fill its threads wakes its kind for another worker to join.
 HELP_SECONDS = 1.0
 # How long what ended may wait to be recorded with the next claim (one transaction for both) before it
-# is recorded alone.
+# is recorded alone. Not for kinds that keep no copy to ask about (an e-mail, a webhook call): a worker
+# killed before the record makes the next attempt send again, a second message, so they are recorded
+# at once.
 RECORD_SECONDS = 0.05
 # Deliveries claimed at a time: a claim's transaction (which records what ended, too) costs mostly per
 # statement, not per row, so the more it serves the better; but what a process claims waits for its
@@ -61,6 +64,7 @@ class _Drain:
     kinds: list[str]
     arrived: Callable[[], bool]
     deadline: float
+    record_after: float
     running: dict[Future[Result], Claim] = field(default_factory=dict)
     ended: list[tuple[Claim, Result]] = field(default_factory=list)
     ended_since: float = 0.0
@@ -107,7 +111,7 @@ class Drainer:
                 self._draining.discard(key)
 
     def _drain(self, kinds: list[str], arrived: Callable[[], bool], seconds: float) -> int:
-        state = _Drain(kinds, arrived, deadline=time.monotonic() + seconds)
+        state = _Drain(kinds, arrived, time.monotonic() + seconds, record_wait(kinds))
         while True:
             over = time.monotonic() >= state.deadline or self.stopping.is_set()
             if over and not state.running:
@@ -138,9 +142,10 @@ class Drainer:
             and (not state.exhausted or not state.running or state.arrived())
             and (room >= batch or not state.running)
         )
-        # What ended is recorded with the next claim; alone once it waited RECORD_SECONDS, or when
-        # nothing else runs.
-        record = bool(state.ended) and (not state.running or time.monotonic() - state.ended_since >= RECORD_SECONDS)
+        # What ended is recorded with the next claim; alone once it waited its time, or when nothing
+        # else runs.
+        waited = time.monotonic() - state.ended_since
+        record = bool(state.ended) and (not state.running or waited >= state.record_after)
         if not (claim or record):
             return False
         if claim:
@@ -231,6 +236,13 @@ def claim_batch(concurrency: int, pace: float | None) -> int:
         return 2 * concurrency
     ahead = int(concurrency * AHEAD_SECONDS / max(pace, 0.001))
     return max(concurrency, min(MAX_BATCH, ahead))
+
+
+def record_wait(kinds: Sequence[str]) -> float:
+    """How long what ended of `kinds` may wait to be recorded with the next claim: RECORD_SECONDS, none
+    when one of them keeps no copy that could be asked about (a kill before the record means a second
+    message)."""
+    return 0.0 if any(not get_kind(kind).readable for kind in kinds) else RECORD_SECONDS
 
 
 def _outcome(future: Future[Result]) -> Result:
