@@ -64,7 +64,6 @@ class _Drain:
     kinds: list[str]
     arrived: Callable[[], bool]
     deadline: float
-    record_after: float
     running: dict[Future[Result], Claim] = field(default_factory=dict)
     ended: list[tuple[Claim, Result]] = field(default_factory=list)
     ended_since: float = 0.0
@@ -111,7 +110,7 @@ class Drainer:
                 self._draining.discard(key)
 
     def _drain(self, kinds: list[str], arrived: Callable[[], bool], seconds: float) -> int:
-        state = _Drain(kinds, arrived, time.monotonic() + seconds, record_wait(kinds))
+        state = _Drain(kinds, arrived, deadline=time.monotonic() + seconds)
         while True:
             over = time.monotonic() >= state.deadline or self.stopping.is_set()
             if over and not state.running:
@@ -145,7 +144,9 @@ class Drainer:
         # What ended is recorded with the next claim; alone once it waited its time, or when nothing
         # else runs.
         waited = time.monotonic() - state.ended_since
-        record = bool(state.ended) and (not state.running or waited >= state.record_after)
+        record = bool(state.ended) and (
+            not state.running or waited >= record_wait([claim.kind for claim, _ in state.ended])
+        )
         if not (claim or record):
             return False
         if claim:
@@ -239,9 +240,9 @@ def claim_batch(concurrency: int, pace: float | None) -> int:
 
 
 def record_wait(kinds: Sequence[str]) -> float:
-    """How long what ended of `kinds` may wait to be recorded with the next claim: RECORD_SECONDS, none
-    when one of them keeps no copy that could be asked about (a kill before the record means a second
-    message)."""
+    """How long attempts of `kinds` that ended may wait to be recorded with the next claim: RECORD_SECONDS,
+    none when one of them keeps no copy that could be asked about (a kill before the record means a
+    second message)."""
     return 0.0 if any(not get_kind(kind).readable for kind in kinds) else RECORD_SECONDS
 
 
