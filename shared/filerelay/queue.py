@@ -42,6 +42,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         # One wake-up in hand per drain slot: a second would sit in a busy process while another one idles.
         "worker_prefetch_multiplier": 1,
+        # And none while every slot drains: a drain is acknowledged when it starts, which frees the
+        # prefetch count, so a busy process took the next wake-up (its own call for help, which then waited
+        # for its drain to end while the other processes idled, the kind's mark holding back any other).
+        "worker_disable_prefetch": True,
         "task_ignore_result": True,
         "result_backend": None,
         "task_default_queue": queue_name("folder"),

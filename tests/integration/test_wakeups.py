@@ -3,8 +3,9 @@ kind waits in the broker; one a worker took and lost is sent again once the grac
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -13,8 +14,10 @@ from filerelay.clock import FrozenClock
 from filerelay.delivery import sweep
 from filerelay.queue import WAKE_KEY, queue_name
 from filerelay.runtime import Runtime, build_runtime
+from tests.support.delay_proxy import delaying_proxy
 from tests.support.documents import accept
-from tests.support.relay import REDIS_URL
+from tests.support.relay import REDIS_URL, Relay, relay_config, wait_until
+from tests.support.s3server import S3Server
 
 
 @pytest.fixture
@@ -60,3 +63,30 @@ def test_a_wake_up_taken_and_lost_is_sent_again_after_the_grace(on_redis: Runtim
     assert sweep.sweep(on_redis).enqueued == 1
 
     assert waiting(redis_db) == {"folder": 1, "s3": 1}
+
+
+@pytest.mark.slow
+def test_a_process_whose_drain_slot_is_busy_leaves_the_next_wake_up_to_an_idle_one(
+    make_relay: Callable[..., Relay], s3: S3Server, redis_db: redis.Redis
+) -> None:
+    """A drain is acknowledged as it starts; with prefetch the busy process then took the next wake-up (its
+    own call for help) and held it until its drain ended, while the kind's other processes idled."""
+    with delaying_proxy(s3.endpoint, UPLOAD_SECONDS) as proxy:
+        far = dataclasses.replace(s3, endpoint=proxy.url)
+        relay = make_relay(config_for=lambda bucket, out: relay_config(far, bucket, out, secret=s3.secret_key))
+        assert relay.sap.create("SLOW1", "data", b"%PDF-1.4 slow", "application/pdf").status == 201
+        relay.start("busy", "worker", "--queues", "s3", "--processes", "1", "--concurrency", "1")
+        wait_until(lambda: proxy.arrived > 0, timeout=60, what="the upload to start")
+
+        assert relay.runtime.enqueuer.wake(["s3"]) == 1  # the drain cleared the mark when it took its wake-up
+        time.sleep(1)  # time for the busy process to take it, as it did
+        assert waiting(redis_db)["s3"] == 1
+
+        relay.start("idle", "worker", "--queues", "s3", "--processes", "1", "--concurrency", "1")
+        wait_until(lambda: waiting(redis_db)["s3"] == 0, timeout=60, what="the idle process to take the wake-up")
+        assert proxy.forwarded == 0  # taken while the busy process's upload was still held
+        relay.stop_all()  # the busy process finishes its upload first, through the proxy
+
+
+# The proxy holds the upload this long: the busy process's drain outlasts the test's steps.
+UPLOAD_SECONDS = 20.0

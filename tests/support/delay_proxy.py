@@ -33,12 +33,16 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = upstream
         self.delay = delay
+        self.arrived = 0
         self.forwarded = 0
         self._lock = threading.Lock()
 
-    def count(self) -> None:
+    def count(self, *, arrived: bool = False) -> None:
         with self._lock:
-            self.forwarded += 1
+            if arrived:
+                self.arrived += 1
+            else:
+                self.forwarded += 1
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -80,6 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise AssertionError("unreachable")
 
     def _forward(self) -> None:
+        self.server.count(arrived=True)
         time.sleep(self.server.delay)
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.send_error(501, "chunked request bodies are not supported by this proxy")
@@ -111,6 +116,11 @@ class DelayingProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def arrived(self) -> int:
+        """Requests received so far, held or passed on."""
+        return self._server.arrived
 
     @property
     def forwarded(self) -> int:
