@@ -12,6 +12,7 @@ from filerelay.queue import make_celery
 from filerelay.runtime import build_runtime
 from filerelay.settings import Settings
 from filerelay.worker import tasks
+from filerelay.worker.consumer import PromptPoll
 
 
 class ProcessDrainer:
@@ -45,6 +46,8 @@ def make_worker_app(settings: Settings, concurrency: int = 8) -> Celery:
     app = make_celery(settings, name="filerelay-worker")
     # An ack lost to a dying broker restarts the connection instead of leaving the worker idle for good.
     app.conf.worker_consumer = "filerelay.worker.consumer:RecoveringConsumer"
+    # A process whose drain ended asks for the next wake-up at once, not at its loop's next timer.
+    app.steps["consumer"].add(PromptPoll)
     runtime = ProcessDrainer(settings, concurrency)
     tasks.register(app, runtime.get)
 

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from celery import bootsteps
 from celery.worker.consumer.consumer import Consumer
 
 log = logging.getLogger(__name__)
@@ -55,3 +56,36 @@ class RecoveringConsumer(Consumer):
         # An ack left over from a connection already lost and replaced needs no second reconnect.
         task_consumer = getattr(self, "task_consumer", None)
         return channel is not None and task_consumer is not None and task_consumer.channel is channel
+
+
+# How soon after a drain ends its process asks Redis for the next wake-up.
+LOOK_SECONDS = 0.05
+
+
+class PromptPoll(bootsteps.StartStopStep):
+    """Makes the consumer's event loop look at its channel every LOOK_SECONDS.
+
+    With `worker_disable_prefetch` a process whose drain slots are all busy stops asking Redis for
+    wake-ups (so an idle process gets the next one); it asks again when its loop next turns, and an idle
+    loop turns at its next timer, up to a second later: every wake-up that came meanwhile waited that
+    long (201 → delivered p50 0.95 s instead of 20 ms). A no-op timer bounds the wait."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._timer: Any = None
+
+    def start(self, parent: Any) -> None:
+        hub = getattr(parent, "hub", None)
+        if hub is not None:  # no event loop (synloop): nothing waits on a timer
+            self._timer = hub.call_repeatedly(LOOK_SECONDS, _turn)
+
+    def stop(self, parent: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _turn() -> None:
+    """Nothing: the timer's firing is what turns the loop."""
