@@ -459,7 +459,7 @@ class SharePointDestination:
                 return True
         if size > CHUNK_SIZE or self.settings.get("columns"):
             return False
-        with self._spooled(path) as spool:
+        with self._spooled(path, ctx) as spool:
             return _digest(spool) == (size, sha256)
 
     def _upload_session(self, ctx: Any, target: Any, upload_id: str, source: BinaryIO, size: int, name: str) -> None:
@@ -520,10 +520,11 @@ class SharePointDestination:
             )
         return _range(spool, start, length)
 
-    def _spooled(self, path: str) -> Any:
-        """The file at `path`, downloaded to a temporary file (on disk past one chunk); the caller closes it."""
+    def _spooled(self, path: str, ctx: Any = None) -> Any:
+        """The file at `path`, downloaded to a temporary file (on disk past one chunk) through `ctx` (the
+        caller's context after a successful request, or a fresh one); the caller closes it."""
         folder_path, name = self._server_path(path)
-        ctx = self._context()
+        ctx = ctx if ctx is not None else self._context()
         spool = tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE)  # noqa: SIM115 - the caller closes it
         try:
             ctx.web.get_file_by_server_relative_path(f"{folder_path}/{name}").download_session(
