@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from botocore.config import Config
 
@@ -97,6 +97,19 @@ def boto3_client(s3: S3Server, concurrency: int) -> S3Client:
     )
 
 
+def put_as_the_s3_kind(client: S3Client, bucket: str, key: str, body: bytes | BinaryIO, size: int, sha256: str) -> None:
+    """One object put as FileRelay's s3 kind puts it: its sha256 as the checksum and in the metadata."""
+    client.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        ContentLength=size,
+        ContentType="application/pdf",
+        ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+        Metadata={"sha256": sha256},
+    )
+
+
 def boto3_put_all(s3: S3Server, objects: list[Staged], concurrency: int) -> tuple[float, dict[str, float]]:
     """Put every staged file into the bucket under baseline/…, C at a time; return docs/s and the CPU ms per
     document of this process (boto3's threads) and the S3 server."""
@@ -105,15 +118,7 @@ def boto3_put_all(s3: S3Server, objects: list[Staged], concurrency: int) -> tupl
 
     def put(item: Staged) -> None:
         with open(item.path, "rb") as data:
-            client.put_object(
-                Bucket=BUCKET,
-                Key=f"baseline/{item.doc_id}.pdf",
-                Body=data,
-                ContentLength=item.size,
-                ContentType="application/pdf",
-                ChecksumSHA256=base64.b64encode(bytes.fromhex(item.sha256)).decode(),
-                Metadata={"sha256": item.sha256},
-            )
+            put_as_the_s3_kind(client, BUCKET, f"baseline/{item.doc_id}.pdf", data, item.size, item.sha256)
 
     before = meter.sample()
     started = time.perf_counter()

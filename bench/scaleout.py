@@ -21,7 +21,6 @@ makes them noisy.
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import hashlib
 import multiprocessing
@@ -32,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.relay import boto3_client
+from bench.relay import boto3_client, put_as_the_s3_kind
 from tests.support.bench_processes import exit_on_sigterm
 from tests.support.delay_proxy import delaying_proxy
 from tests.support.relay_stack import relay_stack
@@ -94,18 +93,10 @@ def boto3_rate(s3: S3Server, body: bytes, documents: int, concurrency: int, pref
     """docs/s of boto3 putting `documents` copies of `body` with `concurrency` threads, as the s3 kind puts
     them (the sha256 as checksum and metadata)."""
     client = boto3_client(s3, concurrency)
-    sha = hashlib.sha256(body)
-    checksum, hexdigest = base64.b64encode(sha.digest()).decode(), sha.hexdigest()
+    sha256 = hashlib.sha256(body).hexdigest()
 
     def put(n: int) -> None:
-        client.put_object(
-            Bucket=BUCKET,
-            Key=f"baseline/{prefix}{n:06d}.pdf",
-            Body=body,
-            ContentType="application/pdf",
-            ChecksumSHA256=checksum,
-            Metadata={"sha256": hexdigest},
-        )
+        put_as_the_s3_kind(client, BUCKET, f"baseline/{prefix}{n:06d}.pdf", body, len(body), sha256)
 
     put(documents)  # the connection and the client's first-call set-up, outside the clock
     started = time.perf_counter()
