@@ -28,6 +28,11 @@ def hostname() -> str:
     return socket.gethostname()
 
 
+def worker_path(home: Path, host: str | None = None, suffix: str = "") -> Path:
+    """A worker process's file; `suffix` tells apart the processes of one worker (`-0`, `-1`…)."""
+    return home / f"worker-{host or hostname()}{suffix}{SUFFIX}"
+
+
 def sweeper_path(home: Path, host: str | None = None) -> Path:
     return home / f"sweeper-{host or hostname()}{SUFFIX}"
 

@@ -14,13 +14,16 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from celery import Celery
+from typing import TYPE_CHECKING, Any
 
 from filerelay.destinations import REGISTRY
 from filerelay.destinations.base import is_pushed, pushed_kinds
 from filerelay.settings import Settings
+
+if TYPE_CHECKING:
+    # Celery is imported where an app is made: the embedded processes send and take no message, and
+    # importing it (with kombu) costs each of them about 15 MiB.
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings, name: str = "filerelay") -> Celery:
+    from celery import Celery
+
     app = Celery(name, set_as_current=False)
     app.conf.update(celery_config(settings))
     return app
@@ -104,13 +109,12 @@ class Enqueuer:
     send, wake-ups are skipped for `pause` seconds: a broker that hangs rather than refuses would
     otherwise cost each create its connect timeout."""
 
-    def __init__(self, app: Celery, settings: Settings, *, pause: float = 5.0) -> None:
-        self._app = app
+    def __init__(self, settings: Settings, *, pause: float = 5.0) -> None:
         self._pause = pause
         self._down_until = 0.0
-        self._marks: Marks = (
-            FolderMarks(settings.broker_dir / "wake") if settings.embedded_broker else RedisMarks(settings)
-        )
+        # Embedded, the mark is the message (the worker watches the folder): no Celery app is made.
+        self._app = None if settings.embedded_broker else make_producer(settings)
+        self._marks: Marks = FolderMarks(settings.broker_dir / "wake") if self._app is None else RedisMarks(settings)
 
     def enqueue(self, deliveries: Iterable[tuple[str, str]]) -> int:
         """Wake the kinds of these (delivery id, kind) pairs; the number of wake-ups sent."""
@@ -145,8 +149,8 @@ class Enqueuer:
         return True
 
     def _send(self, kind: str) -> None:
-        if isinstance(self._marks, FolderMarks):
-            return  # the mark is the message: the embedded worker watches the folder
+        if self._app is None:
+            return
         try:
             self._app.send_task(DRAIN_TASK, args=(kind,), queue=queue_name(kind), retry=False)
         except Exception:
@@ -162,7 +166,7 @@ class Enqueuer:
 
     def ping(self) -> None:
         """Raise if the broker cannot be reached (at once: no retries)."""
-        if isinstance(self._marks, FolderMarks):
+        if self._app is None:
             return
         with self._app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=0, timeout=2)

@@ -11,7 +11,7 @@ from filerelay.clock import Clock, SystemClock
 from filerelay.db.session import engine_for, make_session_factory
 from filerelay.destinations.base import Clients
 from filerelay.file_links import FileLinks
-from filerelay.queue import Enqueuer, make_producer
+from filerelay.queue import Enqueuer
 from filerelay.settings import Settings
 from filerelay.staging import StagingStore
 from filerelay.workspace_snapshot import Snapshots
@@ -47,6 +47,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         engine=engine,
         sessions=make_session_factory(engine),
         staging=settings.open_staging(),
-        enqueuer=Enqueuer(make_producer(settings), settings),
+        enqueuer=Enqueuer(settings),
         clock=clock or SystemClock(),
     )

@@ -16,14 +16,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy import select
 
-from filerelay import certificates, metrics
+from filerelay import certificates, heartbeats, metrics
 from filerelay.clock import FrozenClock
 from filerelay.db.models import Certificate, Delivery, Destination, Repository, Workspace
 from filerelay.db.session import session_scope
 from filerelay.delivery import service
 from filerelay.runtime import Runtime
 from filerelay.worker.sweeper import run_forever
-from filerelay.worker.watchdog import heartbeat_path
 from tests.support.metrics import Samples, scrape, value
 from tests.support.sapclient import SapClient
 from tests.support.signing import make_signer
@@ -104,8 +103,8 @@ def test_the_sweeper_touches_its_heartbeat_and_sets_its_last_pass(configured: Ru
 
 def test_each_worker_processs_heartbeat_shows(server: str, configured: Runtime) -> None:
     home = configured.settings.home
-    one = heartbeat_path(configured.settings, hostname="pod-a")  # the watchdog's own names
-    two = heartbeat_path(configured.settings, hostname="pod-a", suffix="-1")
+    one = heartbeats.worker_path(configured.settings.home, host="pod-a")  # the watchdog's own names
+    two = heartbeats.worker_path(configured.settings.home, host="pod-a", suffix="-1")
     for path, at in ((one, 1_700_000_000), (two, 1_700_000_100)):
         path.touch()
         os.utime(path, (at, at))

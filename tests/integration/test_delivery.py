@@ -170,11 +170,11 @@ def test_duplicate_wake_ups_upload_once(make_relay: Callable[..., Relay], s3: S3
     assert redis_wakeups(client) == {"folder": (True, 1), "s3": (True, 1)}
     settings = relay.runtime.settings
     ids = [(d.id, d.destination.kind) for d in _all_deliveries(relay)]
-    assert Enqueuer(make_producer(settings), settings).enqueue(ids) == 0
+    assert Enqueuer(settings).enqueue(ids) == 0
     assert redis_wakeups(client) == {"folder": (True, 1), "s3": (True, 1)}
     # Duplicates anyway, before any worker runs: a kind's wake-up again (a redelivered message), and one
     # per delivery as earlier versions sent them (left in the queues by an upgrade).
-    app = relay.runtime.enqueuer._app
+    app = make_producer(settings)
     for delivery_id, kind in ids:
         app.send_task(DRAIN_TASK, args=(kind,), queue=queue_name(kind))
         app.send_task(DELIVER_TASK, args=(delivery_id,), queue=queue_name(kind))

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from filerelay import heartbeats
 from filerelay.cli.main import main as cli
 from filerelay.heartbeats import judge, sweeper_path
 from filerelay.settings import Settings
-from filerelay.worker.watchdog import heartbeat_path
 
 
 def probe(home: Path, *args: str) -> tuple[int, str]:
@@ -35,7 +35,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_a_fresh_worker_heartbeat_passes_and_a_stale_one_fails(settings: Settings) -> None:
-    beat = aged(heartbeat_path(settings), 5)  # the name the worker's watchdog touches
+    beat = aged(heartbeats.worker_path(settings.home), 5)  # the name the worker's watchdog touches
     code, output = probe(settings.home, "worker")
     assert code == 0, output
     aged(beat, 200)
@@ -50,22 +50,22 @@ def test_no_heartbeat_yet_fails(settings: Settings) -> None:
     assert code == 1
     assert "no worker heartbeat file" in output
     # Another host's file (a pod before, on a shared volume) is not this one's.
-    aged(heartbeat_path(settings, hostname="some-other-pod"), 1)
+    aged(heartbeats.worker_path(settings.home, host="some-other-pod"), 1)
     assert probe(settings.home, "worker")[0] == 1
 
 
 def test_one_stale_process_of_several_fails_the_worker(settings: Settings) -> None:
     for index in range(3):
-        aged(heartbeat_path(settings, suffix=f"-{index}"), 3)
+        aged(heartbeats.worker_path(settings.home, suffix=f"-{index}"), 3)
     assert probe(settings.home, "worker")[0] == 0
-    aged(heartbeat_path(settings, suffix="-1"), 500)
+    aged(heartbeats.worker_path(settings.home, suffix="-1"), 500)
     code, output = probe(settings.home, "worker")
     assert code == 1
     assert f"worker-{socket.gethostname()}-1.heartbeat" in output
 
 
 def test_the_sweeper_probe_reads_the_sweepers_file(settings: Settings) -> None:
-    aged(heartbeat_path(settings), 1)  # a worker's beat says nothing about the sweeper
+    aged(heartbeats.worker_path(settings.home), 1)  # a worker's beat says nothing about the sweeper
     assert probe(settings.home, "sweeper")[0] == 1
     beat = aged(sweeper_path(settings.home), 10)
     assert probe(settings.home, "sweeper")[0] == 0

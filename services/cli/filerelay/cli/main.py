@@ -236,12 +236,11 @@ def worker(
             sys.exit(run_children(settings, commands, grace=None))
     names = ",".join(queue_name(k) for k in kinds)
     with _worker_metrics(settings, metrics_port):
-        from filerelay.worker import watchdog
-
         if settings.embedded_broker:
             from filerelay.worker.embedded import run_embedded
 
             sys.exit(run_embedded(settings, kinds, concurrency, stall_seconds))
+        from filerelay.worker import watchdog
         from filerelay.worker.celery_app import make_worker_app, run_worker
 
         suffix = "" if process_index is None else f"-{process_index}"

@@ -13,11 +13,11 @@ import signal
 import time
 from types import FrameType
 
+from filerelay import heartbeats
 from filerelay.delivery.drain import Drainer
 from filerelay.queue import FolderMarks
 from filerelay.runtime import build_runtime
 from filerelay.settings import Settings
-from filerelay.worker.watchdog import beat, heartbeat_path
 
 log = logging.getLogger("filerelay.worker")
 
@@ -33,7 +33,7 @@ def run_embedded(settings: Settings, kinds: list[str], concurrency: int, stall_s
     runtime = build_runtime(settings)
     drainer = Drainer(runtime, concurrency=concurrency)
     marks = FolderMarks(settings.broker_dir / "wake")
-    heartbeat = heartbeat_path(settings) if stall_seconds > 0 else None
+    heartbeat = heartbeats.worker_path(settings.home) if stall_seconds > 0 else None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         drainer.stopping.set()
@@ -50,7 +50,7 @@ def run_embedded(settings: Settings, kinds: list[str], concurrency: int, stall_s
     try:
         while not drainer.stopping.is_set():
             if time.monotonic() - beaten >= BEAT_SECONDS and heartbeat is not None:
-                beat(heartbeat)
+                heartbeats.beat(heartbeat)
                 beaten = time.monotonic()
             if taken() or pending:
                 pending = False

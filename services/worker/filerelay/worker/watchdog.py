@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pathlib import Path
 from celery import Celery, signals
 from celery.worker import state
 
+from filerelay import heartbeats
 from filerelay.queue import queue_depths
 from filerelay.settings import Settings
 
@@ -35,11 +35,6 @@ log = logging.getLogger("filerelay.worker.watchdog")
 STALLED_EXIT_CODE = 3
 # How long a warm shutdown may take before the process ends anyway: a stalled worker runs little.
 SHUTDOWN_GRACE_SECONDS = 300.0
-
-
-def heartbeat_path(settings: Settings, hostname: str | None = None, suffix: str = "") -> Path:
-    """The worker's heartbeat file; `suffix` tells apart the processes of one worker (`-0`, `-1`…)."""
-    return settings.home / f"worker-{hostname or socket.gethostname()}{suffix}.heartbeat"
 
 
 class Watchdog:
@@ -87,7 +82,7 @@ def install(
     if stall_seconds <= 0:
         return
     interval = min(5.0, stall_seconds / 4)
-    heartbeat = heartbeat_path(settings, suffix=suffix)
+    heartbeat = heartbeats.worker_path(settings.home, suffix=suffix)
 
     def waiting() -> int | None:
         try:
@@ -109,20 +104,12 @@ def install(
         if started.is_set():  # Celery sends it once; one watchdog whatever happens
             return
         started.set()
-        beat(heartbeat)
+        heartbeats.beat(heartbeat)
         watch = threading.Thread(
             target=_watch, args=(watchdog, heartbeat, interval, stall_seconds, queues), name="filerelay-watchdog"
         )
         watch.daemon = True
         watch.start()
-
-
-def beat(heartbeat: Path) -> None:
-    try:
-        heartbeat.parent.mkdir(parents=True, exist_ok=True)
-        heartbeat.touch()
-    except OSError:  # a full or read-only home: the probe will say so; the worker goes on
-        log.exception("could not touch the heartbeat file %s", heartbeat)
 
 
 def _watch(watchdog: Watchdog, heartbeat: Path, interval: float, stall_seconds: float, queues: list[str]) -> None:
@@ -134,7 +121,7 @@ def _watch(watchdog: Watchdog, heartbeat: Path, interval: float, stall_seconds: 
             log.exception("the watchdog's check failed; trying again")
             continue
         if healthy:
-            beat(heartbeat)
+            heartbeats.beat(heartbeat)
             continue
         log.critical(
             "the worker took no wake-up for %.0f s while wake-ups waited in %s and it had room for them; "
