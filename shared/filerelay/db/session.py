@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from filerelay.db.sqlite_writers import TurnTakingConnection
 from filerelay.db.types import attach_keyring
 
 if TYPE_CHECKING:
@@ -37,11 +38,22 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
-        # failing with "database is locked" when a reader upgrades. A read-only unit of work (read_scope)
-        # begins deferred: in WAL mode it reads a snapshot and never waits for, or blocks, a writer.
-        deferred = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        # IMMEDIATE takes the write lock up front, in the writer's turn, instead of failing with "database
+        # is locked" when a reader upgrades. A read-only unit of work (read_scope) begins deferred: in WAL
+        # mode it reads a snapshot and never waits for, or blocks, a writer.
+        if conn.get_execution_options().get(READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        writer = conn.connection.driver_connection
+        turns = isinstance(writer, TurnTakingConnection)  # not an in-memory database
+        if turns:
+            writer.begin_writing()  # queued here, not in SQLite's busy handler (filerelay.db.sqlite_writers)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if turns:
+                writer.end_writing()
+            raise
 
 
 def make_engine(url: str, *, keyring: Keyring | None = None, **kwargs: Any) -> Engine:
@@ -54,6 +66,7 @@ def make_engine(url: str, *, keyring: Keyring | None = None, **kwargs: Any) -> E
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"factory": TurnTakingConnection, **kwargs.get("connect_args", {})}
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
     else:
