@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
 
@@ -156,7 +156,7 @@ def _new_document(
 
 
 def create(
-    session: Session,
+    connection: Connection,
     *,
     repository: RepositoryContext,
     doc_id: str,
@@ -182,7 +182,7 @@ def create(
         outcome.merge(_wire(document, repository.destinations, now, repository.metadata_wait_seconds))
     try:
         archive_id = document_writes.write(
-            session.connection(),
+            connection,
             header,
             workspace_id=repository.workspace_id,
             config_version=repository.config_version,

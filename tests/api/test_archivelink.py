@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import Connection, event, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from filerelay.api import create_app
 from filerelay.clock import FrozenClock
@@ -182,23 +181,18 @@ def test_a_repeated_create_of_identical_content_is_201_and_changes_nothing(sap: 
 @pytest.fixture
 def lost_commit_answer(configured: Runtime) -> Iterator[list[int]]:
     """The database commits the next write, and then its answer is lost (a dropped connection, a
-    failover): the session's commit raises after the rows are durable. Yields the count of such losses."""
+    failover): the COMMIT raises after the rows are durable. Yields the count of such losses."""
     lost: list[int] = []
 
-    def note_writer(session: Session) -> None:
-        options = session.connection().get_execution_options()
-        session.info["writes"] = not options.get(READ_ONLY, False)
-
-    def drop_answer(session: Session) -> None:
-        if session.info.pop("writes", False) and not lost:
+    def commit_then_drop_answer(connection: Connection) -> None:
+        if not connection.get_execution_options().get(READ_ONLY, False) and not lost:
             lost.append(1)
+            connection.connection.driver_connection.commit()  # type: ignore[union-attr]
             raise OperationalError("COMMIT", {}, ConnectionResetError("server closed the connection"))
 
-    event.listen(configured.sessions, "before_commit", note_writer)
-    event.listen(configured.sessions, "after_commit", drop_answer)
+    event.listen(configured.engine, "commit", commit_then_drop_answer)
     yield lost
-    event.remove(configured.sessions, "after_commit", drop_answer)
-    event.remove(configured.sessions, "before_commit", note_writer)
+    event.remove(configured.engine, "commit", commit_then_drop_answer)
 
 
 def test_a_lost_commit_answer_still_stores_and_acknowledges_the_document(
@@ -236,9 +230,8 @@ def failed_commit(configured: Runtime) -> Iterator[FailedCommit]:
     """The next write's COMMIT fails before the database got it: nothing is stored."""
     state = FailedCommit()
 
-    def refuse_commit(session: Session) -> None:
-        options = session.connection().get_execution_options()
-        if not options.get(READ_ONLY, False) and not state.refused:
+    def refuse_commit(connection: Connection) -> None:
+        if not connection.get_execution_options().get(READ_ONLY, False) and not state.refused:
             state.refused += 1
             raise OperationalError("COMMIT", {}, ConnectionResetError("server closed the connection"))
 
@@ -246,11 +239,11 @@ def failed_commit(configured: Runtime) -> Iterator[FailedCommit]:
         if state.refused and state.then_gone:
             raise OperationalError("SELECT", {}, ConnectionRefusedError("connection refused"))
 
-    event.listen(configured.sessions, "before_commit", refuse_commit)
+    event.listen(configured.engine, "commit", refuse_commit)
     event.listen(configured.engine, "before_cursor_execute", unreachable)
     yield state
     event.remove(configured.engine, "before_cursor_execute", unreachable)
-    event.remove(configured.sessions, "before_commit", refuse_commit)
+    event.remove(configured.engine, "commit", refuse_commit)
 
 
 def test_a_header_only_create_whose_commit_failed_is_500_and_stores_nothing(

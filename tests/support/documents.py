@@ -48,7 +48,7 @@ def accept_components(runtime: Runtime, doc_id: str, components: list[NewCompone
     """A document of acme/production with these (staged) components, committed; what `create` decided."""
     with session_scope(runtime.sessions) as session:
         return documents.create(
-            session,
+            session.connection(),
             repository=acme_repository(session, repo_id),
             doc_id=doc_id,
             doc_prot=None,

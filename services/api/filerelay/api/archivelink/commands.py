@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from flask import Response, request
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from filerelay import certificates, content, documents, metrics
@@ -290,16 +292,19 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
     with log_context(repo_id=call.req.get("contRep"), doc_id=doc_id):
         attempt, stale = 1, 0
         while True:
+            # Committed with the creates of the process's other threads (filerelay.db.group_commit), which
+            # may run this in their thread: it is given values, not the request.
+            write = functools.partial(
+                documents.create,
+                repository=call.repository(),
+                doc_id=doc_id,
+                doc_prot=call.req.get("docProt"),
+                components=components,
+                now=rt.clock.now(),
+            )
+            decided: list[Outcome] = []  # kept if the COMMIT's answer is lost after the rows are stored
             try:
-                with session_scope(rt.sessions) as session:
-                    outcome = documents.create(
-                        session,
-                        repository=call.repository(),
-                        doc_id=doc_id,
-                        doc_prot=call.req.get("docProt"),
-                        components=components,
-                        now=rt.clock.now(),
-                    )
+                rt.commits.run(_recorded(write, decided))
             except StaleConfiguration:
                 # The configuration changed since the snapshot this request used: nothing was written. The
                 # fresh one decides again, from the security check on (the body is staged by now).
@@ -328,12 +333,17 @@ def _create(call: Call, doc_id: str, components: list[NewComponent]) -> None:
                     raise
                 log.warning("the database's answer to COMMIT was lost, but the document is stored")
             break
+        outcome = decided[-1]
         metrics.DOCUMENTS_RECEIVED.labels(workspace=f"{call.owner}/{call.slug}", repo_id=call.cont_rep()).inc()
         for accepted in outcome.documents:
             # The line that ties SAP's docId to our document_id, which the worker's lines carry.
             with log_context(document_id=accepted.id):
                 log.info("accepted component %s: %d bytes", accepted.comp_id, accepted.size_bytes)
         _finish(outcome)
+
+
+def _recorded(write: Callable[[Connection], Outcome], decided: list[Outcome]) -> Callable[[Connection], None]:
+    return lambda connection: decided.append(write(connection))
 
 
 def _recheck(call: Call, components: list[NewComponent], *, give_up: bool) -> None:
