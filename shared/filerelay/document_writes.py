@@ -13,9 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, exists, insert, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import ReturningInsert
 
 from filerelay.db import rows
+from filerelay.db.driver_statements import DriverStatement
 from filerelay.db.models import ArchiveDocument, Base, Delivery, Document, Workspace
 
 HEADER = ("repository_id", "doc_id", "doc_prot", "created_at", "updated_at")
@@ -68,13 +71,14 @@ def write(
     On PostgreSQL one statement, one round trip; on SQLite (in-process, no round trip) one per table."""
     params = {f"h_{name}": header[name] for name in HEADER}
     params |= {"workspace_id": workspace_id, "config_version": config_version}
+    dialect = connection.dialect
     archive_id: int | None
-    if connection.dialect.name != "postgresql":
-        archive_id = connection.execute(_header(), params).scalar()
+    if dialect.name != "postgresql":
+        archive_id = _compiled(_header(), dialect).execute(connection, params)
         if archive_id is not None:
             _belong(documents, archive_id)
-            rows.insert_all(connection, Document, documents)
-            rows.insert_all(connection, Delivery, deliveries)
+            _insert_all(connection, Document, documents)
+            _insert_all(connection, Delivery, deliveries)
         return archive_id
     written: list[tuple[Base, dict[str, Any]]] = []
     for instance in [*documents, *deliveries]:
@@ -84,10 +88,30 @@ def write(
     shape = tuple((rows.table(type(instance)).name, tuple(row)) for instance, row in written)
     for n, (_, row) in enumerate(written):
         params |= {f"r{n}_{column}": value for column, value in row.items()}
-    archive_id = connection.execute(_all_in_one(shape), params).scalar()
+    archive_id = _compiled(_all_in_one(shape), dialect).execute(connection, params)
     if archive_id is not None:
         _belong(documents, archive_id)
     return archive_id
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
+    return DriverStatement(statement, dialect)
+
+
+@functools.lru_cache(maxsize=256)
+def _inserting(table: str, columns: tuple[str, ...], dialect: Dialect) -> DriverStatement:
+    return DriverStatement(insert(_TABLES[table]), dialect, columns)
+
+
+def _insert_all(connection: Connection, model: type[Base], instances: Sequence[Base]) -> None:
+    """One INSERT per set of columns the rows set (an unset column takes its default)."""
+    batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for instance in instances:
+        values = rows.inserted(instance)
+        batches.setdefault(tuple(sorted(values)), []).append(values)
+    for columns, batch in batches.items():
+        _inserting(rows.table(model).name, columns, connection.dialect).execute_many(connection, batch)
 
 
 def _belong(documents: Sequence[Document], archive_id: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, insert, inspect
+from sqlalchemy import Table, inspect
 from sqlalchemy.orm import InstanceState
 from sqlalchemy.sql.elements import Label
 
@@ -55,17 +55,6 @@ def inserted(instance: Base) -> dict[str, Any]:
     state: InstanceState[Any] = inspect(instance)
     attrs = state.mapper.column_attrs
     return {attrs[key].columns[0].key: value for key, value in state.dict.items() if key in attrs}
-
-
-def insert_all(connection: Connection, model: type[Base], instances: Iterable[Base]) -> None:
-    """INSERT instances built in memory, one statement per set of columns they set (an unset column
-    takes its default, so rows that set different columns cannot share a statement)."""
-    batches: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for instance in instances:
-        values = inserted(instance)
-        batches.setdefault(frozenset(values), []).append(values)
-    for batch in batches.values():
-        connection.execute(insert(table(model)), batch)
 
 
 def changes(instance: Base, before: Mapping[str, Any]) -> dict[str, Any]:
