@@ -25,8 +25,9 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from filerelay.api import create_app
+        from filerelay.runtime import build_runtime
 
-        return create_app(self._settings)
+        return create_app(runtime=build_runtime(self._settings, threads=self._options["threads"]))
 
 
 class ApiLogger(Logger):  # type: ignore[misc]
