@@ -245,6 +245,26 @@ def test_a_malformed_batch_is_refused_whole(
     )
 
 
+@pytest.mark.parametrize(
+    ("entry", "pointer"),
+    [
+        ({"repo_id": "\x00", "doc_id": "DOC1", "metadata": LINK}, "/entries/0/repo_id"),
+        ({"repo_id": "Z1", "doc_id": "DOC1", "metadata": {"note": "a\x00b"}}, "/entries/0/metadata/note"),
+        ({"repo_id": "Z1", "doc_id": "DOC1", "metadata": {"a\x00/b": "x"}}, "/entries/0/metadata/a\\u0000~1b"),
+    ],
+)
+def test_a_nul_anywhere_in_a_body_is_refused_with_its_place(
+    relay: Runtime, server: str, clock: FrozenClock, client: FlaskClient, entry: dict[str, Any], pointer: str
+) -> None:
+    """PostgreSQL refuses NUL in text: found by the OpenAPI fuzz as a 500 on PostgreSQL (repo_id)."""
+    make_documents(server, clock, "DOC1")
+    reply = post(client, {"entries": [entry]})
+    assert reply.status_code == 400, reply.get_data(as_text=True)
+    (error,) = reply.get_json()["errors"]
+    assert (error["detail"], error["source"]) == ("must not contain NUL characters", {"pointer": pointer})
+    assert metadata_of(relay, ids(relay)["DOC1"]) == {}
+
+
 # --- deliveries that wait for it --------------------------------------------------------------------------
 
 
