@@ -1,9 +1,9 @@
 """The statements that write a new ArchiveLink document: its header, components and deliveries.
 
 A create runs them for every document SAP sends. Each is built once per shape (which tables, which columns
-each row sets) with bound parameters and kept: building a statement of a few dozen values and computing
-its cache key cost more CPU than PostgreSQL spent running it (py-spy), and a kept statement's cache key
-is computed once.
+each row sets) with bound parameters, compiled once per dialect and run through the driver
+(filerelay.db.driver_statements): building a statement of a few dozen values, and even walking a kept
+one's cache key on every execution, cost more CPU than PostgreSQL spent running it (py-spy).
 """
 
 from __future__ import annotations
