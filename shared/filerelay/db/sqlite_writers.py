@@ -23,8 +23,9 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-# As long as SQLite's busy timeout (filerelay.db.session): a thread waits no longer for its process's turn.
-TURN_TIMEOUT_SECONDS = 30.0
+# SQLite's busy timeout on every connection (filerelay.db.session), and how long a thread waits for its
+# process's turn: either way a writer gives up with "database is locked" after this long.
+BUSY_TIMEOUT_SECONDS = 30.0
 LOCK_SUFFIX = "-writer.lock"
 
 _queues: dict[tuple[int, str], _Turns] = {}
@@ -39,7 +40,7 @@ class _Turns:
         self._fd = os.open(database + LOCK_SUFFIX, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
 
     def take(self) -> None:
-        if not self._thread.acquire(timeout=TURN_TIMEOUT_SECONDS):
+        if not self._thread.acquire(timeout=BUSY_TIMEOUT_SECONDS):
             # What SQLite itself says after its busy timeout, as SQLAlchemy would have raised it.
             refused = sqlite3.OperationalError("database is locked")
             raise OperationalError("BEGIN IMMEDIATE", None, refused)
