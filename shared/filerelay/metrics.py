@@ -125,13 +125,23 @@ class _Counts:
         if folder is None:
             return REGISTRY.collect()
         folder.mkdir(parents=True, exist_ok=True)  # nobody has counted anything yet
+        # A file another process has just created is empty until it sizes it, and prometheus_client fails
+        # the whole scrape reading it (struct.error): such a file holds no count yet, so it is left out.
+        files = [str(path) for path in folder.glob("*.db") if _sized(path)]
         # prometheus_client's multiprocess module has no type annotations.
-        shared: list[Metric] = list(MultiProcessCollector(None, path=str(folder)).collect())  # type: ignore[no-untyped-call]
+        shared: list[Metric] = list(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
         if _file_backed():
             return shared  # our own counts are among the files
         # This process loaded prometheus_client before the folder was set (an embedding application or a
         # test), so its counts are in memory only: add them to the other processes'.
         return _merge([*shared, *REGISTRY.collect()])
+
+
+def _sized(path: Path) -> bool:
+    try:
+        return path.stat().st_size >= 8  # prometheus_client's header: the bytes used, then padding
+    except FileNotFoundError:  # a process that ended, its file removed
+        return False
 
 
 def _merge(families: Iterable[Metric]) -> list[Metric]:

@@ -178,6 +178,22 @@ def test_counts_other_processes_wrote_to_the_shared_folder_are_added_up(
     assert Counter(name for name, _ in after)["filerelay_staged_bytes"] == 1
 
 
+def test_a_file_another_process_has_only_just_created_spoils_no_scrape(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process's counter file is empty for a moment after it is created, before prometheus_client sizes
+    it: a scrape then read it and answered 500 (CI, `filerelay up` with its worker just starting)."""
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    subprocess.run([sys.executable, "-c", WRITER], env=env, check=True, timeout=60)
+    (folder / "counter_999999.db").touch()  # born, not yet sized
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    after = scrape(server)
+    delivered = {"destination_id": "dest_folder", "kind": "folder", "outcome": "delivered"}
+    assert value(after, "filerelay_deliveries_total", **delivered) >= 2  # the sized file's counts still read
+
+
 def test_a_paused_destination_and_an_open_breaker_show(server: str, configured: Runtime) -> None:
     with session_scope(configured.sessions) as session:
         folder = session.scalars(select(Destination).where(Destination.public_id == "dest_folder")).one()
